@@ -1,0 +1,52 @@
+# The task agent. `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+# Use uv from PATH, else bootstrap a private copy from PyPI (only Python 3.11 is assumed).
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+export LANGGRAPH_STRICT_MSGPACK ?= true
+export UV_PYTHON ?= 3.11
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet uv
+
+.PHONY: install
+install: $(UV) ## Install the locked dependencies into .venv
+	$(UV) sync --frozen
+
+.PHONY: run
+run: install ## Start the server on http://127.0.0.1:8000 (HOST/PORT override)
+	$(UV) run --frozen taskagent serve
+
+.PHONY: chat
+chat: install ## Chat with the agent in the terminal
+	$(UV) run --frozen taskagent chat
+
+.PHONY: lint
+lint: install ## Ruff (lint + format check) and mypy --strict
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy .
+
+.PHONY: format
+format: install ## Format and auto-fix with ruff
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+.PHONY: test
+test: lint ## The whole suite: lint, type check, unit and integration tests
+	$(UV) run --frozen pytest -q
+
+.PHONY: bench
+bench: install ## Per-turn overhead and storage benchmark (prints a table)
+	$(UV) run --frozen python -m bench.turns
+
+.PHONY: studio
+studio: install ## Open the graph in LangGraph Studio (langgraph dev)
+	$(UV) run --frozen langgraph dev --no-browser
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'

@@ -1,0 +1,74 @@
+"""Process-wide settings, read once from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # Server
+    host: str = Field(default="127.0.0.1", alias="HOST")
+    port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
+    data_dir: Path = Field(default=Path("./data"), alias="TASKAGENT_DATA_DIR")
+    log_level: str = Field(default="INFO", alias="TASKAGENT_LOG_LEVEL")
+
+    # Model tiers (each optional; the offline engine is always last)
+    ollama_base_url: str | None = Field(default=None, alias="OLLAMA_BASE_URL")
+    ollama_model: str = Field(default="llama3.2", alias="OLLAMA_MODEL")
+    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+    openai_model: str = Field(default="gpt-4o-mini", alias="OPENAI_MODEL")
+
+    # Resilience
+    model_timeout_s: float = Field(default=60.0, gt=0, alias="TASKAGENT_MODEL_TIMEOUT_S")
+    model_max_attempts: int = Field(default=3, ge=1, le=10, alias="TASKAGENT_MODEL_MAX_ATTEMPTS")
+    retry_initial_s: float = Field(default=0.5, ge=0, alias="TASKAGENT_RETRY_INITIAL_S")
+    retry_max_s: float = Field(default=8.0, ge=0, alias="TASKAGENT_RETRY_MAX_S")
+    breaker_threshold: int = Field(default=3, ge=1, alias="TASKAGENT_BREAKER_THRESHOLD")
+    breaker_cooldown_s: float = Field(default=30.0, ge=0, alias="TASKAGENT_BREAKER_COOLDOWN_S")
+    tool_timeout_s: float = Field(default=10.0, gt=0, alias="TASKAGENT_TOOL_TIMEOUT_S")
+
+    # Guards
+    max_message_chars: int = Field(default=4000, ge=1, alias="TASKAGENT_MAX_MESSAGE_CHARS")
+    max_model_calls: int = Field(default=8, ge=1, alias="TASKAGENT_MAX_MODEL_CALLS")
+    context_messages: int = Field(default=40, ge=4, alias="TASKAGENT_CONTEXT_MESSAGES")
+
+    # Persistence
+    sqlite_synchronous: str = Field(default="NORMAL", alias="TASKAGENT_SQLITE_SYNCHRONOUS")
+    busy_timeout_ms: int = Field(default=5000, ge=0, alias="TASKAGENT_BUSY_TIMEOUT_MS")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.sqlite_synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
+            raise ValueError("TASKAGENT_SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
+        self.sqlite_synchronous = self.sqlite_synchronous.upper()
+        if self.openai_base_url is None and self.openai_api_key is None:
+            return self
+        if self.openai_api_key is None and self.openai_base_url is not None:
+            # OpenAI-compatible local servers (LiteLLM, llama.cpp) accept any key.
+            self.openai_api_key = SecretStr("not-needed")
+        return self
+
+    @property
+    def checkpoint_db(self) -> Path:
+        """SQLite file holding LangGraph checkpoints."""
+        return self.data_dir / "checkpoints.sqlite"
+
+    @property
+    def tasks_db(self) -> Path:
+        """SQLite file holding tasks, tool results and the message archive."""
+        return self.data_dir / "tasks.sqlite"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the settings, read from the environment on first use."""
+    return Settings()

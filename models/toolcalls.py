@@ -1,0 +1,362 @@
+"""Turn what models actually emit into well-formed tool calls.
+
+Two repairs, both pure and deterministic:
+
+* Small local models often *write* a tool call as JSON text (``{"name": "create_task",
+  "arguments": {...}}``, possibly inside a ```json fence) instead of emitting a structured
+  call. When the message has no structured calls and its content is only — or mainly —
+  such JSON naming a known tool, it becomes a real tool call and leaves the content.
+* Structured calls whose arguments were not valid JSON land in
+  ``AIMessage.invalid_tool_calls``. Each gets one deterministic repair attempt; if that
+  fails the call is kept (same id and name) with ``{"__invalid_arguments__": raw}`` so the
+  guard can bounce it back to the model instead of silently dropping it.
+
+Argument schemas of structured calls are *not* validated here; the guard does that.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.messages import AIMessage, ToolCall
+from langchain_core.messages.tool import tool_call as make_tool_call
+from pydantic import BaseModel, ValidationError
+
+INVALID_ARGUMENTS_KEY = "__invalid_arguments__"
+"""Args key marking a call whose raw argument string could not be parsed."""
+
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON|tool_call|tool_code)?[ \t]*\n?(.*?)```", re.DOTALL)
+_NAME_KEYS = ("name", "tool", "tool_name", "function_name")
+_ARGS_KEYS = ("arguments", "args", "parameters", "input", "tool_input")
+_ENVELOPE_KEYS = frozenset({*_NAME_KEYS, *_ARGS_KEYS, "function", "type", "id"})
+_PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
+_MAX_REPAIR_CHARS = 100_000
+
+
+def new_tool_call_id() -> str:
+    """A fresh OpenAI-style tool-call id: ``call_`` + 24 hex digits."""
+    return f"call_{secrets.token_hex(12)}"
+
+
+# --------------------------------------------------------------------------- JSON repair
+
+
+def _strip_fence(text: str) -> str:
+    stripped = text.strip()
+    match = _FENCE.fullmatch(stripped)
+    return match.group(1).strip() if match else stripped
+
+
+def _drop_trailing_comma(out: list[str]) -> None:
+    """Remove a ``,`` (and whitespace after it) at the end of `out`."""
+    index = len(out) - 1
+    while index >= 0 and out[index].isspace():
+        index -= 1
+    if index >= 0 and out[index] == ",":
+        del out[index:]
+
+
+def _last_significant(out: list[str]) -> str:
+    for piece in reversed(out):
+        stripped = piece.strip()
+        if stripped:
+            return stripped[-1]
+    return ""
+
+
+def repair_json(raw: str) -> str:
+    """One deterministic clean-up pass over almost-JSON written by a model.
+
+    Strips a code fence, turns single quotes into double quotes when the text has no
+    double quotes at all, and — outside strings — maps Python ``True``/``False``/``None``
+    to JSON, quotes bare identifier keys, drops trailing commas, and closes brackets (and
+    a string) left open by a truncated answer. The result may still be invalid JSON.
+    """
+    text = _strip_fence(raw)
+    if '"' not in text and "'" in text:
+        text = text.replace("'", '"')
+    out: list[str] = []
+    closers: list[str] = []
+    in_string = False
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if in_string:
+            out.append(char)
+            if char == "\\" and i + 1 < len(text):
+                out.append(text[i + 1])
+                i += 2
+                continue
+            if char == '"':
+                in_string = False
+            i += 1
+            continue
+        if char == '"':
+            in_string = True
+        elif char in "{[":
+            closers.append("}" if char == "{" else "]")
+        elif char in "}]":
+            _drop_trailing_comma(out)
+            if closers:
+                closers.pop()
+        elif char.isalpha() or char == "_":
+            end = i
+            while end < len(text) and (text[end].isalnum() or text[end] == "_"):
+                end += 1
+            word = text[i:end]
+            rest = text[end:].lstrip()
+            if rest.startswith(":") and _last_significant(out) in "{,":
+                out.append(f'"{word}"')
+            else:
+                out.append(_PY_LITERALS.get(word, word))
+            i = end
+            continue
+        out.append(char)
+        i += 1
+    if in_string:
+        out.append('"')
+    _drop_trailing_comma(out)
+    out.extend(reversed(closers))
+    return "".join(out)
+
+
+def _decode_dict(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+        if isinstance(value, str):  # double-encoded: "{\"title\": ...}"
+            value = json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, dict):
+        return value
+    if value is None:
+        return {}
+    return None
+
+
+def parse_arguments(raw: str) -> dict[str, Any] | None:
+    """Parse a tool call's argument string into a dict, with at most one repair pass.
+
+    An empty string or JSON ``null`` means "no arguments" (``{}``); anything that is not
+    (or cannot be repaired into) a JSON object gives None.
+    """
+    if not raw.strip():
+        return {}
+    if len(raw) > _MAX_REPAIR_CHARS:
+        return None
+    parsed = _decode_dict(raw)
+    if parsed is None:
+        parsed = _decode_dict(repair_json(raw))
+    return parsed
+
+
+# ------------------------------------------------------------------ calls written as text
+
+
+def _as_call(obj: Any) -> tuple[str, Any] | None:
+    """(name, raw arguments) when `obj` has the shape of one tool call, else None."""
+    if not isinstance(obj, dict):
+        return None
+    function = obj.get("function")
+    if isinstance(function, dict):  # {"type": "function", "function": {"name", "arguments"}}
+        if not set(obj) <= _ENVELOPE_KEYS:
+            return None
+        obj = function
+    if not set(obj) <= _ENVELOPE_KEYS:
+        return None
+    names = [obj[key] for key in _NAME_KEYS if key in obj]
+    if len(names) != 1 or not isinstance(names[0], str):
+        return None
+    args = [obj[key] for key in _ARGS_KEYS if key in obj]
+    if len(args) > 1:
+        return None
+    return names[0].strip(), (args[0] if args else {})
+
+
+def _as_calls(value: Any) -> list[tuple[str, Any]] | None:
+    if isinstance(value, dict) and set(value) == {"tool_calls"}:
+        value = value["tool_calls"]
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        return None
+    calls = [_as_call(item) for item in items]
+    if any(call is None for call in calls):
+        return None
+    return [call for call in calls if call is not None]
+
+
+def _coerce_args(raw_args: Any) -> dict[str, Any] | None:
+    if isinstance(raw_args, dict):
+        return raw_args
+    if raw_args is None:
+        return {}
+    if isinstance(raw_args, str):
+        return parse_arguments(raw_args)
+    return None
+
+
+def _build_calls(
+    value: Any, allowed: Mapping[str, type[BaseModel]], *, validate: bool
+) -> list[ToolCall] | None:
+    """Tool calls for `value` if every entry names an allowed tool (and validates)."""
+    shapes = _as_calls(value)
+    if shapes is None:
+        return None
+    calls: list[ToolCall] = []
+    for name, raw_args in shapes:
+        model = allowed.get(name)
+        args = _coerce_args(raw_args)
+        if model is None or args is None:
+            return None
+        if validate:
+            try:
+                model.model_validate(args)
+            except ValidationError:
+                return None
+        calls.append(make_tool_call(name=name, args=args, id=new_tool_call_id()))
+    return calls
+
+
+def _load(text: str) -> Any:
+    """Parse `text` as JSON, falling back to one repair pass; raise ValueError if neither.
+
+    Several JSON values one after another (one call per line) are read as a list.
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    values: list[Any] = []
+    decoder = json.JSONDecoder()
+    index = 0
+    try:
+        while index < len(text):
+            value, index = decoder.raw_decode(text, index)
+            values.append(value)
+            while index < len(text) and (text[index].isspace() or text[index] == ","):
+                index += 1
+    except ValueError:
+        values = []
+    if len(values) > 1:
+        return values
+    if len(text) > _MAX_REPAIR_CHARS:
+        raise ValueError("too long to repair")
+    return json.loads(repair_json(text))
+
+
+def _significant_len(text: str) -> int:
+    return len("".join(text.split()))
+
+
+def _extract_text_calls(
+    text: str, allowed: Mapping[str, type[BaseModel]]
+) -> tuple[list[ToolCall], str] | None:
+    """Find tool calls written as JSON in `text`; return them and the remaining text."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    # 1. The whole content is the call (bare or fenced): intent is unambiguous, so an
+    #    allowed name is enough — invalid args go to the guard, which explains the error.
+    whole = _strip_fence(stripped)
+    if whole[:1] in "{[":
+        try:
+            value = _load(whole)
+        except (ValueError, RecursionError):
+            value = None
+        if value is not None:
+            calls = _build_calls(value, allowed, validate=False)
+            if calls:
+                return calls, ""
+    # 2. The call is mainly the content, with a little prose around it: only accept JSON
+    #    that names an allowed tool *and* whose arguments validate.
+    spans: list[tuple[int, int, str]] = [
+        (m.start(), m.end(), m.group(1).strip()) for m in _FENCE.finditer(stripped)
+    ]
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"[{\[]", stripped):
+        start = match.start()
+        if any(s <= start < e for s, e, _ in spans):
+            continue
+        try:
+            _, end = decoder.raw_decode(stripped, start)
+        except ValueError:
+            continue
+        spans.append((start, end, stripped[start:end]))
+    for start, end, candidate in sorted(spans):
+        try:
+            value = _load(candidate)
+        except (ValueError, RecursionError):
+            continue
+        calls = _build_calls(value, allowed, validate=True)
+        if not calls:
+            continue
+        rest = (stripped[:start].rstrip() + "\n" + stripped[end:].lstrip()).strip()
+        if _significant_len(rest) > _significant_len(candidate):
+            continue  # mostly prose that merely quotes a call: leave it alone
+        return calls, rest
+    return None
+
+
+def _text_of(content: str | list[str | dict[str, Any]]) -> str | None:
+    """Plain text of `content`, or None when it holds anything but text."""
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif block.get("type") == "text" and isinstance(block.get("text"), str):
+            parts.append(block["text"])
+        else:
+            return None
+    return "".join(parts)
+
+
+# ------------------------------------------------------------------------------- public
+
+
+def normalize_tool_calls(message: AIMessage, allowed: Mapping[str, type[BaseModel]]) -> AIMessage:
+    """Return a new AIMessage whose tool calls are all in `message.tool_calls`.
+
+    `allowed` maps tool names to their Pydantic argument models (``TOOL_ARGS``). The
+    result keeps the id, name, metadata and usage of `message`. Structured calls are
+    kept as they are; invalid ones are repaired or marked with ``__invalid_arguments__``;
+    a call written as JSON text (when there are no structured calls) is lifted out of
+    the content. ``invalid_tool_calls`` of the result is always empty.
+    """
+    content: str | list[str | dict[str, Any]] = message.content
+    tool_calls: list[ToolCall] = [
+        make_tool_call(
+            name=tc["name"], args=dict(tc["args"]), id=tc.get("id") or new_tool_call_id()
+        )
+        for tc in message.tool_calls
+    ]
+    for bad in message.invalid_tool_calls:
+        raw = bad.get("args") or ""
+        args = parse_arguments(raw)
+        tool_calls.append(
+            make_tool_call(
+                name=bad.get("name") or "",
+                args=args if args is not None else {INVALID_ARGUMENTS_KEY: raw},
+                id=bad.get("id") or new_tool_call_id(),
+            )
+        )
+    if not tool_calls:
+        text = _text_of(content)
+        found = _extract_text_calls(text, allowed) if text is not None else None
+        if found is not None:
+            tool_calls, content = found
+    return AIMessage(
+        content=content,
+        additional_kwargs=dict(message.additional_kwargs),
+        response_metadata=dict(message.response_metadata),
+        name=message.name,
+        id=message.id,
+        tool_calls=tool_calls,
+        invalid_tool_calls=[],
+        usage_metadata=message.usage_metadata,
+    )

@@ -1,0 +1,49 @@
+"""Fallback: record why a tier failed and move to the next one, or give an emergency answer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from langchain_core.messages import AIMessage
+from langgraph.errors import NodeError
+from langgraph.graph import END
+from langgraph.types import Command
+
+from graph.services import get_services
+from graph.state import State
+
+log = logging.getLogger(__name__)
+
+EMERGENCY_ANSWER = (
+    "Sorry, no model is able to answer right now, so nothing was changed. "
+    "Please try again in a moment."
+)
+
+
+async def fallback(state: State, error: NodeError) -> Command[Any]:
+    """Advance to the next model tier after the current one failed for good."""
+    tiers = (await get_services()).tiers
+    current = state.get("tier", 0)
+    label = tiers[current].label if current < len(tiers) else "unknown"
+    reason = f"{label}: {type(error.error).__name__}: {str(error.error)[:200]}"
+    log.warning("model tier failed", extra={"tier": label, "reason": reason})
+    failures = [*state.get("failures", []), reason]
+    if current + 1 < len(tiers):
+        return Command(
+            goto="model_call",
+            update={"tier": current + 1, "fallback_used": True, "failures": failures},
+        )
+    answer = AIMessage(
+        content=EMERGENCY_ANSWER,
+        response_metadata={"model_used": "none", "fallback_used": True},
+    )
+    return Command(
+        goto=END,
+        update={
+            "messages": [answer],
+            "failures": failures,
+            "fallback_used": True,
+            "model_used": "none",
+        },
+    )

@@ -1,0 +1,68 @@
+"""Input guard: check the newest user message before anything else sees it."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.services import get_services
+from graph.state import GuardVerdict, State
+
+
+def _text(message: HumanMessage) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    return " ".join(
+        str(part.get("text", "")) if isinstance(part, dict) else str(part)
+        for part in message.content
+    )
+
+
+def check_message(text: str, max_chars: int) -> GuardVerdict:
+    """Return the verdict on one user message: size and character limits."""
+    if not text.strip():
+        return GuardVerdict(allowed=False, reason="The message is empty.", flags=["empty"])
+    if len(text) > max_chars:
+        return GuardVerdict(
+            allowed=False,
+            reason=f"The message has {len(text)} characters; the limit is {max_chars}.",
+            flags=["too_long"],
+        )
+    controls = [c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\r\t"]
+    if controls:
+        return GuardVerdict(
+            allowed=False, reason="The message contains control characters.", flags=["charset"]
+        )
+    return GuardVerdict(allowed=True)
+
+
+async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Check the latest user message; refuse it with a clear answer if it breaks a limit."""
+    last = state["messages"][-1] if state["messages"] else None
+    if not isinstance(last, HumanMessage):
+        verdict = GuardVerdict(allowed=False, reason="There is no new user message.", flags=["no_input"])
+    else:
+        settings = (await get_services()).settings
+        verdict = check_message(_text(last), settings.max_message_chars)
+    if verdict.allowed:
+        return {"verdict": verdict}
+    refusal = AIMessage(
+        content=f"I can't process that message: {verdict.reason}",
+        response_metadata={"model_used": "guard", "fallback_used": False},
+    )
+    return {
+        "verdict": verdict,
+        "messages": [refusal],
+        "model_used": "guard",
+        "fallback_used": False,
+        "failures": [],
+    }
+
+
+def after_guard_input(state: State) -> Literal["ok", "blocked"]:
+    """Route on the input guard's verdict."""
+    return "ok" if state["verdict"].allowed else "blocked"

@@ -1,0 +1,109 @@
+"""Tool guard: authorize, validate and de-duplicate the model's tool calls; ask before deleting."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, ToolCall, ToolMessage
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+from pydantic import ValidationError
+
+from graph.context import Context
+from graph.services import get_services
+from graph.state import State
+from tools.authorization import may_call
+from tools.schemas import DESTRUCTIVE_TOOLS, TOOL_ARGS, call_signature
+
+INVALID_ARGUMENTS = "__invalid_arguments__"
+
+
+def _denied(call: ToolCall, reason: str) -> ToolMessage:
+    return ToolMessage(
+        content=json.dumps({"ok": False, "error": reason}),
+        tool_call_id=call["id"] or "",
+        name=call["name"],
+        status="error",
+    )
+
+
+def check_call(call: ToolCall, role: Any, executed: list[str]) -> tuple[dict[str, Any] | None, str]:
+    """Return (validated arguments, "") for an acceptable call, else (None, why it is refused)."""
+    name, args = call["name"], call["args"]
+    if name not in TOOL_ARGS:
+        return None, f"There is no tool named {name!r}. Available: {', '.join(TOOL_ARGS)}."
+    if not may_call(role, name):
+        return None, f"Your role ({role}) is not allowed to call {name}."
+    if INVALID_ARGUMENTS in args:
+        return None, f"The arguments for {name} were not valid JSON: {args[INVALID_ARGUMENTS]!r}."
+    try:
+        validated = TOOL_ARGS[name].model_validate(args).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return None, f"Invalid arguments for {name}: {problems}."
+    if call_signature(name, validated) in executed:
+        return None, (
+            f"{name} was already called with exactly these arguments in this turn; "
+            "use the earlier result instead of repeating the call."
+        )
+    return validated, ""
+
+
+async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Let through only calls the user may make, with valid arguments, approved if destructive."""
+    services = await get_services()
+    last = state["messages"][-1]
+    assert isinstance(last, AIMessage)
+    context = runtime.context
+    if state.get("model_calls", 0) >= services.settings.max_model_calls:
+        limit = services.settings.max_model_calls
+        stop = AIMessage(
+            content=(
+                f"I stopped after {limit} model steps in this turn without finishing. "
+                "Nothing further was changed; please rephrase or split the request."
+            ),
+            response_metadata={"model_used": state.get("model_used", ""), "halted": True},
+        )
+        denied = [_denied(call, "Step limit for this turn reached.") for call in last.tool_calls]
+        return {"messages": [*denied, stop], "pending_calls": [], "halted": True}
+
+    denied_messages: list[ToolMessage] = []
+    approved: list[dict[str, Any]] = []
+    seen = list(state.get("executed_calls", []))
+    for call in last.tool_calls:
+        args, reason = check_call(call, context.role, seen)
+        if args is None:
+            denied_messages.append(_denied(call, reason))
+            continue
+        if call["name"] in DESTRUCTIVE_TOOLS:
+            task = await services.tasks.get(context.user_id, str(args["task_id"]))
+            if task is not None:
+                answer = interrupt(
+                    {
+                        "type": "approval",
+                        "tool": call["name"],
+                        "tool_call_id": call["id"],
+                        "task_id": task["id"],
+                        "title": task["title"],
+                        "question": f"Delete {task['id']} \"{task['title']}\"?",
+                    }
+                )
+                if not (isinstance(answer, dict) and answer.get("approved") is True):
+                    denied_messages.append(
+                        _denied(call, f"The user rejected deleting {task['id']}; it was kept.")
+                    )
+                    continue
+        seen.append(call_signature(call["name"], args))
+        approved.append({"id": call["id"], "name": call["name"], "args": args})
+    return {"messages": denied_messages, "pending_calls": approved}
+
+
+def after_guard_tools(state: State) -> Literal["execute", "model", "halt"]:
+    """Execute approved calls; with none, let the model see the refusals; stop when halted."""
+    if state.get("halted"):
+        return "halt"
+    return "execute" if state.get("pending_calls") else "model"

@@ -1,0 +1,95 @@
+"""Router: answer trivial turns directly, start the agent loop for everything else."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
+from langchain_core.messages.base import message_to_dict
+from langgraph.runtime import Runtime
+
+import json
+
+from graph.context import Context
+from graph.services import get_services
+from graph.state import State
+
+_GREETING = re.compile(r"^\s*(hi|hello|hey|hiya|good (morning|afternoon|evening))\b[\s!.,]*$", re.I)
+_THANKS = re.compile(r"^\s*(thanks|thank you|thx|cheers)\b[\s\w!.,]*$", re.I)
+
+GREETING_REPLY = (
+    "Hello! I manage your tasks. Try: \"create a high-priority task for the quarterly review "
+    "due next Friday\", \"what's overdue?\" or \"mark TASK-0001 done\"."
+)
+THANKS_REPLY = "You're welcome! Tell me whenever you want to add, change or review a task."
+
+
+def direct_reply(text: str) -> str | None:
+    """Return a canned reply for a greeting or thanks, or None if the turn needs the agent."""
+    if _GREETING.match(text):
+        return GREETING_REPLY
+    if _THANKS.match(text) and len(text) < 40:
+        return THANKS_REPLY
+    return None
+
+
+def window_start(messages: list[AnyMessage], limit: int) -> int:
+    """Return the index where the kept window starts: a user turn, at most `limit` back."""
+    if len(messages) <= limit:
+        return 0
+    for index in range(len(messages) - limit, len(messages)):
+        if isinstance(messages[index], HumanMessage):
+            return index
+    return len(messages) - 1
+
+
+async def router(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Reset per-turn counters, trim the working window, and pick direct or agent handling."""
+    services = await get_services()
+    messages = state["messages"]
+    start = window_start(messages, services.settings.context_messages)
+    update: dict[str, Any] = {
+        "tier": _start_tier(services.tiers, runtime.context.model_tier),
+        "model_calls": 0,
+        "fallback_used": False,
+        "failures": [],
+        "executed_calls": [],
+        "pending_calls": [],
+        "halted": False,
+    }
+    removed: list[AnyMessage] = []
+    if start:
+        # The state keeps a bounded window so per-step cost does not grow with the thread;
+        # older messages move to the archive table, which keeps the full transcript.
+        old = messages[:start]
+        thread_id = runtime.execution_info.thread_id if runtime.execution_info else None
+        await services.tasks.archive_messages(
+            thread_id or "", [(m.id or "", json.dumps(message_to_dict(m))) for m in old]
+        )
+        removed = [RemoveMessage(id=m.id) for m in old if m.id]
+    last = messages[-1]
+    text = last.content if isinstance(last.content, str) else ""
+    reply = direct_reply(text)
+    if reply is None:
+        return {**update, "route": "agent", "messages": removed}
+    answer = AIMessage(
+        content=reply, response_metadata={"model_used": "router", "fallback_used": False}
+    )
+    return {**update, "route": "direct", "model_used": "router", "messages": [*removed, answer]}
+
+
+def _start_tier(tiers: list[Any], wanted: str | None) -> int:
+    if wanted:
+        for index, tier in enumerate(tiers):
+            if tier.name == wanted:
+                return index
+    return 0
+
+
+def after_router(state: State) -> Literal["direct", "agent"]:
+    """Route on the router's classification."""
+    route = state.get("route")
+    if route not in ("direct", "agent"):
+        raise ValueError(f"router produced no route: {route!r}")
+    return route

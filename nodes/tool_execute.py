@@ -1,0 +1,58 @@
+"""Tool execution: run the approved calls against the task store, each at most once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import date
+from typing import Any
+
+from langchain_core.messages import ToolMessage
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.services import get_services
+from graph.state import State
+from tools.schemas import TOOL_ARGS, call_signature
+from tools.tasks import run_tool
+
+log = logging.getLogger(__name__)
+
+
+async def tool_execute(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Run each approved tool call with a timeout and return its result to the model."""
+    services = await get_services()
+    timeout = services.settings.tool_timeout_s
+    owner = runtime.context.user_id
+    messages: list[ToolMessage] = []
+    executed = list(state.get("executed_calls", []))
+    for call in state.get("pending_calls", []):
+        args = TOOL_ARGS[call["name"]].model_validate(call["args"])
+        try:
+            result = await asyncio.wait_for(
+                run_tool(
+                    services.tasks,
+                    call["name"],
+                    args,
+                    owner=owner,
+                    call_id=call["id"],
+                    today=date.today(),
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            # A mutation may have committed just before the deadline; report what is stored.
+            stored = await services.tasks.stored_result(call["id"])
+            result = stored or {"ok": False, "error": f"{call['name']} timed out after {timeout}s."}
+        log.info("tool call", extra={"tool": call["name"], "ok": result.get("ok")})
+        messages.append(
+            ToolMessage(
+                content=json.dumps(result),
+                tool_call_id=call["id"],
+                name=call["name"],
+                status="success" if result.get("ok") else "error",
+            )
+        )
+        executed.append(call_signature(call["name"], call["args"]))
+    return {"messages": messages, "pending_calls": [], "executed_calls": executed}

@@ -1,0 +1,296 @@
+"""Running turns: the one place that opens the saver, compiles the graph and drives a thread."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    AnyMessage,
+    HumanMessage,
+    ToolMessage,
+    messages_from_dict,
+)
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
+
+from graph.builder import build_graph
+from graph.context import Context
+from graph.services import Services, install_services, open_services
+from graph.settings import Settings, get_settings
+from server.threads import ThreadIndex
+from tools.sqlite import open_sqlite
+
+EventKind = Literal["metadata", "token", "tool_call", "tool_result", "interrupt", "error", "done"]
+
+
+class TurnError(Exception):
+    """A request that cannot be served as asked; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class TurnResult:
+    """What one turn produced, as `/chat` reports it."""
+
+    thread_id: str
+    run_id: str
+    message: str
+    tool_calls: list[dict[str, Any]]
+    model_used: str
+    fallback_used: bool
+    latency_ms: float
+    interrupt: dict[str, Any] | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TurnEvent:
+    """One streamed step of a turn."""
+
+    kind: EventKind
+    data: dict[str, Any]
+
+
+def _text(message: AnyMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(
+        str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content
+    )
+
+
+def turn_messages(messages: list[AnyMessage]) -> list[AnyMessage]:
+    """Return the messages of the newest turn: everything after the last user message."""
+    for index in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[index], HumanMessage):
+            return messages[index + 1 :]
+    return messages
+
+
+def tool_call_records(messages: list[AnyMessage]) -> list[dict[str, Any]]:
+    """Pair each tool call of a turn with its result: [{tool, arguments, result}]."""
+    results = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
+    records: list[dict[str, Any]] = []
+    for message in messages:
+        if not isinstance(message, AIMessage):
+            continue
+        for call in message.tool_calls:
+            reply = results.get(call["id"] or "")
+            result: Any = None
+            if reply is not None:
+                try:
+                    result = json.loads(_text(reply))
+                except json.JSONDecodeError:
+                    result = _text(reply)
+            records.append({"tool": call["name"], "arguments": call["args"], "result": result})
+    return records
+
+
+class AgentRunner:
+    """The compiled graph on its SQLite saver, plus the thread index; one per process."""
+
+    def __init__(
+        self,
+        graph: CompiledStateGraph[Any, Any, Any, Any],
+        saver: AsyncSqliteSaver,
+        services: Services,
+        threads: ThreadIndex,
+    ) -> None:
+        self.graph = graph
+        self.saver = saver
+        self.services = services
+        self.threads = threads
+
+    @classmethod
+    async def open(cls, settings: Settings | None = None, services: Services | None = None) -> AgentRunner:
+        """Open the databases under the data dir and compile the graph with the saver."""
+        settings = settings or get_settings()
+        services = services or await open_services(settings)
+        install_services(services)
+        conn = await open_sqlite(
+            settings.checkpoint_db,
+            busy_timeout_ms=settings.busy_timeout_ms,
+            synchronous=settings.sqlite_synchronous,
+        )
+        saver = AsyncSqliteSaver(conn)
+        await saver.setup()
+        threads = await ThreadIndex.open(
+            settings.tasks_db,
+            busy_timeout_ms=settings.busy_timeout_ms,
+            synchronous=settings.sqlite_synchronous,
+        )
+        graph = build_graph().compile(checkpointer=saver, name="agent")
+        return cls(graph, saver, services, threads)
+
+    async def close(self) -> None:
+        """Close every connection this runner opened."""
+        await self.threads.close()
+        await self.saver.conn.close()
+        await self.services.tasks.close()
+        install_services(None)
+
+    def _config(self, thread_id: str, run_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": thread_id}, "run_id": uuid.UUID(run_id)}
+
+    async def check_access(self, thread_id: str, user_id: str) -> None:
+        """Raise 404 unless `thread_id` exists and belongs to `user_id`."""
+        info = await self.threads.get(thread_id)
+        if info is None or info.owner != user_id:
+            raise TurnError(404, f"Thread {thread_id} not found.")
+
+    async def pending_interrupt(self, thread_id: str) -> dict[str, Any] | None:
+        """Return the value of the interrupt the thread waits on, if any."""
+        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        for interrupt in state.interrupts:
+            value = interrupt.value
+            return dict(value) if isinstance(value, dict) else {"value": value}
+        return None
+
+    async def _finish_interrupted_run(self, thread_id: str, context: Context) -> None:
+        # A run cut off by a crash left `next` set without an interrupt: finish it first,
+        # so the earlier turn is answered before the new one starts.
+        config = {"configurable": {"thread_id": thread_id}}
+        state = await self.graph.aget_state(config)
+        if state.next and not state.interrupts:
+            await self.graph.ainvoke(None, config, context=context, durability="sync")
+
+    async def stream_turn(
+        self,
+        *,
+        context: Context,
+        message: str | None = None,
+        thread_id: str | None = None,
+        resume: dict[str, Any] | None = None,
+    ) -> AsyncIterator[TurnEvent]:
+        """Run one turn (a new message, a resume answer, or neither to finish a cut-off run)."""
+        started = time.perf_counter()
+        run_id = str(uuid.uuid4())
+        if thread_id is None:
+            if message is None:
+                raise TurnError(422, "Send a message (or a thread_id with resume).")
+            thread_id = str(uuid.uuid4())
+        else:
+            await self.check_access(thread_id, context.user_id)
+        config = {"configurable": {"thread_id": thread_id}}
+        pending = await self.pending_interrupt(thread_id)
+        graph_input: Any
+        if resume is not None:
+            if pending is None:
+                raise TurnError(409, f"Thread {thread_id} is not waiting for an answer; nothing to resume.")
+            graph_input = Command(resume=resume)
+        elif message is not None:
+            if pending is not None:
+                raise TurnError(
+                    409,
+                    f"Thread {thread_id} is waiting for approval: {pending.get('question', pending)}"
+                    " Answer it with resume={\"approved\": true|false} first.",
+                )
+            await self._finish_interrupted_run(thread_id, context)
+            graph_input = {"messages": [HumanMessage(content=message, id=str(uuid.uuid4()))]}
+        else:
+            graph_input = None
+        await self.threads.touch(thread_id, context.user_id, message or "")
+        yield TurnEvent("metadata", {"thread_id": thread_id, "run_id": run_id})
+
+        streamed: set[str] = set()
+        async for mode, payload in self.graph.astream(
+            graph_input,
+            {**config, "run_id": uuid.UUID(run_id)},
+            context=context,
+            stream_mode=["messages", "updates"],
+            durability="sync",
+        ):
+            if mode == "messages":
+                chunk, meta = payload
+                if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "model_call":
+                    text = _text(chunk)
+                    if text:
+                        streamed.add(chunk.id or "")
+                        yield TurnEvent("token", {"text": text})
+                continue
+            for node, update in payload.items():
+                if node == "__interrupt__":
+                    for item in update:
+                        yield TurnEvent("interrupt", {"value": item.value, "id": item.id})
+                    continue
+                for event in _update_events(update, streamed):
+                    yield event
+
+        state = await self.graph.aget_state(config)
+        values = state.values
+        messages = turn_messages(values.get("messages", []))
+        final = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
+        interrupt = await self.pending_interrupt(thread_id)
+        result = TurnResult(
+            thread_id=thread_id,
+            run_id=run_id,
+            message=_text(final) if final and not interrupt else "",
+            tool_calls=tool_call_records(messages),
+            model_used=str(values.get("model_used", "")),
+            fallback_used=bool(values.get("fallback_used", False)),
+            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            interrupt=interrupt,
+            failures=list(values.get("failures", [])),
+        )
+        yield TurnEvent("done", result.__dict__)
+
+    async def run_turn(
+        self,
+        *,
+        context: Context,
+        message: str | None = None,
+        thread_id: str | None = None,
+        resume: dict[str, Any] | None = None,
+    ) -> TurnResult:
+        """Run one turn to its end (or its interrupt) and return the result."""
+        result: dict[str, Any] | None = None
+        async for event in self.stream_turn(
+            context=context, message=message, thread_id=thread_id, resume=resume
+        ):
+            if event.kind == "done":
+                result = event.data
+        assert result is not None
+        return TurnResult(**result)
+
+    async def history(self, thread_id: str) -> list[AnyMessage]:
+        """Return the whole conversation: archived messages, then the working window."""
+        archived = [json.loads(body) for body in await self.services.tasks.archived_messages(thread_id)]
+        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        return [*messages_from_dict(archived), *state.values.get("messages", [])]
+
+
+def _update_events(update: Any, streamed: set[str]) -> list[TurnEvent]:
+    events: list[TurnEvent] = []
+    if not isinstance(update, dict):
+        return events
+    for message in update.get("messages", []) or []:
+        if isinstance(message, AIMessage):
+            for call in message.tool_calls:
+                events.append(
+                    TurnEvent("tool_call", {"id": call["id"], "tool": call["name"], "arguments": call["args"]})
+                )
+            text = _text(message)
+            if text and (message.id or "") not in streamed:
+                events.append(TurnEvent("token", {"text": text}))
+        elif isinstance(message, ToolMessage):
+            try:
+                result: Any = json.loads(_text(message))
+            except json.JSONDecodeError:
+                result = _text(message)
+            events.append(
+                TurnEvent("tool_result", {"id": message.tool_call_id, "tool": message.name, "result": result})
+            )
+    return events

@@ -1,0 +1,86 @@
+"""Request and response models of the HTTP API (they become the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ChatRequest(BaseModel):
+    """One user turn, or the answer to a pending approval."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"message": "Create a high-priority task for the quarterly review due next Friday"},
+                {"thread_id": "6f1c…", "resume": {"approved": True}},
+            ]
+        },
+    )
+
+    message: str | None = Field(default=None, description="What the user says.")
+    thread_id: str | None = Field(
+        default=None, max_length=200, description="Continue this thread; omit to start a new one."
+    )
+    resume: dict[str, Any] | None = Field(
+        default=None, description='Answer to a pending approval, e.g. {"approved": true}.'
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ChatRequest:
+        if self.message is not None and self.resume is not None:
+            raise ValueError("Send either message or resume, not both.")
+        if self.message is None and self.resume is None and self.thread_id is None:
+            raise ValueError("Send a message.")
+        if self.message is not None and not self.message.strip():
+            raise ValueError("message must not be empty.")
+        if self.resume is not None and self.thread_id is None:
+            raise ValueError("resume needs the thread_id of the waiting thread.")
+        return self
+
+
+class ToolCallRecord(BaseModel):
+    """A tool the agent called during the turn and what it returned."""
+
+    tool: str
+    arguments: dict[str, Any]
+    result: Any = None
+
+
+class ChatResponse(BaseModel):
+    """The agent's answer to one turn."""
+
+    message: str = Field(description="The answer (empty while an approval is pending).")
+    tool_calls: list[ToolCallRecord]
+    model_used: str = Field(description="Which model tier produced the answer.")
+    fallback_used: bool = Field(description="True when a tier failed and a later one answered.")
+    latency_ms: float
+    thread_id: str
+    run_id: str
+    interrupt: dict[str, Any] | None = Field(
+        default=None, description="The approval the run waits for, if it paused."
+    )
+
+
+class TierHealth(BaseModel):
+    """One model tier's configuration and circuit-breaker state."""
+
+    name: str
+    label: str
+    breaker: str
+
+
+class HealthResponse(BaseModel):
+    """Liveness plus what the service depends on."""
+
+    status: str
+    database: str
+    tiers: list[TierHealth]
+
+
+class ErrorResponse(BaseModel):
+    """A client error explained."""
+
+    detail: str

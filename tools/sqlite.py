@@ -1,0 +1,23 @@
+"""Opening SQLite connections with the durability settings the whole service shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiosqlite
+
+
+async def open_sqlite(path: Path, *, busy_timeout_ms: int, synchronous: str) -> aiosqlite.Connection:
+    """Open `path` in WAL mode with a busy timeout and the chosen `synchronous` level.
+
+    WAL + synchronous=NORMAL keeps every committed transaction across a process kill
+    (kill -9): the WAL is written before commit returns; only an OS crash or power
+    loss can drop the newest commits, which FULL additionally protects against.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    await conn.execute(f"PRAGMA synchronous={synchronous}")
+    await conn.execute("PRAGMA foreign_keys=ON")
+    return conn

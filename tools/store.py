@@ -1,0 +1,313 @@
+"""The task store: tasks, idempotent tool results and the archived conversation, in SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from tools.sqlite import open_sqlite
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    priority TEXT NOT NULL CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
+    status TEXT NOT NULL CHECK (status IN ('pending', 'in_progress', 'completed')),
+    due_date TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    completed_at TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner, status, due_date);
+CREATE TABLE IF NOT EXISTS tool_results (
+    call_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS message_archive (
+    thread_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (thread_id, message_id)
+);
+"""
+
+TASK_COLUMNS = (
+    "id, title, description, priority, status, due_date, tags, created_at, updated_at, completed_at"
+)
+
+Mutation = Callable[[aiosqlite.Connection], Awaitable[dict[str, Any]]]
+
+
+class ToolError(Exception):
+    """A problem the model should be told about in plain words (unknown id, bad date...)."""
+
+
+def now_iso() -> str:
+    """Return the current UTC time as an ISO-8601 string with seconds precision."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _task(row: aiosqlite.Row | tuple[Any, ...]) -> dict[str, Any]:
+    keys = [k.strip() for k in TASK_COLUMNS.split(",")]
+    task = dict(zip(keys, row, strict=True))
+    task["tags"] = json.loads(task["tags"])
+    return task
+
+
+class TaskStore:
+    """Tasks per owner; every mutation is keyed by its tool_call_id and applied at most once."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        # One aiosqlite connection runs statements in order, but a transaction spans several
+        # awaits: the lock keeps two coroutines' transactions from interleaving.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, busy_timeout_ms: int = 5000, synchronous: str = "NORMAL"
+    ) -> TaskStore:
+        """Open (and create if needed) the store at `path`."""
+        conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+        await conn.executescript(SCHEMA)
+        return cls(conn)
+
+    async def close(self) -> None:
+        """Close the underlying connection."""
+        await self._conn.close()
+
+    async def ping(self) -> bool:
+        """Return True when the database answers a trivial query."""
+        async with self._conn.execute("SELECT 1") as cur:
+            return (await cur.fetchone()) is not None
+
+    # --- idempotency -------------------------------------------------------------------
+
+    async def stored_result(self, call_id: str) -> dict[str, Any] | None:
+        """Return the recorded result of tool call `call_id`, if it already ran."""
+        async with self._conn.execute(
+            "SELECT result FROM tool_results WHERE call_id = ?", (call_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    async def apply_once(
+        self, call_id: str, owner: str, tool: str, arguments: dict[str, Any], mutation: Mutation
+    ) -> dict[str, Any]:
+        """Run `mutation` and record its result in one transaction, unless `call_id` already ran.
+
+        The side effect and its result commit together, so after a crash a call either
+        happened (and replays its stored result) or did not happen at all.
+        """
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                async with self._conn.execute(
+                    "SELECT result FROM tool_results WHERE call_id = ?", (call_id,)
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    await self._conn.execute("ROLLBACK")
+                    return dict(json.loads(row[0]))
+                try:
+                    result = await mutation(self._conn)
+                except ToolError as exc:
+                    result = {"ok": False, "error": str(exc)}
+                await self._conn.execute(
+                    "INSERT INTO tool_results (call_id, owner, tool, arguments, result, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (call_id, owner, tool, json.dumps(arguments), json.dumps(result), now_iso()),
+                )
+                await self._conn.execute("COMMIT")
+                return result
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def get(self, owner: str, task_id: str) -> dict[str, Any] | None:
+        """Return one task of `owner`, or None."""
+        return await _fetch_task(self._conn, owner, task_id)
+
+    async def list(
+        self,
+        owner: str,
+        *,
+        status: str | None = None,
+        priority: str | None = None,
+        due_before: date | None = None,
+        due_after: date | None = None,
+        overdue_on: date | None = None,
+        text: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Return `owner`'s tasks matching every given filter, soonest due first."""
+        where, params = ["owner = ?"], [owner]
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if priority:
+            where.append("priority = ?")
+            params.append(priority)
+        if due_before:
+            where.append("due_date IS NOT NULL AND due_date <= ?")
+            params.append(due_before.isoformat())
+        if due_after:
+            where.append("due_date IS NOT NULL AND due_date >= ?")
+            params.append(due_after.isoformat())
+        if overdue_on:
+            where.append("status != 'completed' AND due_date IS NOT NULL AND due_date < ?")
+            params.append(overdue_on.isoformat())
+        for word in (text or "").split():
+            where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')")
+            pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            params += [pattern, pattern]
+        sql = (
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)}"
+            " ORDER BY due_date IS NULL, due_date, seq LIMIT ?"
+        )
+        async with self._conn.execute(sql, (*params, limit)) as cur:
+            return [_task(row) for row in await cur.fetchall()]
+
+    async def summary(self, owner: str, today: date) -> dict[str, Any]:
+        """Return counts by status and priority, overdue tasks and tasks due this week."""
+        tasks = await self.list(owner, limit=100_000)
+        open_tasks = [t for t in tasks if t["status"] != "completed"]
+        week_end = today + timedelta(days=6 - today.weekday())
+        overdue = [t for t in open_tasks if t["due_date"] and t["due_date"] < today.isoformat()]
+        this_week = [
+            t
+            for t in open_tasks
+            if t["due_date"] and today.isoformat() <= t["due_date"] <= week_end.isoformat()
+        ]
+        return {
+            "ok": True,
+            "total": len(tasks),
+            "by_status": {s: sum(t["status"] == s for t in tasks) for s in _STATUSES},
+            "by_priority": {p: sum(t["priority"] == p for t in tasks) for p in _PRIORITIES},
+            "overdue": len(overdue),
+            "overdue_tasks": overdue[:20],
+            "due_this_week": len(this_week),
+            "due_this_week_tasks": this_week[:20],
+        }
+
+    async def count(self) -> int:
+        """Return the number of tasks of all owners."""
+        async with self._conn.execute("SELECT COUNT(*) FROM tasks") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # --- message archive -----------------------------------------------------------------
+
+    async def archive_messages(self, thread_id: str, messages: list[tuple[str, str]]) -> None:
+        """Append (message_id, json) pairs to `thread_id`'s archive; repeats are ignored."""
+        async with self._lock:
+            async with self._conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM message_archive WHERE thread_id = ?",
+                (thread_id,),
+            ) as cur:
+                row = await cur.fetchone()
+            start = int(row[0]) if row else 0
+            await self._conn.executemany(
+                "INSERT OR IGNORE INTO message_archive (thread_id, message_id, seq, message)"
+                " VALUES (?, ?, ?, ?)",
+                [(thread_id, mid, start + i + 1, body) for i, (mid, body) in enumerate(messages)],
+            )
+
+    async def archived_messages(self, thread_id: str) -> list[str]:
+        """Return the archived message JSON documents of `thread_id`, oldest first."""
+        async with self._conn.execute(
+            "SELECT message FROM message_archive WHERE thread_id = ? ORDER BY seq", (thread_id,)
+        ) as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+
+_STATUSES = ("pending", "in_progress", "completed")
+_PRIORITIES = ("low", "normal", "high", "urgent")
+
+
+async def _fetch_task(conn: aiosqlite.Connection, owner: str, task_id: str) -> dict[str, Any] | None:
+    async with conn.execute(
+        f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND owner = ?", (task_id.upper(), owner)
+    ) as cur:
+        row = await cur.fetchone()
+    return None if row is None else _task(row)
+
+
+async def insert_task(conn: aiosqlite.Connection, owner: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Insert a task inside the caller's transaction and return it."""
+    stamp = now_iso()
+    cur = await conn.execute(
+        "INSERT INTO tasks (id, owner, title, description, priority, status, due_date, tags,"
+        " created_at, updated_at) VALUES ('pending-id', ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+        (
+            owner,
+            fields["title"],
+            fields["description"],
+            fields["priority"],
+            fields["due_date"],
+            json.dumps(fields["tags"]),
+            stamp,
+            stamp,
+        ),
+    )
+    seq = cur.lastrowid
+    task_id = f"TASK-{seq:04d}"
+    await conn.execute("UPDATE tasks SET id = ? WHERE seq = ?", (task_id, seq))
+    task = await _fetch_task(conn, owner, task_id)
+    assert task is not None
+    return task
+
+
+async def require_task(conn: aiosqlite.Connection, owner: str, task_id: str) -> dict[str, Any]:
+    """Return the task or raise ToolError naming the unknown id."""
+    task = await _fetch_task(conn, owner, task_id)
+    if task is None:
+        raise ToolError(f"Task {task_id.upper()} not found.")
+    return task
+
+
+async def update_fields(
+    conn: aiosqlite.Connection, owner: str, task_id: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply `changes` to a task inside the caller's transaction and return the new task."""
+    current = await require_task(conn, owner, task_id)
+    values = dict(changes)
+    if "tags" in values:
+        values["tags"] = json.dumps(values["tags"])
+    if "status" in values:
+        completed = values["status"] == "completed"
+        if completed and current["status"] != "completed":
+            values["completed_at"] = now_iso()
+        elif not completed:
+            values["completed_at"] = None
+    values["updated_at"] = now_iso()
+    assignments = ", ".join(f"{column} = ?" for column in values)
+    await conn.execute(
+        f"UPDATE tasks SET {assignments} WHERE id = ? AND owner = ?",
+        (*values.values(), current["id"], owner),
+    )
+    return await require_task(conn, owner, current["id"])
+
+
+async def delete_row(conn: aiosqlite.Connection, owner: str, task_id: str) -> dict[str, Any]:
+    """Delete a task inside the caller's transaction and return what was deleted."""
+    task = await require_task(conn, owner, task_id)
+    await conn.execute("DELETE FROM tasks WHERE id = ? AND owner = ?", (task["id"], owner))
+    return {"id": task["id"], "title": task["title"]}
