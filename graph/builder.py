@@ -6,7 +6,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, TimeoutPolicy
 
 from graph.context import Context
-from graph.settings import get_settings
+from graph.settings import Settings, get_settings
 from graph.state import InputState, State
 from models.resilience import is_transient
 from nodes.fallback import fallback
@@ -17,9 +17,9 @@ from nodes.router import after_router, router
 from nodes.tool_execute import tool_execute
 
 
-def build_graph() -> StateGraph[State, Context, InputState, State]:
+def build_graph(settings: Settings | None = None) -> StateGraph[State, Context, InputState, State]:
     """Return the uncompiled graph; callers compile it with their own checkpointer."""
-    settings = get_settings()
+    settings = settings or get_settings()
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
     builder.add_node(guard_input)
     builder.add_node(router)

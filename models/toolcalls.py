@@ -71,33 +71,41 @@ def _last_significant(out: list[str]) -> str:
 def repair_json(raw: str) -> str:
     """One deterministic clean-up pass over almost-JSON written by a model.
 
-    Strips a code fence, turns single quotes into double quotes when the text has no
-    double quotes at all, and — outside strings — maps Python ``True``/``False``/``None``
-    to JSON, quotes bare identifier keys, drops trailing commas, and closes brackets (and
-    a string) left open by a truncated answer. The result may still be invalid JSON.
+    Strips a code fence and — outside strings — turns single-quoted strings into
+    double-quoted ones, maps Python ``True``/``False``/``None`` to JSON, quotes bare
+    identifier keys, drops trailing commas, and closes brackets (and a string) left open
+    by a truncated answer. Text inside double-quoted strings is never changed. The result
+    may still be invalid JSON.
     """
     text = _strip_fence(raw)
-    if '"' not in text and "'" in text:
-        text = text.replace("'", '"')
     out: list[str] = []
     closers: list[str] = []
-    in_string = False
+    quote = ""  # the delimiter of the string being copied, "" outside strings
     i = 0
     while i < len(text):
         char = text[i]
-        if in_string:
-            out.append(char)
+        if quote:
             if char == "\\" and i + 1 < len(text):
-                out.append(text[i + 1])
+                escaped = text[i + 1]
+                # \' is not a JSON escape: inside a single-quoted string it is a plain '
+                out.append("'" if escaped == "'" and quote == "'" else char + escaped)
                 i += 2
                 continue
-            if char == '"':
-                in_string = False
+            if char == quote:
+                out.append('"')
+                quote = ""
+            elif char == '"':  # a double quote inside a single-quoted string
+                out.append('\\"')
+            else:
+                out.append(char)
             i += 1
             continue
-        if char == '"':
-            in_string = True
-        elif char in "{[":
+        if char in "\"'":
+            quote = char
+            out.append('"')
+            i += 1
+            continue
+        if char in "{[":
             closers.append("}" if char == "{" else "]")
         elif char in "}]":
             _drop_trailing_comma(out)
@@ -117,7 +125,7 @@ def repair_json(raw: str) -> str:
             continue
         out.append(char)
         i += 1
-    if in_string:
+    if quote:
         out.append('"')
     _drop_trailing_comma(out)
     out.extend(reversed(closers))

@@ -132,7 +132,7 @@ class AgentRunner:
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
         )
-        graph = build_graph().compile(checkpointer=saver, name="agent")
+        graph = build_graph(settings).compile(checkpointer=saver, name="agent")
         return cls(graph, saver, services, threads)
 
     async def close(self) -> None:

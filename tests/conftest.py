@@ -1,0 +1,71 @@
+import os
+
+os.environ["LANGGRAPH_STRICT_MSGPACK"] = "true"
+
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+from graph.services import Services  # noqa: E402
+from graph.settings import Settings  # noqa: E402
+from models.providers import Tier  # noqa: E402
+from models.resilience import CircuitBreaker  # noqa: E402
+from server.runner import AgentRunner  # noqa: E402
+from tools.store import TaskStore  # noqa: E402
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "retry_initial_s": 0.01,
+        "retry_max_s": 0.05,
+        "model_timeout_s": 5.0,
+        "breaker_threshold": 3,
+        "breaker_cooldown_s": 30.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def make_tier(name: str, model: Any, settings: Settings) -> Tier:
+    return Tier(
+        name=name,
+        label=f"{name}:scripted",
+        model=model,
+        breaker=CircuitBreaker(threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s),
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[TaskStore]:
+    task_store = await TaskStore.open(tmp_path / "tasks.sqlite")
+    yield task_store
+    await task_store.close()
+
+
+RunnerFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def open_runner(tmp_path: Path) -> AsyncIterator[RunnerFactory]:
+    """Open an AgentRunner on a temp data dir whose tiers are the given models."""
+    opened: list[AgentRunner] = []
+
+    async def factory(*models: tuple[str, Any], **overrides: Any) -> AgentRunner:
+        settings = make_settings(tmp_path, **overrides)
+        tasks = await TaskStore.open(settings.tasks_db)
+        if models:
+            tiers = [make_tier(name, model, settings) for name, model in models]
+        else:
+            from models.providers import build_tiers
+
+            tiers = build_tiers(settings)
+        runner = await AgentRunner.open(settings, Services(settings=settings, tiers=tiers, tasks=tasks))
+        opened.append(runner)
+        return runner
+
+    yield factory
+    for runner in opened:
+        await runner.close()

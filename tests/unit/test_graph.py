@@ -1,0 +1,197 @@
+"""The graph end to end on a real SQLite saver, with scripted models standing in for LLMs."""
+
+import json
+
+import httpx
+import openai
+from langchain_core.messages import AIMessage
+
+from graph.context import Context
+from tests.fakes.chat_models import ScriptedChatModel, tool_call
+
+ME = Context(user_id="alice", role="write")
+
+
+def rate_limited() -> openai.RateLimitError:
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx.Response(429, request=request, headers={"retry-after": "0"})
+    return openai.RateLimitError("slow down", response=response, body=None)
+
+
+def bad_request() -> openai.BadRequestError:
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    return openai.BadRequestError("bad", response=httpx.Response(400, request=request), body=None)
+
+
+async def test_tool_calling_turn_creates_the_task_and_answers(open_runner):
+    model = ScriptedChatModel(
+        [tool_call("create_task", {"title": "Quarterly review", "priority": "high"}, "call-1"), "Created TASK-0001."]
+    )
+    runner = await open_runner(("openai", model))
+    result = await runner.run_turn(context=ME, message="create the quarterly review, high priority")
+    assert result.message == "Created TASK-0001."
+    assert result.model_used == "openai:scripted" and result.fallback_used is False
+    assert result.tool_calls[0]["tool"] == "create_task"
+    assert result.tool_calls[0]["result"]["task"]["id"] == "TASK-0001"
+    task = await runner.services.tasks.get("alice", "TASK-0001")
+    assert task is not None and task["priority"] == "high"
+    # The model saw its tool result before answering.
+    last_prompt = model.calls[-1]
+    assert json.loads(last_prompt[-1].content)["task"]["title"] == "Quarterly review"
+
+
+async def test_a_failing_tier_falls_back_to_the_next_and_says_so(open_runner):
+    broken = ScriptedChatModel([httpx.ConnectError("refused")] * 3)
+    offline = ScriptedChatModel(["I am the backup."])
+    runner = await open_runner(("ollama", broken), ("offline", offline))
+    result = await runner.run_turn(context=ME, message="what is on my list?")
+    assert result.message == "I am the backup."
+    assert result.model_used == "offline:scripted"
+    assert result.fallback_used is True
+    assert len(result.failures) == 1 and "ConnectError" in result.failures[0]
+    assert len(broken.calls) == 3  # retried the transient error up to max attempts
+
+
+async def test_client_errors_are_not_retried(open_runner):
+    broken = ScriptedChatModel([bad_request()])
+    offline = ScriptedChatModel(["backup"])
+    runner = await open_runner(("openai", broken), ("offline", offline))
+    result = await runner.run_turn(context=ME, message="hello there agent")
+    assert result.message == "backup"
+    assert len(broken.calls) == 1
+
+
+async def test_rate_limit_is_retried_then_succeeds_on_the_same_tier(open_runner):
+    flaky = ScriptedChatModel([rate_limited(), "fine now"])
+    runner = await open_runner(("openai", flaky), ("offline", ScriptedChatModel([])))
+    result = await runner.run_turn(context=ME, message="status please")
+    assert result.message == "fine now"
+    assert result.fallback_used is False
+
+
+async def test_breaker_opens_and_skips_a_dead_tier(open_runner):
+    dead = ScriptedChatModel([httpx.ConnectError("refused")] * 3)
+    backup = ScriptedChatModel(["one", "two"])
+    runner = await open_runner(("ollama", dead), ("offline", backup))
+    await runner.run_turn(context=ME, message="first question")
+    assert runner.services.tiers[0].breaker.state == "open"
+    second = await runner.run_turn(context=ME, message="second question")
+    assert second.message == "two" and second.fallback_used
+    assert len(dead.calls) == 3  # the open breaker kept the second turn away from it
+
+
+async def test_invalid_arguments_are_returned_to_the_model_not_executed(open_runner):
+    model = ScriptedChatModel(
+        [
+            tool_call("create_task", {"title": "", "priority": "super"}, "bad-1"),
+            "Sorry, let me fix that.",
+        ]
+    )
+    runner = await open_runner(("openai", model))
+    result = await runner.run_turn(context=ME, message="make a task")
+    assert await runner.services.tasks.count() == 0
+    error = result.tool_calls[0]["result"]
+    assert error["ok"] is False and "Invalid arguments for create_task" in error["error"]
+
+
+async def test_read_role_cannot_write_whatever_the_model_asks(open_runner):
+    model = ScriptedChatModel([tool_call("create_task", {"title": "sneaky"}, "c1"), "ok"])
+    runner = await open_runner(("openai", model))
+    result = await runner.run_turn(context=Context(user_id="rita", role="read"), message="add sneaky")
+    assert await runner.services.tasks.count() == 0
+    assert "not allowed" in result.tool_calls[0]["result"]["error"]
+
+
+async def test_identical_repeated_call_is_broken(open_runner):
+    model = ScriptedChatModel(
+        [
+            tool_call("list_tasks", {"status": "pending"}, "l1"),
+            tool_call("list_tasks", {"status": "pending"}, "l2"),
+            "Here is what I found.",
+        ]
+    )
+    runner = await open_runner(("openai", model))
+    result = await runner.run_turn(context=ME, message="list pending")
+    assert result.tool_calls[0]["result"]["ok"] is True
+    assert "already called" in result.tool_calls[1]["result"]["error"]
+    assert result.message == "Here is what I found."
+
+
+async def test_step_limit_stops_a_runaway_model(open_runner):
+    script = [tool_call("list_tasks", {"limit": n}, f"l{n}") for n in range(1, 10)]
+    model = ScriptedChatModel(script)
+    runner = await open_runner(("openai", model), max_model_calls=3)
+    result = await runner.run_turn(context=ME, message="loop forever")
+    assert "stopped after 3 model steps" in result.message
+    assert len(model.calls) == 3
+
+
+async def test_delete_waits_for_approval_and_honours_the_answer(open_runner):
+    model = ScriptedChatModel(
+        [
+            tool_call("create_task", {"title": "Old plan"}, "c1"),
+            "Created.",
+            tool_call("delete_task", {"task_id": "TASK-0001"}, "d1"),
+            "It was kept.",
+            tool_call("delete_task", {"task_id": "TASK-0001"}, "d2"),
+            "Deleted.",
+        ]
+    )
+    runner = await open_runner(("openai", model))
+    first = await runner.run_turn(context=ME, message="add old plan")
+    thread = first.thread_id
+    paused = await runner.run_turn(context=ME, message="delete it", thread_id=thread)
+    assert paused.interrupt is not None
+    assert paused.interrupt["task_id"] == "TASK-0001" and paused.interrupt["title"] == "Old plan"
+    assert await runner.services.tasks.count() == 1
+    rejected = await runner.run_turn(context=ME, thread_id=thread, resume={"approved": False})
+    assert rejected.message == "It was kept."
+    assert await runner.services.tasks.count() == 1
+    await runner.run_turn(context=ME, message="delete it now", thread_id=thread)
+    approved = await runner.run_turn(context=ME, thread_id=thread, resume={"approved": True})
+    assert approved.message == "Deleted."
+    assert await runner.services.tasks.count() == 0
+
+
+async def test_resume_without_pending_interrupt_is_refused(open_runner):
+    from server.runner import TurnError
+
+    runner = await open_runner(("openai", ScriptedChatModel(["hi"])))
+    result = await runner.run_turn(context=ME, message="something")
+    try:
+        await runner.run_turn(context=ME, thread_id=result.thread_id, resume={"approved": True})
+    except TurnError as exc:
+        assert exc.status == 409 and "nothing to resume" in exc.message
+    else:
+        raise AssertionError("a resume with nothing pending must be refused")
+
+
+async def test_greeting_is_answered_without_a_model(open_runner):
+    model = ScriptedChatModel([])
+    runner = await open_runner(("openai", model))
+    result = await runner.run_turn(context=ME, message="hello!")
+    assert result.model_used == "router"
+    assert "create a high-priority task" in result.message
+    assert model.calls == []
+
+
+async def test_oversized_message_is_refused_by_the_guard(open_runner):
+    runner = await open_runner(("openai", ScriptedChatModel([])), max_message_chars=20)
+    result = await runner.run_turn(context=ME, message="x" * 50)
+    assert result.model_used == "guard"
+    assert "limit is 20" in result.message
+
+
+async def test_long_threads_keep_a_bounded_window_and_a_full_history(open_runner):
+    model = ScriptedChatModel([f"answer {i}" for i in range(30)])
+    runner = await open_runner(("openai", model), context_messages=10)
+    thread = None
+    for i in range(30):
+        result = await runner.run_turn(context=ME, message=f"question {i}", thread_id=thread)
+        thread = result.thread_id
+    state = await runner.graph.aget_state({"configurable": {"thread_id": thread}})
+    assert len(state.values["messages"]) <= 10
+    assert len(model.calls[-1]) <= 11  # system prompt + window
+    history = await runner.history(thread)
+    assert [m.content for m in history if m.type == "human"] == [f"question {i}" for i in range(30)]
+    assert isinstance(history[-1], AIMessage) and history[-1].content == "answer 29"
