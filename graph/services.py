@@ -1,4 +1,4 @@
-"""The long-lived resources nodes use (model tiers, task store), installed by whoever runs the graph.
+"""Long-lived resources the nodes use (model tiers, task store), installed by the host process.
 
 Runtime context is per-run and must stay plain data (Studio renders it as a form), so the
 live clients and connections a process owns are installed here once: by the server's

@@ -12,7 +12,9 @@ from typing_extensions import TypedDict
 
 # A DeltaChannel stores each message once, as the write that produced it, instead of
 # re-serialising the whole list into every checkpoint; snapshots bound replay depth.
-Messages = Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer, snapshot_frequency=200)]
+Messages = Annotated[
+    list[AnyMessage], DeltaChannel(_messages_delta_reducer, snapshot_frequency=200)
+]
 
 
 class GuardVerdict(BaseModel):

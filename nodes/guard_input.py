@@ -44,7 +44,9 @@ async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     """Check the latest user message; refuse it with a clear answer if it breaks a limit."""
     last = state["messages"][-1] if state["messages"] else None
     if not isinstance(last, HumanMessage):
-        verdict = GuardVerdict(allowed=False, reason="There is no new user message.", flags=["no_input"])
+        verdict = GuardVerdict(
+            allowed=False, reason="There is no new user message.", flags=["no_input"]
+        )
     else:
         settings = (await get_services()).settings
         verdict = check_message(_text(last), settings.max_message_chars)

@@ -89,7 +89,7 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
                         "tool_call_id": call["id"],
                         "task_id": task["id"],
                         "title": task["title"],
-                        "question": f"Delete {task['id']} \"{task['title']}\"?",
+                        "question": f'Delete {task["id"]} "{task["title"]}"?',
                     }
                 )
                 if not (isinstance(answer, dict) and answer.get("approved") is True):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, RemoveMessage
 from langchain_core.messages.base import message_to_dict
 from langgraph.runtime import Runtime
-
-import json
 
 from graph.context import Context
 from graph.services import get_services
@@ -19,8 +18,8 @@ _GREETING = re.compile(r"^\s*(hi|hello|hey|hiya|good (morning|afternoon|evening)
 _THANKS = re.compile(r"^\s*(thanks|thank you|thx|cheers)\b[\s\w!.,]*$", re.I)
 
 GREETING_REPLY = (
-    "Hello! I manage your tasks. Try: \"create a high-priority task for the quarterly review "
-    "due next Friday\", \"what's overdue?\" or \"mark TASK-0001 done\"."
+    'Hello! I manage your tasks. Try: "create a high-priority task for the quarterly review '
+    'due next Friday", "what\'s overdue?" or "mark TASK-0001 done".'
 )
 THANKS_REPLY = "You're welcome! Tell me whenever you want to add, change or review a task."
 
@@ -58,7 +57,7 @@ async def router(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "pending_calls": [],
         "halted": False,
     }
-    removed: list[AnyMessage] = []
+    removed: list[BaseMessage] = []
     if start:
         # The state keeps a bounded window so per-step cost does not grow with the thread;
         # older messages move to the archive table, which keeps the full transcript.

@@ -60,7 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post(
         "/chat",
         response_model=ChatResponse,
-        responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+        responses={
+            404: {"model": ErrorResponse},
+            409: {"model": ErrorResponse},
+            422: {"model": ErrorResponse},
+        },
     )
     async def chat(body: ChatRequest, request: Request) -> ChatResponse:
         """Run one turn of the agent and return its answer and the tools it used."""

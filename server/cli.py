@@ -15,7 +15,9 @@ from graph.context import Context
 from graph.settings import get_settings
 from server.runner import AgentRunner, TurnError
 
-app = typer.Typer(help="taskagent: a task-management agent you can serve or chat with.", no_args_is_help=True)
+app = typer.Typer(
+    help="taskagent: a task-management agent you can serve or chat with.", no_args_is_help=True
+)
 console = Console()
 
 HELP_TEXT = """Commands: /new (start a new thread), /threads (list threads), /history (this thread),
@@ -34,7 +36,9 @@ def is_loopback(host: str) -> bool:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to bind (default HOST or 127.0.0.1).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default HOST or 127.0.0.1).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default PORT or 8000).")] = None,
 ) -> None:
     """Start the HTTP API server."""
@@ -47,7 +51,9 @@ def serve(
     port = port or settings.port
     if not is_loopback(host):
         # There is no authentication yet: a single local admin must not be reachable from outside.
-        console.print(f"[red]Refusing to bind {host}: without API keys the server only serves loopback.[/]")
+        console.print(
+            f"[red]Refusing to bind {host}: without API keys the server only serves loopback.[/]"
+        )
         raise typer.Exit(2)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
 
@@ -56,7 +62,8 @@ def serve(
 def chat(
     thread: Annotated[str | None, typer.Option("--thread", help="Resume this thread id.")] = None,
     message: Annotated[
-        str | None, typer.Option("--message", "-m", help="Send one message, print the answer, exit.")
+        str | None,
+        typer.Option("--message", "-m", help="Send one message, print the answer, exit."),
     ] = None,
 ) -> None:
     """Chat with the agent in the terminal; answers stream as they are written."""
@@ -108,7 +115,9 @@ async def _chat(thread_id: str | None, one_message: str | None) -> None:
         await runner.close()
 
 
-async def _send(runner: AgentRunner, context: Context, thread_id: str | None, text: str) -> str | None:
+async def _send(
+    runner: AgentRunner, context: Context, thread_id: str | None, text: str
+) -> str | None:
     resume: dict[str, Any] | None = None
     message: str | None = text
     while True:
@@ -122,7 +131,11 @@ async def _send(runner: AgentRunner, context: Context, thread_id: str | None, te
                     console.print(event.data["text"], end="", markup=False, highlight=False)
                 elif event.kind == "tool_call":
                     args = json.dumps(event.data["arguments"])
-                    console.print(f"\n  [yellow]→ {event.data['tool']}[/] {args}", markup=True, highlight=False)
+                    console.print(
+                        f"\n  [yellow]→ {event.data['tool']}[/] {args}",
+                        markup=True,
+                        highlight=False,
+                    )
                 elif event.kind == "tool_result":
                     result = event.data["result"]
                     ok = isinstance(result, dict) and result.get("ok")
@@ -133,7 +146,9 @@ async def _send(runner: AgentRunner, context: Context, thread_id: str | None, te
             thread_id = done.get("thread_id", thread_id)
             console.print()
             fallback = " (fallback)" if done.get("fallback_used") else ""
-            console.print(f"[dim]  model: {done.get('model_used')}{fallback} · thread {thread_id}[/]")
+            console.print(
+                f"[dim]  model: {done.get('model_used')}{fallback} · thread {thread_id}[/]"
+            )
             interrupt = done.get("interrupt")
             if not interrupt:
                 return thread_id

@@ -17,6 +17,7 @@ from langchain_core.messages import (
     ToolMessage,
     messages_from_dict,
 )
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
@@ -115,7 +116,9 @@ class AgentRunner:
         self.threads = threads
 
     @classmethod
-    async def open(cls, settings: Settings | None = None, services: Services | None = None) -> AgentRunner:
+    async def open(
+        cls, settings: Settings | None = None, services: Services | None = None
+    ) -> AgentRunner:
         """Open the databases under the data dir and compile the graph with the saver."""
         settings = settings or get_settings()
         services = services or await open_services(settings)
@@ -142,9 +145,6 @@ class AgentRunner:
         await self.services.tasks.close()
         install_services(None)
 
-    def _config(self, thread_id: str, run_id: str) -> dict[str, Any]:
-        return {"configurable": {"thread_id": thread_id}, "run_id": uuid.UUID(run_id)}
-
     async def check_access(self, thread_id: str, user_id: str) -> None:
         """Raise 404 unless `thread_id` exists and belongs to `user_id`."""
         info = await self.threads.get(thread_id)
@@ -162,7 +162,7 @@ class AgentRunner:
     async def _finish_interrupted_run(self, thread_id: str, context: Context) -> None:
         # A run cut off by a crash left `next` set without an interrupt: finish it first,
         # so the earlier turn is answered before the new one starts.
-        config = {"configurable": {"thread_id": thread_id}}
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         state = await self.graph.aget_state(config)
         if state.next and not state.interrupts:
             await self.graph.ainvoke(None, config, context=context, durability="sync")
@@ -184,19 +184,25 @@ class AgentRunner:
             thread_id = str(uuid.uuid4())
         else:
             await self.check_access(thread_id, context.user_id)
-        config = {"configurable": {"thread_id": thread_id}}
+        config: RunnableConfig = {
+            "configurable": {"thread_id": thread_id},
+            "run_id": uuid.UUID(run_id),
+        }
         pending = await self.pending_interrupt(thread_id)
         graph_input: Any
         if resume is not None:
             if pending is None:
-                raise TurnError(409, f"Thread {thread_id} is not waiting for an answer; nothing to resume.")
+                raise TurnError(
+                    409, f"Thread {thread_id} is not waiting for an answer; nothing to resume."
+                )
             graph_input = Command(resume=resume)
         elif message is not None:
             if pending is not None:
                 raise TurnError(
                     409,
-                    f"Thread {thread_id} is waiting for approval: {pending.get('question', pending)}"
-                    " Answer it with resume={\"approved\": true|false} first.",
+                    f"Thread {thread_id} is waiting for approval: "
+                    f"{pending.get('question', pending)}"
+                    ' Answer it with resume={"approved": true|false} first.',
                 )
             await self._finish_interrupted_run(thread_id, context)
             graph_input = {"messages": [HumanMessage(content=message, id=str(uuid.uuid4()))]}
@@ -206,13 +212,14 @@ class AgentRunner:
         yield TurnEvent("metadata", {"thread_id": thread_id, "run_id": run_id})
 
         streamed: set[str] = set()
-        async for mode, payload in self.graph.astream(
+        parts: AsyncIterator[Any] = self.graph.astream(
             graph_input,
-            {**config, "run_id": uuid.UUID(run_id)},
+            config,
             context=context,
             stream_mode=["messages", "updates"],
             durability="sync",
-        ):
+        )
+        async for mode, payload in parts:
             if mode == "messages":
                 chunk, meta = payload
                 if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "model_call":
@@ -267,7 +274,9 @@ class AgentRunner:
 
     async def history(self, thread_id: str) -> list[AnyMessage]:
         """Return the whole conversation: archived messages, then the working window."""
-        archived = [json.loads(body) for body in await self.services.tasks.archived_messages(thread_id)]
+        archived = [
+            json.loads(body) for body in await self.services.tasks.archived_messages(thread_id)
+        ]
         state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
         return [*messages_from_dict(archived), *state.values.get("messages", [])]
 
@@ -280,7 +289,10 @@ def _update_events(update: Any, streamed: set[str]) -> list[TurnEvent]:
         if isinstance(message, AIMessage):
             for call in message.tool_calls:
                 events.append(
-                    TurnEvent("tool_call", {"id": call["id"], "tool": call["name"], "arguments": call["args"]})
+                    TurnEvent(
+                        "tool_call",
+                        {"id": call["id"], "tool": call["name"], "arguments": call["args"]},
+                    )
                 )
             text = _text(message)
             if text and (message.id or "") not in streamed:
@@ -291,6 +303,9 @@ def _update_events(update: Any, streamed: set[str]) -> list[TurnEvent]:
             except json.JSONDecodeError:
                 result = _text(message)
             events.append(
-                TurnEvent("tool_result", {"id": message.tool_call_id, "tool": message.name, "result": result})
+                TurnEvent(
+                    "tool_result",
+                    {"id": message.tool_call_id, "tool": message.name, "result": result},
+                )
             )
     return events

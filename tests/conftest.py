@@ -34,7 +34,9 @@ def make_tier(name: str, model: Any, settings: Settings) -> Tier:
         name=name,
         label=f"{name}:scripted",
         model=model,
-        breaker=CircuitBreaker(threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s),
+        breaker=CircuitBreaker(
+            threshold=settings.breaker_threshold, cooldown_s=settings.breaker_cooldown_s
+        ),
     )
 
 
@@ -62,7 +64,9 @@ async def open_runner(tmp_path: Path) -> AsyncIterator[RunnerFactory]:
             from models.providers import build_tiers
 
             tiers = build_tiers(settings)
-        runner = await AgentRunner.open(settings, Services(settings=settings, tiers=tiers, tasks=tasks))
+        runner = await AgentRunner.open(
+            settings, Services(settings=settings, tiers=tiers, tasks=tasks)
+        )
         opened.append(runner)
         return runner
 

@@ -46,7 +46,9 @@ class ListTasksArgs(_Args):
 class TaskIdArgs(_Args):
     """Identify one task by its id."""
 
-    task_id: str = Field(description="Task id such as TASK-0003.", pattern=r"^[Tt][Aa][Ss][Kk]-\d{1,9}$")
+    task_id: str = Field(
+        description="Task id such as TASK-0003.", pattern=r"^[Tt][Aa][Ss][Kk]-\d{1,9}$"
+    )
 
 
 class GetTaskArgs(TaskIdArgs):

@@ -7,7 +7,9 @@ from pathlib import Path
 import aiosqlite
 
 
-async def open_sqlite(path: Path, *, busy_timeout_ms: int, synchronous: str) -> aiosqlite.Connection:
+async def open_sqlite(
+    path: Path, *, busy_timeout_ms: int, synchronous: str
+) -> aiosqlite.Connection:
     """Open `path` in WAL mode with a busy timeout and the chosen `synchronous` level.
 
     WAL + synchronous=NORMAL keeps every committed transaction across a process kill

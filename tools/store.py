@@ -145,7 +145,7 @@ class TaskStore:
         """Return one task of `owner`, or None."""
         return await _fetch_task(self._conn, owner, task_id)
 
-    async def list(
+    async def find(
         self,
         owner: str,
         *,
@@ -187,7 +187,7 @@ class TaskStore:
 
     async def summary(self, owner: str, today: date) -> dict[str, Any]:
         """Return counts by status and priority, overdue tasks and tasks due this week."""
-        tasks = await self.list(owner, limit=100_000)
+        tasks = await self.find(owner, limit=100_000)
         open_tasks = [t for t in tasks if t["status"] != "completed"]
         week_end = today + timedelta(days=6 - today.weekday())
         overdue = [t for t in open_tasks if t["due_date"] and t["due_date"] < today.isoformat()]
@@ -242,7 +242,9 @@ _STATUSES = ("pending", "in_progress", "completed")
 _PRIORITIES = ("low", "normal", "high", "urgent")
 
 
-async def _fetch_task(conn: aiosqlite.Connection, owner: str, task_id: str) -> dict[str, Any] | None:
+async def _fetch_task(
+    conn: aiosqlite.Connection, owner: str, task_id: str
+) -> dict[str, Any] | None:
     async with conn.execute(
         f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND owner = ?", (task_id.upper(), owner)
     ) as cur:
@@ -250,7 +252,9 @@ async def _fetch_task(conn: aiosqlite.Connection, owner: str, task_id: str) -> d
     return None if row is None else _task(row)
 
 
-async def insert_task(conn: aiosqlite.Connection, owner: str, fields: dict[str, Any]) -> dict[str, Any]:
+async def insert_task(
+    conn: aiosqlite.Connection, owner: str, fields: dict[str, Any]
+) -> dict[str, Any]:
     """Insert a task inside the caller's transaction and return it."""
     stamp = now_iso()
     cur = await conn.execute(

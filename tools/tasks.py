@@ -113,7 +113,7 @@ async def list_tasks(
     store: TaskStore, args: ListTasksArgs, *, owner: str, call_id: str, today: date
 ) -> ToolResult:
     """Return the tasks matching the filters."""
-    tasks = await store.list(
+    tasks = await store.find(
         owner,
         status=args.status,
         priority=args.priority,

@@ -44,4 +44,6 @@ class ScriptedChatModel(FakeMessagesListChatModel):
 
 def tool_call(name: str, args: dict[str, Any], call_id: str) -> AIMessage:
     """Return an AIMessage asking for one tool call."""
-    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}])
+    return AIMessage(
+        content="", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}]
+    )

@@ -20,7 +20,11 @@ def free_port() -> int:
 
 def offline_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """The environment of a fresh install: no model configured, data under `data_dir`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "OPENAI_", "TASKAGENT_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OLLAMA_", "OPENAI_", "TASKAGENT_"))
+    }
     env.update({"TASKAGENT_DATA_DIR": str(data_dir), "LANGGRAPH_STRICT_MSGPACK": "true", **extra})
     return env
 
@@ -40,7 +44,9 @@ class LiveServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stdout.read() if self.proc.stdout else ''}")
+                raise RuntimeError(
+                    f"server exited: {self.proc.stdout.read() if self.proc.stdout else ''}"
+                )
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return

@@ -14,7 +14,10 @@ pytestmark = pytest.mark.integration
 def test_create_then_list_on_the_same_thread(live_server):
     with httpx.Client(base_url=live_server.url, timeout=30) as client:
         first = client.post(
-            "/chat", json={"message": "Create a high-priority task for the quarterly review due next Friday"}
+            "/chat",
+            json={
+                "message": "Create a high-priority task for the quarterly review due next Friday"
+            },
         )
         assert first.status_code == 200, first.text
         body = first.json()
@@ -27,7 +30,9 @@ def test_create_then_list_on_the_same_thread(live_server):
         assert "TASK-0001" in body["message"]
         assert body["latency_ms"] > 0 and body["run_id"]
 
-        follow = client.post("/chat", json={"message": "list my tasks", "thread_id": body["thread_id"]})
+        follow = client.post(
+            "/chat", json={"message": "list my tasks", "thread_id": body["thread_id"]}
+        )
         assert follow.status_code == 200
         listed = follow.json()
         assert listed["thread_id"] == body["thread_id"]
@@ -39,7 +44,9 @@ def test_delete_pauses_for_approval_and_resume_answers_it(live_server):
     with httpx.Client(base_url=live_server.url, timeout=30) as client:
         made = client.post("/chat", json={"message": "add a task to buy milk"}).json()
         thread = made["thread_id"]
-        paused = client.post("/chat", json={"message": "delete TASK-0001", "thread_id": thread}).json()
+        paused = client.post(
+            "/chat", json={"message": "delete TASK-0001", "thread_id": thread}
+        ).json()
         assert paused["interrupt"]["task_id"] == "TASK-0001"
         busy = client.post("/chat", json={"message": "list my tasks", "thread_id": thread})
         assert busy.status_code == 409 and "waiting for approval" in busy.json()["detail"]
@@ -69,7 +76,12 @@ def test_bad_input_gets_a_clear_4xx_and_writes_nothing(live_server, payload, sta
         response = client.post("/chat", json=payload)
         assert response.status_code == status, response.text
         assert hint in response.json()["detail"]
-        assert client.post("/chat", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+        assert (
+            client.post(
+                "/chat", content=b"{not json", headers={"content-type": "application/json"}
+            ).status_code
+            == 422
+        )
         health = client.get("/health").json()
         assert health["status"] == "ok"
 

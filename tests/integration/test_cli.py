@@ -28,7 +28,9 @@ def thread_of(output: str) -> str:
 
 
 def test_one_shot_message_streams_tool_calls_and_model(cli_env):
-    result = CliRunner().invoke(app, ["chat", "-m", "create an urgent task to renew the passport tomorrow"])
+    result = CliRunner().invoke(
+        app, ["chat", "-m", "create an urgent task to renew the passport tomorrow"]
+    )
     assert result.exit_code == 0, result.output
     assert "→ create_task" in result.output
     assert "TASK-0001" in result.output

@@ -25,7 +25,10 @@ def bad_request() -> openai.BadRequestError:
 
 async def test_tool_calling_turn_creates_the_task_and_answers(open_runner):
     model = ScriptedChatModel(
-        [tool_call("create_task", {"title": "Quarterly review", "priority": "high"}, "call-1"), "Created TASK-0001."]
+        [
+            tool_call("create_task", {"title": "Quarterly review", "priority": "high"}, "call-1"),
+            "Created TASK-0001.",
+        ]
     )
     runner = await open_runner(("openai", model))
     result = await runner.run_turn(context=ME, message="create the quarterly review, high priority")
@@ -97,7 +100,9 @@ async def test_invalid_arguments_are_returned_to_the_model_not_executed(open_run
 async def test_read_role_cannot_write_whatever_the_model_asks(open_runner):
     model = ScriptedChatModel([tool_call("create_task", {"title": "sneaky"}, "c1"), "ok"])
     runner = await open_runner(("openai", model))
-    result = await runner.run_turn(context=Context(user_id="rita", role="read"), message="add sneaky")
+    result = await runner.run_turn(
+        context=Context(user_id="rita", role="read"), message="add sneaky"
+    )
     assert await runner.services.tasks.count() == 0
     assert "not allowed" in result.tool_calls[0]["result"]["error"]
 

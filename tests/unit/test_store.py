@@ -15,14 +15,25 @@ async def call(store: TaskStore, name: str, args, call_id: str, owner: str = "al
 
 
 async def test_create_assigns_human_ids_and_stores_fields(store):
-    first = await call(store, "create_task", CreateTaskArgs(title="Quarterly review", priority="high", due_date="2026-11-27", tags=["#work"]), "c1")
+    first = await call(
+        store,
+        "create_task",
+        CreateTaskArgs(
+            title="Quarterly review", priority="high", due_date="2026-11-27", tags=["#work"]
+        ),
+        "c1",
+    )
     second = await call(store, "create_task", CreateTaskArgs(title="Buy milk"), "c2")
     assert first["task"]["id"] == "TASK-0001"
     assert second["task"]["id"] == "TASK-0002"
     task = await store.get("alice", "task-0001")
     assert task is not None
     assert (task["title"], task["priority"], task["status"], task["due_date"], task["tags"]) == (
-        "Quarterly review", "high", "pending", "2026-11-27", ["work"],
+        "Quarterly review",
+        "high",
+        "pending",
+        "2026-11-27",
+        ["work"],
     )
 
 
@@ -35,9 +46,13 @@ async def test_replayed_call_id_changes_nothing_and_returns_the_first_result(sto
 
 
 async def test_natural_due_dates_are_accepted_and_bad_ones_explained(store):
-    ok = await call(store, "create_task", CreateTaskArgs(title="Call mom", due_date="tomorrow"), "c1")
+    ok = await call(
+        store, "create_task", CreateTaskArgs(title="Call mom", due_date="tomorrow"), "c1"
+    )
     assert ok["task"]["due_date"] == "2026-11-23"
-    bad = await call(store, "create_task", CreateTaskArgs(title="X", due_date="the day after never"), "c2")
+    bad = await call(
+        store, "create_task", CreateTaskArgs(title="X", due_date="the day after never"), "c2"
+    )
     assert bad["ok"] is False and "due_date" in bad["error"]
     assert await store.count() == 1
 
@@ -68,7 +83,12 @@ async def test_update_complete_delete_and_owner_isolation(store):
     from tools.schemas import CompleteTaskArgs, DeleteTaskArgs
 
     await call(store, "create_task", CreateTaskArgs(title="Report"), "c1")
-    updated = await call(store, "update_task", UpdateTaskArgs(task_id="TASK-0001", priority="urgent", title="Annual report"), "c2")
+    updated = await call(
+        store,
+        "update_task",
+        UpdateTaskArgs(task_id="TASK-0001", priority="urgent", title="Annual report"),
+        "c2",
+    )
     assert updated["changed"] == ["priority", "title"]
     assert updated["task"]["title"] == "Annual report"
     done = await call(store, "complete_task", CompleteTaskArgs(task_id="TASK-0001"), "c3")
@@ -88,12 +108,19 @@ async def test_list_filters_and_summary(store):
         ("No date urgent", "urgent", None),
     ]
     for i, (title, priority, due) in enumerate(specs):
-        await call(store, "create_task", CreateTaskArgs(title=title, priority=priority, due_date=due), f"c{i}")
+        await call(
+            store,
+            "create_task",
+            CreateTaskArgs(title=title, priority=priority, due_date=due),
+            f"c{i}",
+        )
     overdue = await call(store, "list_tasks", ListTasksArgs(overdue=True), "l1")
     assert [t["title"] for t in overdue["tasks"]] == ["Overdue report"]
     high = await call(store, "list_tasks", ListTasksArgs(priority="urgent"), "l2")
     assert [t["title"] for t in high["tasks"]] == ["No date urgent"]
-    window = await call(store, "list_tasks", ListTasksArgs(due_after="2026-11-22", due_before="2026-11-30"), "l3")
+    window = await call(
+        store, "list_tasks", ListTasksArgs(due_after="2026-11-22", due_before="2026-11-30"), "l3"
+    )
     assert [t["title"] for t in window["tasks"]] == ["Due Friday"]
     text = await call(store, "list_tasks", ListTasksArgs(text="report"), "l4")
     assert text["count"] == 1

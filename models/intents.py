@@ -1,0 +1,838 @@
+"""Intent recognition for the offline engine: one user message in, one intent out.
+
+Everything here is pure and deterministic: the same sentence and the same `today` always
+give the same intent. Nothing here knows about messages or tool results; see
+`models.offline` for the conversation logic and `models.replies` for the wording.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from tools.dates import find_date, parse_date, week_bounds
+from tools.schemas import MUTATING_TOOLS, Priority, Status
+
+__all__ = [
+    "Intent",
+    "TaskRef",
+    "TextIntent",
+    "TextKind",
+    "ToolIntent",
+    "bare_task_id",
+    "normalize_task_id",
+    "parse_intent",
+    "task_ids_in",
+]
+
+TextKind = Literal[
+    "help",
+    "greeting",
+    "thanks",
+    "decline",
+    "howto",
+    "explain",
+    "advice",
+    "capability",
+    "bulk",
+    "clarify_title",
+    "clarify_task",
+    "clarify_change",
+    "unknown",
+]
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """How the user pointed at a task: an explicit id, some title words, or "it"."""
+
+    task_id: str | None = None
+    words: str | None = None
+    pronoun: bool = False
+
+
+@dataclass(frozen=True)
+class ToolIntent:
+    """A request that maps onto one tool call once `target` (if any) is resolved to an id."""
+
+    tool: str
+    args: dict[str, Any] = field(default_factory=dict)
+    target: TaskRef | None = None
+
+
+@dataclass(frozen=True)
+class TextIntent:
+    """A message answered in words only; `topic` says what it was about (a tool, a term)."""
+
+    kind: TextKind
+    topic: str = ""
+
+
+Intent = ToolIntent | TextIntent
+
+_FLAGS = re.IGNORECASE
+
+# --- task references ----------------------------------------------------------------------
+
+_TASK_ID = re.compile(r"(?<![\w#])(?:task[\s#-]*|#)0*(\d{1,9})\b", _FLAGS)
+_BARE_ID = re.compile(
+    r"^(?:(?:i\s+mean|i\s+meant|it'?s|the\s+one\s+is|use|pick|that'?s)\s+)?"
+    r"(?:task[\s#-]*|#)?0*(\d{1,9})(?:\s+please)?$",
+    _FLAGS,
+)
+_PRONOUN = re.compile(
+    r"^(?:it|that|this|that\s+one|this\s+one|that\s+task|this\s+task|the\s+task|"
+    r"the\s+(?:last|latest|previous|same|new)\s+(?:one|task)|the\s+one\s+(?:i|you)\s+just\s+\w+)$",
+    _FLAGS,
+)
+_GENERIC_REF = re.compile(
+    r"^(?:(?:a|any|some|the|my|your|new)\s+)?(?:tasks?|things?|stuff|items?|to-?dos?|"
+    r"anything|something|entries|reminders?)$",
+    _FLAGS,
+)
+_BULK_REF = re.compile(
+    r"^(?:all|every|everything|each|both)\b|\b(?:all|old|older|stale|completed|done|finished|"
+    r"overdue)\s+(?:my\s+)?(?:tasks|ones|items|to-?dos)\b",
+    _FLAGS,
+)
+_REF_LEAD = re.compile(
+    r"^(?:(?:the|my|our|a|an|that|this)\s+)*(?:(?:task|to-?do|item|reminder)\s+"
+    r"(?:about|called|named|titled|for|to|on)?\s*)?(?:the\s+)?",
+    _FLAGS,
+)
+_REF_TAIL = re.compile(
+    r"(?:\s+(?:task|to-?do|item|reminder|one|entry))?(?:\s+(?:from|off|on)\s+(?:my|the)\s+"
+    r"(?:list|tasks|to-?do\s+list|to-?dos))?$",
+    _FLAGS,
+)
+
+
+def normalize_task_id(number: str | int) -> str:
+    """Return the canonical id for a task number: 3 -> "TASK-0003"."""
+    return f"TASK-{int(number):04d}"
+
+
+def task_ids_in(text: str) -> list[str]:
+    """Return the distinct task ids mentioned in `text` ("TASK-0003", "task 3", "#3")."""
+    ids: list[str] = []
+    for match in _TASK_ID.finditer(text):
+        task_id = normalize_task_id(match.group(1))
+        if task_id not in ids:
+            ids.append(task_id)
+    return ids
+
+
+def bare_task_id(text: str) -> str | None:
+    """Return the id when the whole message only names a task ("TASK-0003", "#3", "I mean 3")."""
+    match = _BARE_ID.match(_clean(text))
+    return normalize_task_id(match.group(1)) if match else None
+
+
+def _ref(text: str) -> TaskRef | None:
+    """Turn the words naming a task into a reference, or None if nothing is named."""
+    cleaned = _strip_quotes(_clean(text))
+    ids = task_ids_in(cleaned)
+    if ids:
+        return TaskRef(task_id=ids[0])
+    if _PRONOUN.match(cleaned):
+        return TaskRef(pronoun=True)
+    words = _REF_TAIL.sub("", _REF_LEAD.sub("", cleaned, count=1), count=1).strip(" ,.:;'\"")
+    return TaskRef(words=words) if words else None
+
+
+def _is_generic(ref: TaskRef | None, raw: str) -> bool:
+    return ref is None or bool(_GENERIC_REF.match(_clean(raw)))
+
+
+# --- small text helpers -------------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.replace("\u2019", "'").split()).strip(" .!,;")
+
+
+def _strip_quotes(text: str) -> str:
+    if len(text) >= 2 and text[0] in "\"'\u201c" and text[-1] in "\"'\u201d":
+        return text[1:-1].strip()
+    return text
+
+
+def _cut(text: str, span: tuple[int, int]) -> str:
+    return " ".join((text[: span[0]] + " " + text[span[1] :]).split())
+
+
+def _cut_all(text: str, pattern: re.Pattern[str]) -> str:
+    return " ".join(pattern.sub(" ", text).split())
+
+
+def _tidy(text: str) -> str:
+    """Drop connector words left dangling at either end after pieces were cut out."""
+    dangling = r"(?:to|for|by|on|at|until|till|due|and|with|as|the|a|an|of|that|is|it's|its)"
+    previous = None
+    while previous != text:
+        previous = text
+        text = re.sub(rf"\s+{dangling}$", "", text, flags=_FLAGS).strip(" ,;:-\u2013\u2014.")
+        text = re.sub(r"^[,;:\-\u2013\u2014]\s*", "", text).strip()
+    return text
+
+
+# --- fields shared by create and update ---------------------------------------------------
+
+_PRIORITY_WORDS: list[tuple[re.Pattern[str], Priority]] = [
+    (
+        re.compile(
+            r"\b(?:not\s+(?:urgent|important)|no\s+rush|low[\s-]?priority|low[\s-]pri|"
+            r"whenever(?:\s+i\s+(?:can|get\s+(?:a\s+)?(?:chance|time)))?|someday|eventually|"
+            r"when\s+i\s+get\s+(?:a\s+)?(?:chance|time))\b",
+            _FLAGS,
+        ),
+        "low",
+    ),
+    (
+        re.compile(
+            r"\b(?:urgent(?:ly)?(?:[\s-]priority)?|asap|critical|top[\s-]priority|"
+            r"highest[\s-]priority|emergency)\b",
+            _FLAGS,
+        ),
+        "urgent",
+    ),
+    (re.compile(r"\b(?:high[\s-]?priority|high[\s-]pri|important)\b", _FLAGS), "high"),
+    (re.compile(r"\b(?:normal|medium|regular|default)[\s-]?priority\b", _FLAGS), "normal"),
+]
+_PRIORITY_VALUE = re.compile(
+    r"\bpriority\s*(?:[:=]|of|is|to)?\s*(?P<p>low|normal|medium|high|urgent)\b", _FLAGS
+)
+_PRIORITY_AFTER_TO = re.compile(
+    r"\b(?:to|as|into)\s+(?:an?\s+)?(?P<p>urgent|high|low|normal|medium|important|critical|top)"
+    r"(?:[\s-]priority)?\b",
+    _FLAGS,
+)
+_PRIORITY_ALIASES: dict[str, Priority] = {
+    "low": "low",
+    "normal": "normal",
+    "medium": "normal",
+    "high": "high",
+    "important": "high",
+    "urgent": "urgent",
+    "critical": "urgent",
+    "top": "urgent",
+}
+_WITH = re.compile(r"(?:\b(?:with|as)\s+(?:an?\s+)?|\ban?\s+)$", _FLAGS)
+
+
+def _extract_priority(text: str) -> tuple[Priority | None, str]:
+    """Find a priority phrase; return it and the text with every priority phrase removed."""
+    found: Priority | None = None
+    for pattern in (_PRIORITY_VALUE, _PRIORITY_AFTER_TO):
+        match = pattern.search(text)
+        if match:
+            found = _PRIORITY_ALIASES[match["p"].lower()]
+            text = _cut(text, match.span())
+            break
+    for pattern, priority in _PRIORITY_WORDS:
+        match = pattern.search(text)
+        if match is None:
+            continue
+        found = found or priority
+        start = match.start()
+        # "with high priority" / "as urgent": the lead-in word goes with the phrase.
+        lead = _WITH.search(text, 0, start)
+        if lead is not None and lead.end() == start and not text[:start].lower().endswith("a "):
+            start = lead.start()
+        text = _cut(text, (start, match.end()))
+    return found, text
+
+
+_STATUS_VALUE = re.compile(
+    r"\b(?:to|as|into|back\s+to)\s+(?P<s>in[\s-]progress|started|ongoing|pending|not\s+done|"
+    r"not\s+started|open|to\s*do|incomplete|undone|active|not\s+complete[d]?)\b"
+    r"|\b(?P<s2>in[\s-]progress)\b",
+    _FLAGS,
+)
+
+
+def _status_from(word: str) -> Status:
+    word = word.lower()
+    return "in_progress" if any(w in word for w in ("progress", "start", "ongoing", "active")) else "pending"
+
+
+_TAG_HASH = re.compile(r"(?<![\w&])#([A-Za-z][\w-]*)")
+_TAG_WORDS = re.compile(
+    r"\b(?:tagged|tags?|labell?ed|labels?)\s*(?:with|as|:)?\s+(?P<list>[\w-]+(?:\s*(?:,|\band\b)\s*[\w-]+)*)",
+    _FLAGS,
+)
+_DESCRIPTION = re.compile(
+    r"(?:\s*[,;\-\u2013\u2014]\s*|\s+)(?:with\s+)?(?:(?:a\s+)?notes?|description|details)\s*[:=]\s*(?P<d>.+)$",
+    _FLAGS,
+)
+_QUOTED = re.compile(r"[\"\u201c](?P<q>[^\"\u201d]+)[\"\u201d]|(?:(?<=\s)|^)'(?P<s>[^']+)'(?=\s|$|[.,!?:])")
+
+
+def _extract_tags(text: str) -> tuple[list[str], str]:
+    tags = [t.lower() for t in _TAG_HASH.findall(text)]
+    text = _cut_all(text, _TAG_HASH)
+    match = _TAG_WORDS.search(text)
+    if match:
+        tags += [t.lower() for t in re.split(r"\s*(?:,|\band\b)\s*", match["list"]) if t]
+        text = _cut(text, match.span())
+    return list(dict.fromkeys(tags)), text
+
+
+def _extract_date(text: str, today: date) -> tuple[str | None, str]:
+    found = find_date(text, today)
+    if found is None:
+        return None, text
+    due, span = found
+    return due.isoformat(), _cut(text, span)
+
+
+# --- create ----------------------------------------------------------------------------
+
+_CREATE_PREFIX = re.compile(
+    r"^(?:"
+    r"(?:create|add|new|log|record|track|schedule|set\s+up|jot\s+down|note\s+down|put|make)"
+    r"\s+(?:me\s+)?(?:(?:a|an|another|one|the)\s+)?(?:new\s+)?"
+    r"(?:(?:task|to-?do|reminder|item|entry)s?\b\s*(?:called|named|titled|to\s+(?=\w)|for|about|"
+    r"regarding|that\s+says|saying|:|-|\u2013|\u2014)?\s*(?:the\s+)?)?"
+    r"|(?:new\s+)?(?:task|to-?do)\s*[:\-\u2013\u2014]\s*"
+    r"|remind\s+me\s+(?:to|about|of|that)?\s*"
+    r"|(?:don'?t|do\s+not)\s+(?:let\s+me\s+)?forget\s+(?:to|about)?\s*"
+    r"|i\s+(?:need|have|must|gotta|got|'ve\s+got|have\s+got)\s+(?:to\s+)?"
+    r")",
+    _FLAGS,
+)
+# "make" only creates when a task noun follows; otherwise it is an update ("make it urgent").
+_MAKE_WITHOUT_TASK = re.compile(r"^make\s+(?!(?:me\s+)?(?:an?\s+|another\s+)?(?:new\s+)?(?:task|to-?do|reminder))", _FLAGS)
+_LIST_SUFFIX = re.compile(
+    r"\s+(?:to|on|onto|in)\s+(?:my|the)\s+(?:(?:task|to-?do|shopping|todo)\s+)?(?:list|tasks|to-?dos)$",
+    _FLAGS,
+)
+_LEADING_ARTICLE = re.compile(r"^(?:a|an|the)\s+(?=\w)", _FLAGS)
+_READ_REQUEST = re.compile(r"\b(?:my|the)\s+(?:tasks|list|to-?dos?|agenda)\b", _FLAGS)
+
+
+def _parse_create(text: str, today: date) -> Intent | None:
+    if _MAKE_WITHOUT_TASK.match(text) or not _CREATE_PREFIX.match(text):
+        return None
+    args: dict[str, Any] = {}
+    quoted = _QUOTED.search(text)
+    description = _DESCRIPTION.search(text)
+    if description:
+        args["description"] = description["d"].strip()
+        text = text[: description.start()]
+    tags, text = _extract_tags(text)
+    due, text = _extract_date(text, today)
+    priority, text = _extract_priority(text)
+    prefix = _CREATE_PREFIX.match(text)
+    title = text[prefix.end() :] if prefix else text
+    title = _LEADING_ARTICLE.sub("", _tidy(_LIST_SUFFIX.sub("", title)))
+    if quoted:
+        title = (quoted["q"] or quoted["s"]).strip()
+    if not title or _GENERIC_REF.match(title):
+        return TextIntent("clarify_title")
+    if _READ_REQUEST.search(title) and re.match(r"^(?:see|check|view|know|look|review|list)\b", title, _FLAGS):
+        return None
+    args["title"] = (title[0].upper() + title[1:])[:200]
+    if priority:
+        args["priority"] = priority
+    if due:
+        args["due_date"] = due
+    if tags:
+        args["tags"] = tags
+    return ToolIntent("create_task", {k: args[k] for k in sorted(args)})
+
+
+# --- complete / delete --------------------------------------------------------------------
+
+_COMPLETE = [
+    re.compile(
+        r"^(?:mark|set|flag|move)\s+(?P<ref>.+?)(?<!\bnot)\s+(?:as\s+|to\s+)?(?:done|complete|completed|finished)$",
+        _FLAGS,
+    ),
+    re.compile(r"^(?:check|tick|cross)\s+off\s+(?P<ref>.+)$", _FLAGS),
+    re.compile(r"^(?:check|tick|cross)\s+(?P<ref>.+?)\s+off$", _FLAGS),
+    re.compile(r"^(?:complete|finish|close|finalize|finalise|wrap\s+up)\s+(?P<ref>.+)$", _FLAGS),
+    re.compile(
+        r"^(?:i(?:'ve|\s+have)?\s+)?(?:just\s+|already\s+|finally\s+)?"
+        r"(?:finished|completed|wrapped\s+up|done\s+with)\s+(?P<ref>.+)$",
+        _FLAGS,
+    ),
+    re.compile(r"^(?:i'?m|i\s+am)\s+(?:all\s+|now\s+)?(?:done|finished)\s+with\s+(?P<ref>.+)$", _FLAGS),
+    re.compile(r"^done\s*[:\-]?\s+(?P<ref>.+)$", _FLAGS),
+    re.compile(r"^(?P<ref>.+?)\s+is\s+(?:now\s+|all\s+)?(?:done|finished|complete|completed)$", _FLAGS),
+]
+_DELETE = re.compile(
+    r"^(?:delete|remove|drop|trash|erase|discard|scrap|get\s+rid\s+of|cancel|kill)\s+(?P<ref>.+)$",
+    _FLAGS,
+)
+
+
+def _targeted(tool: str, raw: str, args: dict[str, Any] | None = None) -> Intent:
+    """Build a tool intent aimed at the task named by `raw`, or say why it can't be."""
+    if _BULK_REF.search(raw):
+        return TextIntent("bulk", tool)
+    ref = _ref(raw)
+    if _is_generic(ref, raw):
+        return TextIntent("capability", tool)
+    return ToolIntent(tool, dict(sorted((args or {}).items())), ref)
+
+
+def _parse_complete(text: str, today: date) -> Intent | None:
+    for pattern in _COMPLETE:
+        match = pattern.match(text)
+        if match:
+            return _targeted("complete_task", match["ref"])
+    return None
+
+
+def _parse_delete(text: str, today: date) -> Intent | None:
+    match = _DELETE.match(text)
+    return _targeted("delete_task", match["ref"]) if match else None
+
+
+# --- update -------------------------------------------------------------------------------
+
+_RENAME = [
+    re.compile(r"^(?:rename|retitle)\s+(?P<ref>.+?)\s+(?:to|as|into)\s+(?P<value>.+)$", _FLAGS),
+    re.compile(
+        r"^(?:change|set|update|edit)\s+the\s+(?:title|name)\s+(?:of|for|on)\s+(?P<ref>.+?)\s+to\s+(?P<value>.+)$",
+        _FLAGS,
+    ),
+]
+_FIELD_UPDATE = [
+    re.compile(
+        r"^(?:change|set|update|edit|make|move|push)\s+(?:the\s+)?(?P<field>due\s+date|deadline|due|"
+        r"priority|status|description|notes?|tags?)\s+(?:of|for|on)\s+(?P<ref>.+?)\s+(?:to|as|=)\s+(?P<value>.+)$",
+        _FLAGS,
+    ),
+    re.compile(
+        r"^(?:change|set|update|edit)\s+(?P<ref>.+?)(?:'s)?\s+(?P<field>due\s+date|deadline|priority|status|"
+        r"description|notes?|tags?|title|name)\s+(?:to|as|=)\s+(?P<value>.+)$",
+        _FLAGS,
+    ),
+]
+_ADD_NOTE = re.compile(
+    r"^add\s+(?:a\s+)?(?:note|notes|description|comment)\s+(?:to|on)\s+(?P<ref>.+?)\s*[:\-]\s*(?P<value>.+)$",
+    _FLAGS,
+)
+_RESCHEDULE = re.compile(
+    r"^(?:move|postpone|push(?:\s+back)?|reschedule|delay|defer|bump)\s+(?P<rest>.+)$", _FLAGS
+)
+_START = [
+    re.compile(r"^(?:start|begin)\s+(?:working\s+on\s+|on\s+)?(?P<ref>.+)$", _FLAGS),
+    re.compile(
+        r"^(?:i'?m|i\s+am)\s+(?:now\s+|currently\s+)?(?:working\s+on|starting(?:\s+on)?|doing|tackling)\s+(?P<ref>.+)$",
+        _FLAGS,
+    ),
+    re.compile(r"^(?:i(?:'ve|\s+have)?\s+)?started(?:\s+(?:on|working\s+on))?\s+(?P<ref>.+)$", _FLAGS),
+]
+_REOPEN = re.compile(r"^(?:reopen|re-open|uncomplete|un-complete|undo)\s+(?P<ref>.+)$", _FLAGS)
+_PRIORITIZE = re.compile(r"^(?P<verb>(?:de)?prioriti[sz]e)\s+(?P<ref>.+)$", _FLAGS)
+_GENERIC_UPDATE = re.compile(
+    r"^(?:set|make|mark|change|update|turn|flag|bump|raise|lower|put|edit)\s+(?P<rest>.+)$", _FLAGS
+)
+_REF_CONNECTORS = re.compile(
+    r"(?:\s+(?:to|as|into|due|by|on|for|with|'s|priority|the\s+priority|the\s+due\s+date|back))+$", _FLAGS
+)
+
+
+def _field_value(field_name: str, value: str, today: date) -> dict[str, Any] | TextIntent:
+    """Interpret the new value for one named field."""
+    field_name = field_name.lower()
+    value = _strip_quotes(_clean(value))
+    if field_name.startswith(("due", "deadline")):
+        try:
+            return {"due_date": parse_date(value, today).isoformat()}
+        except ValueError:
+            return TextIntent("clarify_change", f"date:{value}")
+    if field_name == "priority":
+        priority = _PRIORITY_ALIASES.get(value.lower().replace(" priority", "").strip())
+        return {"priority": priority} if priority else TextIntent("clarify_change", f"priority:{value}")
+    if field_name == "status":
+        lowered = value.lower()
+        if lowered in {"done", "complete", "completed", "finished"}:
+            return {"status": "completed"}
+        return {"status": _status_from(lowered)}
+    if field_name.startswith("tag"):
+        return {"tags": [t.lower().lstrip("#") for t in re.split(r"\s*(?:,|\band\b)\s*", value) if t]}
+    if field_name in {"title", "name"}:
+        return {"title": value[:200]}
+    return {"description": value}
+
+
+def _values_in(rest: str, today: date) -> tuple[dict[str, Any], int]:
+    """Find new priority / status / due date in `rest`; return them and where they start."""
+    args: dict[str, Any] = {}
+    starts: list[int] = []
+    for pattern in (_PRIORITY_VALUE, _PRIORITY_AFTER_TO):
+        match = pattern.search(rest)
+        if match:
+            args["priority"] = _PRIORITY_ALIASES[match["p"].lower()]
+            starts.append(match.start())
+            break
+    if "priority" not in args:
+        for pattern, priority in _PRIORITY_WORDS:
+            match = pattern.search(rest)
+            if match and match.start() > 0:
+                args["priority"] = priority
+                starts.append(match.start())
+                break
+    status = _STATUS_VALUE.search(rest)
+    if status:
+        args["status"] = _status_from(status["s"] or status["s2"])
+        starts.append(status.start())
+    found = find_date(rest, today)
+    if found is not None:
+        args["due_date"] = found[0].isoformat()
+        starts.append(found[1][0])
+    return args, min(starts) if starts else len(rest)
+
+
+def _parse_update(text: str, today: date) -> Intent | None:
+    for pattern in _RENAME:
+        match = pattern.match(text)
+        if match:
+            title = _strip_quotes(_clean(match["value"]))
+            return _targeted("update_task", match["ref"], {"title": title[:200]})
+    for pattern in _FIELD_UPDATE:
+        match = pattern.match(text)
+        if match:
+            values = _field_value(match["field"], match["value"], today)
+            if isinstance(values, TextIntent):
+                return values
+            return _targeted("update_task", match["ref"], values)
+    for pattern in _START:
+        match = pattern.match(text)
+        if match:
+            return _targeted("update_task", match["ref"], {"status": "in_progress"})
+    match = _REOPEN.match(text)
+    if match:
+        return _targeted("update_task", match["ref"], {"status": "pending"})
+    match = _PRIORITIZE.match(text)
+    if match:
+        priority = "low" if match["verb"].lower().startswith("de") else "high"
+        return _targeted("update_task", match["ref"], {"priority": priority})
+    match = _RESCHEDULE.match(text) or _GENERIC_UPDATE.match(text)
+    if match is None:
+        return None
+    args, value_start = _values_in(match["rest"], today)
+    ref_text = _REF_CONNECTORS.sub("", match["rest"][:value_start].strip())
+    if not args:
+        return TextIntent("clarify_change", "")
+    if not ref_text:
+        return ToolIntent("update_task", dict(sorted(args.items())), TaskRef(pronoun=True))
+    return _targeted("update_task", ref_text, args)
+
+
+# --- reads -----------------------------------------------------------------------------
+
+_SUMMARY = re.compile(
+    r"\b(?:summary|summari[sz]e|overview|stats|statistics|analy[sz]e|analysis|breakdown|"
+    r"how\s+am\s+i\s+doing|how'?s\s+it\s+going|how\s+are\s+things|dashboard|status\s+report|"
+    r"report\s+card|how\s+many\s+tasks(?:\s+do\s+i\s+have)?$|how\s+productive)\b",
+    _FLAGS,
+)
+_GET = re.compile(
+    r"^(?:show|get|open|view|display|describe|fetch|details\s+(?:of|for|on|about)|"
+    r"tell\s+me\s+(?:more\s+)?about|what(?:'s|\s+is|\s+about)|look\s+up|find|info\s+(?:on|about))"
+    r"\s+(?:me\s+)?(?:the\s+details\s+(?:of|for)\s+)?(?P<ref>.+)$",
+    _FLAGS,
+)
+_LIST_SIGNAL = re.compile(
+    r"\b(?:tasks|to-?dos|plate|agenda|overdue|due|pending|completed|finished|in[\s-]progress|"
+    r"backlog|list|late|outstanding|open\s+items|what\s+do\s+i\s+have|what'?s\s+(?:left|next|up)|"
+    r"anything|something)\b",
+    _FLAGS,
+)
+_READ_VERB = re.compile(
+    r"^(?:list|show|display|view|see|get|give|what|what's|whats|which|any|find|search|look|"
+    r"do\s+i\s+have|are\s+there|is\s+there|tell\s+me|check|my)\b",
+    _FLAGS,
+)
+_TEXT_FILTER = re.compile(
+    r"\b(?:about|matching|containing|mentioning|regarding|related\s+to|named|called|titled|"
+    r"with\s+the\s+words?|that\s+mention)\s+(?P<t>.+)$",
+    _FLAGS,
+)
+_SEARCH = re.compile(r"^(?:find|search(?:\s+for)?|look\s+(?:for|up))\s+(?P<t>.+)$", _FLAGS)
+_SEARCH_NOISE = re.compile(
+    r"\b(?:my|the|all|any|tasks?|to-?dos?|items?|please|me|for|with|that|which|are|is)\b", _FLAGS
+)
+_LIST_STATUS: list[tuple[re.Pattern[str], Status]] = [
+    (re.compile(r"\b(?:in[\s-]progress|started|ongoing|working\s+on|active)\b", _FLAGS), "in_progress"),
+    (
+        re.compile(
+            r"\b(?:pending|open|outstanding|incomplete|unfinished|remaining|not\s+(?:done|started|"
+            r"completed|finished)|left\s+to\s+do)\b",
+            _FLAGS,
+        ),
+        "pending",
+    ),
+    (re.compile(r"\b(?:completed|done|finished|closed)\b", _FLAGS), "completed"),
+]
+_LIST_PRIORITY: list[tuple[re.Pattern[str], Priority]] = [
+    (re.compile(r"\b(?:urgent|critical)\b", _FLAGS), "urgent"),
+    (re.compile(r"\b(?:high[\s-]?priority|important|high[\s-]pri)\b", _FLAGS), "high"),
+    (re.compile(r"\blow[\s-]?priority\b", _FLAGS), "low"),
+    (re.compile(r"\b(?:normal|medium)[\s-]?priority\b", _FLAGS), "normal"),
+]
+_OVERDUE = re.compile(r"\b(?:overdue|late|past\s+due|behind|missed)\b", _FLAGS)
+_RANGE_THIS_WEEK = re.compile(r"\b(?:due\s+)?(?:this|the)\s+week\b", _FLAGS)
+_RANGE_NEXT_WEEK = re.compile(r"\b(?:due\s+)?next\s+week\b", _FLAGS)
+_RANGE_THIS_MONTH = re.compile(r"\b(?:due\s+)?this\s+month\b", _FLAGS)
+_RANGE_SOON = re.compile(r"\b(?:due\s+)?soon\b", _FLAGS)
+_BEFORE = re.compile(r"\b(?:due\s+)?(?:before|by|until|no\s+later\s+than)\s+(?P<d>.+)$", _FLAGS)
+_AFTER = re.compile(r"\b(?:due\s+)?(?:after|from)\s+(?P<d>.+)$", _FLAGS)
+_LIMIT = re.compile(r"\b(?:top|first|next|last)\s+(?P<n>\d{1,3})\b", _FLAGS)
+
+
+def _date_prefix(text: str, today: date) -> tuple[date | None, int]:
+    """Parse the longest leading run of words in `text` that is a date; return it and its length."""
+    words = text.split()
+    for count in range(min(len(words), 5), 0, -1):
+        phrase = " ".join(words[:count])
+        try:
+            return parse_date(phrase, today), len(phrase)
+        except ValueError:
+            continue
+    return None, 0
+
+
+def _list_dates(text: str, today: date, args: dict[str, Any]) -> str:
+    """Fill due_before / due_after from the sentence; return what is left of it."""
+    ranges = [
+        (_RANGE_NEXT_WEEK, lambda: (week_bounds(today)[0] + timedelta(days=7), week_bounds(today)[1] + timedelta(days=7))),
+        (_RANGE_THIS_WEEK, lambda: (today, week_bounds(today)[1])),
+        (_RANGE_THIS_MONTH, lambda: (today, parse_date("end of month", today))),
+        (_RANGE_SOON, lambda: (today, today + timedelta(days=7))),
+    ]
+    for pattern, bounds in ranges:
+        match = pattern.search(text)
+        if match:
+            after, before = bounds()
+            args["due_after"], args["due_before"] = after.isoformat(), before.isoformat()
+            return _cut(text, match.span())
+    for pattern, key in ((_BEFORE, "due_before"), (_AFTER, "due_after")):
+        match = pattern.search(text)
+        if match:
+            found, length = _date_prefix(match["d"], today)
+            if found is not None:
+                args[key] = found.isoformat()
+                return _cut(text, (match.start(), match.start("d") + length))
+    located = find_date(text, today)
+    if located is not None:
+        args["due_after"] = args["due_before"] = located[0].isoformat()
+        return _cut(text, located[1])
+    return text
+
+
+def _list_filters(text: str, today: date) -> dict[str, Any]:
+    """Turn a listing request into list_tasks arguments."""
+    args: dict[str, Any] = {}
+    search = _SEARCH.match(text)
+    explicit = _TEXT_FILTER.search(text)
+    if explicit:
+        text, words = text[: explicit.start()], explicit["t"]
+    elif search:
+        text, words = "", search["t"]
+    else:
+        words = ""
+    if words:
+        rest: dict[str, Any] = {}
+        words = _list_dates(words, today, rest)
+        args.update(rest)
+        words = _cut_all(_strip_quotes(_clean(words)), _SEARCH_NOISE)
+        if words:
+            args["text"] = words
+    if _OVERDUE.search(text):
+        args["overdue"] = True
+        text = _cut_all(text, _OVERDUE)
+    for pattern, priority in _LIST_PRIORITY:
+        if pattern.search(text):
+            args["priority"] = priority
+            text = _cut_all(text, pattern)
+            break
+    for pattern, status in _LIST_STATUS:
+        if pattern.search(text):
+            args["status"] = status
+            break
+    limit = _LIMIT.search(text)
+    if limit:
+        args["limit"] = max(1, min(200, int(limit["n"])))
+        text = _cut(text, limit.span())
+    if not args.get("overdue"):
+        _list_dates(text, today, args)
+    return dict(sorted(args.items()))
+
+
+def _parse_get(text: str, today: date) -> Intent | None:
+    match = _GET.match(text)
+    if match is None:
+        return None
+    raw = match["ref"]
+    ref = _ref(raw)
+    if ref is None or ref.words is not None:
+        return None
+    if _LIST_SIGNAL.search(raw) and ref.task_id is None:
+        return None
+    return ToolIntent("get_task", {}, ref)
+
+
+def _parse_summary(text: str, today: date) -> Intent | None:
+    return ToolIntent("task_summary") if _SUMMARY.search(text) else None
+
+
+def _parse_list(text: str, today: date) -> Intent | None:
+    if not (_LIST_SIGNAL.search(text) or _READ_VERB.match(text) or _SEARCH.match(text)):
+        return None
+    return ToolIntent("list_tasks", _list_filters(text, today))
+
+
+# --- conversation-level kinds -----------------------------------------------------------
+
+_HELP = re.compile(
+    r"^(?:help|\?+|commands|menu|usage|what\s+can\s+(?:you|i)\s+(?:do|say|ask)(?:\s+here)?|"
+    r"what\s+do\s+you\s+do|how\s+does\s+this\s+work|how\s+do\s+(?:you|i)\s+use\s+(?:you|this)|"
+    r"who\s+are\s+you|what\s+are\s+you|help\s+me|examples?)$",
+    _FLAGS,
+)
+_GREETING = re.compile(
+    r"^(?:hi|hello|hey|hiya|yo|good\s+(?:morning|afternoon|evening)|greetings|howdy)(?:\s+there)?$",
+    _FLAGS,
+)
+_THANKS = re.compile(
+    r"^(?:thanks?(?:\s+(?:a\s+lot|so\s+much|you|again))*|thank\s+you(?:\s+so\s+much)?|thx|ty|cheers|"
+    r"great|cool|nice|perfect|awesome|ok(?:ay)?|got\s+it|sounds\s+good|good|great,?\s+thanks|"
+    r"bye|goodbye|see\s+you)$",
+    _FLAGS,
+)
+_DECLINE = re.compile(
+    r"^(?:no,?\s+)?(?:don'?t|do\s+not|dont|never\s*mind|nvm|not\s+yet|hold\s+on|wait|stop|"
+    r"cancel\s+that|forget\s+(?:it|that)|no\s+thanks?|nope|no)\b(?!\s+(?:let\s+me\s+)?forget\b)",
+    _FLAGS,
+)
+_HOWTO = re.compile(r"^(?:how\s+(?:do|can|could|would|should)\s+i|how\s+to|how\s+does\s+one)\b(?P<rest>.*)$", _FLAGS)
+_EXPLAIN = re.compile(
+    r"^(?:what\s+(?:does|do|is|are)\s+(?:the\s+)?(?:word\s+|term\s+|priority\s+|status\s+)?"
+    r"[\"']?(?P<a>[\w\s-]+?)[\"']?(?:\s+priority|\s+status)?\s+mean|"
+    r"what(?:'s|\s+is)\s+(?:the\s+)?(?:difference\s+between|meaning\s+of)\s+(?P<b>[\w\s-]+)|"
+    r"what\s+(?:are\s+)?(?:the\s+)?(?P<c>priorities|priority\s+levels|statuses|status\s+values|tags))$",
+    _FLAGS,
+)
+_ADVICE = re.compile(
+    r"^(?:should\s+i|shall\s+i|do\s+you\s+think|is\s+it\s+(?:a\s+good\s+idea|wise|ok|okay|worth)|"
+    r"would\s+it\s+be|what\s+should\s+i|which\s+(?:one|task)\s+should\s+i|any\s+(?:advice|tips))\b",
+    _FLAGS,
+)
+_POLITE = re.compile(
+    r"^(?:(?:please|pls|plz|kindly|ok(?:ay)?|so|and|also|now|then|alright|hey)\s*,?\s+|"
+    r"(?:can|could|would|will)\s+(?:you|u)\s+(?:please\s+)?|go\s+ahead\s+and\s+|"
+    r"i'?d\s+like\s+(?:you\s+)?to\s+|i\s+want\s+(?:you\s+)?to\s+|let'?s\s+)",
+    _FLAGS,
+)
+_YES_NO_READ = [
+    re.compile(
+        r"^(?:did|have|has)\s+i\s+(?:already\s+)?(?:finish(?:ed)?|complete[d]?|do(?:ne)?|start(?:ed)?)\s+(?P<ref>.+)$",
+        _FLAGS,
+    ),
+    re.compile(r"^is\s+(?P<ref>.+?)\s+(?:done|finished|complete[d]?|overdue|started|in\s+progress|due\b.*)$", _FLAGS),
+]
+_TOPIC_WORDS: list[tuple[str, str]] = [
+    ("create_task", r"\b(?:create|add|make|new|remind)"),
+    ("delete_task", r"\b(?:delete|remove|drop|trash)"),
+    ("complete_task", r"\b(?:complete|finish|done|check\s+off)"),
+    ("update_task", r"\b(?:update|change|edit|rename|move|reschedule|set|priorit|start)"),
+    ("list_tasks", r"\b(?:list|see|show|find|search|filter|view|overdue)"),
+    ("task_summary", r"\b(?:summary|stats|overview|progress)"),
+]
+
+
+def _topic(text: str) -> str:
+    for tool, pattern in _TOPIC_WORDS:
+        if re.search(pattern, text, _FLAGS):
+            return tool
+    return ""
+
+
+def _conversational(text: str) -> TextIntent | None:
+    """Recognise help, small talk, refusals and questions that must never change data."""
+    if not text or _HELP.match(text):
+        return TextIntent("help")
+    if _GREETING.match(text):
+        return TextIntent("greeting")
+    if _THANKS.match(text):
+        return TextIntent("thanks")
+    if _DECLINE.match(text):
+        return TextIntent("decline", _topic(text))
+    howto = _HOWTO.match(text)
+    if howto:
+        return TextIntent("howto", _topic(howto["rest"]))
+    explain = _EXPLAIN.match(text)
+    if explain:
+        term = explain["a"] or explain["b"] or explain["c"] or ""
+        return TextIntent("explain", " ".join(term.lower().split()))
+    if _ADVICE.match(text):
+        return TextIntent("advice", _topic(text))
+    return None
+
+
+def _read_instead(intent: ToolIntent) -> Intent:
+    """A question that mentions a change ("did I finish the report?") only gets a look-up."""
+    target = intent.target
+    if target is None:
+        return TextIntent("capability", intent.tool)
+    if target.words is not None:
+        return ToolIntent("list_tasks", {"text": target.words})
+    return ToolIntent("get_task", {}, target)
+
+
+def parse_intent(text: str, today: date) -> Intent:
+    """Recognise what one user message asks for.
+
+    Writes are only produced for statements and polite requests ("please add ...",
+    "could you delete TASK-0002?"); other questions get a text answer or a read-only look-up.
+    """
+    cleaned = _clean(text)
+    question = cleaned.endswith("?") or text.rstrip().endswith("?")
+    cleaned = cleaned.rstrip("?").strip()
+    conversational = _conversational(cleaned)
+    if conversational is not None:
+        return conversational
+    body, polite = cleaned, False
+    while (match := _POLITE.match(body)) is not None and match.end() < len(body):
+        polite = polite or bool(re.match(r"(?:can|could|would|will|please|pls|plz|kindly|i)", match[0], _FLAGS))
+        body = body[match.end() :]
+    conversational = _conversational(body)
+    if conversational is not None:
+        return conversational
+    for pattern in _YES_NO_READ:
+        match = pattern.match(body)
+        if match:
+            return _read_instead(ToolIntent("complete_task", {}, _ref(match["ref"])))
+    intent = _parse_command(body, today)
+    if intent is None:
+        return TextIntent("unknown")
+    if isinstance(intent, ToolIntent) and intent.tool in MUTATING_TOOLS and question and not polite:
+        return _read_instead(intent)
+    return intent
+
+
+def _parse_command(text: str, today: date) -> Intent | None:
+    match = _ADD_NOTE.match(text)
+    if match:
+        return _targeted("update_task", match["ref"], {"description": match["value"].strip()})
+    for parser in (
+        _parse_create,
+        _parse_complete,
+        _parse_delete,
+        _parse_update,
+        _parse_summary,
+        _parse_get,
+        _parse_list,
+    ):
+        intent = parser(text, today)
+        if intent is not None:
+            return intent
+    return None
