@@ -255,7 +255,11 @@ _STATUS_VALUE = re.compile(
 
 def _status_from(word: str) -> Status:
     word = word.lower()
-    return "in_progress" if any(w in word for w in ("progress", "start", "ongoing", "active")) else "pending"
+    return (
+        "in_progress"
+        if any(w in word for w in ("progress", "start", "ongoing", "active"))
+        else "pending"
+    )
 
 
 _TAG_HASH = re.compile(r"(?<![\w&])#([A-Za-z][\w-]*)")
@@ -267,7 +271,9 @@ _DESCRIPTION = re.compile(
     r"(?:\s*[,;\-\u2013\u2014]\s*|\s+)(?:with\s+)?(?:(?:a\s+)?notes?|description|details)\s*[:=]\s*(?P<d>.+)$",
     _FLAGS,
 )
-_QUOTED = re.compile(r"[\"\u201c](?P<q>[^\"\u201d]+)[\"\u201d]|(?:(?<=\s)|^)'(?P<s>[^']+)'(?=\s|$|[.,!?:])")
+_QUOTED = re.compile(
+    r"[\"\u201c](?P<q>[^\"\u201d]+)[\"\u201d]|(?:(?<=\s)|^)'(?P<s>[^']+)'(?=\s|$|[.,!?:])"
+)
 
 
 def _extract_tags(text: str) -> tuple[list[str], str]:
@@ -296,7 +302,7 @@ _CREATE_PREFIX = re.compile(
     r"\s+(?:me\s+)?(?:(?:a|an|another|one|the)\s+)?(?:new\s+)?"
     r"(?:(?:task|to-?do|reminder|item|entry)s?\b\s*(?:called|named|titled|to\s+(?=\w)|for|about|"
     r"regarding|that\s+says|saying|:|-|\u2013|\u2014)?\s*(?:the\s+)?)?"
-    r"|(?:new\s+)?(?:task|to-?do)\s*[:\-\u2013\u2014]\s*"
+    r"|(?:new\s+)?(?:task|to-?do)\s*(?::|[\-\u2013\u2014](?=\s))\s*"
     r"|remind\s+me\s+(?:to|about|of|that)?\s*"
     r"|(?:don'?t|do\s+not)\s+(?:let\s+me\s+)?forget\s+(?:to|about)?\s*"
     r"|i\s+(?:need|have|must|gotta|got|'ve\s+got|have\s+got)\s+(?:to\s+)?"
@@ -304,7 +310,9 @@ _CREATE_PREFIX = re.compile(
     _FLAGS,
 )
 # "make" only creates when a task noun follows; otherwise it is an update ("make it urgent").
-_MAKE_WITHOUT_TASK = re.compile(r"^make\s+(?!(?:me\s+)?(?:an?\s+|another\s+)?(?:new\s+)?(?:task|to-?do|reminder))", _FLAGS)
+_MAKE_WITHOUT_TASK = re.compile(
+    r"^make\s+(?!(?:me\s+)?(?:an?\s+|another\s+)?(?:new\s+)?(?:task|to-?do|reminder))", _FLAGS
+)
 _LIST_SUFFIX = re.compile(
     r"\s+(?:to|on|onto|in)\s+(?:my|the)\s+(?:(?:task|to-?do|shopping|todo)\s+)?(?:list|tasks|to-?dos)$",
     _FLAGS,
@@ -332,7 +340,9 @@ def _parse_create(text: str, today: date) -> Intent | None:
         title = (quoted["q"] or quoted["s"]).strip()
     if not title or _GENERIC_REF.match(title):
         return TextIntent("clarify_title")
-    if _READ_REQUEST.search(title) and re.match(r"^(?:see|check|view|know|look|review|list)\b", title, _FLAGS):
+    if _READ_REQUEST.search(title) and re.match(
+        r"^(?:see|check|view|know|look|review|list)\b", title, _FLAGS
+    ):
         return None
     args["title"] = (title[0].upper() + title[1:])[:200]
     if priority:
@@ -348,20 +358,29 @@ def _parse_create(text: str, today: date) -> Intent | None:
 
 _COMPLETE = [
     re.compile(
-        r"^(?:mark|set|flag|move)\s+(?P<ref>.+?)(?<!\bnot)\s+(?:as\s+|to\s+)?(?:done|complete|completed|finished)$",
+        r"^(?:mark|set|flag|move)\s+(?P<ref>.+?)(?<!\bnot)(?<!\bstatus)(?<!\bto)(?<!\bas)\s+(?:as\s+|to\s+)?(?:done|complete|completed|finished)$",
         _FLAGS,
     ),
     re.compile(r"^(?:check|tick|cross)\s+off\s+(?P<ref>.+)$", _FLAGS),
     re.compile(r"^(?:check|tick|cross)\s+(?P<ref>.+?)\s+off$", _FLAGS),
     re.compile(r"^(?:complete|finish|close|finalize|finalise|wrap\s+up)\s+(?P<ref>.+)$", _FLAGS),
     re.compile(
-        r"^(?:i(?:'ve|\s+have)?\s+)?(?:just\s+|already\s+|finally\s+)?"
+        r"^(?:i(?:'ve|\s+have)?\s+|just\s+)(?:just\s+|already\s+|finally\s+)?"
         r"(?:finished|completed|wrapped\s+up|done\s+with)\s+(?P<ref>.+)$",
         _FLAGS,
     ),
-    re.compile(r"^(?:i'?m|i\s+am)\s+(?:all\s+|now\s+)?(?:done|finished)\s+with\s+(?P<ref>.+)$", _FLAGS),
+    # Without a subject, "completed tasks" is a listing request, so plurals are left alone.
+    re.compile(
+        r"^(?:finished|completed|done\s+with)\s+(?P<ref>(?!.*\b(?:tasks|to-?dos|items)\b).+)$",
+        _FLAGS,
+    ),
+    re.compile(
+        r"^(?:i'?m|i\s+am)\s+(?:all\s+|now\s+)?(?:done|finished)\s+with\s+(?P<ref>.+)$", _FLAGS
+    ),
     re.compile(r"^done\s*[:\-]?\s+(?P<ref>.+)$", _FLAGS),
-    re.compile(r"^(?P<ref>.+?)\s+is\s+(?:now\s+|all\s+)?(?:done|finished|complete|completed)$", _FLAGS),
+    re.compile(
+        r"^(?P<ref>.+?)\s+is\s+(?:now\s+|all\s+)?(?:done|finished|complete|completed)$", _FLAGS
+    ),
 ]
 _DELETE = re.compile(
     r"^(?:delete|remove|drop|trash|erase|discard|scrap|get\s+rid\s+of|cancel|kill)\s+(?P<ref>.+)$",
@@ -414,7 +433,7 @@ _FIELD_UPDATE = [
     ),
 ]
 _ADD_NOTE = re.compile(
-    r"^add\s+(?:a\s+)?(?:note|notes|description|comment)\s+(?:to|on)\s+(?P<ref>.+?)\s*[:\-]\s*(?P<value>.+)$",
+    r"^add\s+(?:a\s+)?(?:note|notes|description|comment)\s+(?:to|on)\s+(?P<ref>.+?)(?:\s*:|\s+-)\s+(?P<value>.+)$",
     _FLAGS,
 )
 _RESCHEDULE = re.compile(
@@ -426,15 +445,19 @@ _START = [
         r"^(?:i'?m|i\s+am)\s+(?:now\s+|currently\s+)?(?:working\s+on|starting(?:\s+on)?|doing|tackling)\s+(?P<ref>.+)$",
         _FLAGS,
     ),
-    re.compile(r"^(?:i(?:'ve|\s+have)?\s+)?started(?:\s+(?:on|working\s+on))?\s+(?P<ref>.+)$", _FLAGS),
+    re.compile(
+        r"^(?:i(?:'ve|\s+have)?\s+)?started(?:\s+(?:on|working\s+on))?\s+(?P<ref>.+)$", _FLAGS
+    ),
 ]
+_TAG = re.compile(r"^(?:tag|label)\s+(?P<ref>.+?)\s+(?:with|as)\s+(?P<value>.+)$", _FLAGS)
 _REOPEN = re.compile(r"^(?:reopen|re-open|uncomplete|un-complete|undo)\s+(?P<ref>.+)$", _FLAGS)
 _PRIORITIZE = re.compile(r"^(?P<verb>(?:de)?prioriti[sz]e)\s+(?P<ref>.+)$", _FLAGS)
 _GENERIC_UPDATE = re.compile(
     r"^(?:set|make|mark|change|update|turn|flag|bump|raise|lower|put|edit)\s+(?P<rest>.+)$", _FLAGS
 )
 _REF_CONNECTORS = re.compile(
-    r"(?:\s+(?:to|as|into|due|by|on|for|with|'s|priority|the\s+priority|the\s+due\s+date|back))+$", _FLAGS
+    r"(?:\s+(?:to|as|into|due|by|on|for|with|'s|priority|the\s+priority|the\s+due\s+date|back))+$",
+    _FLAGS,
 )
 
 
@@ -449,14 +472,20 @@ def _field_value(field_name: str, value: str, today: date) -> dict[str, Any] | T
             return TextIntent("clarify_change", f"date:{value}")
     if field_name == "priority":
         priority = _PRIORITY_ALIASES.get(value.lower().replace(" priority", "").strip())
-        return {"priority": priority} if priority else TextIntent("clarify_change", f"priority:{value}")
+        return (
+            {"priority": priority}
+            if priority
+            else TextIntent("clarify_change", f"priority:{value}")
+        )
     if field_name == "status":
         lowered = value.lower()
         if lowered in {"done", "complete", "completed", "finished"}:
             return {"status": "completed"}
         return {"status": _status_from(lowered)}
     if field_name.startswith("tag"):
-        return {"tags": [t.lower().lstrip("#") for t in re.split(r"\s*(?:,|\band\b)\s*", value) if t]}
+        return {
+            "tags": [t.lower().lstrip("#") for t in re.split(r"\s*(?:,|\band\b)\s*", value) if t]
+        }
     if field_name in {"title", "name"}:
         return {"title": value[:200]}
     return {"description": value}
@@ -503,6 +532,14 @@ def _parse_update(text: str, today: date) -> Intent | None:
             if isinstance(values, TextIntent):
                 return values
             return _targeted("update_task", match["ref"], values)
+    match = _TAG.match(text)
+    if match:
+        values = _field_value("tags", match["value"], today)
+        return (
+            values
+            if isinstance(values, TextIntent)
+            else _targeted("update_task", match["ref"], values)
+        )
     for pattern in _START:
         match = pattern.match(text)
         if match:
@@ -551,6 +588,7 @@ _READ_VERB = re.compile(
     r"do\s+i\s+have|are\s+there|is\s+there|tell\s+me|check|my)\b",
     _FLAGS,
 )
+_EVERYTHING = re.compile(r"\b(?:everything|all|them|it\s+all)$", _FLAGS)
 _TEXT_FILTER = re.compile(
     r"\b(?:about|matching|containing|mentioning|regarding|related\s+to|named|called|titled|"
     r"with\s+the\s+words?|that\s+mention)\s+(?P<t>.+)$",
@@ -561,7 +599,10 @@ _SEARCH_NOISE = re.compile(
     r"\b(?:my|the|all|any|tasks?|to-?dos?|items?|please|me|for|with|that|which|are|is)\b", _FLAGS
 )
 _LIST_STATUS: list[tuple[re.Pattern[str], Status]] = [
-    (re.compile(r"\b(?:in[\s-]progress|started|ongoing|working\s+on|active)\b", _FLAGS), "in_progress"),
+    (
+        re.compile(r"\b(?:in[\s-]progress|started|ongoing|working\s+on|active)\b", _FLAGS),
+        "in_progress",
+    ),
     (
         re.compile(
             r"\b(?:pending|open|outstanding|incomplete|unfinished|remaining|not\s+(?:done|started|"
@@ -602,16 +643,16 @@ def _date_prefix(text: str, today: date) -> tuple[date | None, int]:
 
 def _list_dates(text: str, today: date, args: dict[str, Any]) -> str:
     """Fill due_before / due_after from the sentence; return what is left of it."""
+    monday, sunday = week_bounds(today)
     ranges = [
-        (_RANGE_NEXT_WEEK, lambda: (week_bounds(today)[0] + timedelta(days=7), week_bounds(today)[1] + timedelta(days=7))),
-        (_RANGE_THIS_WEEK, lambda: (today, week_bounds(today)[1])),
-        (_RANGE_THIS_MONTH, lambda: (today, parse_date("end of month", today))),
-        (_RANGE_SOON, lambda: (today, today + timedelta(days=7))),
+        (_RANGE_NEXT_WEEK, (monday + timedelta(days=7), sunday + timedelta(days=7))),
+        (_RANGE_THIS_WEEK, (today, sunday)),
+        (_RANGE_THIS_MONTH, (today, parse_date("end of month", today))),
+        (_RANGE_SOON, (today, today + timedelta(days=7))),
     ]
-    for pattern, bounds in ranges:
+    for pattern, (after, before) in ranges:
         match = pattern.search(text)
         if match:
-            after, before = bounds()
             args["due_after"], args["due_before"] = after.isoformat(), before.isoformat()
             return _cut(text, match.span())
     for pattern, key in ((_BEFORE, "due_before"), (_AFTER, "due_after")):
@@ -685,7 +726,8 @@ def _parse_summary(text: str, today: date) -> Intent | None:
 
 
 def _parse_list(text: str, today: date) -> Intent | None:
-    if not (_LIST_SIGNAL.search(text) or _READ_VERB.match(text) or _SEARCH.match(text)):
+    everything = _READ_VERB.match(text) and _EVERYTHING.search(text)
+    if not (_LIST_SIGNAL.search(text) or everything or _SEARCH.match(text)):
         return None
     return ToolIntent("list_tasks", _list_filters(text, today))
 
@@ -713,12 +755,15 @@ _DECLINE = re.compile(
     r"cancel\s+that|forget\s+(?:it|that)|no\s+thanks?|nope|no)\b(?!\s+(?:let\s+me\s+)?forget\b)",
     _FLAGS,
 )
-_HOWTO = re.compile(r"^(?:how\s+(?:do|can|could|would|should)\s+i|how\s+to|how\s+does\s+one)\b(?P<rest>.*)$", _FLAGS)
+_HOWTO = re.compile(
+    r"^(?:how\s+(?:do|can|could|would|should)\s+i|how\s+to|how\s+does\s+one)\b(?P<rest>.*)$", _FLAGS
+)
 _EXPLAIN = re.compile(
     r"^(?:what\s+(?:does|do|is|are)\s+(?:the\s+)?(?:word\s+|term\s+|priority\s+|status\s+)?"
     r"[\"']?(?P<a>[\w\s-]+?)[\"']?(?:\s+priority|\s+status)?\s+mean|"
     r"what(?:'s|\s+is)\s+(?:the\s+)?(?:difference\s+between|meaning\s+of)\s+(?P<b>[\w\s-]+)|"
-    r"what\s+(?:are\s+)?(?:the\s+)?(?P<c>priorities|priority\s+levels|statuses|status\s+values|tags))$",
+    r"what(?:'s|\s+is|\s+are)?\s+(?:an?\s+|the\s+)?(?P<c>priorities|priority(?:\s+levels?)?|statuses|status"
+    r"(?:\s+values)?|tags?))$",
     _FLAGS,
 )
 _ADVICE = re.compile(
@@ -737,7 +782,10 @@ _YES_NO_READ = [
         r"^(?:did|have|has)\s+i\s+(?:already\s+)?(?:finish(?:ed)?|complete[d]?|do(?:ne)?|start(?:ed)?)\s+(?P<ref>.+)$",
         _FLAGS,
     ),
-    re.compile(r"^is\s+(?P<ref>.+?)\s+(?:done|finished|complete[d]?|overdue|started|in\s+progress|due\b.*)$", _FLAGS),
+    re.compile(
+        r"^is\s+(?P<ref>.+?)\s+(?:done|finished|complete[d]?|overdue|started|in\s+progress|due\b.*)$",
+        _FLAGS,
+    ),
 ]
 _TOPIC_WORDS: list[tuple[str, str]] = [
     ("create_task", r"\b(?:create|add|make|new|remind)"),
@@ -802,7 +850,9 @@ def parse_intent(text: str, today: date) -> Intent:
         return conversational
     body, polite = cleaned, False
     while (match := _POLITE.match(body)) is not None and match.end() < len(body):
-        polite = polite or bool(re.match(r"(?:can|could|would|will|please|pls|plz|kindly|i)", match[0], _FLAGS))
+        polite = polite or bool(
+            re.match(r"(?:can|could|would|will|please|pls|plz|kindly|i)", match[0], _FLAGS)
+        )
         body = body[match.end() :]
     conversational = _conversational(body)
     if conversational is not None:
@@ -813,7 +863,9 @@ def parse_intent(text: str, today: date) -> Intent:
             return _read_instead(ToolIntent("complete_task", {}, _ref(match["ref"])))
     intent = _parse_command(body, today)
     if intent is None:
-        return TextIntent("unknown")
+        return TextIntent("unknown", cleaned[:80])
+    if isinstance(intent, TextIntent) and intent.kind == "clarify_title" and question:
+        return TextIntent("capability", "create_task")
     if isinstance(intent, ToolIntent) and intent.tool in MUTATING_TOOLS and question and not polite:
         return _read_instead(intent)
     return intent

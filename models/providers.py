@@ -52,13 +52,17 @@ def build_ollama_model(settings: Settings) -> BaseChatModel:
 
 def build_openai_model(settings: Settings) -> BaseChatModel:
     """ChatOpenAI for OpenAI or any compatible server; timeout set, client retries off."""
+    import openai
     from langchain_openai import ChatOpenAI
 
     return ChatOpenAI(
         model=settings.openai_model,
         api_key=settings.openai_api_key,
         base_url=settings.openai_base_url,
-        timeout=settings.model_timeout_s,
+        # A Timeout object (unhashable) rather than a float makes langchain-openai build
+        # this model its own HTTP client instead of sharing a process-wide cached one
+        # keyed by (base_url, timeout), which breaks once used from a second event loop.
+        timeout=openai.Timeout(settings.model_timeout_s),
         max_retries=0,  # our RetryPolicy retries; the SDK must not retry underneath it
         stream_usage=True,
     )

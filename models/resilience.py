@@ -21,6 +21,7 @@ import httpx2  # the OpenAI SDK's transport: a fork of httpx with its own except
 import ollama
 import openai
 from langchain_core.exceptions import ModelError
+from langgraph.errors import NodeTimeoutError
 
 BreakerState = Literal["closed", "open", "half_open"]
 
@@ -101,7 +102,8 @@ def _classify(exc: BaseException) -> bool | None:
         return isinstance(status, int) and _status_is_transient(status)
     if isinstance(exc, _TRANSIENT_IO):
         return True
-    if isinstance(exc, (TimeoutError, ConnectionError)):  # asyncio.TimeoutError is TimeoutError
+    if isinstance(exc, (TimeoutError, ConnectionError, NodeTimeoutError)):
+        # asyncio.TimeoutError is TimeoutError; NodeTimeoutError is LangGraph's per-attempt limit.
         return True
     if isinstance(exc, (ValueError, TypeError)):  # incl. pydantic ValidationError, JSON errors
         return False

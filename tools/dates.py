@@ -106,7 +106,9 @@ _PREFIX_BEFORE = re.compile(r"(?:\b(?:due(?:\s+(?:on|by))?|by|on)\s+)$", re.IGNO
 
 def _alternation(words: list[str]) -> str:
     # Longest first, so "september" wins over "sep" and "a couple of" over "a".
-    return "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in sorted(words, key=len, reverse=True))
+    return "|".join(
+        re.escape(w).replace(r"\ ", r"\s+") for w in sorted(words, key=len, reverse=True)
+    )
 
 
 _MONTH_RE = _alternation(list(_MONTHS))
@@ -154,8 +156,8 @@ def _month_day(today: date, month: int, day: int, year: str | None) -> date:
             candidate = date(candidate_year, month, day)
             if candidate >= today:
                 return candidate
-    month_name = calendar.month_name[month] if 1 <= month <= 12 else f"month {month}"
-    raise ValueError(f"{month_name} {day} is not a valid date.")
+    name = calendar.month_name[month] if 1 <= month <= 12 else f"Month {month}"
+    raise ValueError(f"{name} {day} is not a valid date.")
 
 
 def _valid(year: int, month: int, day: int) -> bool:
@@ -252,7 +254,10 @@ def _rules(loose: bool) -> list[Rule]:
         (r"(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})", _iso),
         (r"(?P<m>\d{1,2})/(?P<d>\d{1,2})(?:/(?P<y>\d{4}|\d{2}))?", _numeric),
         (rf"(?P<mon>{_MONTH_RE})\.?\s+(?P<d>\d{{1,2}}){_ORDINAL}{_YEAR}", _named_month),
-        (rf"(?:the\s+)?(?P<d>\d{{1,2}}){_ORDINAL}\s+(?:of\s+)?(?P<mon>{_MONTH_RE})\.?{_YEAR}", _named_month),
+        (
+            rf"(?:the\s+)?(?P<d>\d{{1,2}}){_ORDINAL}\s+(?:of\s+)?(?P<mon>{_MONTH_RE})\.?{_YEAR}",
+            _named_month,
+        ),
         (
             r"(?P<w>(?:the\s+)?day\s+after\s+tomorrow|today|tonight|this\s+evening|"
             r"this\s+afternoon|tomorrow|tmrw|tmr|yesterday)",
@@ -270,7 +275,10 @@ def _rules(loose: bool) -> list[Rule]:
             _month_phrase,
         ),
         (rf"in\s+(?P<n>{_NUMBER_RE})\s+(?P<u>days?|weeks?|months?|years?)", _offset),
-        (rf"(?P<n>{_NUMBER_RE})\s+(?P<u>days?|weeks?|months?|years?)\s+from\s+(?:now|today)", _offset),
+        (
+            rf"(?P<n>{_NUMBER_RE})\s+(?P<u>days?|weeks?|months?|years?)\s+from\s+(?:now|today)",
+            _offset,
+        ),
     ]
     boundary_before, boundary_after = r"(?<![\w/-])", r"(?![\w/-])"
     return [
@@ -296,8 +304,13 @@ def parse_date(text: str, today: date | None = None) -> date:
     for pattern, handler in _LOOSE_RULES:
         match = pattern.fullmatch(phrase)
         if match is not None:
-            return handler(match, today)
-    raise ValueError(f"I don't understand the date {text.strip()!r}. Accepted forms: {ACCEPTED_FORMS}.")
+            try:
+                return handler(match, today)
+            except ValueError as exc:
+                raise ValueError(f"{exc} Accepted forms: {ACCEPTED_FORMS}.") from None
+    raise ValueError(
+        f"I don't understand the date {text.strip()!r}. Accepted forms: {ACCEPTED_FORMS}."
+    )
 
 
 def find_date(text: str, today: date | None = None) -> tuple[date, tuple[int, int]] | None:

@@ -200,3 +200,25 @@ async def test_long_threads_keep_a_bounded_window_and_a_full_history(open_runner
     history = await runner.history(thread)
     assert [m.content for m in history if m.type == "human"] == [f"question {i}" for i in range(30)]
     assert isinstance(history[-1], AIMessage) and history[-1].content == "answer 29"
+
+
+class HangingModel(ScriptedChatModel):
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        import asyncio
+
+        self.calls.append(list(messages))
+        await asyncio.sleep(30)
+        raise AssertionError("the node timeout should have cancelled this call")
+
+
+async def test_a_hanging_tier_times_out_and_the_next_answers(open_runner):
+    hanging = HangingModel([])
+    backup = ScriptedChatModel(["answered by the backup"])
+    runner = await open_runner(
+        ("ollama", hanging), ("offline", backup), model_timeout_s=0.2, model_max_attempts=2
+    )
+    result = await runner.run_turn(context=ME, message="anything due?")
+    assert result.message == "answered by the backup"
+    assert result.fallback_used and "NodeTimeoutError" in result.failures[0]
+    assert len(hanging.calls) == 2  # the timeout is transient: retried once, then fallback
+    assert runner.services.tiers[0].breaker.consecutive_failures == 2

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage
@@ -18,11 +19,11 @@ from tools.schemas import TOOL_ARGS, CreateTaskArgs
 CALL_ID = re.compile(r"^call_[0-9a-f]{24}$")
 
 
-def norm(content: str | list, **kwargs) -> AIMessage:
+def norm(content: str | list[str | dict[str, Any]], **kwargs) -> AIMessage:
     return normalize_tool_calls(AIMessage(content=content, id="msg-1", **kwargs), TOOL_ARGS)
 
 
-def calls(message: AIMessage) -> list[tuple[str, dict]]:
+def calls(message: AIMessage) -> list[tuple[str, dict[str, Any]]]:
     return [(c["name"], c["args"]) for c in message.tool_calls]
 
 
@@ -153,7 +154,9 @@ def test_unknown_tool_left_as_text(content: str) -> None:
 
 
 def test_text_blocks_content() -> None:
-    blocks = [{"type": "text", "text": '{"name": "list_tasks", "arguments": {}}'}]
+    blocks: list[str | dict[str, Any]] = [
+        {"type": "text", "text": '{"name": "list_tasks", "arguments": {}}'}
+    ]
     msg = norm(blocks)
     assert calls(msg) == [("list_tasks", {})]
 
@@ -217,7 +220,7 @@ def bad_call(raw: str, *, name: str = "create_task", call_id: str = "call_abc") 
         ('{"title": "it\'s fine", "description": "True story"}', None),  # already valid
     ],
 )
-def test_invalid_args_repaired_keep_id(raw: str, expected: dict | None) -> None:
+def test_invalid_args_repaired_keep_id(raw: str, expected: dict[str, Any] | None) -> None:
     msg = normalize_tool_calls(bad_call(raw), TOOL_ARGS)
     assert msg.invalid_tool_calls == []
     [call] = msg.tool_calls

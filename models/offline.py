@@ -1,0 +1,419 @@
+"""The offline engine: a deterministic chat model that drives the task tools without an LLM.
+
+The reply is a pure function of the conversation: `plan_reply` reads the latest user
+message (via `models.intents`), looks at any tool results that came back since, and either
+asks for one tool call or answers in words (via `models.replies`). Nothing is remembered on
+the model object; a pending request survives a tool round-trip because it is re-derived from
+the latest user message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+from uuid import uuid4
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolCall,
+    ToolCallChunk,
+    ToolMessage,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from models.intents import (
+    Intent,
+    TaskRef,
+    TextIntent,
+    ToolIntent,
+    bare_task_id,
+    parse_intent,
+    task_ids_in,
+)
+from models.replies import (
+    ToolOutcome,
+    ask_for_id_reply,
+    lookup_many_reply,
+    lookup_none_reply,
+    need_task_reply,
+    not_allowed_reply,
+    results_reply,
+    text_reply,
+)
+from tools.schemas import TOOL_ARGS
+
+__all__ = ["OfflineChatModel", "Reply", "plan_reply"]
+
+ENGINE_NAME = "offline-engine"
+# A look-up plus the real action is two rounds; anything beyond that means something is off,
+# so the engine stops calling tools and reports what it has.
+_MAX_TOOL_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the engine answers: text, or tool calls as (name, args) pairs."""
+
+    text: str = ""
+    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+# --- reading the conversation -----------------------------------------------------------------
+
+
+def _text(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and isinstance(block.get("text"), str):
+            parts.append(block["text"])
+    return "".join(parts)
+
+
+def _payload(message: ToolMessage) -> dict[str, Any]:
+    """Parse a tool result; anything that is not the JSON contract counts as an error."""
+    raw = _text(message)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {"ok": False, "error": raw.strip() or "The tool returned nothing."}
+    if not isinstance(data, dict):
+        return {"ok": False, "error": "The tool returned an unexpected result."}
+    if getattr(message, "status", "success") == "error" and "error" not in data:
+        return {"ok": False, "error": raw}
+    return data
+
+
+def _ids_in(message: BaseMessage) -> list[str]:
+    """Task ids a message refers to, used to resolve "it"."""
+    if isinstance(message, ToolMessage):
+        payload = _payload(message)
+        ids: list[str] = []
+        for task in [payload.get("task"), payload.get("deleted"), *(payload.get("tasks") or [])]:
+            if isinstance(task, dict) and isinstance(task.get("id"), str):
+                ids.append(task["id"])
+        return list(dict.fromkeys(ids)) or task_ids_in(str(payload.get("error", "")))
+    ids = task_ids_in(_text(message)) if isinstance(message, HumanMessage | AIMessage) else []
+    if isinstance(message, AIMessage):
+        ids += [str(c["args"]["task_id"]) for c in message.tool_calls if "task_id" in c["args"]]
+    return list(dict.fromkeys(ids))
+
+
+def _recent_task_id(history: Sequence[BaseMessage]) -> str | None:
+    """The task most recently mentioned: the newest message naming ids decides, if it names one."""
+    for message in reversed(history):
+        ids = _ids_in(message)
+        if ids:
+            return ids[0] if len(ids) == 1 else None
+    return None
+
+
+def _pair(calls: list[ToolCall], answers: list[ToolMessage]) -> list[tuple[ToolCall, ToolMessage]]:
+    """Match tool calls with their results by id (or in order, if no id matches at all)."""
+    by_id = {m.tool_call_id: m for m in answers}
+    if any(str(call["id"]) in by_id for call in calls):
+        return [(call, by_id[str(call["id"])]) for call in calls if str(call["id"]) in by_id]
+    return list(zip(calls, answers, strict=False))
+
+
+def _last_round(after_user: Sequence[BaseMessage]) -> tuple[int, list[ToolOutcome]]:
+    """Count tool-call rounds since the user spoke and collect the newest round's results."""
+    rounds = 0
+    outcomes: list[ToolOutcome] = []
+    for index, message in enumerate(after_user):
+        if isinstance(message, AIMessage) and message.tool_calls:
+            rounds += 1
+            answers = [m for m in after_user[index + 1 :] if isinstance(m, ToolMessage)]
+            outcomes = [
+                ToolOutcome(call["name"], dict(call["args"]), _payload(answer))
+                for call, answer in _pair(message.tool_calls, answers)
+            ]
+    return rounds, outcomes
+
+
+def _intent(messages: Sequence[BaseMessage], user_index: int, today: date) -> Intent:
+    """Parse the latest user message; a bare id answering our question reuses the request."""
+    text = _text(messages[user_index])
+    chosen = bare_task_id(text)
+    if chosen is None:
+        return parse_intent(text, today)
+    earlier = messages[:user_index]
+    asked = bool(earlier) and isinstance(earlier[-1], AIMessage) and "?" in _text(earlier[-1])
+    previous_user = next((m for m in reversed(earlier) if isinstance(m, HumanMessage)), None)
+    if asked and previous_user is not None:
+        previous = parse_intent(_text(previous_user), today)
+        if isinstance(previous, ToolIntent) and previous.target is not None:
+            return ToolIntent(previous.tool, previous.args, TaskRef(task_id=chosen))
+    return ToolIntent("get_task", {}, TaskRef(task_id=chosen))
+
+
+# --- deciding what to do ----------------------------------------------------------------------
+
+
+def _call(tool: str, task_id: str | None, args: dict[str, Any]) -> Reply:
+    full = ({"task_id": task_id} if task_id else {}) | args
+    return Reply(tool_calls=[(tool, full)])
+
+
+def _start(intent: Intent, history: Sequence[BaseMessage], allowed: frozenset[str]) -> Reply:
+    """First step for a fresh user message: answer, or call the tool (or a look-up first)."""
+    if isinstance(intent, TextIntent):
+        return Reply(text_reply(intent))
+    target = intent.target
+    if intent.tool not in allowed:
+        return Reply(not_allowed_reply(intent.tool, target.task_id if target else None))
+    if target is None:
+        return _call(intent.tool, None, intent.args)
+    if target.task_id:
+        return _call(intent.tool, target.task_id, intent.args)
+    if target.pronoun:
+        recent = _recent_task_id(history)
+        return _call(intent.tool, recent, intent.args) if recent else Reply(need_task_reply())
+    words = target.words or ""
+    if "list_tasks" not in allowed:
+        return Reply(ask_for_id_reply(words))
+    return _call("list_tasks", None, {"text": words})
+
+
+def _is_lookup(intent: Intent, outcomes: list[ToolOutcome]) -> bool:
+    return (
+        isinstance(intent, ToolIntent)
+        and intent.target is not None
+        and intent.target.words is not None
+        and len(outcomes) == 1
+        and outcomes[0].name == "list_tasks"
+        and outcomes[0].args.get("text") == intent.target.words
+    )
+
+
+def _pick(tasks: list[dict[str, Any]], words: str, tool: str) -> list[dict[str, Any]]:
+    """Narrow look-up matches: an exact title wins; completing prefers the one open task."""
+    if len(tasks) <= 1:
+        return tasks
+    exact = [t for t in tasks if str(t.get("title", "")).casefold() == words.casefold()]
+    if len(exact) == 1:
+        return exact
+    if tool == "complete_task":
+        open_tasks = [t for t in tasks if t.get("status") != "completed"]
+        if len(open_tasks) == 1:
+            return open_tasks
+    return tasks
+
+
+def _after_lookup(intent: ToolIntent, outcome: ToolOutcome, today: date) -> Reply:
+    """Continue a request that named its task by title, now that the matches are known."""
+    if not outcome.payload.get("ok", False):
+        return Reply(results_reply([outcome], today))
+    words = (intent.target.words if intent.target else None) or ""
+    matches = _pick(
+        [t for t in outcome.payload.get("tasks") or [] if isinstance(t, dict)], words, intent.tool
+    )
+    if not matches:
+        return Reply(lookup_none_reply(intent.tool, words))
+    if len(matches) > 1:
+        return Reply(lookup_many_reply(intent.tool, words, matches, today))
+    return _call(intent.tool, str(matches[0].get("id")), intent.args)
+
+
+def plan_reply(messages: Sequence[BaseMessage], today: date, allowed: frozenset[str]) -> Reply:
+    """Decide the engine's next message for a conversation."""
+    user_index = next(
+        (i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], HumanMessage)), None
+    )
+    if user_index is None:
+        return Reply(text_reply(TextIntent("help")))
+    last = messages[-1]
+    if isinstance(last, AIMessage) and not last.tool_calls:
+        return Reply("Is there anything else I can do for your tasks?")
+    intent = _intent(messages, user_index, today)
+    rounds, outcomes = _last_round(messages[user_index + 1 :])
+    if rounds == 0 or not outcomes:
+        return _start(intent, messages[:user_index], allowed)
+    if (
+        rounds < _MAX_TOOL_ROUNDS
+        and isinstance(intent, ToolIntent)
+        and _is_lookup(intent, outcomes)
+    ):
+        if intent.tool not in allowed:
+            return Reply(not_allowed_reply(intent.tool))
+        return _after_lookup(intent, outcomes[0], today)
+    return Reply(results_reply(outcomes, today))
+
+
+# --- the chat model -----------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\s*\S+|\s+")
+_ARG_MODELS = {model: name for name, model in TOOL_ARGS.items()}
+
+
+def _tool_name(tool: Any) -> str:
+    """Name of a tool given as an OpenAI-style dict, a BaseTool, a pydantic class or a function."""
+    if isinstance(tool, dict):
+        function = tool.get("function")
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            return str(function["name"])
+        if isinstance(tool.get("name"), str):
+            return str(tool["name"])
+    if isinstance(tool, BaseTool):
+        return tool.name
+    if tool in _ARG_MODELS:
+        return _ARG_MODELS[tool]
+    return str(convert_to_openai_tool(tool)["function"]["name"])
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+class OfflineChatModel(BaseChatModel):
+    """Deterministic rule-based chat model used when no real LLM is configured.
+
+    Without `bind_tools` every task tool is allowed; after binding, only the bound names.
+    """
+
+    model_name: str = ENGINE_NAME
+    today: date | None = None
+    allowed_tools: tuple[str, ...] | None = None
+
+    @property
+    def _llm_type(self) -> str:
+        return ENGINE_NAME
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "allowed_tools": self.allowed_tools}
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Return a copy that may only call the given tools (tool_choice is ignored)."""
+        names = tuple(dict.fromkeys(_tool_name(tool) for tool in tools))
+        return self.model_copy(update={"allowed_tools": names})
+
+    def _allowed(self, kwargs: dict[str, Any]) -> frozenset[str]:
+        if kwargs.get("tools") is not None:
+            return frozenset(_tool_name(tool) for tool in kwargs["tools"])
+        if self.allowed_tools is None:
+            return frozenset(TOOL_ARGS)
+        return frozenset(self.allowed_tools)
+
+    def _decide(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any]
+    ) -> tuple[str, list[ToolCall], UsageMetadata]:
+        reply = plan_reply(messages, self.today or date.today(), self._allowed(kwargs))
+        calls = [
+            ToolCall(name=name, args=args, id="call_" + uuid4().hex[:24], type="tool_call")
+            for name, args in reply.tool_calls
+        ]
+        input_tokens = sum(_words(_text(m)) for m in messages)
+        output_tokens = _words(reply.text) + sum(_words(json.dumps(c["args"])) + 1 for c in calls)
+        usage = UsageMetadata(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=input_tokens + output_tokens,
+        )
+        return reply.text, calls, usage
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text, calls, usage = self._decide(messages, kwargs)
+        message = AIMessage(
+            content=text,
+            tool_calls=calls,
+            response_metadata={"model_name": self.model_name},
+            usage_metadata=usage,
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._generate(messages, stop=stop, **kwargs)
+
+    def _chunks(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any]
+    ) -> list[ChatGenerationChunk]:
+        """The reply as stream chunks: word by word for text, one chunk for tool calls."""
+        text, calls, usage = self._decide(messages, kwargs)
+        final: dict[str, Any] = {
+            "response_metadata": {"model_name": self.model_name},
+            "usage_metadata": usage,
+            "chunk_position": "last",
+        }
+        if calls:
+            tool_chunks = [
+                ToolCallChunk(
+                    name=c["name"],
+                    args=json.dumps(c["args"]),
+                    id=c["id"],
+                    index=i,
+                    type="tool_call_chunk",
+                )
+                for i, c in enumerate(calls)
+            ]
+            return [
+                ChatGenerationChunk(
+                    message=AIMessageChunk(content=text, tool_call_chunks=tool_chunks, **final)
+                )
+            ]
+        tokens = _TOKEN.findall(text) or [""]
+        return [
+            ChatGenerationChunk(
+                message=AIMessageChunk(content=token, **(final if i == len(tokens) - 1 else {}))
+            )
+            for i, token in enumerate(tokens)
+        ]
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for chunk in self._chunks(messages, kwargs):
+            if run_manager is not None:
+                run_manager.on_llm_new_token(_text(chunk.message), chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for chunk in self._chunks(messages, kwargs):
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(_text(chunk.message), chunk=chunk)
+            yield chunk
