@@ -26,7 +26,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "breaker_cooldown_s": 30.0,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def make_tier(name: str, model: Any, settings: Settings) -> Tier:

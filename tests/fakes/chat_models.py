@@ -8,18 +8,17 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field
 
 
 class ScriptedChatModel(FakeMessagesListChatModel):
     """Replies with the scripted messages in order; an Exception in the script is raised."""
 
-    script: list[Any]
-    calls: list[list[BaseMessage]] = []
+    responses: list[BaseMessage] = Field(default_factory=list)
+    script: list[Any] = Field(default_factory=list)
+    calls: list[list[BaseMessage]] = Field(default_factory=list)
 
-    def __init__(self, script: list[Any], **kwargs: Any) -> None:
-        super().__init__(responses=[], script=script, calls=[], **kwargs)
-
-    def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedChatModel:  # type: ignore[override]
+    def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedChatModel:
         return self
 
     def _generate(

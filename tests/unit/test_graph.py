@@ -3,6 +3,7 @@
 import json
 
 import httpx
+import httpx2
 import openai
 from langchain_core.messages import AIMessage
 
@@ -13,19 +14,19 @@ ME = Context(user_id="alice", role="write")
 
 
 def rate_limited() -> openai.RateLimitError:
-    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
-    response = httpx.Response(429, request=request, headers={"retry-after": "0"})
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx2.Response(429, request=request, headers={"retry-after": "0"})
     return openai.RateLimitError("slow down", response=response, body=None)
 
 
 def bad_request() -> openai.BadRequestError:
-    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
-    return openai.BadRequestError("bad", response=httpx.Response(400, request=request), body=None)
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    return openai.BadRequestError("bad", response=httpx2.Response(400, request=request), body=None)
 
 
 async def test_tool_calling_turn_creates_the_task_and_answers(open_runner):
     model = ScriptedChatModel(
-        [
+        script=[
             tool_call("create_task", {"title": "Quarterly review", "priority": "high"}, "call-1"),
             "Created TASK-0001.",
         ]
@@ -40,12 +41,12 @@ async def test_tool_calling_turn_creates_the_task_and_answers(open_runner):
     assert task is not None and task["priority"] == "high"
     # The model saw its tool result before answering.
     last_prompt = model.calls[-1]
-    assert json.loads(last_prompt[-1].content)["task"]["title"] == "Quarterly review"
+    assert json.loads(str(last_prompt[-1].content))["task"]["title"] == "Quarterly review"
 
 
 async def test_a_failing_tier_falls_back_to_the_next_and_says_so(open_runner):
-    broken = ScriptedChatModel([httpx.ConnectError("refused")] * 3)
-    offline = ScriptedChatModel(["I am the backup."])
+    broken = ScriptedChatModel(script=[httpx.ConnectError("refused")] * 3)
+    offline = ScriptedChatModel(script=["I am the backup."])
     runner = await open_runner(("ollama", broken), ("offline", offline))
     result = await runner.run_turn(context=ME, message="what is on my list?")
     assert result.message == "I am the backup."
@@ -56,8 +57,8 @@ async def test_a_failing_tier_falls_back_to_the_next_and_says_so(open_runner):
 
 
 async def test_client_errors_are_not_retried(open_runner):
-    broken = ScriptedChatModel([bad_request()])
-    offline = ScriptedChatModel(["backup"])
+    broken = ScriptedChatModel(script=[bad_request()])
+    offline = ScriptedChatModel(script=["backup"])
     runner = await open_runner(("openai", broken), ("offline", offline))
     result = await runner.run_turn(context=ME, message="hello there agent")
     assert result.message == "backup"
@@ -65,16 +66,16 @@ async def test_client_errors_are_not_retried(open_runner):
 
 
 async def test_rate_limit_is_retried_then_succeeds_on_the_same_tier(open_runner):
-    flaky = ScriptedChatModel([rate_limited(), "fine now"])
-    runner = await open_runner(("openai", flaky), ("offline", ScriptedChatModel([])))
+    flaky = ScriptedChatModel(script=[rate_limited(), "fine now"])
+    runner = await open_runner(("openai", flaky), ("offline", ScriptedChatModel(script=[])))
     result = await runner.run_turn(context=ME, message="status please")
     assert result.message == "fine now"
     assert result.fallback_used is False
 
 
 async def test_breaker_opens_and_skips_a_dead_tier(open_runner):
-    dead = ScriptedChatModel([httpx.ConnectError("refused")] * 3)
-    backup = ScriptedChatModel(["one", "two"])
+    dead = ScriptedChatModel(script=[httpx.ConnectError("refused")] * 3)
+    backup = ScriptedChatModel(script=["one", "two"])
     runner = await open_runner(("ollama", dead), ("offline", backup))
     await runner.run_turn(context=ME, message="first question")
     assert runner.services.tiers[0].breaker.state == "open"
@@ -85,7 +86,7 @@ async def test_breaker_opens_and_skips_a_dead_tier(open_runner):
 
 async def test_invalid_arguments_are_returned_to_the_model_not_executed(open_runner):
     model = ScriptedChatModel(
-        [
+        script=[
             tool_call("create_task", {"title": "", "priority": "super"}, "bad-1"),
             "Sorry, let me fix that.",
         ]
@@ -98,7 +99,7 @@ async def test_invalid_arguments_are_returned_to_the_model_not_executed(open_run
 
 
 async def test_read_role_cannot_write_whatever_the_model_asks(open_runner):
-    model = ScriptedChatModel([tool_call("create_task", {"title": "sneaky"}, "c1"), "ok"])
+    model = ScriptedChatModel(script=[tool_call("create_task", {"title": "sneaky"}, "c1"), "ok"])
     runner = await open_runner(("openai", model))
     result = await runner.run_turn(
         context=Context(user_id="rita", role="read"), message="add sneaky"
@@ -109,7 +110,7 @@ async def test_read_role_cannot_write_whatever_the_model_asks(open_runner):
 
 async def test_identical_repeated_call_is_broken(open_runner):
     model = ScriptedChatModel(
-        [
+        script=[
             tool_call("list_tasks", {"status": "pending"}, "l1"),
             tool_call("list_tasks", {"status": "pending"}, "l2"),
             "Here is what I found.",
@@ -124,7 +125,7 @@ async def test_identical_repeated_call_is_broken(open_runner):
 
 async def test_step_limit_stops_a_runaway_model(open_runner):
     script = [tool_call("list_tasks", {"limit": n}, f"l{n}") for n in range(1, 10)]
-    model = ScriptedChatModel(script)
+    model = ScriptedChatModel(script=script)
     runner = await open_runner(("openai", model), max_model_calls=3)
     result = await runner.run_turn(context=ME, message="loop forever")
     assert "stopped after 3 model steps" in result.message
@@ -133,7 +134,7 @@ async def test_step_limit_stops_a_runaway_model(open_runner):
 
 async def test_delete_waits_for_approval_and_honours_the_answer(open_runner):
     model = ScriptedChatModel(
-        [
+        script=[
             tool_call("create_task", {"title": "Old plan"}, "c1"),
             "Created.",
             tool_call("delete_task", {"task_id": "TASK-0001"}, "d1"),
@@ -161,7 +162,7 @@ async def test_delete_waits_for_approval_and_honours_the_answer(open_runner):
 async def test_resume_without_pending_interrupt_is_refused(open_runner):
     from server.runner import TurnError
 
-    runner = await open_runner(("openai", ScriptedChatModel(["hi"])))
+    runner = await open_runner(("openai", ScriptedChatModel(script=["hi"])))
     result = await runner.run_turn(context=ME, message="something")
     try:
         await runner.run_turn(context=ME, thread_id=result.thread_id, resume={"approved": True})
@@ -172,7 +173,7 @@ async def test_resume_without_pending_interrupt_is_refused(open_runner):
 
 
 async def test_greeting_is_answered_without_a_model(open_runner):
-    model = ScriptedChatModel([])
+    model = ScriptedChatModel(script=[])
     runner = await open_runner(("openai", model))
     result = await runner.run_turn(context=ME, message="hello!")
     assert result.model_used == "router"
@@ -181,14 +182,14 @@ async def test_greeting_is_answered_without_a_model(open_runner):
 
 
 async def test_oversized_message_is_refused_by_the_guard(open_runner):
-    runner = await open_runner(("openai", ScriptedChatModel([])), max_message_chars=20)
+    runner = await open_runner(("openai", ScriptedChatModel(script=[])), max_message_chars=20)
     result = await runner.run_turn(context=ME, message="x" * 50)
     assert result.model_used == "guard"
     assert "limit is 20" in result.message
 
 
 async def test_long_threads_keep_a_bounded_window_and_a_full_history(open_runner):
-    model = ScriptedChatModel([f"answer {i}" for i in range(30)])
+    model = ScriptedChatModel(script=[f"answer {i}" for i in range(30)])
     runner = await open_runner(("openai", model), context_messages=10)
     thread = None
     for i in range(30):
@@ -212,8 +213,8 @@ class HangingModel(ScriptedChatModel):
 
 
 async def test_a_hanging_tier_times_out_and_the_next_answers(open_runner):
-    hanging = HangingModel([])
-    backup = ScriptedChatModel(["answered by the backup"])
+    hanging = HangingModel(script=[])
+    backup = ScriptedChatModel(script=["answered by the backup"])
     runner = await open_runner(
         ("ollama", hanging), ("offline", backup), model_timeout_s=0.2, model_max_attempts=2
     )

@@ -72,9 +72,9 @@ async def test_unknown_task_is_a_clear_error_not_a_crash(store):
 
 def test_bad_enums_are_rejected_by_the_schema():
     with pytest.raises(ValidationError):
-        CreateTaskArgs(title="x", priority="super")  # type: ignore[arg-type]
+        CreateTaskArgs(title="x", priority="super")
     with pytest.raises(ValidationError):
-        UpdateTaskArgs(task_id="TASK-1", status="done")  # type: ignore[arg-type]
+        UpdateTaskArgs(task_id="TASK-1", status="done")
     with pytest.raises(ValidationError):
         UpdateTaskArgs(task_id="42")
 
