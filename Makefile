@@ -43,10 +43,6 @@ test: lint ## The whole suite: lint, type check, unit and integration tests
 bench: install ## Per-turn overhead and storage benchmark (prints a table)
 	$(UV) run --frozen python -m bench.turns
 
-.PHONY: studio
-studio: install ## Open the graph in LangGraph Studio (langgraph dev)
-	$(UV) run --frozen langgraph dev --no-browser
-
 .PHONY: help
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'

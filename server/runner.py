@@ -244,7 +244,11 @@ class AgentRunner:
         result = TurnResult(
             thread_id=thread_id,
             run_id=run_id,
-            message=_text(final) if final and not interrupt else "",
+            message=str(interrupt.get("question", ""))
+            if interrupt
+            else _text(final)
+            if final
+            else "",
             tool_calls=tool_call_records(messages),
             model_used=str(values.get("model_used", "")),
             fallback_used=bool(values.get("fallback_used", False)),

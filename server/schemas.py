@@ -52,7 +52,7 @@ class ToolCallRecord(BaseModel):
 class ChatResponse(BaseModel):
     """The agent's answer to one turn."""
 
-    message: str = Field(description="The answer (empty while an approval is pending).")
+    message: str = Field(description="The answer, or the approval question while the run waits.")
     tool_calls: list[ToolCallRecord]
     model_used: str = Field(description="Which model tier produced the answer.")
     fallback_used: bool = Field(description="True when a tier failed and a later one answered.")
