@@ -22,6 +22,7 @@ __all__ = [
     "TextKind",
     "ToolIntent",
     "bare_task_id",
+    "loosen",
     "normalize_task_id",
     "parse_intent",
     "task_ids_in",
@@ -31,6 +32,7 @@ TextKind = Literal[
     "help",
     "greeting",
     "thanks",
+    "acknowledge",
     "decline",
     "howto",
     "explain",
@@ -128,6 +130,23 @@ def bare_task_id(text: str) -> str | None:
     """Return the id when the whole message only names a task ("TASK-0003", "#3", "I mean 3")."""
     match = _BARE_ID.match(_clean(text))
     return normalize_task_id(match.group(1)) if match else None
+
+
+def loosen(words: str) -> str:
+    """Trim plural and other endings so a title search also finds "groceries" for "grocery".
+
+    Each word is cut to a prefix of itself, so everything the original words matched still
+    matches; words shorter than four letters after trimming are left alone.
+    """
+    trimmed = []
+    for word in words.split():
+        for ending in ("ies", "ing", "es", "ed", "y", "s"):
+            stem = word[: -len(ending)]
+            if word.lower().endswith(ending) and len(stem) >= 4 and not word.lower().endswith("ss"):
+                word = stem
+                break
+        trimmed.append(word)
+    return " ".join(trimmed)
 
 
 def _ref(text: str) -> TaskRef | None:
@@ -449,6 +468,11 @@ _START = [
         r"^(?:i(?:'ve|\s+have)?\s+)?started(?:\s+(?:on|working\s+on))?\s+(?P<ref>.+)$", _FLAGS
     ),
 ]
+_IS_DUE = re.compile(
+    r"^(?!(?:what|which|who|anything|something|everything|nothing)\b)(?P<ref>.+?)\s+is\s+"
+    r"(?:now\s+)?due\s+(?P<value>.+)$",
+    _FLAGS,
+)
 _TAG = re.compile(r"^(?:tag|label)\s+(?P<ref>.+?)\s+(?:with|as)\s+(?P<value>.+)$", _FLAGS)
 _REOPEN = re.compile(r"^(?:reopen|re-open|uncomplete|un-complete|undo)\s+(?P<ref>.+)$", _FLAGS)
 _PRIORITIZE = re.compile(r"^(?P<verb>(?:de)?prioriti[sz]e)\s+(?P<ref>.+)$", _FLAGS)
@@ -532,6 +556,14 @@ def _parse_update(text: str, today: date) -> Intent | None:
             if isinstance(values, TextIntent):
                 return values
             return _targeted("update_task", match["ref"], values)
+    match = _IS_DUE.match(text)
+    if match:
+        values = _field_value("due", match["value"], today)
+        return (
+            values
+            if isinstance(values, TextIntent)
+            else _targeted("update_task", match["ref"], values)
+        )
     match = _TAG.match(text)
     if match:
         values = _field_value("tags", match["value"], today)
@@ -750,6 +782,7 @@ _THANKS = re.compile(
     r"bye|goodbye|see\s+you)$",
     _FLAGS,
 )
+_YES = re.compile(r"^(?:yes|yeah|yep|yup|y|sure|of\s+course|go\s+ahead|do\s+it)$", _FLAGS)
 _DECLINE = re.compile(
     r"^(?:no,?\s+)?(?:don'?t|do\s+not|dont|never\s*mind|nvm|not\s+yet|hold\s+on|wait|stop|"
     r"cancel\s+that|forget\s+(?:it|that)|no\s+thanks?|nope|no)\b(?!\s+(?:let\s+me\s+)?forget\b)",
@@ -812,6 +845,8 @@ def _conversational(text: str) -> TextIntent | None:
         return TextIntent("greeting")
     if _THANKS.match(text):
         return TextIntent("thanks")
+    if _YES.match(text):
+        return TextIntent("acknowledge")
     if _DECLINE.match(text):
         return TextIntent("decline", _topic(text))
     howto = _HOWTO.match(text)

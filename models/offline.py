@@ -40,10 +40,12 @@ from models.intents import (
     TextIntent,
     ToolIntent,
     bare_task_id,
+    loosen,
     parse_intent,
     task_ids_in,
 )
 from models.replies import (
+    CLARIFYING_QUESTIONS,
     ToolOutcome,
     ask_for_id_reply,
     lookup_many_reply,
@@ -110,10 +112,16 @@ def _ids_in(message: BaseMessage) -> list[str]:
             if isinstance(task, dict) and isinstance(task.get("id"), str):
                 ids.append(task["id"])
         return list(dict.fromkeys(ids)) or task_ids_in(str(payload.get("error", "")))
-    ids = task_ids_in(_text(message)) if isinstance(message, HumanMessage | AIMessage) else []
+    if isinstance(message, HumanMessage):
+        return task_ids_in(_text(message))
     if isinstance(message, AIMessage):
-        ids += [str(c["args"]["task_id"]) for c in message.tool_calls if "task_id" in c["args"]]
-    return list(dict.fromkeys(ids))
+        # Only the calls count: reply text may quote example ids ("say delete TASK-0002").
+        return list(
+            dict.fromkeys(
+                str(c["args"]["task_id"]) for c in message.tool_calls if "task_id" in c["args"]
+            )
+        )
+    return []
 
 
 def _recent_task_id(history: Sequence[BaseMessage]) -> str | None:
@@ -155,7 +163,11 @@ def _intent(messages: Sequence[BaseMessage], user_index: int, today: date) -> In
     if chosen is None:
         return parse_intent(text, today)
     earlier = messages[:user_index]
-    asked = bool(earlier) and isinstance(earlier[-1], AIMessage) and "?" in _text(earlier[-1])
+    asked = (
+        bool(earlier)
+        and isinstance(earlier[-1], AIMessage)
+        and any(marker in _text(earlier[-1]) for marker in CLARIFYING_QUESTIONS)
+    )
     previous_user = next((m for m in reversed(earlier) if isinstance(m, HumanMessage)), None)
     if asked and previous_user is not None:
         previous = parse_intent(_text(previous_user), today)
@@ -192,14 +204,14 @@ def _start(intent: Intent, history: Sequence[BaseMessage], allowed: frozenset[st
     return _call("list_tasks", None, {"text": words})
 
 
-def _is_lookup(intent: Intent, outcomes: list[ToolOutcome]) -> bool:
+def _is_lookup(intent: ToolIntent, outcomes: list[ToolOutcome]) -> bool:
+    """Whether the newest results answer the title look-up this request needed."""
     return (
-        isinstance(intent, ToolIntent)
-        and intent.target is not None
+        intent.target is not None
         and intent.target.words is not None
         and len(outcomes) == 1
         and outcomes[0].name == "list_tasks"
-        and outcomes[0].args.get("text") == intent.target.words
+        and outcomes[0].args.get("text") in {intent.target.words, loosen(intent.target.words)}
     )
 
 
@@ -226,6 +238,10 @@ def _after_lookup(intent: ToolIntent, outcome: ToolOutcome, today: date) -> Repl
         [t for t in outcome.payload.get("tasks") or [] if isinstance(t, dict)], words, intent.tool
     )
     if not matches:
+        looser = loosen(words)
+        if outcome.args.get("text") != looser:
+            # One retry with word endings trimmed: "grocery" should find "Buy groceries".
+            return _call("list_tasks", None, {"text": looser})
         return Reply(lookup_none_reply(intent.tool, words))
     if len(matches) > 1:
         return Reply(lookup_many_reply(intent.tool, words, matches, today))
@@ -273,7 +289,7 @@ def _tool_name(tool: Any) -> str:
             return str(tool["name"])
     if isinstance(tool, BaseTool):
         return tool.name
-    if tool in _ARG_MODELS:
+    if isinstance(tool, type) and tool in _ARG_MODELS:
         return _ARG_MODELS[tool]
     return str(convert_to_openai_tool(tool)["function"]["name"])
 

@@ -13,6 +13,7 @@ from typing import Any
 from models.intents import TextIntent
 
 __all__ = [
+    "CLARIFYING_QUESTIONS",
     "ToolOutcome",
     "ask_for_id_reply",
     "describe_task",
@@ -49,6 +50,10 @@ _VERBS = {
     "delete_task": "delete",
     "list_tasks": "show",
 }
+_WHICH_TASK = "Which task do you mean?"
+_WHICH_ONE = "Which one should I"
+CLARIFYING_QUESTIONS = (_WHICH_TASK, _WHICH_ONE)
+"""Phrases that mark a reply asking which task was meant; a bare id answers them."""
 _STATUS_WORDS = {"pending": "pending", "in_progress": "in progress", "completed": "completed"}
 _NOT_DONE = re.compile(
     r"approv|reject|denied|deny|declin|not\s+allowed|permission|forbidden|refused|cancel",
@@ -157,6 +162,11 @@ def text_reply(intent: TextIntent) -> str:
         )
     if kind == "thanks":
         return "You're welcome! Anything else I can do for your tasks?"
+    if kind == "acknowledge":
+        return (
+            'OK. Tell me what to do with your tasks, for example "list my tasks" or '
+            '"mark TASK-0003 done".'
+        )
     if kind == "decline":
         return "OK, I won't create or change anything. Tell me when you're ready."
     if kind == "howto":
@@ -208,7 +218,7 @@ def _clarify_change(topic: str) -> str:
 
 def need_task_reply() -> str:
     """Ask which task the user means when a reference could not be resolved."""
-    return "Which task do you mean? Give me its id (e.g. TASK-0003) or a few words from its title."
+    return f"{_WHICH_TASK} Give me its id (e.g. TASK-0003) or a few words from its title."
 
 
 def not_allowed_reply(tool: str, task_id: str | None = None) -> str:
@@ -302,7 +312,7 @@ def lookup_many_reply(tool: str, words: str, tasks: list[dict[str, Any]], today:
     first = tasks[0].get("id", "TASK-0001")
     return (
         f'I found {len(tasks)} tasks matching "{words}":\n{_bullets(tasks, today)}\n'
-        f'Which one should I {verb}? Reply with its id, for example "{first}".'
+        f'{_WHICH_ONE} {verb}? Reply with its id, for example "{first}".'
     )
 
 
@@ -328,7 +338,7 @@ def _filters_phrase(args: dict[str, Any]) -> str:
     if args.get("priority"):
         words.append(f"{args['priority']}-priority")
     if args.get("status"):
-        words.append(_STATUS_WORDS.get(str(args["status"]), str(args["status"])))
+        words.append(_STATUS_WORDS.get(str(args["status"]), str(args["status"])).replace(" ", "-"))
     words.append("tasks")
     before, after = args.get("due_before"), args.get("due_after")
     if before and after:

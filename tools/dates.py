@@ -280,7 +280,8 @@ def _rules(loose: bool) -> list[Rule]:
             _offset,
         ),
     ]
-    boundary_before, boundary_after = r"(?<![\w/-])", r"(?![\w/-])"
+    # "Monday's meeting" names a meeting, not a due date, hence the possessive check.
+    boundary_before, boundary_after = r"(?<![\w/-])", r"(?![\w/-]|['\u2019]s\b)"
     return [
         (re.compile(boundary_before + source + boundary_after, re.IGNORECASE), handler)
         for source, handler in sources

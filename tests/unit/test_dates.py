@@ -145,6 +145,7 @@ def test_find_date_returns_date_and_span(sentence: str, expected: date, phrase: 
         "call may about the report",
         "buy 2 apples",
         "rename task 12 to Budget draft",
+        "prepare slides for Monday's meeting",  # possessive, not a due date
     ],
 )
 def test_find_date_ignores_sentences_without_dates(sentence: str) -> None:

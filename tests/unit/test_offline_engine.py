@@ -257,6 +257,18 @@ WRITES: list[tuple[str, str, dict[str, Any], str | None]] = [
     ),
     ("prioritize task 8", "update_task", {"task_id": "TASK-0008", "priority": "high"}, None),
     (
+        "TASK-0002 is due next friday",
+        "update_task",
+        {"task_id": "TASK-0002", "due_date": "2026-11-27"},
+        None,
+    ),
+    (
+        "Please create a task: Prepare slides for Monday's meeting",
+        "create_task",
+        {"title": "Prepare slides for Monday's meeting", "due_date": None},
+        None,
+    ),
+    (
         "update TASK-0004 status to in progress",
         "update_task",
         {"task_id": "TASK-0004", "status": "in_progress"},
@@ -338,6 +350,7 @@ NO_WRITES = [
     "what are the priorities?",
     "thank you so much",
     "delete it",  # nothing was mentioned before, so there is no "it"
+    "yes",
 ]
 
 
@@ -446,14 +459,33 @@ async def test_lookup_with_several_matches_asks_which_one() -> None:
     assert action.tool_calls[0]["args"] == {"task_id": "TASK-0005"}
 
 
-async def test_lookup_with_no_match_says_so() -> None:
+async def test_lookup_with_no_match_retries_once_with_trimmed_words_then_says_so() -> None:
     model = engine()
     messages: list[BaseMessage] = [HumanMessage("complete the grocery task")]
     lookup = await model.ainvoke(messages)
+    assert only_call(lookup)["args"] == {"text": "grocery"}
     messages += [lookup, result(only_call(lookup), {"ok": True, "count": 0, "tasks": []})]
+    retry = await model.ainvoke(messages)
+    assert only_call(retry)["args"] == {"text": "grocer"}
+    messages += [retry, result(only_call(retry), {"ok": True, "count": 0, "tasks": []})]
     reply = await model.ainvoke(messages)
     assert reply.tool_calls == []
     assert reply.content.startswith('I couldn\'t find a task matching "grocery"')
+
+
+async def test_trimmed_retry_finds_the_plural_title() -> None:
+    model = engine()
+    messages: list[BaseMessage] = [HumanMessage("remove the grocery task")]
+    lookup = await model.ainvoke(messages)
+    messages += [lookup, result(only_call(lookup), {"ok": True, "count": 0, "tasks": []})]
+    retry = await model.ainvoke(messages)
+    found = {"ok": True, "count": 1, "tasks": [task(6, "Buy groceries")]}
+    messages += [retry, result(only_call(retry), found)]
+    action = await model.ainvoke(messages)
+    assert (only_call(action)["name"], action.tool_calls[0]["args"]) == (
+        "delete_task",
+        {"task_id": "TASK-0006"},
+    )
 
 
 async def test_lookup_prefers_an_exact_title_and_the_open_task_when_completing() -> None:
@@ -515,12 +547,30 @@ async def test_it_reads_ids_from_tool_results(text: str, tool_name: str) -> None
 
 
 async def test_it_is_ambiguous_after_a_list() -> None:
-    history: list[BaseMessage] = [
-        HumanMessage("list my tasks"),
-        AIMessage('You have 2 tasks:\n- TASK-0001 "A"\n- TASK-0002 "B"'),
-        HumanMessage("complete it"),
+    listing = {"ok": True, "count": 2, "tasks": [task(1, "A"), task(2, "B")]}
+    history = [
+        *round_trip("list my tasks", "list_tasks", {}, listing),
+        AIMessage("You have 2 tasks"),
     ]
-    reply = await engine().ainvoke(history)
+    reply = await engine().ainvoke([*history, HumanMessage("complete it")])
+    assert reply.tool_calls == []
+    assert reply.content.startswith("Which task do you mean?")
+    # Naming the task afterwards carries the request forward.
+    answer = await engine().ainvoke(
+        [*history, HumanMessage("complete it"), reply, HumanMessage("#2")]
+    )
+    assert (only_call(answer)["name"], answer.tool_calls[0]["args"]) == (
+        "complete_task",
+        {"task_id": "TASK-0002"},
+    )
+
+
+async def test_example_ids_in_replies_are_not_it() -> None:
+    model = engine()
+    messages: list[BaseMessage] = [HumanMessage("can you delete tasks?")]
+    explanation = await model.ainvoke(messages)
+    assert "TASK-0002" in explanation.content  # an example, not a task of the user's
+    reply = await model.ainvoke([*messages, explanation, HumanMessage("ok delete it")])
     assert reply.tool_calls == []
     assert reply.content.startswith("Which task do you mean?")
 
