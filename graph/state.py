@@ -12,9 +12,7 @@ from typing_extensions import TypedDict
 
 # A DeltaChannel stores each message once, as the write that produced it, instead of
 # re-serialising the whole list into every checkpoint; snapshots bound replay depth.
-Messages = Annotated[
-    list[AnyMessage], DeltaChannel(_messages_delta_reducer, snapshot_frequency=200)
-]
+Messages = Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer, snapshot_frequency=40)]
 
 
 class GuardVerdict(BaseModel):
@@ -44,3 +42,4 @@ class State(InputState, total=False):
     executed_calls: list[str]
     pending_calls: list[dict[str, Any]]
     halted: bool
+    history_floor: str

@@ -14,6 +14,7 @@ from graph.context import Context
 from graph.prompts import system_prompt
 from graph.services import get_services
 from graph.state import State
+from graph.window import window
 from models.resilience import CircuitOpenError, retry_after_seconds
 from models.toolcalls import normalize_tool_calls
 from tools.authorization import tools_for
@@ -30,7 +31,8 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         raise CircuitOpenError(tier.name, tier.breaker.seconds_until_half_open())
     names = tools_for(runtime.context.role)
     model = tier.model.bind_tools([tool_definition(name) for name in names])
-    prompt = [SystemMessage(content=system_prompt(date.today())), *state["messages"]]
+    recent = window(state["messages"], services.settings.context_messages)
+    prompt = [SystemMessage(content=system_prompt(date.today())), *recent]
     try:
         response = await model.ainvoke(prompt)
     except BaseException as exc:

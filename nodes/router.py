@@ -6,13 +6,15 @@ import json
 import re
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, RemoveMessage
+from langchain_core.messages import AIMessage
 from langchain_core.messages.base import message_to_dict
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from graph.context import Context
 from graph.services import get_services
 from graph.state import State
+from graph.window import window_start
 
 _GREETING = re.compile(r"^\s*(hi|hello|hey|hiya|good (morning|afternoon|evening))\b[\s!.,]*$", re.I)
 _THANKS = re.compile(r"^\s*(thanks|thank you|thx|cheers)\b[\s\w!.,]*$", re.I)
@@ -33,21 +35,11 @@ def direct_reply(text: str) -> str | None:
     return None
 
 
-def window_start(messages: list[AnyMessage], limit: int) -> int:
-    """Return the index where the kept window starts: a user turn, at most `limit` back."""
-    if len(messages) <= limit:
-        return 0
-    for index in range(len(messages) - limit, len(messages)):
-        if isinstance(messages[index], HumanMessage):
-            return index
-    return len(messages) - 1
-
-
 async def router(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Reset per-turn counters, trim the working window, and pick direct or agent handling."""
     services = await get_services()
     messages = state["messages"]
-    start = window_start(messages, services.settings.context_messages)
+    limit = services.settings.context_messages
     update: dict[str, Any] = {
         "tier": _start_tier(services.tiers, runtime.context.model_tier),
         "model_calls": 0,
@@ -57,25 +49,31 @@ async def router(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "pending_calls": [],
         "halted": False,
     }
-    removed: list[BaseMessage] = []
-    if start:
-        # The state keeps a bounded window so per-step cost does not grow with the thread;
-        # older messages move to the archive table, which keeps the full transcript.
-        old = messages[:start]
-        thread_id = runtime.execution_info.thread_id if runtime.execution_info else None
+    kept: Any = None
+    if len(messages) > 2 * limit:
+        # The state keeps a bounded window so per-step cost does not grow with the thread.
+        # Trimming in batches (at twice the window) makes each Overwrite a rare reset point:
+        # checkpoints before it are no longer needed to rebuild the state and can be pruned.
+        start = window_start(messages, limit)
+        info = runtime.execution_info
         await services.tasks.archive_messages(
-            thread_id or "", [(m.id or "", json.dumps(message_to_dict(m))) for m in old]
+            info.thread_id if info and info.thread_id else "",
+            [(m.id or "", json.dumps(message_to_dict(m))) for m in messages[:start]],
         )
-        removed = [RemoveMessage(id=m.id) for m in old if m.id]
+        kept = Overwrite(list(messages[start:]))
+        update["history_floor"] = info.checkpoint_id if info else ""
     last = messages[-1]
     text = last.content if isinstance(last.content, str) else ""
     reply = direct_reply(text)
     if reply is None:
-        return {**update, "route": "agent", "messages": removed}
+        if kept is not None:
+            update["messages"] = kept
+        return {**update, "route": "agent"}
     answer = AIMessage(
         content=reply, response_metadata={"model_used": "router", "fallback_used": False}
     )
-    return {**update, "route": "direct", "model_used": "router", "messages": [*removed, answer]}
+    update["messages"] = Overwrite([*kept.value, answer]) if kept is not None else [answer]
+    return {**update, "route": "direct", "model_used": "router"}
 
 
 def _start_tier(tiers: list[Any], wanted: str | None) -> int:

@@ -20,13 +20,15 @@ from langchain_core.messages import (
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
+from langgraph.types import Command, Overwrite
 
 from graph.builder import build_graph
 from graph.context import Context
 from graph.services import Services, install_services, open_services
 from graph.settings import Settings, get_settings
-from server.threads import ThreadIndex
+from server.retention import prune_before
+from server.threads import ThreadIndex, ThreadInfo
+from tools.codec import compressed_serde
 from tools.sqlite import open_sqlite
 
 EventKind = Literal["metadata", "token", "tool_call", "tool_result", "interrupt", "error", "done"]
@@ -128,7 +130,7 @@ class AgentRunner:
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
         )
-        saver = AsyncSqliteSaver(conn)
+        saver = AsyncSqliteSaver(conn, serde=compressed_serde())
         await saver.setup()
         threads = await ThreadIndex.open(
             settings.tasks_db,
@@ -145,27 +147,31 @@ class AgentRunner:
         await self.services.tasks.close()
         install_services(None)
 
-    async def check_access(self, thread_id: str, user_id: str) -> None:
-        """Raise 404 unless `thread_id` exists and belongs to `user_id`."""
+    async def check_access(self, thread_id: str, user_id: str) -> ThreadInfo:
+        """Return the thread, or raise 404 unless it exists and belongs to `user_id`."""
         info = await self.threads.get(thread_id)
         if info is None or info.owner != user_id:
             raise TurnError(404, f"Thread {thread_id} not found.")
+        return info
 
-    async def pending_interrupt(self, thread_id: str) -> dict[str, Any] | None:
-        """Return the value of the interrupt the thread waits on, if any."""
-        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
-        for interrupt in state.interrupts:
-            value = interrupt.value
-            return dict(value) if isinstance(value, dict) else {"value": value}
-        return None
+    async def _recover(self, info: ThreadInfo, context: Context) -> ThreadInfo:
+        """Settle a thread whose last run never reported its end (the process died).
 
-    async def _finish_interrupted_run(self, thread_id: str, context: Context) -> None:
-        # A run cut off by a crash left `next` set without an interrupt: finish it first,
-        # so the earlier turn is answered before the new one starts.
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        Only then is the checkpoint itself consulted: a run cut off mid-way is finished from
+        its last checkpoint, so the earlier turn is answered before anything new starts.
+        """
+        config: RunnableConfig = {"configurable": {"thread_id": info.thread_id}}
         state = await self.graph.aget_state(config)
         if state.next and not state.interrupts:
             await self.graph.ainvoke(None, config, context=context, durability="sync")
+            state = await self.graph.aget_state(config)
+        interrupt = _first_interrupt(state.interrupts)
+        await self.threads.finish_run(
+            info.thread_id, "interrupted" if interrupt else "idle", interrupt
+        )
+        recovered = await self.threads.get(info.thread_id)
+        assert recovered is not None
+        return recovered
 
     async def stream_turn(
         self,
@@ -178,69 +184,87 @@ class AgentRunner:
         """Run one turn (a new message, a resume answer, or neither to finish a cut-off run)."""
         started = time.perf_counter()
         run_id = str(uuid.uuid4())
+        info: ThreadInfo | None = None
         if thread_id is None:
             if message is None:
                 raise TurnError(422, "Send a message (or a thread_id with resume).")
             thread_id = str(uuid.uuid4())
         else:
-            await self.check_access(thread_id, context.user_id)
-        config: RunnableConfig = {
-            "configurable": {"thread_id": thread_id},
-            "run_id": uuid.UUID(run_id),
-        }
-        pending = await self.pending_interrupt(thread_id)
+            info = await self.check_access(thread_id, context.user_id)
+            if info.status == "busy":
+                info = await self._recover(info, context)
         graph_input: Any
         if resume is not None:
-            if pending is None:
+            if info is None or info.status != "interrupted":
                 raise TurnError(
                     409, f"Thread {thread_id} is not waiting for an answer; nothing to resume."
                 )
             graph_input = Command(resume=resume)
         elif message is not None:
-            if pending is not None:
+            if info is not None and info.status == "interrupted":
+                question = (info.interrupt or {}).get("question", "an approval")
                 raise TurnError(
                     409,
-                    f"Thread {thread_id} is waiting for approval: "
-                    f"{pending.get('question', pending)}"
+                    f"Thread {thread_id} is waiting for approval: {question}"
                     ' Answer it with resume={"approved": true|false} first.',
                 )
-            await self._finish_interrupted_run(thread_id, context)
             graph_input = {"messages": [HumanMessage(content=message, id=str(uuid.uuid4()))]}
         else:
             graph_input = None
-        await self.threads.touch(thread_id, context.user_id, message or "")
+        await self.threads.start_run(thread_id, context.user_id, message or "")
         yield TurnEvent("metadata", {"thread_id": thread_id, "run_id": run_id})
 
+        config: RunnableConfig = {
+            "configurable": {"thread_id": thread_id},
+            "run_id": uuid.UUID(run_id),
+        }
+        values: dict[str, Any] = {}
+        interrupt: dict[str, Any] | None = None
         streamed: set[str] = set()
-        parts: AsyncIterator[Any] = self.graph.astream(
-            graph_input,
-            config,
-            context=context,
-            stream_mode=["messages", "updates"],
-            durability="sync",
-        )
-        async for mode, payload in parts:
-            if mode == "messages":
-                chunk, meta = payload
-                if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "model_call":
-                    text = _text(chunk)
-                    if text:
-                        streamed.add(chunk.id or "")
-                        yield TurnEvent("token", {"text": text})
-                continue
-            for node, update in payload.items():
-                if node == "__interrupt__":
-                    for item in update:
-                        yield TurnEvent("interrupt", {"value": item.value, "id": item.id})
-                    continue
-                for event in _update_events(update, streamed):
-                    yield event
+        try:
+            if graph_input is not None:
+                parts: AsyncIterator[Any] = self.graph.astream(
+                    graph_input,
+                    config,
+                    context=context,
+                    stream_mode=["messages", "updates", "values"],
+                    durability="sync",
+                )
+                async for mode, payload in parts:
+                    if mode == "values":
+                        values = payload
+                    elif mode == "messages":
+                        chunk, meta = payload
+                        if (
+                            isinstance(chunk, AIMessageChunk)
+                            and meta.get("langgraph_node") == "model_call"
+                        ):
+                            text = _text(chunk)
+                            if text:
+                                streamed.add(chunk.id or "")
+                                yield TurnEvent("token", {"text": text})
+                    else:
+                        for node, update in payload.items():
+                            if node == "__interrupt__":
+                                interrupt = interrupt or _first_interrupt(update)
+                                for item in update:
+                                    yield TurnEvent(
+                                        "interrupt", {"value": item.value, "id": item.id}
+                                    )
+                                continue
+                            for event in _update_events(update, streamed):
+                                yield event
+            else:
+                # Nothing new to run: report the thread as it stands.
+                values = (await self.graph.aget_state(config)).values
+        except BaseException:
+            await self.threads.finish_run(thread_id, "error")
+            raise
+        await self.threads.finish_run(thread_id, "interrupted" if interrupt else "idle", interrupt)
+        await self._prune(thread_id, info, str(values.get("history_floor", "")))
 
-        state = await self.graph.aget_state(config)
-        values = state.values
         messages = turn_messages(values.get("messages", []))
         final = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
-        interrupt = await self.pending_interrupt(thread_id)
         result = TurnResult(
             thread_id=thread_id,
             run_id=run_id,
@@ -257,6 +281,11 @@ class AgentRunner:
             failures=list(values.get("failures", [])),
         )
         yield TurnEvent("done", result.__dict__)
+
+    async def _prune(self, thread_id: str, info: ThreadInfo | None, floor: str) -> None:
+        if floor and (info is None or floor != info.history_floor):
+            await prune_before(self.saver, thread_id, floor)
+            await self.threads.set_history_floor(thread_id, floor)
 
     async def run_turn(
         self,
@@ -285,11 +314,21 @@ class AgentRunner:
         return [*messages_from_dict(archived), *state.values.get("messages", [])]
 
 
+def _first_interrupt(interrupts: Any) -> dict[str, Any] | None:
+    for item in interrupts or ():
+        value = item.value
+        return dict(value) if isinstance(value, dict) else {"value": value}
+    return None
+
+
 def _update_events(update: Any, streamed: set[str]) -> list[TurnEvent]:
     events: list[TurnEvent] = []
     if not isinstance(update, dict):
         return events
-    for message in update.get("messages", []) or []:
+    messages = update.get("messages") or []
+    if isinstance(messages, Overwrite):
+        messages = messages.value[-1:]
+    for message in messages:
         if isinstance(message, AIMessage):
             for call in message.tool_calls:
                 events.append(

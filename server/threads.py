@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import aiosqlite
 
 from tools.sqlite import open_sqlite
 from tools.store import now_iso
 
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+
+COLUMNS = "thread_id, owner, title, status, interrupt, history_floor, created_at, updated_at"
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS threads (
     thread_id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     title TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'idle'
+        CHECK (status IN ('idle', 'busy', 'interrupted', 'error')),
+    interrupt TEXT,
+    history_floor TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -29,6 +39,9 @@ class ThreadInfo:
     thread_id: str
     owner: str
     title: str
+    status: ThreadStatus
+    interrupt: dict[str, Any] | None
+    history_floor: str
     created_at: str
     updated_at: str
 
@@ -53,28 +66,48 @@ class ThreadIndex:
     async def get(self, thread_id: str) -> ThreadInfo | None:
         """Return the thread, or None if it does not exist."""
         async with self._conn.execute(
-            "SELECT thread_id, owner, title, created_at, updated_at FROM threads"
-            " WHERE thread_id = ?",
-            (thread_id,),
+            f"SELECT {COLUMNS} FROM threads WHERE thread_id = ?", (thread_id,)
         ) as cur:
             row = await cur.fetchone()
-        return None if row is None else ThreadInfo(*row)
+        return None if row is None else _info(row)
 
-    async def touch(self, thread_id: str, owner: str, title: str) -> None:
-        """Record activity on a thread, creating it with `title` if new."""
+    async def start_run(self, thread_id: str, owner: str, title: str) -> None:
+        """Mark the thread busy (creating it, titled `title`, if new)."""
         stamp = now_iso()
         await self._conn.execute(
-            "INSERT INTO threads (thread_id, owner, title, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (thread_id) DO UPDATE SET updated_at = excluded.updated_at",
+            "INSERT INTO threads (thread_id, owner, title, status, created_at, updated_at)"
+            " VALUES (?, ?, ?, 'busy', ?, ?)"
+            " ON CONFLICT (thread_id) DO UPDATE SET status = 'busy', interrupt = NULL,"
+            " updated_at = excluded.updated_at",
             (thread_id, owner, title[:80], stamp, stamp),
+        )
+
+    async def finish_run(
+        self, thread_id: str, status: ThreadStatus, interrupt: dict[str, Any] | None = None
+    ) -> None:
+        """Record how the thread's run ended and the approval it waits for, if any."""
+        await self._conn.execute(
+            "UPDATE threads SET status = ?, interrupt = ?, updated_at = ? WHERE thread_id = ?",
+            (status, json.dumps(interrupt) if interrupt else None, now_iso(), thread_id),
+        )
+
+    async def set_history_floor(self, thread_id: str, checkpoint_id: str) -> None:
+        """Remember the checkpoint below which the thread's history has been pruned."""
+        await self._conn.execute(
+            "UPDATE threads SET history_floor = ? WHERE thread_id = ?", (checkpoint_id, thread_id)
         )
 
     async def list(self, owner: str, limit: int = 50) -> list[ThreadInfo]:
         """Return `owner`'s threads, most recently active first."""
         async with self._conn.execute(
-            "SELECT thread_id, owner, title, created_at, updated_at FROM threads"
+            f"SELECT {COLUMNS} FROM threads"
             " WHERE owner = ? ORDER BY updated_at DESC, rowid DESC LIMIT ?",
             (owner, limit),
         ) as cur:
-            return [ThreadInfo(*row) for row in await cur.fetchall()]
+            return [_info(row) for row in await cur.fetchall()]
+
+
+def _info(row: Any) -> ThreadInfo:
+    values = list(row)
+    values[4] = json.loads(values[4]) if values[4] else None
+    return ThreadInfo(*values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -98,6 +99,7 @@ def call_signature(name: str, args: dict[str, Any]) -> str:
     return name + json.dumps(args, sort_keys=True, default=str)
 
 
+@cache
 def tool_definition(name: str) -> dict[str, Any]:
     """Return the OpenAI-style function definition the model is offered for `name`."""
     model = TOOL_ARGS[name]

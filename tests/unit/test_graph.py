@@ -196,8 +196,13 @@ async def test_long_threads_keep_a_bounded_window_and_a_full_history(open_runner
         result = await runner.run_turn(context=ME, message=f"question {i}", thread_id=thread)
         thread = result.thread_id
     state = await runner.graph.aget_state({"configurable": {"thread_id": thread}})
-    assert len(state.values["messages"]) <= 10
-    assert len(model.calls[-1]) <= 11  # system prompt + window
+    assert len(state.values["messages"]) <= 2 * 10 + 2  # trimmed in batches at twice the window
+    assert max(len(prompt) for prompt in model.calls) <= 11  # system prompt + window
+    async with runner.saver.conn.execute(
+        "SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?", (thread,)
+    ) as cur:
+        (kept,) = await cur.fetchone()
+    assert kept < 30 * 5 / 2  # older checkpoints were pruned below the last reset point
     history = await runner.history(thread)
     assert [m.content for m in history if m.type == "human"] == [f"question {i}" for i in range(30)]
     assert isinstance(history[-1], AIMessage) and history[-1].content == "answer 29"
