@@ -116,6 +116,8 @@ class AgentRunner:
         self.saver = saver
         self.services = services
         self.threads = threads
+        # Threads with a run in progress in this process; any other "busy" thread was cut off.
+        self._active: set[str] = set()
 
     @classmethod
     async def open(
@@ -182,7 +184,6 @@ class AgentRunner:
         resume: dict[str, Any] | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """Run one turn (a new message, a resume answer, or neither to finish a cut-off run)."""
-        started = time.perf_counter()
         run_id = str(uuid.uuid4())
         info: ThreadInfo | None = None
         if thread_id is None:
@@ -191,6 +192,8 @@ class AgentRunner:
             thread_id = str(uuid.uuid4())
         else:
             info = await self.check_access(thread_id, context.user_id)
+            if thread_id in self._active:
+                raise TurnError(409, f"Thread {thread_id} is busy with another run; try again.")
             if info.status == "busy":
                 info = await self._recover(info, context)
         graph_input: Any
@@ -211,6 +214,25 @@ class AgentRunner:
             graph_input = {"messages": [HumanMessage(content=message, id=str(uuid.uuid4()))]}
         else:
             graph_input = None
+        if thread_id in self._active:
+            raise TurnError(409, f"Thread {thread_id} is busy with another run; try again.")
+        self._active.add(thread_id)
+        try:
+            async for event in self._run(thread_id, run_id, info, graph_input, context, message):
+                yield event
+        finally:
+            self._active.discard(thread_id)
+
+    async def _run(
+        self,
+        thread_id: str,
+        run_id: str,
+        info: ThreadInfo | None,
+        graph_input: Any,
+        context: Context,
+        message: str | None,
+    ) -> AsyncIterator[TurnEvent]:
+        started = time.perf_counter()
         await self.threads.start_run(thread_id, context.user_id, message or "")
         yield TurnEvent("metadata", {"thread_id": thread_id, "run_id": run_id})
 

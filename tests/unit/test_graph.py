@@ -228,3 +228,39 @@ async def test_a_hanging_tier_times_out_and_the_next_answers(open_runner):
     assert result.fallback_used and "NodeTimeoutError" in result.failures[0]
     assert len(hanging.calls) == 2  # the timeout is transient: retried once, then fallback
     assert runner.services.tiers[0].breaker.consecutive_failures == 2
+
+
+class GatedModel(ScriptedChatModel):
+    """Replies only once the test opens the gate, so a run can be caught in progress."""
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        import asyncio
+
+        while not self.calls or self.calls[-1] != ["open"]:
+            await asyncio.sleep(0.01)
+        self.calls.pop()
+        return self._generate(messages, stop, None, **kwargs)
+
+
+async def test_a_second_request_on_a_busy_thread_is_refused_not_mixed_in(open_runner):
+    import asyncio
+
+    from server.runner import TurnError
+
+    model = GatedModel(script=["first answer", "second answer"])
+    runner = await open_runner(("openai", model))
+    model.calls.append(["open"])
+    first = await runner.run_turn(context=ME, message="one")
+    running = asyncio.create_task(runner.run_turn(context=ME, message="two", thread_id=first.thread_id))
+    await asyncio.sleep(0.1)
+    try:
+        await runner.run_turn(context=ME, message="three", thread_id=first.thread_id)
+    except TurnError as exc:
+        assert exc.status == 409 and "busy" in exc.message
+    else:
+        raise AssertionError("a concurrent run on the same thread must be refused")
+    model.calls.append(["open"])
+    second = await running
+    assert second.message == "second answer"
+    history = await runner.history(first.thread_id)
+    assert [m.content for m in history if m.type == "human"] == ["one", "two"]
