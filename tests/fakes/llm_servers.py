@@ -39,7 +39,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
@@ -127,6 +127,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any = None  # parsed JSON, or None
     behaviour: Behaviour | None = None  # what the fake answered a chat request with
+    received_at: float = field(default_factory=time.monotonic)
 
     @property
     def tools(self) -> list[dict[str, Any]]:

@@ -251,7 +251,9 @@ async def test_a_second_request_on_a_busy_thread_is_refused_not_mixed_in(open_ru
     runner = await open_runner(("openai", model))
     model.calls.append(["open"])
     first = await runner.run_turn(context=ME, message="one")
-    running = asyncio.create_task(runner.run_turn(context=ME, message="two", thread_id=first.thread_id))
+    running = asyncio.create_task(
+        runner.run_turn(context=ME, message="two", thread_id=first.thread_id)
+    )
     await asyncio.sleep(0.1)
     try:
         await runner.run_turn(context=ME, message="three", thread_id=first.thread_id)
