@@ -134,7 +134,8 @@ async def test_json_text_tool_call_from_a_small_model_becomes_a_real_call(tmp_pa
         result = await runner.run_turn(context=ME, message="add water plants, low priority")
         assert result.model_used == "ollama:tiny" and result.fallback_used is False
         assert result.tool_calls[0]["tool"] == "create_task"
-        assert (await runner.services.tasks.get("alice", "TASK-0001"))["title"] == "Water plants"
+        task = await runner.services.tasks.get("alice", "TASK-0001")
+        assert task is not None and task["title"] == "Water plants"
     finally:
         await runner.close()
 
@@ -156,7 +157,8 @@ async def test_malformed_arguments_go_back_to_the_same_model_not_a_weaker_tier(t
         # The model saw the rejection and corrected itself on the same tier.
         second_prompt = openai.chat_requests[1].body["messages"]
         assert "not valid JSON" in json.dumps(second_prompt)
-        assert (await runner.services.tasks.get("alice", "TASK-0001"))["title"] == "Fixed"
+        task = await runner.services.tasks.get("alice", "TASK-0001")
+        assert task is not None and task["title"] == "Fixed"
         assert await runner.services.tasks.count() == 1
     finally:
         await runner.close()

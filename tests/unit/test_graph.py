@@ -233,12 +233,14 @@ async def test_a_hanging_tier_times_out_and_the_next_answers(open_runner):
 class GatedModel(ScriptedChatModel):
     """Replies only once the test opens the gate, so a run can be caught in progress."""
 
+    opened: int = 0
+
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
         import asyncio
 
-        while not self.calls or self.calls[-1] != ["open"]:
+        while self.opened == 0:
             await asyncio.sleep(0.01)
-        self.calls.pop()
+        self.opened -= 1
         return self._generate(messages, stop, None, **kwargs)
 
 
@@ -249,7 +251,7 @@ async def test_a_second_request_on_a_busy_thread_is_refused_not_mixed_in(open_ru
 
     model = GatedModel(script=["first answer", "second answer"])
     runner = await open_runner(("openai", model))
-    model.calls.append(["open"])
+    model.opened = 1
     first = await runner.run_turn(context=ME, message="one")
     running = asyncio.create_task(
         runner.run_turn(context=ME, message="two", thread_id=first.thread_id)
@@ -261,7 +263,7 @@ async def test_a_second_request_on_a_busy_thread_is_refused_not_mixed_in(open_ru
         assert exc.status == 409 and "busy" in exc.message
     else:
         raise AssertionError("a concurrent run on the same thread must be refused")
-    model.calls.append(["open"])
+    model.opened = 1
     second = await running
     assert second.message == "second answer"
     history = await runner.history(first.thread_id)
