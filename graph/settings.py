@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     max_model_calls: int = Field(default=8, ge=1, alias="TASKAGENT_MAX_MODEL_CALLS")
     context_messages: int = Field(default=40, ge=4, alias="TASKAGENT_CONTEXT_MESSAGES")
 
+    # Runs and streams
+    event_retention_s: float = Field(default=86400.0, gt=0, alias="TASKAGENT_EVENT_RETENTION_S")
+    shutdown_grace_s: float = Field(default=10.0, ge=0, alias="TASKAGENT_SHUTDOWN_GRACE_S")
+
     # Persistence
     sqlite_synchronous: str = Field(default="NORMAL", alias="TASKAGENT_SQLITE_SYNCHRONOUS")
     busy_timeout_ms: int = Field(default=5000, ge=0, alias="TASKAGENT_BUSY_TIMEOUT_MS")
@@ -61,6 +65,11 @@ class Settings(BaseSettings):
     def checkpoint_db(self) -> Path:
         """SQLite file holding LangGraph checkpoints."""
         return self.data_dir / "checkpoints.sqlite"
+
+    @property
+    def runs_db(self) -> Path:
+        """SQLite file holding runs and their event logs."""
+        return self.data_dir / "runs.sqlite"
 
     @property
     def tasks_db(self) -> Path:

@@ -1,40 +1,63 @@
-"""The FastAPI application: POST /chat and GET /health on the shared runner."""
+"""The FastAPI application: Agent Server protocol, seed chat endpoints, the browser chat."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
-from graph.context import Context
 from graph.settings import Settings, get_settings
+from server import agent_api, chat_api
 from server.runner import AgentRunner, TurnError
-from server.schemas import ChatRequest, ChatResponse, ErrorResponse, HealthResponse, TierHealth
+from server.runs import RunManager, RunStore
+from server.schemas import HealthResponse, TierHealth
 
 log = logging.getLogger(__name__)
 
+STATIC = Path(__file__).parent / "static"
+RETENTION_SWEEP_S = 3600
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Return the app; the runner opens in the lifespan, never at import."""
+    """Return the app; databases open in the lifespan, never at import."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runner = await AgentRunner.open(settings)
-        app.state.runner = runner
+        store = await RunStore.open(
+            settings.runs_db,
+            busy_timeout_ms=settings.busy_timeout_ms,
+            synchronous=settings.sqlite_synchronous,
+        )
+        runs = RunManager(runner, store)
+        app.state.runner, app.state.runs = runner, runs
+        resumed = await runs.recover()
+        if resumed:
+            log.warning("resumed %d run(s) left unfinished by the previous process", len(resumed))
+        sweeper = asyncio.create_task(_sweep_events(store, settings.event_retention_s))
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await runs.shutdown(settings.shutdown_grace_s)
+            await store.close()
             await runner.close()
 
     app = FastAPI(
         title="taskagent",
-        version="0.1.0",
+        version=agent_api.VERSION,
         description="A task-management agent on an explicit LangGraph state machine.",
         lifespan=lifespan,
     )
@@ -57,30 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unhandled error on %s", request.url.path)
         return JSONResponse(status_code=500, content={"detail": "Internal error; see server log."})
 
-    @app.post(
-        "/chat",
-        response_model=ChatResponse,
-        responses={
-            404: {"model": ErrorResponse},
-            409: {"model": ErrorResponse},
-            422: {"model": ErrorResponse},
-        },
-    )
-    async def chat(body: ChatRequest, request: Request) -> ChatResponse:
-        """Run one turn of the agent and return its answer and the tools it used."""
-        if body.message is not None and len(body.message) > settings.max_message_chars:
-            raise TurnError(
-                422,
-                f"message has {len(body.message)} characters; the limit is "
-                f"{settings.max_message_chars}.",
-            )
-        runner: AgentRunner = request.app.state.runner
-        context = Context(request_id=request.headers.get("x-request-id") or str(uuid.uuid4()))
-        result = await runner.run_turn(
-            context=context, message=body.message, thread_id=body.thread_id, resume=body.resume
-        )
-        return ChatResponse.model_validate(result.__dict__)
-
     @app.get("/health", response_model=HealthResponse)
     async def health(request: Request) -> HealthResponse:
         """Report liveness, the database and each model tier's breaker."""
@@ -97,4 +96,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status="ok" if database == "ok" else "degraded", database=database, tiers=tiers
         )
 
+    @app.get("/", include_in_schema=False)
+    async def chat_page() -> FileResponse:
+        """Serve the browser chat."""
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.include_router(chat_api.router)
+    app.include_router(agent_api.router)
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app
+
+
+async def _sweep_events(store: RunStore, retention_s: float) -> None:
+    while True:
+        try:
+            removed = await store.prune_events(timedelta(seconds=retention_s))
+            if removed:
+                log.info("pruned %d logged events older than %ss", removed, retention_s)
+        except Exception:
+            log.exception("event retention sweep failed")
+        await asyncio.sleep(RETENTION_SWEEP_S)

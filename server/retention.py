@@ -31,21 +31,36 @@ async def prune_before(saver: AsyncSqliteSaver, thread_id: str, floor_checkpoint
             doomed = [row[0] for row in await cur.fetchall()]
         if not doomed:
             return 0
-        marks = ",".join("?" * len(doomed))
-        await saver.conn.execute("BEGIN IMMEDIATE")
-        try:
-            await saver.conn.execute(
-                f"DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ''"
-                f" AND checkpoint_id IN ({marks})",
-                (thread_id, *doomed),
-            )
-            await saver.conn.execute(
-                f"DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ''"
-                f" AND checkpoint_id IN ({marks})",
-                (thread_id, *doomed),
-            )
-            await saver.conn.execute("COMMIT")
-        except BaseException:
-            await saver.conn.execute("ROLLBACK")
-            raise
+        await _delete(saver, thread_id, doomed)
     return len(doomed)
+
+
+async def delete_run_checkpoints(saver: AsyncSqliteSaver, thread_id: str, run_id: str) -> int:
+    """Delete the checkpoints (and writes) a run created: a rollback to before the run."""
+    async with saver.lock:
+        async with saver.conn.execute(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ''"
+            " AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
+            (thread_id, run_id),
+        ) as cur:
+            doomed = [row[0] for row in await cur.fetchall()]
+        if not doomed:
+            return 0
+        await _delete(saver, thread_id, doomed)
+    return len(doomed)
+
+
+async def _delete(saver: AsyncSqliteSaver, thread_id: str, checkpoint_ids: list[str]) -> None:
+    marks = ",".join("?" * len(checkpoint_ids))
+    await saver.conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table in ("writes", "checkpoints"):
+            await saver.conn.execute(
+                f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ''"
+                f" AND checkpoint_id IN ({marks})",
+                (thread_id, *checkpoint_ids),
+            )
+        await saver.conn.execute("COMMIT")
+    except BaseException:
+        await saver.conn.execute("ROLLBACK")
+        raise

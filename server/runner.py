@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     AnyMessage,
+    BaseMessage,
     HumanMessage,
     ToolMessage,
     messages_from_dict,
@@ -27,7 +29,7 @@ from graph.context import Context
 from graph.services import Services, install_services, open_services
 from graph.settings import Settings, get_settings
 from server.retention import prune_before
-from server.threads import ThreadIndex, ThreadInfo
+from server.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from tools.codec import compressed_serde
 from tools.sqlite import open_sqlite
 
@@ -59,6 +61,27 @@ class TurnResult:
 
 
 @dataclass
+class PreparedRun:
+    """A request checked against its thread and turned into graph input."""
+
+    thread_id: str
+    info: ThreadInfo | None
+    graph_input: Any
+    title: str
+    # With no input: continue the thread's cut-off run from its last checkpoint.
+    continue_run: bool = False
+
+
+@dataclass
+class RunOutcome:
+    """What a finished execution left behind: final values and the interrupt it waits on."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    interrupt: dict[str, Any] | None = None
+    interrupts: list[Any] = field(default_factory=list)
+
+
+@dataclass
 class TurnEvent:
     """One streamed step of a turn."""
 
@@ -66,7 +89,7 @@ class TurnEvent:
     data: dict[str, Any]
 
 
-def _text(message: AnyMessage) -> str:
+def _text(message: BaseMessage) -> str:
     content = message.content
     if isinstance(content, str):
         return content
@@ -175,6 +198,118 @@ class AgentRunner:
         assert recovered is not None
         return recovered
 
+    async def prepare(
+        self,
+        *,
+        context: Context,
+        thread_id: str | None,
+        message: str | None = None,
+        resume: Any = None,
+        graph_input: Any = None,
+        strict_pending: bool = True,
+    ) -> PreparedRun:
+        """Check a request against the thread's state and turn it into graph input.
+
+        `message` is a user turn, `resume` answers the pending approval (strict: refused when
+        nothing waits), `graph_input` is raw graph input from the Agent Server protocol; with
+        none of them a run cut off by a crash is finished. Raises TurnError with the status
+        to answer with.
+        """
+        info: ThreadInfo | None = None
+        if thread_id is None:
+            if message is None and graph_input is None:
+                raise TurnError(422, "Send a message (or a thread_id with resume).")
+            thread_id = str(uuid.uuid4())
+        else:
+            info = await self.check_access(thread_id, context.user_id)
+            if thread_id not in self._active and info.status == "busy":
+                info = await self._recover(info, context)
+        title = message or ""
+        if resume is not None:
+            if info is None or info.status != "interrupted":
+                raise TurnError(
+                    409, f"Thread {thread_id} is not waiting for an answer; nothing to resume."
+                )
+            run_input: Any = Command(resume=resume)
+        elif message is not None or graph_input is not None:
+            if strict_pending and info is not None and info.status == "interrupted":
+                question = (info.interrupt or {}).get("question", "an approval")
+                raise TurnError(
+                    409,
+                    f"Thread {thread_id} is waiting for approval: {question}"
+                    ' Answer it with resume={"approved": true|false} first.',
+                )
+            if message is not None:
+                run_input = {"messages": [HumanMessage(content=message, id=str(uuid.uuid4()))]}
+            else:
+                run_input = graph_input
+                title = _title_of(graph_input)
+        else:
+            run_input = None
+        return PreparedRun(thread_id=thread_id, info=info, graph_input=run_input, title=title)
+
+    async def execute(
+        self,
+        prepared: PreparedRun,
+        context: Context,
+        run_id: str,
+        outcome: RunOutcome,
+        modes: tuple[str, ...] = ("messages", "updates", "values"),
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Run the graph for a prepared request, yielding LangGraph's (mode, payload) parts.
+
+        Records the thread busy while it runs and how it ended afterwards; fills `outcome`
+        with the final values and the pending interrupt. A cancelled run leaves the thread
+        idle at its last checkpoint.
+        """
+        thread_id = prepared.thread_id
+        if thread_id in self._active:
+            raise TurnError(409, f"Thread {thread_id} is busy with another run; try again.")
+        self._active.add(thread_id)
+        try:
+            await self.threads.start_run(thread_id, context.user_id, prepared.title)
+            config: RunnableConfig = {
+                "configurable": {"thread_id": thread_id},
+                "run_id": uuid.UUID(run_id),
+                "metadata": {"run_id": run_id},
+            }
+            wanted = tuple(dict.fromkeys((*modes, "updates", "values")))
+            try:
+                if prepared.graph_input is not None or prepared.continue_run:
+                    parts: AsyncIterator[Any] = self.graph.astream(
+                        prepared.graph_input,
+                        config,
+                        context=context,
+                        stream_mode=cast(Any, list(wanted)),
+                        durability="sync",
+                    )
+                    async for mode, payload in parts:
+                        if mode == "values":
+                            outcome.values = payload
+                        elif mode == "updates" and "__interrupt__" in payload:
+                            outcome.interrupt = outcome.interrupt or _first_interrupt(
+                                payload["__interrupt__"]
+                            )
+                            outcome.interrupts.extend(payload["__interrupt__"])
+                        if mode in modes:
+                            yield mode, payload
+                else:
+                    # Nothing new to run: report the thread as it stands.
+                    outcome.values = (await self.graph.aget_state(config)).values
+            except asyncio.CancelledError:
+                await self.threads.finish_run(thread_id, "idle")
+                raise
+            except BaseException:
+                await self.threads.finish_run(thread_id, "error")
+                raise
+            status: ThreadStatus = "interrupted" if outcome.interrupt else "idle"
+            await self.threads.finish_run(thread_id, status, outcome.interrupt)
+            await self._prune(
+                thread_id, prepared.info, str(outcome.values.get("history_floor", ""))
+            )
+        finally:
+            self._active.discard(thread_id)
+
     async def stream_turn(
         self,
         *,
@@ -182,113 +317,33 @@ class AgentRunner:
         message: str | None = None,
         thread_id: str | None = None,
         resume: dict[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """Run one turn (a new message, a resume answer, or neither to finish a cut-off run)."""
-        run_id = str(uuid.uuid4())
-        info: ThreadInfo | None = None
-        if thread_id is None:
-            if message is None:
-                raise TurnError(422, "Send a message (or a thread_id with resume).")
-            thread_id = str(uuid.uuid4())
-        else:
-            info = await self.check_access(thread_id, context.user_id)
-            if thread_id in self._active:
-                raise TurnError(409, f"Thread {thread_id} is busy with another run; try again.")
-            if info.status == "busy":
-                info = await self._recover(info, context)
-        graph_input: Any
-        if resume is not None:
-            if info is None or info.status != "interrupted":
-                raise TurnError(
-                    409, f"Thread {thread_id} is not waiting for an answer; nothing to resume."
-                )
-            graph_input = Command(resume=resume)
-        elif message is not None:
-            if info is not None and info.status == "interrupted":
-                question = (info.interrupt or {}).get("question", "an approval")
-                raise TurnError(
-                    409,
-                    f"Thread {thread_id} is waiting for approval: {question}"
-                    ' Answer it with resume={"approved": true|false} first.',
-                )
-            graph_input = {"messages": [HumanMessage(content=message, id=str(uuid.uuid4()))]}
-        else:
-            graph_input = None
-        if thread_id in self._active:
-            raise TurnError(409, f"Thread {thread_id} is busy with another run; try again.")
-        self._active.add(thread_id)
-        try:
-            async for event in self._run(thread_id, run_id, info, graph_input, context, message):
-                yield event
-        finally:
-            self._active.discard(thread_id)
+        prepared = await self.prepare(
+            context=context, thread_id=thread_id, message=message, resume=resume
+        )
+        async for event in self.chat_events(prepared, context, run_id or str(uuid.uuid4())):
+            yield event
 
-    async def _run(
-        self,
-        thread_id: str,
-        run_id: str,
-        info: ThreadInfo | None,
-        graph_input: Any,
-        context: Context,
-        message: str | None,
+    async def chat_events(
+        self, prepared: PreparedRun, context: Context, run_id: str, attempt: int = 1
     ) -> AsyncIterator[TurnEvent]:
+        """Execute a prepared run and project it onto the chat events of `/chat/stream`."""
         started = time.perf_counter()
-        await self.threads.start_run(thread_id, context.user_id, message or "")
-        yield TurnEvent("metadata", {"thread_id": thread_id, "run_id": run_id})
-
-        config: RunnableConfig = {
-            "configurable": {"thread_id": thread_id},
-            "run_id": uuid.UUID(run_id),
-        }
-        values: dict[str, Any] = {}
-        interrupt: dict[str, Any] | None = None
-        streamed: set[str] = set()
-        try:
-            if graph_input is not None:
-                parts: AsyncIterator[Any] = self.graph.astream(
-                    graph_input,
-                    config,
-                    context=context,
-                    stream_mode=["messages", "updates", "values"],
-                    durability="sync",
-                )
-                async for mode, payload in parts:
-                    if mode == "values":
-                        values = payload
-                    elif mode == "messages":
-                        chunk, meta = payload
-                        if (
-                            isinstance(chunk, AIMessageChunk)
-                            and meta.get("langgraph_node") == "model_call"
-                        ):
-                            text = _text(chunk)
-                            if text:
-                                streamed.add(chunk.id or "")
-                                yield TurnEvent("token", {"text": text})
-                    else:
-                        for node, update in payload.items():
-                            if node == "__interrupt__":
-                                interrupt = interrupt or _first_interrupt(update)
-                                for item in update:
-                                    yield TurnEvent(
-                                        "interrupt", {"value": item.value, "id": item.id}
-                                    )
-                                continue
-                            for event in _update_events(update, streamed):
-                                yield event
-            else:
-                # Nothing new to run: report the thread as it stands.
-                values = (await self.graph.aget_state(config)).values
-        except BaseException:
-            await self.threads.finish_run(thread_id, "error")
-            raise
-        await self.threads.finish_run(thread_id, "interrupted" if interrupt else "idle", interrupt)
-        await self._prune(thread_id, info, str(values.get("history_floor", "")))
-
-        messages = turn_messages(values.get("messages", []))
+        projection = ChatProjection()
+        outcome = RunOutcome()
+        yield TurnEvent(
+            "metadata", {"thread_id": prepared.thread_id, "run_id": run_id, "attempt": attempt}
+        )
+        async for mode, payload in self.execute(prepared, context, run_id, outcome):
+            for event in projection.events(mode, payload):
+                yield event
+        messages = turn_messages(outcome.values.get("messages", []))
         final = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
+        interrupt = outcome.interrupt
         result = TurnResult(
-            thread_id=thread_id,
+            thread_id=prepared.thread_id,
             run_id=run_id,
             message=str(interrupt.get("question", ""))
             if interrupt
@@ -296,11 +351,11 @@ class AgentRunner:
             if final
             else "",
             tool_calls=tool_call_records(messages),
-            model_used=str(values.get("model_used", "")),
-            fallback_used=bool(values.get("fallback_used", False)),
+            model_used=str(outcome.values.get("model_used", "")),
+            fallback_used=bool(outcome.values.get("fallback_used", False)),
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
             interrupt=interrupt,
-            failures=list(values.get("failures", [])),
+            failures=list(outcome.values.get("failures", [])),
         )
         yield TurnEvent("done", result.__dict__)
 
@@ -343,34 +398,74 @@ def _first_interrupt(interrupts: Any) -> dict[str, Any] | None:
     return None
 
 
-def _update_events(update: Any, streamed: set[str]) -> list[TurnEvent]:
-    events: list[TurnEvent] = []
-    if not isinstance(update, dict):
+class ChatProjection:
+    """Turns LangGraph stream parts into chat events: token, tool_call, tool_result, interrupt."""
+
+    def __init__(self) -> None:
+        self._streamed: set[str] = set()
+
+    def events(self, mode: str, payload: Any) -> list[TurnEvent]:
+        """Return the chat events for one (mode, payload) part."""
+        if mode == "messages":
+            chunk, meta = payload
+            if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "model_call":
+                text = _text(chunk)
+                if text:
+                    self._streamed.add(chunk.id or "")
+                    return [TurnEvent("token", {"text": text})]
+            return []
+        if mode != "updates" or not isinstance(payload, dict):
+            return []
+        events: list[TurnEvent] = []
+        for node, update in payload.items():
+            if node == "__interrupt__":
+                events += [TurnEvent("interrupt", {"value": i.value, "id": i.id}) for i in update]
+            elif isinstance(update, dict):
+                events += self._message_events(update.get("messages") or [])
         return events
-    messages = update.get("messages") or []
-    if isinstance(messages, Overwrite):
-        messages = messages.value[-1:]
-    for message in messages:
-        if isinstance(message, AIMessage):
-            for call in message.tool_calls:
+
+    def _message_events(self, messages: Any) -> list[TurnEvent]:
+        if isinstance(messages, Overwrite):
+            messages = messages.value[-1:]
+        events: list[TurnEvent] = []
+        for message in messages:
+            if isinstance(message, AIMessage):
+                for call in message.tool_calls:
+                    events.append(
+                        TurnEvent(
+                            "tool_call",
+                            {"id": call["id"], "tool": call["name"], "arguments": call["args"]},
+                        )
+                    )
+                text = _text(message)
+                if text and (message.id or "") not in self._streamed:
+                    events.append(TurnEvent("token", {"text": text}))
+            elif isinstance(message, ToolMessage):
                 events.append(
                     TurnEvent(
-                        "tool_call",
-                        {"id": call["id"], "tool": call["name"], "arguments": call["args"]},
+                        "tool_result",
+                        {
+                            "id": message.tool_call_id,
+                            "tool": message.name,
+                            "result": _result(message),
+                        },
                     )
                 )
-            text = _text(message)
-            if text and (message.id or "") not in streamed:
-                events.append(TurnEvent("token", {"text": text}))
-        elif isinstance(message, ToolMessage):
-            try:
-                result: Any = json.loads(_text(message))
-            except json.JSONDecodeError:
-                result = _text(message)
-            events.append(
-                TurnEvent(
-                    "tool_result",
-                    {"id": message.tool_call_id, "tool": message.name, "result": result},
-                )
-            )
-    return events
+        return events
+
+
+def _result(message: ToolMessage) -> Any:
+    try:
+        return json.loads(_text(message))
+    except json.JSONDecodeError:
+        return _text(message)
+
+
+def _title_of(graph_input: Any) -> str:
+    if isinstance(graph_input, dict):
+        for message in reversed(graph_input.get("messages") or []):
+            if isinstance(message, dict):
+                return str(message.get("content", ""))[:80]
+            if isinstance(message, BaseMessage):
+                return _text(message)[:80]
+    return ""

@@ -14,7 +14,9 @@ from tools.store import now_iso
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 
-COLUMNS = "thread_id, owner, title, status, interrupt, history_floor, created_at, updated_at"
+COLUMNS = (
+    "thread_id, owner, title, status, interrupt, history_floor, metadata, created_at, updated_at"
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS threads (
@@ -25,6 +27,7 @@ CREATE TABLE IF NOT EXISTS threads (
         CHECK (status IN ('idle', 'busy', 'interrupted', 'error')),
     interrupt TEXT,
     history_floor TEXT NOT NULL DEFAULT '',
+    metadata TEXT NOT NULL DEFAULT '{}',
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -42,6 +45,7 @@ class ThreadInfo:
     status: ThreadStatus
     interrupt: dict[str, Any] | None
     history_floor: str
+    metadata: dict[str, Any]
     created_at: str
     updated_at: str
 
@@ -91,6 +95,54 @@ class ThreadIndex:
             (status, json.dumps(interrupt) if interrupt else None, now_iso(), thread_id),
         )
 
+    async def create(self, thread_id: str, owner: str, metadata: dict[str, Any]) -> ThreadInfo:
+        """Create an idle thread; raises sqlite3.IntegrityError if the id exists."""
+        stamp = now_iso()
+        await self._conn.execute(
+            "INSERT INTO threads (thread_id, owner, metadata, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (thread_id, owner, json.dumps(metadata), stamp, stamp),
+        )
+        info = await self.get(thread_id)
+        assert info is not None
+        return info
+
+    async def update_metadata(self, thread_id: str, metadata: dict[str, Any]) -> None:
+        """Merge `metadata` into the thread's metadata."""
+        await self._conn.execute(
+            "UPDATE threads SET metadata = json_patch(metadata, ?), updated_at = ?"
+            " WHERE thread_id = ?",
+            (json.dumps(metadata), now_iso(), thread_id),
+        )
+
+    async def delete(self, thread_id: str) -> None:
+        """Forget the thread."""
+        await self._conn.execute("DELETE FROM threads WHERE thread_id = ?", (thread_id,))
+
+    async def search(
+        self,
+        owner: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        status: str | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[ThreadInfo]:
+        """Return `owner`'s threads whose metadata contains every given key/value."""
+        where, params = ["owner = ?"], [owner]
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        for key, value in (metadata or {}).items():
+            where.append("json_extract(metadata, ?) = json_extract(?, '$')")
+            params += [f'$."{key}"', json.dumps(value)]
+        async with self._conn.execute(
+            f"SELECT {COLUMNS} FROM threads WHERE {' AND '.join(where)}"
+            " ORDER BY updated_at DESC, rowid DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        ) as cur:
+            return [_info(row) for row in await cur.fetchall()]
+
     async def set_history_floor(self, thread_id: str, checkpoint_id: str) -> None:
         """Remember the checkpoint below which the thread's history has been pruned."""
         await self._conn.execute(
@@ -110,4 +162,5 @@ class ThreadIndex:
 def _info(row: Any) -> ThreadInfo:
     values = list(row)
     values[4] = json.loads(values[4]) if values[4] else None
+    values[6] = json.loads(values[6] or "{}")
     return ThreadInfo(*values)

@@ -230,6 +230,13 @@ class TaskStore:
                 [(thread_id, mid, start + i + 1, body) for i, (mid, body) in enumerate(messages)],
             )
 
+    async def delete_archive(self, thread_id: str) -> None:
+        """Forget a thread's archived messages."""
+        async with self._lock:
+            await self._conn.execute(
+                "DELETE FROM message_archive WHERE thread_id = ?", (thread_id,)
+            )
+
     async def archived_messages(self, thread_id: str) -> list[str]:
         """Return the archived message JSON documents of `thread_id`, oldest first."""
         async with self._conn.execute(

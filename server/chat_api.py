@@ -1,0 +1,165 @@
+"""The seed endpoints: POST /chat, POST /chat/stream with rejoin, and the chat page's views."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import JSONResponse
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from sse_starlette import EventSourceResponse
+
+from graph.context import Context
+from graph.settings import get_settings
+from server.deps import context_of, runner_of, runs_of
+from server.runner import AgentRunner, TurnError
+from server.runs import RunManager
+from server.schemas import ChatRequest, ChatResponse, ErrorResponse
+from server.sse import event_stream, last_event_id
+
+router = APIRouter(tags=["chat"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse},
+    409: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+}
+
+
+def _payload(body: ChatRequest) -> dict[str, Any]:
+    limit = get_settings().max_message_chars
+    if body.message is not None and len(body.message) > limit:
+        raise TurnError(422, f"message has {len(body.message)} characters; the limit is {limit}.")
+    if body.resume is not None:
+        return {"resume": body.resume}
+    if body.message is not None:
+        return {"message": body.message}
+    return {"continue": True}
+
+
+@router.post("/chat", response_model=ChatResponse, responses=ERRORS)
+async def chat(
+    body: ChatRequest,
+    context: Annotated[Context, Depends(context_of)],
+    runs: Annotated[RunManager, Depends(runs_of)],
+) -> ChatResponse:
+    """Run one turn of the agent and return its answer and the tools it used."""
+    run = await runs.create(
+        context=context, thread_id=body.thread_id, kind="chat", payload=_payload(body)
+    )
+    done: dict[str, Any] | None = None
+    async for event in runs.events(run.run_id):
+        if event.event == "done":
+            done = json.loads(event.data)
+        elif event.event == "error":
+            error = json.loads(event.data)
+            status = 409 if error.get("error") == "BadRequest" else 500
+            raise TurnError(status, error.get("message", "The run failed."))
+    if done is None:
+        raise TurnError(409, f"Run {run.run_id} was cancelled before it answered.")
+    return ChatResponse.model_validate(done)
+
+
+@router.post("/chat/stream", response_class=EventSourceResponse, responses=ERRORS)
+async def chat_stream(
+    body: ChatRequest,
+    context: Annotated[Context, Depends(context_of)],
+    runs: Annotated[RunManager, Depends(runs_of)],
+) -> EventSourceResponse:
+    """Run one turn and stream it as SSE: metadata, token, tool_call, tool_result, interrupt, done.
+
+    The run goes on if the client disconnects; rejoin at the `Location` with `Last-Event-ID`.
+    """
+    run = await runs.create(
+        context=context, thread_id=body.thread_id, kind="chat", payload=_payload(body)
+    )
+    location = f"/chat/runs/{run.run_id}/stream"
+    return event_stream(runs.events(run.run_id), location=location, run_location=location)
+
+
+@router.get("/chat/runs/{run_id}/stream", response_class=EventSourceResponse, responses=ERRORS)
+async def rejoin_chat_stream(
+    run_id: str,
+    context: Annotated[Context, Depends(context_of)],
+    runs: Annotated[RunManager, Depends(runs_of)],
+    last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """Replay a chat run's events after `Last-Event-ID`, then follow it live to the end."""
+    run = await runs.store.get(run_id)
+    if run is None or run.owner != context.user_id:
+        raise TurnError(404, f"Run {run_id} not found.")
+    location = f"/chat/runs/{run_id}/stream"
+    return event_stream(
+        runs.events(run_id, last_event_id(last_event)), location=location, run_location=location
+    )
+
+
+@router.get("/chat/threads")
+async def chat_threads(
+    context: Annotated[Context, Depends(context_of)],
+    runner: Annotated[AgentRunner, Depends(runner_of)],
+) -> list[dict[str, Any]]:
+    """List the user's threads, most recently active first."""
+    return [
+        {
+            "thread_id": t.thread_id,
+            "title": t.title,
+            "status": t.status,
+            "updated_at": t.updated_at,
+        }
+        for t in await runner.threads.list(context.user_id)
+    ]
+
+
+@router.get("/chat/threads/{thread_id}/messages", responses=ERRORS)
+async def chat_thread_messages(
+    thread_id: str,
+    context: Annotated[Context, Depends(context_of)],
+    runner: Annotated[AgentRunner, Depends(runner_of)],
+    runs: Annotated[RunManager, Depends(runs_of)],
+) -> dict[str, Any]:
+    """Return a thread's whole conversation for display, and the run still in progress."""
+    info = await runner.check_access(thread_id, context.user_id)
+    active = runs.active_runs(thread_id)
+    messages: list[dict[str, Any]] = []
+    for message in await runner.history(thread_id):
+        if isinstance(message, HumanMessage):
+            messages.append({"role": "user", "content": message.text})
+        elif isinstance(message, AIMessage):
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": message.text,
+                    "tool_calls": [
+                        {"id": c["id"], "tool": c["name"], "arguments": c["args"]}
+                        for c in message.tool_calls
+                    ],
+                    "model_used": message.response_metadata.get("model_used"),
+                }
+            )
+        elif isinstance(message, ToolMessage):
+            try:
+                result: Any = json.loads(message.text)
+            except json.JSONDecodeError:
+                result = message.text
+            messages.append(
+                {
+                    "role": "tool",
+                    "content": message.text,
+                    "tool_call_id": message.tool_call_id,
+                    "result": result,
+                }
+            )
+    return {
+        "thread_id": thread_id,
+        "status": info.status,
+        "active_run_id": active[0] if active else None,
+        "interrupt": info.interrupt if info.status == "interrupted" else None,
+        "messages": messages,
+    }
+
+
+def turn_error_response(exc: TurnError) -> JSONResponse:
+    """Render a TurnError as the JSON error every route answers with."""
+    return JSONResponse(status_code=exc.status, content={"detail": exc.message})

@@ -1,0 +1,589 @@
+"""Runs: background execution, one at a time per thread, with a durable, replayable event log.
+
+Every event a run emits is written to SQLite *before* any client sees it, with a per-run
+monotonic sequence number. A client that comes back with `Last-Event-ID` gets the events
+after that id from the log, then live ones, with no gap and no duplicate — also after the
+process was killed, because the log and the checkpoints are on disk and start-up resumes
+every run the previous process left unfinished (as a new attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+
+from graph.context import Context
+from server.jsonable import to_jsonable
+from server.retention import delete_run_checkpoints
+from server.runner import AgentRunner, PreparedRun, RunOutcome, TurnError
+from tools.sqlite import open_sqlite
+from tools.store import now_iso
+
+log = logging.getLogger(__name__)
+
+RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
+RunKind = Literal["chat", "agent"]
+MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
+FINISHED: tuple[RunStatus, ...] = ("success", "error", "timeout", "interrupted")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    thread_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    assistant_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    multitask_strategy TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_thread ON runs (thread_id, created_at);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS run_events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+
+RUN_COLUMNS = (
+    "run_id, thread_id, owner, assistant_id, kind, status, multitask_strategy, payload, metadata,"
+    " attempt, error, created_at, updated_at"
+)
+
+
+@dataclass
+class RunRecord:
+    """One run as stored."""
+
+    run_id: str
+    thread_id: str
+    owner: str
+    assistant_id: str
+    kind: RunKind
+    status: RunStatus
+    multitask_strategy: MultitaskStrategy
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+    attempt: int = 1
+    error: str | None = None
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One logged event: its sequence number (the SSE id), name and JSON data."""
+
+    seq: int
+    event: str
+    data: str
+
+
+def _record(row: Any) -> RunRecord:
+    values = list(row)
+    values[7] = json.loads(values[7])
+    values[8] = json.loads(values[8])
+    return RunRecord(*values)
+
+
+class RunStore:
+    """The runs table and the append-only event log."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, path: Path, *, busy_timeout_ms: int, synchronous: str) -> RunStore:
+        """Open (and create) the run store at `path`."""
+        conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+        await conn.executescript(SCHEMA)
+        return cls(conn)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._conn.close()
+
+    async def insert(self, run: RunRecord) -> None:
+        """Store a new run."""
+        await self._conn.execute(
+            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.run_id,
+                run.thread_id,
+                run.owner,
+                run.assistant_id,
+                run.kind,
+                run.status,
+                run.multitask_strategy,
+                json.dumps(run.payload),
+                json.dumps(run.metadata),
+                run.attempt,
+                run.error,
+                run.created_at,
+                run.updated_at,
+            ),
+        )
+
+    async def get(self, run_id: str) -> RunRecord | None:
+        """Return the run, or None."""
+        async with self._conn.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _record(row)
+
+    async def for_thread(
+        self, thread_id: str, *, limit: int = 10, offset: int = 0, status: str | None = None
+    ) -> list[RunRecord]:
+        """Return the thread's runs, newest first."""
+        where, params = "thread_id = ?", [thread_id]
+        if status:
+            where += " AND status = ?"
+            params.append(status)
+        async with self._conn.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE {where}"
+            " ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        ) as cur:
+            return [_record(row) for row in await cur.fetchall()]
+
+    async def unfinished(self) -> list[RunRecord]:
+        """Return the runs left pending or running, oldest first."""
+        async with self._conn.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('pending', 'running')"
+            " ORDER BY created_at, rowid"
+        ) as cur:
+            return [_record(row) for row in await cur.fetchall()]
+
+    async def set_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        """Record a run's new status (and error or attempt number)."""
+        await self._conn.execute(
+            "UPDATE runs SET status = ?, error = COALESCE(?, error),"
+            " attempt = COALESCE(?, attempt), updated_at = ? WHERE run_id = ?",
+            (status, error, attempt, now_iso(), run_id),
+        )
+
+    async def delete(self, run_id: str) -> None:
+        """Delete a run and its events."""
+        await self._conn.execute("DELETE FROM run_events WHERE run_id = ?", (run_id,))
+        await self._conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """Delete every run of a thread and their events."""
+        await self._conn.execute(
+            "DELETE FROM run_events WHERE run_id IN (SELECT run_id FROM runs WHERE thread_id = ?)",
+            (thread_id,),
+        )
+        await self._conn.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
+
+    async def append(self, run_id: str, events: list[RunEvent]) -> None:
+        """Append events in one transaction (durable before anyone sees them)."""
+        await self._conn.execute("BEGIN")
+        try:
+            await self._conn.executemany(
+                "INSERT INTO run_events (run_id, seq, event, data) VALUES (?, ?, ?, ?)",
+                [(run_id, e.seq, e.event, e.data) for e in events],
+            )
+            await self._conn.execute("COMMIT")
+        except BaseException:
+            await self._conn.execute("ROLLBACK")
+            raise
+
+    async def events_after(self, run_id: str, seq: int) -> list[RunEvent]:
+        """Return the run's events with a sequence number above `seq`, in order."""
+        async with self._conn.execute(
+            "SELECT seq, event, data FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq",
+            (run_id, seq),
+        ) as cur:
+            return [RunEvent(*row) for row in await cur.fetchall()]
+
+    async def last_seq(self, run_id: str) -> int:
+        """Return the highest sequence number logged for the run (0 if none)."""
+        async with self._conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = ?", (run_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def prune_events(self, older_than: timedelta) -> int:
+        """Delete the event logs of runs that finished longer ago than `older_than`."""
+        cutoff = (datetime.now(UTC) - older_than).isoformat(timespec="seconds")
+        cur = await self._conn.execute(
+            "DELETE FROM run_events WHERE run_id IN (SELECT run_id FROM runs"
+            " WHERE status IN ('success', 'error', 'timeout', 'interrupted') AND updated_at < ?)",
+            (cutoff,),
+        )
+        return cur.rowcount
+
+
+class RunChannel:
+    """A run's live event stream: logged first, then delivered to every subscriber."""
+
+    def __init__(self, store: RunStore, run_id: str, next_seq: int) -> None:
+        self.run_id = run_id
+        self.events: list[RunEvent] = []
+        self.done = False
+        self._store = store
+        self._next_seq = next_seq
+        self._pending: list[RunEvent] = []
+        self._changed = asyncio.Condition()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._writer = asyncio.create_task(self._write_loop())
+
+    def publish(self, event: str, data: Any) -> None:
+        """Queue an event; it reaches subscribers once it is on disk."""
+        self._pending.append(RunEvent(self._next_seq, event, json.dumps(to_jsonable(data))))
+        self._next_seq += 1
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Write what is queued, mark the stream finished and stop the writer."""
+        self._closing = True
+        self._wake.set()
+        await self._writer
+
+    async def _write_loop(self) -> None:
+        # Events that arrive while a batch is being written go out together in the next one.
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                try:
+                    await self._store.append(self.run_id, batch)
+                except Exception:
+                    log.exception("could not log events of run %s", self.run_id)
+                    raise
+                async with self._changed:
+                    self.events.extend(batch)
+                    self._changed.notify_all()
+            if self._closing and not self._pending:
+                async with self._changed:
+                    self.done = True
+                    self._changed.notify_all()
+                return
+
+    async def wait_past(self, seq: int) -> None:
+        """Wait until an event after `seq` is delivered or the stream is done."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self.done or (bool(self.events) and self.events[-1].seq > seq)
+            )
+
+    def delivered_after(self, seq: int) -> list[RunEvent]:
+        """Return the delivered events after `seq`."""
+        index = bisect.bisect_right([e.seq for e in self.events], seq)
+        return self.events[index:]
+
+
+Projection = Callable[[str, Any], list[tuple[str, Any]]]
+
+
+class RunManager:
+    """Creates, executes, streams, cancels and recovers runs."""
+
+    def __init__(self, runner: AgentRunner, store: RunStore) -> None:
+        self.runner = runner
+        self.store = store
+        self._channels: dict[str, RunChannel] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._thread_locks: dict[str, asyncio.Lock] = {}
+        self._thread_runs: dict[str, list[str]] = {}
+        self._cancel_actions: dict[str, str] = {}
+        self._stopping = False
+
+    # --- creating ------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        context: Context,
+        thread_id: str | None,
+        kind: RunKind,
+        payload: dict[str, Any],
+        strategy: MultitaskStrategy = "enqueue",
+        metadata: dict[str, Any] | None = None,
+        assistant_id: str = "agent",
+    ) -> RunRecord:
+        """Validate and queue a run; it starts when the thread's earlier runs are done."""
+        if thread_id is not None:
+            await self.runner.check_access(thread_id, context.user_id)
+        active = self.active_runs(thread_id) if thread_id else []
+        if active:
+            if strategy == "reject":
+                raise TurnError(
+                    409,
+                    f"Thread {thread_id} already has a run in progress ({active[0]}); "
+                    "multitask_strategy=reject refuses a second one. Wait for it, join it, "
+                    "or use enqueue, interrupt or rollback.",
+                )
+            if strategy in ("interrupt", "rollback"):
+                for run_id in active:
+                    await self.cancel(run_id, action=strategy)
+        else:
+            # With nothing ahead of it the run's request can be checked now, so a bad one is
+            # a 4xx and never a half-created run; a queued one is checked when it starts.
+            prepared = await self._prepare(context, thread_id, payload)
+            thread_id = prepared.thread_id
+        assert thread_id is not None
+        run = RunRecord(
+            run_id=str(uuid.uuid4()),
+            thread_id=thread_id,
+            owner=context.user_id,
+            assistant_id=assistant_id,
+            kind=kind,
+            status="pending",
+            multitask_strategy=strategy,
+            payload=payload,
+            metadata=metadata or {},
+        )
+        if thread_id not in self._thread_runs and await self.runner.threads.get(thread_id) is None:
+            await self.runner.threads.start_run(thread_id, context.user_id, _title(payload))
+            await self.runner.threads.finish_run(thread_id, "idle")
+        await self.store.insert(run)
+        self._start(run, context, next_seq=1)
+        return run
+
+    def active_runs(self, thread_id: str | None) -> list[str]:
+        """Return the ids of the thread's pending and running runs in this process."""
+        return list(self._thread_runs.get(thread_id or "", []))
+
+    async def _prepare(
+        self, context: Context, thread_id: str | None, payload: dict[str, Any]
+    ) -> PreparedRun:
+        if payload.keys() & {"message", "resume", "continue"}:
+            return await self.runner.prepare(
+                context=context,
+                thread_id=thread_id,
+                message=payload.get("message"),
+                resume=payload.get("resume"),
+            )
+        command = payload.get("command") or {}
+        return await self.runner.prepare(
+            context=context,
+            thread_id=thread_id,
+            resume=command.get("resume"),
+            graph_input=payload.get("input"),
+            strict_pending=False,
+        )
+
+    def _start(self, run: RunRecord, context: Context, *, next_seq: int) -> None:
+        channel = RunChannel(self.store, run.run_id, next_seq)
+        self._channels[run.run_id] = channel
+        self._thread_runs.setdefault(run.thread_id, []).append(run.run_id)
+        lock = self._thread_locks.setdefault(run.thread_id, asyncio.Lock())
+        self._tasks[run.run_id] = asyncio.create_task(self._drive(run, context, channel, lock))
+
+    # --- executing -----------------------------------------------------------------------
+
+    async def _drive(
+        self, run: RunRecord, context: Context, channel: RunChannel, lock: asyncio.Lock
+    ) -> None:
+        try:
+            async with lock:
+                await self._execute(run, context, channel)
+        except asyncio.CancelledError:
+            if self._stopping:
+                # Shutting down: the run stays pending/running on disk and resumes at start-up.
+                raise
+            # Cancelled while queued or running: the thread keeps its last checkpoint.
+            action = self._cancel_actions.pop(run.run_id, "interrupt")
+            if action == "rollback":
+                await delete_run_checkpoints(self.runner.saver, run.thread_id, run.run_id)
+                await self._settle_thread(run.thread_id)
+            await self.store.set_status(run.run_id, "interrupted")
+            channel.publish("error", {"error": "Cancelled", "message": f"Run {action}ed."})
+        finally:
+            await channel.close()
+            runs = self._thread_runs.get(run.thread_id, [])
+            if run.run_id in runs:
+                runs.remove(run.run_id)
+            if not runs:
+                self._thread_runs.pop(run.thread_id, None)
+            self._tasks.pop(run.run_id, None)
+            self._channels.pop(run.run_id, None)
+
+    async def _execute(self, run: RunRecord, context: Context, channel: RunChannel) -> None:
+        await self.store.set_status(run.run_id, "running", attempt=run.attempt)
+        try:
+            if run.attempt > 1:
+                info = await self.runner.threads.get(run.thread_id)
+                prepared = PreparedRun(run.thread_id, info, None, "", continue_run=True)
+            else:
+                prepared = await self._prepare(context, run.thread_id, run.payload)
+            if run.kind == "chat":
+                async for turn_event in self.runner.chat_events(
+                    prepared, context, run.run_id, attempt=run.attempt
+                ):
+                    channel.publish(turn_event.kind, turn_event.data)
+            else:
+                await self._execute_agent_run(run, context, channel, prepared)
+        except TurnError as exc:
+            channel.publish("error", {"error": "BadRequest", "message": exc.message})
+            await self.store.set_status(run.run_id, "error", error=exc.message)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("run %s failed", run.run_id)
+            channel.publish(
+                "error", {"error": type(exc).__name__, "message": "The run failed; see server log."}
+            )
+            await self.store.set_status(run.run_id, "error", error=type(exc).__name__)
+            return
+        await self.store.set_status(run.run_id, "success")
+
+    async def _execute_agent_run(
+        self, run: RunRecord, context: Context, channel: RunChannel, prepared: PreparedRun
+    ) -> None:
+        modes = stream_modes(run.payload.get("stream_mode"))
+        channel.publish("metadata", {"run_id": run.run_id, "attempt": run.attempt})
+        graph_modes = tuple("messages" if m == "messages-tuple" else m for m in modes)
+        outcome = RunOutcome()
+        async for mode, payload in self.runner.execute(
+            prepared, context, run.run_id, outcome, graph_modes
+        ):
+            if mode == "messages":
+                chunk, meta = payload
+                channel.publish("messages", [chunk, _public_metadata(meta)])
+            elif mode == "updates":
+                channel.publish("updates", payload)
+            else:
+                channel.publish(mode, payload)
+        if "values" in modes and outcome.interrupts:
+            # LangGraph's values mode does not show a pause; clients expect it in the state.
+            channel.publish("values", {**outcome.values, "__interrupt__": outcome.interrupts})
+
+    async def _settle_thread(self, thread_id: str) -> None:
+        state = await self.runner.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        interrupt = None
+        for item in state.interrupts:
+            interrupt = item.value if isinstance(item.value, dict) else {"value": item.value}
+            break
+        await self.runner.threads.finish_run(
+            thread_id, "interrupted" if interrupt else "idle", interrupt
+        )
+
+    # --- watching ------------------------------------------------------------------------
+
+    async def events(self, run_id: str, after: int = 0) -> AsyncIterator[RunEvent]:
+        """Yield the run's events after sequence `after`: from the log, then live."""
+        # Take the live channel before reading the log: whatever it delivers later has a
+        # higher sequence number than anything the log read can miss.
+        channel = self._channels.get(run_id)
+        last = after
+        for event in await self.store.events_after(run_id, last):
+            yield event
+            last = event.seq
+        while channel is not None:
+            for event in channel.delivered_after(last):
+                yield event
+                last = event.seq
+            if channel.done:
+                break
+            await channel.wait_past(last)
+
+    async def wait(self, run_id: str) -> RunRecord:
+        """Wait for the run to finish and return it."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            await asyncio.wait({task})
+        run = await self.store.get(run_id)
+        assert run is not None
+        return run
+
+    def is_live(self, run_id: str) -> bool:
+        """Return whether the run is pending or running in this process."""
+        return run_id in self._tasks
+
+    async def cancel(self, run_id: str, action: str = "interrupt") -> bool:
+        """Stop a pending or running run; `rollback` also drops what it wrote to the thread."""
+        task = self._tasks.get(run_id)
+        if task is None:
+            return False
+        self._cancel_actions[run_id] = action
+        task.cancel()
+        await asyncio.wait({task})
+        return True
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    async def recover(self) -> list[str]:
+        """Resume the runs a previous process left unfinished; return their ids."""
+        resumed: list[str] = []
+        for run in await self.store.unfinished():
+            context = Context(user_id=run.owner, role="admin")
+            if run.status == "running":
+                run.attempt += 1
+                log.warning("resuming run %s (attempt %d)", run.run_id, run.attempt)
+            self._start(run, context, next_seq=await self.store.last_seq(run.run_id) + 1)
+            resumed.append(run.run_id)
+        return resumed
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Give in-flight runs `grace_s` to finish, then stop them, leaving them resumable."""
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        self._stopping = True
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+def stream_modes(requested: Any) -> tuple[str, ...]:
+    """Normalise the client's stream_mode into a tuple, refusing modes we do not serve."""
+    modes = [requested] if isinstance(requested, str) else list(requested or ["values"])
+    unknown = [m for m in modes if m not in SUPPORTED_MODES]
+    if unknown:
+        raise TurnError(
+            422,
+            f"Unsupported stream_mode {unknown}; supported: {', '.join(SUPPORTED_MODES)}.",
+        )
+    return tuple(dict.fromkeys(modes))
+
+
+SUPPORTED_MODES = ("values", "updates", "messages-tuple", "custom")
+
+
+def _public_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    keep = ("langgraph_node", "langgraph_step", "langgraph_triggers", "langgraph_path", "run_id")
+    return {k: v for k, v in meta.items() if k in keep or k.startswith("ls_")}
+
+
+def _title(payload: dict[str, Any]) -> str:
+    message = payload.get("message")
+    if isinstance(message, str):
+        return message[:80]
+    for item in reversed((payload.get("input") or {}).get("messages") or []):
+        if isinstance(item, dict):
+            return str(item.get("content", ""))[:80]
+    return ""

@@ -1,0 +1,61 @@
+"""The one place SSE responses are built: sse-starlette with pings, headers and send timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from server.runs import RunEvent
+
+PING_SECONDS = 15
+SEND_TIMEOUT_SECONDS = 30
+
+
+def last_event_id(header: str | None) -> int:
+    """Parse a `Last-Event-ID` header (our ids are run sequence numbers); absent means 0."""
+    if not header:
+        return 0
+    try:
+        return max(0, int(header.strip()))
+    except ValueError:
+        return 0
+
+
+def event_stream(
+    events: AsyncIterator[RunEvent],
+    *,
+    location: str,
+    run_location: str,
+    on_disconnect: Callable[[], Coroutine[Any, Any, None]] | None = None,
+) -> EventSourceResponse:
+    """Stream run events as SSE (`event`, `data`, `id`).
+
+    `Location` is where a client rejoins the stream, `Content-Location` the run itself (the
+    SDK reads the run id from it). `on_disconnect` runs when the client goes away first.
+    """
+
+    async def frames() -> AsyncIterator[ServerSentEvent]:
+        finished = False
+        try:
+            async for event in events:
+                yield ServerSentEvent(data=event.data, event=event.event, id=str(event.seq))
+            finished = True
+        finally:
+            if not finished and on_disconnect is not None:
+                # The generator is being torn down (client gone): act outside its cancellation.
+                asyncio.get_running_loop().create_task(on_disconnect())
+
+    return EventSourceResponse(
+        frames(),
+        ping=PING_SECONDS,
+        send_timeout=SEND_TIMEOUT_SECONDS,
+        headers={
+            "X-Accel-Buffering": "no",
+            "Cache-Control": "no-store",
+            "Location": location,
+            "Content-Location": run_location,
+        },
+    )
