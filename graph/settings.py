@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     openai_model: str = Field(default="gpt-4o-mini", alias="OPENAI_MODEL")
 
+    offline_token_delay_ms: float = Field(
+        default=0.0, ge=0, le=10_000, alias="TASKAGENT_OFFLINE_TOKEN_DELAY_MS"
+    )
+
     # Resilience
     model_timeout_s: float = Field(default=60.0, gt=0, alias="TASKAGENT_MODEL_TIMEOUT_S")
     model_max_attempts: int = Field(default=3, ge=1, le=10, alias="TASKAGENT_MODEL_MAX_ATTEMPTS")

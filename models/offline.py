@@ -9,6 +9,7 @@ the latest user message.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -307,6 +308,8 @@ class OfflineChatModel(BaseChatModel):
     model_name: str = ENGINE_NAME
     today: date | None = None
     allowed_tools: tuple[str, ...] | None = None
+    token_delay_s: float = 0.0
+    """Pause before each streamed chunk, to behave like a hosted model (demos, benchmarks)."""
 
     @property
     def _llm_type(self) -> str:
@@ -374,7 +377,10 @@ class OfflineChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return self._generate(messages, stop=stop, **kwargs)
+        result = self._generate(messages, stop=stop, **kwargs)
+        if self.token_delay_s:
+            await asyncio.sleep(self.token_delay_s * len(self._chunks(messages, kwargs)))
+        return result
 
     def _chunks(
         self, messages: list[BaseMessage], kwargs: dict[str, Any]
@@ -430,6 +436,8 @@ class OfflineChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         for chunk in self._chunks(messages, kwargs):
+            if self.token_delay_s:
+                await asyncio.sleep(self.token_delay_s)
             if run_manager is not None:
                 await run_manager.on_llm_new_token(_text(chunk.message), chunk=chunk)
             yield chunk

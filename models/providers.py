@@ -68,11 +68,12 @@ def build_openai_model(settings: Settings) -> BaseChatModel:
     )
 
 
-def build_offline_model() -> BaseChatModel:
+def build_offline_model(settings: Settings | None = None) -> BaseChatModel:
     """The built-in offline engine (imported lazily: it is the last resort)."""
     from models.offline import OfflineChatModel
 
-    return OfflineChatModel()
+    delay_ms = settings.offline_token_delay_ms if settings else 0.0
+    return OfflineChatModel(token_delay_s=delay_ms / 1000)
 
 
 def build_tiers(settings: Settings) -> list[Tier]:
@@ -104,7 +105,7 @@ def build_tiers(settings: Settings) -> list[Tier]:
         Tier(
             name="offline",
             label="offline-engine",
-            model=build_offline_model(),
+            model=build_offline_model(settings),
             breaker=_breaker("offline", settings),
         )
     )

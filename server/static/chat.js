@@ -85,8 +85,7 @@ function summarizeResult(result) {
     const ids = result.tasks.map((t) => t.id).join(", ");
     return `${result.count ?? result.tasks.length} task(s)${ids ? ": " + ids : ""}`;
   }
-  const { ok, ...rest } = result;
-  return JSON.stringify(rest);
+  return JSON.stringify(result);
 }
 
 function toolCard(id, tool, args) {
@@ -119,6 +118,10 @@ function showBadge(done) {
 }
 
 function showApproval(value) {
+  const waiting = value.tool_call_id && state.cards.get(value.tool_call_id);
+  if (waiting && waiting.classList.contains("pending")) {
+    waiting.querySelector(".result").textContent = "waiting for approval";
+  }
   const box = el("div", "approval");
   box.append(el("p", "question", value.question || `Approve ${value.tool}?`));
   if (value.task_id || value.title) {
@@ -136,8 +139,9 @@ function showApproval(value) {
       resume(approved);
     });
   }
-  box.append(el("div", "actions"));
-  box.lastChild.append(approve, reject);
+  const actions = el("div", "actions");
+  actions.append(approve, reject);
+  box.append(actions);
   turn().block.append(box);
   scrollToEnd();
 }
@@ -249,8 +253,10 @@ async function errorDetail(response) {
   }
 }
 
-// Reads one response to its end; returns true once `done` arrived.
+// Reads one response to its end; returns true once the run is over (`done`, or an `error`
+// after which the server closed the stream), false when the stream broke off mid-run.
 async function consume(response) {
+  let failed = false;
   for await (const event of sseEvents(response)) {
     let data;
     try {
@@ -268,8 +274,9 @@ async function consume(response) {
     record(event.kind, data, event.id);
     apply(event.kind, data);
     if (event.kind === "done") return true;
+    failed = event.kind === "error";
   }
-  return false;
+  return failed;
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -487,6 +494,7 @@ async function refreshThreads() {
     const button = el("button", "thread");
     button.type = "button";
     button.dataset.threadId = thread.thread_id;
+    button.title = title;
     button.append(el("span", "thread-title", title));
     if (thread.status && thread.status !== "idle") {
       button.append(el("span", `status ${thread.status}`, thread.status));

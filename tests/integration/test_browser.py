@@ -1,0 +1,245 @@
+"""The browser chat at `/`, driven in real headless Chromium against the real server."""
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Dialog, Page, Request, Route, expect, sync_playwright
+
+from tests.integration.browser import (
+    CHROMIUM_ARGS,
+    TEXT_GROWTH_RECORDER,
+    ChatPage,
+    ensure_chromium,
+    sse_prefix,
+)
+from tests.integration.conftest import REPO, LiveServer
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_MS = 15_000
+QUARTERLY = "Create a high-priority task for the quarterly review due next Friday"
+XSS_TITLE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path, why = ensure_chromium()
+    if path is None:
+        pytest.skip(f"Chromium is not installed and could not be installed: {why}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class Watched:
+    """A page plus everything it should never do: open dialogs, throw errors."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        page.on("dialog", self._dialog)
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+
+@pytest.fixture
+def watched(browser: Browser, live_server: LiveServer) -> Iterator[Watched]:
+    expect.set_options(timeout=TIMEOUT_MS)
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1200, "height": 800})
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_init_script(TEXT_GROWTH_RECORDER)
+    watched = Watched(context.new_page())
+    yield watched
+    context.close()
+    assert watched.dialogs == [], f"the page opened dialogs: {watched.dialogs}"
+    assert watched.errors == [], f"the page threw: {watched.errors}"
+
+
+def test_streams_tool_cards_badge_and_approval(watched: Watched) -> None:
+    page = watched.page
+    chat = ChatPage(page)
+    page.goto("/")
+    expect(chat.input).to_be_focused()
+
+    chat.send(QUARTERLY)
+    answer = chat.answer()
+    expect(chat.answer_text()).to_have_text(
+        re.compile(
+            r'^Created TASK-0001 "Quarterly review" \(high priority, due Fri \d{4}-\d\d-\d\d\)\.$'
+        )
+    )
+    card = answer.locator(".card")
+    expect(card.locator(".tool")).to_have_text("create_task")
+    expect(card.locator(".args")).to_contain_text("priority: high")
+    expect(card.locator(".result")).to_have_text("✓ TASK-0001 · Quarterly review")
+    expect(answer.locator(".badge")).to_have_text(["offline-engine"])
+    chat.wait_finished()
+    # The answer arrived token by token: the page showed it at many lengths on its way.
+    lengths = [n for n in page.evaluate("window.__answerLengths") if n]
+    final = len(chat.answer_text().text_content() or "")
+    assert lengths == sorted(lengths) and lengths[-1] == final
+    assert len(set(lengths)) >= 5, lengths
+    expect(chat.threads).to_have_count(1)
+    expect(chat.threads.first).to_contain_text(QUARTERLY)
+    expect(chat.heading).to_have_text(QUARTERLY)
+
+    chat.send("delete TASK-0001")
+    approval = page.locator(".approval")
+    expect(approval.locator(".question")).to_have_text('Delete TASK-0001 "Quarterly review"?')
+    expect(approval.locator(".subject")).to_have_text("TASK-0001 · Quarterly review")
+    expect(approval.get_by_role("button", name="Reject")).to_be_enabled()
+    approval.get_by_role("button", name="Approve").click()
+    expect(chat.answer_text()).to_have_text('Deleted TASK-0001 "Quarterly review".')
+    expect(page.locator(".card", has_text="delete_task").locator(".result")).to_have_text(
+        "✓ deleted TASK-0001 · Quarterly review"
+    )
+    expect(approval.get_by_role("button", name="Approve")).to_be_disabled()
+    chat.wait_finished()
+
+    chat.send("list my tasks")
+    expect(chat.answer_text()).to_contain_text("You have no tasks")
+    expect(chat.answer().locator(".card .result")).to_have_text("✓ 0 task(s)")
+    chat.wait_finished()
+
+
+def test_reload_and_dropped_connection_resume_the_stream_once(
+    watched: Watched, live_server: LiveServer
+) -> None:
+    page = watched.page
+    chat = ChatPage(page)
+    titles = ["buy milk", "call mom", "pay rent", "book dentist", "renew passport",
+              "water plants", "fix the bike", "send the invoice"]  # fmt: skip
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        thread = client.post("/chat", json={"message": f"add a task to {titles[0]}"}).json()
+        thread_id = thread["thread_id"]
+        for title in titles[1:]:
+            made = client.post(
+                "/chat", json={"message": f"add a task to {title}", "thread_id": thread_id}
+            )
+            assert made.status_code == 200, made.text
+    ids = [f"TASK-{n:04d}" for n in range(1, len(titles) + 1)]
+
+    page.goto("/")
+    page.locator(".thread", has_text="add a task to buy milk").click()
+    expect(page.locator(".msg.user")).to_have_count(len(titles))
+    expect(page.locator(".msg.assistant .text").last).to_contain_text("TASK-0008")
+
+    # The POST's stream is cut after its first token and every rejoin hangs: the page is stuck
+    # mid-answer, as when a reload or a network drop catches it half-way.
+    cut: dict[str, str] = {}
+
+    def cut_after_first_token(route: Route) -> None:
+        response = route.fetch()
+        body, cut["id"] = sse_prefix(response.text(), through="token")
+        route.fulfill(response=response, body=body)
+
+    page.route("**/chat/stream", cut_after_first_token)
+    page.route("**/chat/runs/*/stream", lambda route: None)
+    chat.send("list my tasks")
+    expect(chat.answer_text()).to_have_text("You")
+    expect(chat.send_button).to_be_disabled()
+    stored = chat.stored_run()
+    assert stored and stored["thread_id"] == thread_id and stored["last_event_id"] == cut["id"]
+
+    page.unroute_all(behavior="ignoreErrors")
+    with page.expect_request(lambda r: "/chat/runs/" in r.url) as rejoin:
+        page.reload()
+    assert rejoin.value.headers.get("last-event-id") == cut["id"]
+    assert rejoin.value.url.endswith(f"/chat/runs/{stored['run_id']}/stream")
+    _expect_complete_list(chat, ids)
+    expect(page.locator(".msg.user")).to_have_count(len(titles) + 1)
+    assert chat.stored_run() is None
+
+    # A dropped connection without a reload: the page rejoins by itself with Last-Event-ID.
+    rejoins: list[Request] = []
+    page.on("request", lambda r: rejoins.append(r) if "/chat/runs/" in r.url else None)
+    page.route("**/chat/stream", cut_after_first_token)
+    chat.send("list my tasks")
+    _expect_complete_list(chat, ids)
+    assert [r.headers.get("last-event-id") for r in rejoins] == [cut["id"]]
+    page.unroute_all(behavior="ignoreErrors")
+
+    # What the page shows is what the server keeps: reopening the thread renders the same.
+    page.reload()
+    expect(page.locator(".msg.user")).to_have_count(len(titles) + 2)
+    _expect_complete_list(chat, ids)
+
+    # A thread whose run is still going (as another tab would find it) is joined from the
+    # start of that run's stream: the thread view claims the last run is active.
+    run_id = rejoins[0].url.split("/")[-2]
+
+    def still_running(route: Route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "active_run_id": run_id})
+
+    page.route("**/chat/threads/*/messages", still_running)
+    with page.expect_request(lambda r: "/chat/runs/" in r.url) as joined:
+        page.reload()
+    assert joined.value.url.endswith(f"/chat/runs/{run_id}/stream")
+    assert "last-event-id" not in joined.value.headers
+    expect(page.locator(".msg.user")).to_have_count(len(titles) + 2)
+    _expect_complete_list(chat, ids)
+    page.unroute_all(behavior="ignoreErrors")
+
+
+def _expect_complete_list(chat: ChatPage, ids: list[str]) -> None:
+    chat.wait_finished()
+    text = chat.answer_text()
+    expect(text).to_contain_text(f"You have {len(ids)} tasks:")
+    content = text.text_content() or ""
+    assert content.startswith("You have") and content.count("You have") == 1, content
+    for task_id in ids:
+        assert content.count(task_id) == 1, (task_id, content)
+    expect(chat.answer().locator(".card")).to_have_count(1)
+    expect(chat.answer().locator(".badge")).to_have_text(["offline-engine"])
+
+
+def test_threads_switch_and_text_is_never_markup(watched: Watched, tmp_path: Path) -> None:
+    page = watched.page
+    chat = ChatPage(page)
+    page.goto("/")
+    chat.send(QUARTERLY)
+    expect(chat.answer_text()).to_contain_text("Created TASK-0001")
+    chat.wait_finished()
+
+    page.get_by_role("button", name="New chat").click()
+    expect(chat.heading).to_have_text("New chat")
+    expect(page.locator(".msg")).to_have_count(0)
+    chat.send(f'add a task called "{XSS_TITLE}"')
+    expect(chat.answer_text()).to_have_text(f'Created TASK-0002 "{XSS_TITLE}" (normal priority).')
+    expect(chat.answer().locator(".card .result")).to_have_text(f"✓ TASK-0002 · {XSS_TITLE}")
+    chat.wait_finished()
+    expect(chat.threads).to_have_count(2)
+    expect(chat.threads.first).to_contain_text(XSS_TITLE)
+
+    chat.threads.filter(has_text=QUARTERLY).click()
+    expect(chat.heading).to_have_text(QUARTERLY)
+    expect(page.locator(".msg.user")).to_have_text([QUARTERLY])
+    expect(chat.answer_text()).to_contain_text('Created TASK-0001 "Quarterly review"')
+    expect(chat.answer().locator(".badge")).to_have_text(["offline-engine"])
+
+    chat.threads.filter(has_text=XSS_TITLE).click()
+    expect(page.locator(".msg.user")).to_have_text([f'add a task called "{XSS_TITLE}"'])
+    chat.send("list my tasks")
+    expect(chat.answer_text()).to_contain_text(f'TASK-0002 "{XSS_TITLE}"')
+    chat.wait_finished()
+    expect(page.locator("img")).to_have_count(0)
+    assert watched.dialogs == []
+
+    page.screenshot(path=str(tmp_path / "chat.png"))
+    docs = REPO / "docs" / "screenshots"
+    docs.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(docs / "chat.png"))
