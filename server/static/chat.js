@@ -445,7 +445,10 @@ async function openThread(threadId, { keepRun = true } = {}) {
   const title = threadTitles.get(threadId);
   $("thread-title").textContent = title || "Chat";
 
-  const resumable = stored && stored.thread_id === threadId && stored.last_event_id;
+  const resumable =
+    stored?.thread_id === threadId &&
+    stored.last_event_id &&
+    (!thread.active_run_id || thread.active_run_id === stored.run_id);
   const runId = resumable ? stored.run_id : thread.active_run_id;
   if (!runId) {
     renderHistory(thread.messages);

@@ -30,8 +30,9 @@ def offline_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 class LiveServer:
-    def __init__(self, data_dir: Path, **env: str) -> None:
-        self.port = free_port()
+    def __init__(self, data_dir: Path, port: int | None = None, **env: str) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
@@ -53,6 +54,11 @@ class LiveServer:
             except httpx.HTTPError:
                 time.sleep(0.1)
         raise RuntimeError("server did not start within 30 s")
+
+    def kill(self) -> None:
+        """SIGKILL the server: no shutdown, no flushing, like a crash."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
     def stop(self) -> str:
         self.proc.terminate()
