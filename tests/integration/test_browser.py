@@ -1,12 +1,21 @@
 """The browser chat at `/`, driven in real headless Chromium against the real server."""
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, Request, Route, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    Page,
+    Request,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 from tests.integration.browser import (
     CHROMIUM_ARGS,
@@ -22,6 +31,11 @@ pytestmark = pytest.mark.integration
 TIMEOUT_MS = 15_000
 QUARTERLY = "Create a high-priority task for the quarterly review due next Friday"
 XSS_TITLE = "<img src=x onerror=alert(1)>"
+TITLES = ["buy milk", "call mom", "pay rent", "book dentist", "renew passport",
+          "water plants", "fix the bike", "send the invoice"]  # fmt: skip
+TASK_IDS = [f"TASK-{n:04d}" for n in range(1, len(TITLES) + 1)]
+# Slow enough that an eight-line answer streams for about two seconds.
+PACED = {"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "40"}
 
 
 @pytest.fixture(scope="session")
@@ -56,16 +70,29 @@ class Watched:
 
 
 @pytest.fixture
-def watched(browser: Browser, live_server: LiveServer) -> Iterator[Watched]:
+def open_page(browser: Browser) -> Iterator[Callable[[str], Watched]]:
+    """Open a fresh browser context (own localStorage) on a server's base URL."""
     expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1200, "height": 800})
-    context.set_default_timeout(TIMEOUT_MS)
-    context.add_init_script(TEXT_GROWTH_RECORDER)
-    watched = Watched(context.new_page())
-    yield watched
-    context.close()
-    assert watched.dialogs == [], f"the page opened dialogs: {watched.dialogs}"
-    assert watched.errors == [], f"the page threw: {watched.errors}"
+    opened: list[tuple[BrowserContext, Watched]] = []
+
+    def open_(base_url: str) -> Watched:
+        context = browser.new_context(base_url=base_url, viewport={"width": 1200, "height": 800})
+        context.set_default_timeout(TIMEOUT_MS)
+        context.add_init_script(TEXT_GROWTH_RECORDER)
+        watched = Watched(context.new_page())
+        opened.append((context, watched))
+        return watched
+
+    yield open_
+    for context, watched in opened:
+        context.close()
+        assert watched.dialogs == [], f"the page opened dialogs: {watched.dialogs}"
+        assert watched.errors == [], f"the page threw: {watched.errors}"
+
+
+@pytest.fixture
+def watched(open_page: Callable[[str], Watched], live_server: LiveServer) -> Watched:
+    return open_page(live_server.url)
 
 
 def test_streams_tool_cards_badge_and_approval(watched: Watched) -> None:
@@ -120,17 +147,8 @@ def test_reload_and_dropped_connection_resume_the_stream_once(
 ) -> None:
     page = watched.page
     chat = ChatPage(page)
-    titles = ["buy milk", "call mom", "pay rent", "book dentist", "renew passport",
-              "water plants", "fix the bike", "send the invoice"]  # fmt: skip
-    with httpx.Client(base_url=live_server.url, timeout=30) as client:
-        thread = client.post("/chat", json={"message": f"add a task to {titles[0]}"}).json()
-        thread_id = thread["thread_id"]
-        for title in titles[1:]:
-            made = client.post(
-                "/chat", json={"message": f"add a task to {title}", "thread_id": thread_id}
-            )
-            assert made.status_code == 200, made.text
-    ids = [f"TASK-{n:04d}" for n in range(1, len(titles) + 1)]
+    thread_id = _thread_with_eight_tasks(live_server.url)
+    titles, ids = TITLES, TASK_IDS
 
     page.goto("/")
     page.locator(".thread", has_text="add a task to buy milk").click()
@@ -193,6 +211,65 @@ def test_reload_and_dropped_connection_resume_the_stream_once(
     expect(page.locator(".msg.user")).to_have_count(len(titles) + 2)
     _expect_complete_list(chat, ids)
     page.unroute_all(behavior="ignoreErrors")
+
+
+def _thread_with_eight_tasks(base_url: str) -> str:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        thread_id: str | None = None
+        for title in TITLES:
+            body = {"message": f"add a task to {title}"} | (
+                {"thread_id": thread_id} if thread_id else {}
+            )
+            made = client.post("/chat", json=body)
+            assert made.status_code == 200, made.text
+            thread_id = made.json()["thread_id"]
+    assert thread_id
+    return thread_id
+
+
+def test_reload_mid_answer_and_server_restart_finish_the_answer_once(
+    open_page: Callable[[str], Watched], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    setup = LiveServer(data)
+    try:
+        thread_id = _thread_with_eight_tasks(setup.url)
+    finally:
+        setup.stop()
+    # The same data, now answering slowly, on a fixed port so the page can find it again.
+    server = LiveServer(data, env=PACED)
+    try:
+        page = open_page(server.url).page
+        chat = ChatPage(page)
+        page.goto("/")
+        page.locator(".thread", has_text="add a task to buy milk").click()
+        expect(page.locator(".msg.user")).to_have_count(len(TITLES))
+
+        chat.send("list my tasks")
+        expect(chat.answer_text()).not_to_be_empty()
+        stored = chat.stored_run()
+        assert stored and stored["thread_id"] == thread_id
+        with page.expect_request(lambda r: "/chat/runs/" in r.url) as rejoin:
+            page.reload()
+        assert rejoin.value.headers.get("last-event-id")
+        _expect_complete_list(chat, TASK_IDS)
+        expect(page.locator(".msg.user")).to_have_count(len(TITLES) + 1)
+
+        # SIGKILL mid-answer: the page keeps rejoining until the restarted server resumes the
+        # run as a new attempt, then discards the partial text and shows the re-run answer.
+        page.evaluate("window.__answerLengths = []")
+        chat.send("list my tasks")
+        expect(chat.answer_text()).not_to_be_empty()
+        server.kill()
+        server = LiveServer(data, port=server.port, env=PACED)
+        _expect_complete_list(chat, TASK_IDS)
+        lengths = page.evaluate("window.__answerLengths")
+        assert any(b < a for a, b in zip(lengths, lengths[1:], strict=False)), lengths
+        page.reload()
+        expect(page.locator(".msg.user")).to_have_count(len(TITLES) + 2)
+        _expect_complete_list(chat, TASK_IDS)
+    finally:
+        server.stop()
 
 
 def _expect_complete_list(chat: ChatPage, ids: list[str]) -> None:

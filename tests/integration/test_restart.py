@@ -39,7 +39,7 @@ def check_integrity(data_dir) -> None:
 
 
 async def test_one_sdk_stream_survives_a_server_kill_and_restart(tmp_path):
-    server = LiveServer(tmp_path / "data", **PACED)
+    server = LiveServer(tmp_path / "data", env=PACED)
     restarted: LiveServer | None = None
     try:
         client = get_client(url=server.url)
@@ -51,9 +51,7 @@ async def test_one_sdk_stream_survives_a_server_kill_and_restart(tmp_path):
             parts.append(part)
             if restarted is None and is_answer_token(part):
                 server.kill()  # mid-answer, after the task was created
-                restarted = await asyncio.to_thread(
-                    LiveServer, server.data_dir, server.port, **PACED
-                )
+                restarted = await asyncio.to_thread(LiveServer, server.data_dir, server.port, PACED)
         ids = [int(p.id) for p in parts if p.id is not None]
         assert ids == list(range(1, len(ids) + 1)), "events must be gap-free and unduplicated"
         attempts = [p.data["attempt"] for p in parts if p.event == "metadata"]
@@ -65,7 +63,8 @@ async def test_one_sdk_stream_survives_a_server_kill_and_restart(tmp_path):
         assert answer.startswith("Created TASK-0001") and "Quarterly review" in answer
         assert task_rows(server.data_dir) == [("TASK-0001", "Quarterly review")]
         state = await client.threads.get_state(tid)
-        assert state["values"]["messages"][-1]["content"] == answer
+        values = state["values"]
+        assert isinstance(values, dict) and values["messages"][-1]["content"] == answer
         runs = await client.runs.list(tid)
         assert [r["status"] for r in runs] == ["success"]
         check_integrity(server.data_dir)
@@ -77,7 +76,7 @@ async def test_one_sdk_stream_survives_a_server_kill_and_restart(tmp_path):
 
 
 async def test_rejoin_by_run_id_after_restart_gets_exactly_the_missed_events(tmp_path):
-    server = LiveServer(tmp_path / "data", **PACED)
+    server = LiveServer(tmp_path / "data", env=PACED)
     client = get_client(url=server.url)
     tid = (await client.threads.create())["thread_id"]
     run = await client.runs.create(
@@ -89,7 +88,7 @@ async def test_rejoin_by_run_id_after_restart_gets_exactly_the_missed_events(tmp
         if part.event == "updates" and "tool_execute" in part.data:
             break
     server.kill()
-    restarted = await asyncio.to_thread(LiveServer, server.data_dir, None, **PACED)
+    restarted = await asyncio.to_thread(LiveServer, server.data_dir, None, PACED)
     try:
         client = get_client(url=restarted.url)
         rest = [

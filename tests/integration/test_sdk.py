@@ -29,7 +29,7 @@ def human(text: str) -> dict[str, Any]:
 @pytest.fixture
 def paced_server(tmp_path):
     """A server whose offline engine takes 20 ms per token, so runs last long enough to race."""
-    server = LiveServer(tmp_path / "data", TASKAGENT_OFFLINE_TOKEN_DELAY_MS="20")
+    server = LiveServer(tmp_path / "data", env={"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "20"})
     yield server
     server.stop()
 
