@@ -1,0 +1,120 @@
+"""POST /chat/stream (curl's view): SSE events with ids, rejoin with Last-Event-ID, approvals."""
+
+import json
+import signal
+import sqlite3
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import LiveServer
+
+pytestmark = pytest.mark.integration
+
+CREATE = "Create a high-priority task for the quarterly review due next Friday"
+
+
+def read_events(response: httpx.Response, stop_after: int | None = None) -> list[dict[str, Any]]:
+    """Parse SSE frames into [{event, id, data}] (comments/pings are skipped)."""
+    events: list[dict[str, Any]] = []
+    frame: dict[str, Any] = {}
+    for line in response.iter_lines():
+        if not line:
+            if "event" in frame:
+                events.append(frame)
+                if stop_after is not None and len(events) >= stop_after:
+                    return events
+            frame = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            frame[field] = json.loads(value) if field == "data" else value
+    return events
+
+
+def test_stream_events_ids_and_the_rejoin_location(live_server):
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        with client.stream("POST", "/chat/stream", json={"message": CREATE}) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            location = response.headers["location"]
+            events = read_events(response)
+        names = [e["event"] for e in events]
+        assert names[0] == "metadata" and names[-1] == "done"
+        assert "tool_call" in names and "tool_result" in names and "token" in names
+        assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+        tokens = "".join(e["data"]["text"] for e in events if e["event"] == "token")
+        done = events[-1]["data"]
+        assert tokens == done["message"] and done["model_used"] == "offline-engine"
+        run_id = events[0]["data"]["run_id"]
+        assert location == f"/chat/runs/{run_id}/stream"
+        with client.stream("GET", location, headers={"Last-Event-ID": events[2]["id"]}) as again:
+            replay = read_events(again)
+        assert replay == events[3:]
+
+
+def test_approval_over_the_stream(live_server):
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        made = client.post("/chat", json={"message": "add a task to buy milk"}).json()
+        thread = made["thread_id"]
+        with client.stream(
+            "POST", "/chat/stream", json={"message": "delete TASK-0001", "thread_id": thread}
+        ) as r:
+            events = read_events(r)
+        interrupt = next(e for e in events if e["event"] == "interrupt")["data"]["value"]
+        assert interrupt["task_id"] == "TASK-0001" and "buy milk" in interrupt["title"].lower()
+        assert events[-1]["data"]["interrupt"]["task_id"] == "TASK-0001"
+        with client.stream(
+            "POST", "/chat/stream", json={"thread_id": thread, "resume": {"approved": False}}
+        ) as r:
+            rejected = read_events(r)
+        assert (
+            "kept" in rejected[-1]["data"]["message"].lower()
+            or "did not" in rejected[-1]["data"]["message"]
+        )
+        threads = client.get("/chat/threads").json()
+        assert threads[0]["thread_id"] == thread and threads[0]["status"] == "idle"
+        view = client.get(f"/chat/threads/{thread}/messages").json()
+        assert [m["role"] for m in view["messages"]][:2] == ["user", "assistant"]
+        assert view["active_run_id"] is None and view["interrupt"] is None
+
+
+def test_unknown_run_and_thread_are_404(live_server):
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        assert client.get("/chat/runs/nope/stream").status_code == 404
+        assert client.get("/chat/threads/nope/messages").status_code == 404
+        assert (
+            client.post("/chat/stream", json={"message": "hi", "thread_id": "nope"}).status_code
+            == 404
+        )
+
+
+def test_graceful_shutdown_leaves_the_run_resumable(tmp_path):
+    env = {"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "200", "TASKAGENT_SHUTDOWN_GRACE_S": "0.2"}
+    server = LiveServer(tmp_path / "data", env=env)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        with client.stream("POST", "/chat/stream", json={"message": CREATE}) as response:
+            first = read_events(response, stop_after=2)
+        run_id = first[0]["data"]["run_id"]
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=20)
+    with sqlite3.connect(server.data_dir / "runs.sqlite") as db:
+        (status,) = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    assert status == "running"  # left for the next start, not marked failed
+    restarted = LiveServer(server.data_dir, env={"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "0"})
+    try:
+        with httpx.Client(base_url=restarted.url, timeout=30) as client:
+            with client.stream(
+                "GET", f"/chat/runs/{run_id}/stream", headers={"Last-Event-ID": first[-1]["id"]}
+            ) as response:
+                rest = read_events(response)
+        assert rest[-1]["event"] == "done" and "TASK-0001" in rest[-1]["data"]["message"]
+        ids = [int(e["id"]) for e in first + rest]
+        assert ids == list(range(1, len(ids) + 1))
+        with sqlite3.connect(server.data_dir / "tasks.sqlite") as db:
+            assert db.execute("SELECT COUNT(*) FROM tasks").fetchone() == (1,)
+    finally:
+        restarted.stop()
