@@ -148,11 +148,10 @@ def test_reload_and_dropped_connection_resume_the_stream_once(
     page = watched.page
     chat = ChatPage(page)
     thread_id = _thread_with_eight_tasks(live_server.url)
-    titles, ids = TITLES, TASK_IDS
 
     page.goto("/")
     page.locator(".thread", has_text="add a task to buy milk").click()
-    expect(page.locator(".msg.user")).to_have_count(len(titles))
+    expect(page.locator(".msg.user")).to_have_count(len(TITLES))
     expect(page.locator(".msg.assistant .text").last).to_contain_text("TASK-0008")
 
     # The POST's stream is cut after its first token and every rejoin hangs: the page is stuck
@@ -177,8 +176,8 @@ def test_reload_and_dropped_connection_resume_the_stream_once(
         page.reload()
     assert rejoin.value.headers.get("last-event-id") == cut["id"]
     assert rejoin.value.url.endswith(f"/chat/runs/{stored['run_id']}/stream")
-    _expect_complete_list(chat, ids)
-    expect(page.locator(".msg.user")).to_have_count(len(titles) + 1)
+    _expect_complete_list(chat, TASK_IDS)
+    expect(page.locator(".msg.user")).to_have_count(len(TITLES) + 1)
     assert chat.stored_run() is None
 
     # A dropped connection without a reload: the page rejoins by itself with Last-Event-ID.
@@ -186,14 +185,14 @@ def test_reload_and_dropped_connection_resume_the_stream_once(
     page.on("request", lambda r: rejoins.append(r) if "/chat/runs/" in r.url else None)
     page.route("**/chat/stream", cut_after_first_token)
     chat.send("list my tasks")
-    _expect_complete_list(chat, ids)
+    _expect_complete_list(chat, TASK_IDS)
     assert [r.headers.get("last-event-id") for r in rejoins] == [cut["id"]]
     page.unroute_all(behavior="ignoreErrors")
 
     # What the page shows is what the server keeps: reopening the thread renders the same.
     page.reload()
-    expect(page.locator(".msg.user")).to_have_count(len(titles) + 2)
-    _expect_complete_list(chat, ids)
+    expect(page.locator(".msg.user")).to_have_count(len(TITLES) + 2)
+    _expect_complete_list(chat, TASK_IDS)
 
     # A thread whose run is still going (as another tab would find it) is joined from the
     # start of that run's stream: the thread view claims the last run is active.
@@ -208,8 +207,8 @@ def test_reload_and_dropped_connection_resume_the_stream_once(
         page.reload()
     assert joined.value.url.endswith(f"/chat/runs/{run_id}/stream")
     assert "last-event-id" not in joined.value.headers
-    expect(page.locator(".msg.user")).to_have_count(len(titles) + 2)
-    _expect_complete_list(chat, ids)
+    expect(page.locator(".msg.user")).to_have_count(len(TITLES) + 2)
+    _expect_complete_list(chat, TASK_IDS)
     page.unroute_all(behavior="ignoreErrors")
 
 
@@ -236,7 +235,7 @@ def test_reload_mid_answer_and_server_restart_finish_the_answer_once(
         thread_id = _thread_with_eight_tasks(setup.url)
     finally:
         setup.stop()
-    # The same data, now answering slowly, on a fixed port so the page can find it again.
+    # The same data, now answered slowly enough to reload or kill the server mid-answer.
     server = LiveServer(data, env=PACED)
     try:
         page = open_page(server.url).page
@@ -257,13 +256,14 @@ def test_reload_mid_answer_and_server_restart_finish_the_answer_once(
 
         # SIGKILL mid-answer: the page keeps rejoining until the restarted server resumes the
         # run as a new attempt, then discards the partial text and shows the re-run answer.
-        page.evaluate("window.__answerLengths = []")
         chat.send("list my tasks")
         expect(chat.answer_text()).not_to_be_empty()
+        page.evaluate("window.__answerLengths = [window.__answerLengths.at(-1)]")
         server.kill()
         server = LiveServer(data, port=server.port, env=PACED)
         _expect_complete_list(chat, TASK_IDS)
         lengths = page.evaluate("window.__answerLengths")
+        # The text shrank once: the partial answer of the killed attempt was discarded.
         assert any(b < a for a, b in zip(lengths, lengths[1:], strict=False)), lengths
         page.reload()
         expect(page.locator(".msg.user")).to_have_count(len(TITLES) + 2)
