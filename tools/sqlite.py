@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiosqlite
@@ -16,7 +17,7 @@ async def open_sqlite(
     (kill -9): the WAL is written before commit returns; only an OS crash or power
     loss can drop the newest commits, which FULL additionally protects against.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
     conn = await aiosqlite.connect(path, isolation_level=None)
     await conn.execute("PRAGMA journal_mode=WAL")
     await conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
