@@ -250,3 +250,36 @@ async def test_bad_requests_are_clear_4xx(live_server):
     with pytest.raises(Conflict, match="nothing to resume"):
         await client.runs.create(tid, "agent", command={"resume": {"approved": True}})
     assert await client.runs.list(tid) == []  # nothing half-created
+
+
+async def test_two_clients_streaming_on_one_thread_take_turns(paced_server):
+    alice, bob = get_client(url=paced_server.url), get_client(url=paced_server.url)
+    tid = (await alice.threads.create())["thread_id"]
+
+    async def stream(client: Any, text: str) -> list[Any]:
+        return await collect(
+            client.runs.stream(tid, "agent", input=human(text), stream_mode="updates")
+        )
+
+    first, second = await asyncio.gather(stream(alice, CREATE), stream(bob, "list my tasks"))
+    assert first[0].event == second[0].event == "metadata"
+    final = values(await alice.threads.get_state(tid))["values"]
+    humans = [m["content"] for m in final["messages"] if m["type"] == "human"]
+    assert sorted(humans) == sorted([CREATE, "list my tasks"])
+    # one run at a time: each turn's answer directly follows its own question
+    kinds = [m["type"] for m in final["messages"]]
+    assert kinds.count("human") == 2 and kinds[0] == "human"
+    runs = await alice.runs.list(tid)
+    assert sorted(r["status"] for r in runs) == ["success", "success"]
+
+    async def rejected() -> None:
+        await collect(bob.runs.stream(tid, "agent", input=human("hi"), multitask_strategy="reject"))
+
+    slow = asyncio.create_task(stream(alice, "give me a summary"))
+    for _ in range(200):
+        if any(r["status"] == "running" for r in await alice.runs.list(tid)):
+            break
+        await asyncio.sleep(0.01)
+    with pytest.raises(Conflict, match="already has a run in progress"):
+        await rejected()
+    await slow

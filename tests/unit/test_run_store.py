@@ -1,0 +1,40 @@
+import json
+from datetime import timedelta
+
+from server.runs import RunEvent, RunRecord, RunStatus, RunStore
+
+
+async def test_events_replay_after_an_id_and_old_logs_are_pruned(tmp_path):
+    store = await RunStore.open(
+        tmp_path / "runs.sqlite", busy_timeout_ms=1000, synchronous="NORMAL"
+    )
+    try:
+        statuses: list[tuple[str, RunStatus]] = [("old", "success"), ("live", "running")]
+        for run_id, status in statuses:
+            await store.insert(
+                RunRecord(
+                    run_id,
+                    "t1",
+                    "me",
+                    "agent",
+                    "chat",
+                    status,
+                    "enqueue",
+                    {},
+                    {},
+                    created_at="2020-01-01T00:00:00+00:00",
+                    updated_at="2020-01-01T00:00:00+00:00",
+                )
+            )
+            await store.append(
+                run_id, [RunEvent(n, "token", json.dumps({"n": n})) for n in range(1, 6)]
+            )
+        assert [e.seq for e in await store.events_after("old", 2)] == [3, 4, 5]
+        assert await store.last_seq("live") == 5
+        removed = await store.prune_events(timedelta(hours=1))
+        assert removed == 5  # only the finished run's log goes; the live one stays whole
+        assert await store.events_after("old", 0) == []
+        assert len(await store.events_after("live", 0)) == 5
+        assert [r.run_id for r in await store.unfinished()] == ["live"]
+    finally:
+        await store.close()
