@@ -10,7 +10,6 @@ every run the previous process left unfinished (as a new attempt).
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 import logging
 import uuid
@@ -109,6 +108,9 @@ class RunStore:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        # Many runs share this connection; a transaction spans several awaits, so writes
+        # take turns instead of landing inside another run's open transaction.
+        self._write = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path, *, busy_timeout_ms: int, synchronous: str) -> RunStore:
@@ -123,6 +125,10 @@ class RunStore:
 
     async def insert(self, run: RunRecord) -> None:
         """Store a new run."""
+        async with self._write:
+            await self._insert(run)
+
+    async def _insert(self, run: RunRecord) -> None:
         await self._conn.execute(
             f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -182,37 +188,42 @@ class RunStore:
         attempt: int | None = None,
     ) -> None:
         """Record a run's new status (and error or attempt number)."""
-        await self._conn.execute(
-            "UPDATE runs SET status = ?, error = COALESCE(?, error),"
-            " attempt = COALESCE(?, attempt), updated_at = ? WHERE run_id = ?",
-            (status, error, attempt, now_iso(), run_id),
-        )
+        async with self._write:
+            await self._conn.execute(
+                "UPDATE runs SET status = ?, error = COALESCE(?, error),"
+                " attempt = COALESCE(?, attempt), updated_at = ? WHERE run_id = ?",
+                (status, error, attempt, now_iso(), run_id),
+            )
 
     async def delete(self, run_id: str) -> None:
         """Delete a run and its events."""
-        await self._conn.execute("DELETE FROM run_events WHERE run_id = ?", (run_id,))
-        await self._conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        async with self._write:
+            await self._conn.execute("DELETE FROM run_events WHERE run_id = ?", (run_id,))
+            await self._conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete every run of a thread and their events."""
-        await self._conn.execute(
-            "DELETE FROM run_events WHERE run_id IN (SELECT run_id FROM runs WHERE thread_id = ?)",
-            (thread_id,),
-        )
-        await self._conn.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
+        async with self._write:
+            await self._conn.execute(
+                "DELETE FROM run_events WHERE run_id IN"
+                " (SELECT run_id FROM runs WHERE thread_id = ?)",
+                (thread_id,),
+            )
+            await self._conn.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
 
     async def append(self, run_id: str, events: list[RunEvent]) -> None:
         """Append events in one transaction (durable before anyone sees them)."""
-        await self._conn.execute("BEGIN")
-        try:
-            await self._conn.executemany(
-                "INSERT INTO run_events (run_id, seq, event, data) VALUES (?, ?, ?, ?)",
-                [(run_id, e.seq, e.event, e.data) for e in events],
-            )
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            await self._conn.execute("ROLLBACK")
-            raise
+        async with self._write:
+            await self._conn.execute("BEGIN")
+            try:
+                await self._conn.executemany(
+                    "INSERT INTO run_events (run_id, seq, event, data) VALUES (?, ?, ?, ?)",
+                    [(run_id, e.seq, e.event, e.data) for e in events],
+                )
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
 
     async def events_after(self, run_id: str, seq: int) -> list[RunEvent]:
         """Return the run's events with a sequence number above `seq`, in order."""
@@ -233,11 +244,12 @@ class RunStore:
     async def prune_events(self, older_than: timedelta) -> int:
         """Delete the event logs of runs that finished longer ago than `older_than`."""
         cutoff = (datetime.now(UTC) - older_than).isoformat(timespec="seconds")
-        cur = await self._conn.execute(
-            "DELETE FROM run_events WHERE run_id IN (SELECT run_id FROM runs"
-            " WHERE status IN ('success', 'error', 'timeout', 'interrupted') AND updated_at < ?)",
-            (cutoff,),
-        )
+        async with self._write:
+            cur = await self._conn.execute(
+                "DELETE FROM run_events WHERE run_id IN (SELECT run_id FROM runs WHERE status"
+                " IN ('success', 'error', 'timeout', 'interrupted') AND updated_at < ?)",
+                (cutoff,),
+            )
         return cur.rowcount
 
 
@@ -298,8 +310,10 @@ class RunChannel:
 
     def delivered_after(self, seq: int) -> list[RunEvent]:
         """Return the delivered events after `seq`."""
-        index = bisect.bisect_right([e.seq for e in self.events], seq)
-        return self.events[index:]
+        if not self.events:
+            return []
+        # Sequence numbers are consecutive, so the position is arithmetic.
+        return self.events[max(0, seq - self.events[0].seq + 1) :]
 
 
 Projection = Callable[[str, Any], list[tuple[str, Any]]]

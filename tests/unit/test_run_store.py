@@ -38,3 +38,22 @@ async def test_events_replay_after_an_id_and_old_logs_are_pruned(tmp_path):
         assert [r.run_id for r in await store.unfinished()] == ["live"]
     finally:
         await store.close()
+
+
+async def test_concurrent_appends_from_many_runs_do_not_collide(tmp_path):
+    import asyncio
+
+    store = await RunStore.open(
+        tmp_path / "runs.sqlite", busy_timeout_ms=1000, synchronous="NORMAL"
+    )
+    try:
+
+        async def write(run_id: str) -> None:
+            for n in range(1, 21):
+                await store.append(run_id, [RunEvent(n, "token", "{}")])
+
+        await asyncio.gather(*(write(f"run-{i}") for i in range(10)))
+        for i in range(10):
+            assert await store.last_seq(f"run-{i}") == 20
+    finally:
+        await store.close()
