@@ -24,29 +24,27 @@ async def prune_before(saver: AsyncSqliteSaver, thread_id: str, floor_checkpoint
     later state needs anything older: the DeltaChannel replay starts from that Overwrite.
     Returns the number of checkpoints deleted.
     """
-    async with saver.lock:
-        async with saver.conn.execute(
-            _ANCESTORS, (thread_id, floor_checkpoint_id, thread_id, floor_checkpoint_id)
-        ) as cur:
-            doomed = [row[0] for row in await cur.fetchall()]
-        if not doomed:
-            return 0
-        await _delete(saver, thread_id, doomed)
-    return len(doomed)
+    params = (thread_id, floor_checkpoint_id, thread_id, floor_checkpoint_id)
+    return await _delete_selected(saver, thread_id, _ANCESTORS, params)
 
 
 async def delete_run_checkpoints(saver: AsyncSqliteSaver, thread_id: str, run_id: str) -> int:
     """Delete the checkpoints (and writes) a run created: a rollback to before the run."""
+    select = (
+        "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ''"
+        " AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?"
+    )
+    return await _delete_selected(saver, thread_id, select, (thread_id, run_id))
+
+
+async def _delete_selected(
+    saver: AsyncSqliteSaver, thread_id: str, select: str, params: tuple[str, ...]
+) -> int:
     async with saver.lock:
-        async with saver.conn.execute(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ''"
-            " AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
-            (thread_id, run_id),
-        ) as cur:
+        async with saver.conn.execute(select, params) as cur:
             doomed = [row[0] for row in await cur.fetchall()]
-        if not doomed:
-            return 0
-        await _delete(saver, thread_id, doomed)
+        if doomed:
+            await _delete(saver, thread_id, doomed)
     return len(doomed)
 
 
