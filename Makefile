@@ -40,8 +40,9 @@ test: lint ## The whole suite: lint, type check, unit and integration tests
 	$(UV) run --frozen pytest -q
 
 .PHONY: bench
-bench: install ## Per-turn overhead and storage benchmark (prints a table)
+bench: install ## Benchmarks: per-turn overhead/storage, and this server vs langgraph dev
 	$(UV) run --frozen python -m bench.turns
+	$(UV) run --frozen python -m bench.server
 
 .PHONY: help
 help: ## List the targets

@@ -52,6 +52,7 @@ W1_MESSAGE = "Create a high-priority task for the quarterly review due next Frid
 W4_SEED = "add a task to water plant {n}"
 W4_MESSAGE = "list my tasks"
 STREAM_MODE: list[StreamMode] = ["updates", "messages-tuple"]
+STREAM_LIMIT_S = 30.0  # W1, W4 and baselines: a stalled stream must not hang the run
 FIRST_EVENT_TARGET = 30.0  # the issue: ours >= 30x faster to the first event
 # Variables that would give either server another model tier, tracing or a different config.
 SCRUBBED_PREFIXES = ("OLLAMA_", "OPENAI_", "TASKAGENT_", "LANGSMITH_", "LANGCHAIN_", "LANGGRAPH_")
@@ -118,18 +119,11 @@ class Server:
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"{self.label} not ready after {timeout_s:.0f} s:\n{self.tail()}")
 
-    def stop(self) -> None:
-        """SIGTERM the process group this benchmark started, then SIGKILL it if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        for sig, grace in ((signal.SIGTERM, 8.0), (signal.SIGKILL, 5.0)):
+    def send(self, sig: signal.Signals) -> None:
+        """Send `sig` to the process group this benchmark started (if still running)."""
+        if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=grace)
-                return
-            except subprocess.TimeoutExpired:
-                continue
 
     def tail(self, lines: int = 30) -> str:
         """The last lines of the server log, for error messages."""
@@ -223,8 +217,22 @@ async def running(servers: Sequence[Server]) -> Any:
         await asyncio.gather(*(server.wait_ready() for server in servers))
         yield servers
     finally:
-        for server in servers:
-            server.stop()
+        stop(servers)
+
+
+def stop(servers: Sequence[Server], grace_s: float = 8.0) -> None:
+    """SIGTERM every server, then SIGKILL those still running after `grace_s`."""
+    for server in servers:
+        server.send(signal.SIGTERM)
+    deadline = time.perf_counter() + grace_s
+    for server in servers:
+        if server.proc is None:
+            continue
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.proc.wait(timeout=max(0.1, deadline - time.perf_counter()))
+        if server.proc.poll() is None:
+            server.send(signal.SIGKILL)
+            server.proc.wait(timeout=5)
 
 
 # --------------------------------------------------------------------------- one stream
@@ -243,6 +251,7 @@ class Stream:
     events: dict[str, int] = field(default_factory=dict)
     text: str = ""
     error: str = ""
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -274,33 +283,45 @@ def shape_problem(event: str, data: Any, index: int) -> str:
     return ""
 
 
-async def stream_turn(client: LangGraphClient, server: Server, thread_id: str, text: str) -> Stream:
-    """Stream one turn and time it; protocol problems are recorded, never raised."""
+async def stream_turn(
+    client: LangGraphClient, server: Server, thread_id: str, text: str, limit_s: float
+) -> Stream:
+    """Stream one turn and time it; failures and protocol problems are recorded, not raised.
+
+    A stream that has not ended after `limit_s` is abandoned (what it delivered is kept).
+    """
     result = Stream(server=server.key)
-    payload: dict[str, Any] = {"messages": [{"role": "user", "content": text}]}
-    started = time.perf_counter()
     try:
-        parts = client.runs.stream(thread_id, GRAPH_ID, input=payload, stream_mode=STREAM_MODE)
-        async for index, part in aenumerate(parts):
-            now = time.perf_counter() - started
-            result.events[part.event] = result.events.get(part.event, 0) + 1
-            if result.first_event is None:
-                result.first_event = now
-            problem = shape_problem(part.event, part.data, index)
-            if problem and not result.error:
-                result.error = problem
-            if part.event == "messages" and is_token(part.data):
-                result.tokens += 1
-                result.text += str(part.data[0]["content"])
-                result.last_token = now
-                if result.first_token is None:
-                    result.first_token = now
-        result.done = time.perf_counter() - started
+        await asyncio.wait_for(_consume(client, thread_id, text, result), limit_s)
+    except TimeoutError:
+        result.timed_out = True
+        result.error = f"stream not finished after {limit_s:g} s"
     except Exception as exc:  # noqa: BLE001 - a failed stream is a measurement, not a crash
         result.error = f"{type(exc).__name__}: {exc}"[:300]
     if not result.error and result.tokens == 0:
         result.error = f"no tokens streamed (events: {result.events})"
     return result
+
+
+async def _consume(client: LangGraphClient, thread_id: str, text: str, result: Stream) -> None:
+    payload: dict[str, Any] = {"messages": [{"role": "user", "content": text}]}
+    started = time.perf_counter()
+    parts = client.runs.stream(thread_id, GRAPH_ID, input=payload, stream_mode=STREAM_MODE)
+    async for index, part in aenumerate(parts):
+        now = time.perf_counter() - started
+        result.events[part.event] = result.events.get(part.event, 0) + 1
+        if result.first_event is None:
+            result.first_event = now
+        problem = shape_problem(part.event, part.data, index)
+        if problem and not result.error:
+            result.error = problem
+        if part.event == "messages" and is_token(part.data):
+            result.tokens += 1
+            result.text += str(part.data[0]["content"])
+            result.last_token = now
+            if result.first_token is None:
+                result.first_token = now
+    result.done = time.perf_counter() - started
 
 
 async def aenumerate(items: Any) -> Any:
@@ -342,6 +363,11 @@ def ms(seconds: float) -> str:
     if seconds != seconds:  # NaN
         return "—"
     return f"{seconds * 1000:,.1f} ms" if seconds < 10 else f"{seconds:,.1f} s"
+
+
+def div(a: float, b: float) -> float:
+    """a / b, NaN when b is zero or either is NaN (a workload that failed has no ratio)."""
+    return a / b if b and a == a and b == b else float("nan")
 
 
 def ratio(value: float) -> str:
@@ -399,7 +425,7 @@ async def first_event(
         for number, server in rotations(servers, warmups + reps):
             client = clients[server.key]
             thread_id = await new_thread(client)
-            stream = await stream_turn(client, server, thread_id, W1_MESSAGE)
+            stream = await stream_turn(client, server, thread_id, W1_MESSAGE, STREAM_LIMIT_S)
             notes.check("W1", server, W1_MESSAGE, stream)
             if number >= warmups:
                 runs[server.key].append(stream)
@@ -435,9 +461,9 @@ def first_event_table(servers: Sequence[Server], runs: dict[str, list[Stream]]) 
         )
     a, b = stats[servers[0].key], stats[servers[1].key]
     lines.append(
-        f"| **{servers[1].label} / {servers[0].label}** | | **{ratio(b[0] / a[0])}** "
-        f"| {ratio(b[1] / a[1])} | **{ratio(b[2] / a[2])}** | {ratio(b[3] / a[3])} "
-        f"| {ratio(b[4] / a[4])} |"
+        f"| **{servers[1].label} / {servers[0].label}** | | **{ratio(div(b[0], a[0]))}** "
+        f"| {ratio(div(b[1], a[1]))} | **{ratio(div(b[2], a[2]))}** "
+        f"| {ratio(div(b[3], a[3]))} | {ratio(div(b[4], a[4]))} |"
     )
     return lines
 
@@ -463,18 +489,31 @@ class TokenRun:
         return rates
 
 
-async def seed_tasks(client: LangGraphClient, thread_id: str, count: int) -> tuple[float, int]:
+async def seed_tasks(
+    client: LangGraphClient, server: Server, thread_id: str, count: int, notes: Notes
+) -> tuple[float, int]:
     """Create `count` tasks with sequential ``runs.wait`` calls; return (seconds, failures)."""
     failures = 0
     started = time.perf_counter()
     for n in range(1, count + 1):
-        payload: dict[str, Any] = {"messages": [{"role": "user", "content": W4_SEED.format(n=n)}]}
+        request = W4_SEED.format(n=n)
+        payload: dict[str, Any] = {"messages": [{"role": "user", "content": request}]}
         try:
-            state = await client.runs.wait(thread_id, GRAPH_ID, input=payload)
-            if not isinstance(state, dict) or not state.get("executed_calls"):
-                failures += 1
-        except Exception:  # noqa: BLE001 - counted and reported
+            wait = client.runs.wait(thread_id, GRAPH_ID, input=payload)
+            state: Any = await asyncio.wait_for(wait, STREAM_LIMIT_S)
+            problem = (
+                "" if isinstance(state, dict) and state.get("executed_calls") else "no tool ran"
+            )
+            response = str(state)[:300]
+        except Exception as exc:  # noqa: BLE001 - counted and reported
+            problem, response = "failed", f"{type(exc).__name__}: {exc}"[:300]
+        if problem:
             failures += 1
+            if failures == 1:
+                notes.anomalies.append(
+                    f"W4 seeding {server.label}: POST {server.url}/threads/<id>/runs/wait "
+                    f"input={request!r} → {problem}: {response}"
+                )
     return time.perf_counter() - started, failures
 
 
@@ -489,10 +528,11 @@ async def token_rate(
         for server in servers:
             client = clients[server.key]
             threads[server.key] = await new_thread(client)
-            seconds, failures = await seed_tasks(client, threads[server.key], tasks)
+            seconds, failures = await seed_tasks(client, server, threads[server.key], tasks, notes)
             runs[server.key].seed_s, runs[server.key].seed_errors = seconds, failures
         for _, server in rotations(servers, reps):
-            stream = await stream_turn(clients[server.key], server, threads[server.key], W4_MESSAGE)
+            client, thread_id = clients[server.key], threads[server.key]
+            stream = await stream_turn(client, server, thread_id, W4_MESSAGE, STREAM_LIMIT_S)
             notes.check("W4", server, W4_MESSAGE, stream)
             runs[server.key].streams.append(stream)
     finally:
@@ -538,7 +578,11 @@ class Burst:
     baseline: list[float] = field(default_factory=list)
     streams: list[Stream] = field(default_factory=list)
     wall_s: float = 0.0
-    timeouts: int = 0
+
+    @property
+    def timeouts(self) -> int:
+        """Streams abandoned at the deadline."""
+        return sum(s.timed_out for s in self.streams)
 
     @property
     def ok(self) -> list[Stream]:
@@ -560,7 +604,8 @@ async def baseline(server: Server, solo: int, notes: Notes) -> list[float]:
     times: list[float] = []
     async with client_for(server) as client:
         for _ in range(solo):
-            stream = await stream_turn(client, server, await new_thread(client), W1_MESSAGE)
+            thread_id = await new_thread(client)
+            stream = await stream_turn(client, server, thread_id, W1_MESSAGE, STREAM_LIMIT_S)
             notes.check("W3 baseline", server, W1_MESSAGE, stream)
             if stream.ok and stream.done is not None:
                 times.append(stream.done)
@@ -574,17 +619,12 @@ async def burst(server: Server, streams: int, deadline_s: float, notes: Notes) -
     try:
         threads = await asyncio.gather(*(new_thread(client) for client in clients))
 
-        async def one(client: LangGraphClient, thread_id: str) -> Stream:
-            try:
-                return await asyncio.wait_for(
-                    stream_turn(client, server, thread_id, W1_MESSAGE), deadline_s
-                )
-            except TimeoutError:
-                result.timeouts += 1
-                return Stream(server=server.key, error=f"no completion within {deadline_s:.0f} s")
-
         started = time.perf_counter()
-        result.streams = await asyncio.gather(*map(one, clients, threads))
+        turns = [
+            stream_turn(client, server, thread_id, W1_MESSAGE, deadline_s)
+            for client, thread_id in zip(clients, threads, strict=True)
+        ]
+        result.streams = await asyncio.gather(*turns)
         result.wall_s = time.perf_counter() - started
     finally:
         await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
@@ -655,6 +695,7 @@ class Results:
     paced: list[Server]
     notes: Notes
     elapsed_s: float = 0.0
+    w3_s: float = 0.0
 
 
 def summary(res: Results) -> list[str]:
@@ -665,9 +706,9 @@ def summary(res: Results) -> list[str]:
         values = [getattr(s, attr) for s in res.first[key] if s.ok]
         return median(values)
 
-    first_ratio = w1(lgd_key, "first_event") / w1(ours_key, "first_event")
-    token_ratio = w1(lgd_key, "first_token") / w1(ours_key, "first_token")
-    rate_ratio = median(res.tokens[ours_key].rates()) / median(res.tokens[lgd_key].rates())
+    first_ratio = div(w1(lgd_key, "first_event"), w1(ours_key, "first_event"))
+    token_ratio = div(w1(lgd_key, "first_token"), w1(ours_key, "first_token"))
+    rate_ratio = div(median(res.tokens[ours_key].rates()), median(res.tokens[lgd_key].rates()))
     lines = [
         "| ratio | measured | target | verdict |",
         "|---|---|---|---|",
@@ -681,9 +722,9 @@ def summary(res: Results) -> list[str]:
         other = res.bursts[server.key]
         lines += [
             f"| W3 throughput, ours / {server.label} "
-            f"| {ratio(ours_burst.throughput() / other.throughput())} | — | — |",
+            f"| {ratio(div(ours_burst.throughput(), other.throughput()))} | — | — |",
             f"| W3 added latency p95, {server.label} / ours "
-            f"| {ratio(p95(other.added()) / p95(ours_burst.added()))} | — | — |",
+            f"| {ratio(div(p95(other.added()), p95(ours_burst.added())))} | — | — |",
         ]
     errors = len(ours_burst.streams) - len(ours_burst.ok)
     lines.append(
@@ -696,22 +737,25 @@ def summary(res: Results) -> list[str]:
 def report(res: Results) -> str:
     """Build the whole markdown report."""
     args, notes = res.args, res.notes
-    started = ", ".join(f"{s.label} {s.ready_s:.1f} s" for s in [*res.zero, *res.paced])
+    ready = "; ".join(
+        ", ".join(f"{s.label} {s.ready_s:.1f} s" for s in group) for group in (res.zero, res.paced)
+    )
     lines = [
         "# This server vs `langgraph dev`",
         "",
         "Same graph (`graph/builder.py:graph`, id `agent`), same deterministic offline engine,",
         "same stock `langgraph_sdk` calls: `threads.create`, then `runs.stream(thread, 'agent',",
-        "stream_mode=['updates', 'messages-tuple'])`. Times run from just before the POST; a",
+        "stream_mode=['updates', 'messages-tuple'])`. Times run from just before the POST. A",
         "token is a `messages` event carrying a non-empty AI chunk (the tool result, also sent",
         "as a `messages` event, is not counted). Each server has its own data dir and cwd.",
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, 1-minute load average",
-        f"{min(notes.load):.2f}–{max(notes.load):.2f} during the run, total run "
-        f"{res.elapsed_s:.0f} s. Ready after: {started}.",
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs (servers and clients share",
+        f"them), 1-minute load average {min(notes.load):.2f}–{max(notes.load):.2f} during the",
+        f"run, total run {res.elapsed_s:.0f} s. Start-up to a first `GET /ok` (servers started",
+        f"side by side): {ready}.",
         f"Versions: {versions()}.",
         "",
         f"## W1 — time to first event and first token (zero pacing, fresh thread, "
-        f"{args.reps} interleaved repetitions after {args.warmups} warm-ups)",
+        f"{args.reps} interleaved repetitions after {args.warmups} warm-up rounds)",
         "",
         f"Message: “{W1_MESSAGE}” (a tool call, the tool result, a one-line answer).",
         "",
@@ -720,20 +764,24 @@ def report(res: Results) -> str:
         f"## W4 — streamed tokens per second (zero pacing, one stream, {args.token_reps} "
         "interleaved repetitions)",
         "",
-        f"{args.tasks} tasks seeded on one thread with sequential `runs.wait` "
-        f"(“{W4_SEED.format(n='N')}”), then “{W4_MESSAGE}” streamed: one line per task, up to",
-        "the tool's default limit of 50 (the W1 tasks are listed too). Rate = tokens /",
-        "(last token − first token).",
+        f"{args.tasks} tasks seeded on one thread with sequential `runs.wait`",
+        f"(“{W4_SEED.format(n='N')}”), then “{W4_MESSAGE}” streamed on that thread: a header",
+        "and one line per task, up to the tool's default limit of 50 (the W1 tasks are listed",
+        "too). Rate = tokens / (last token − first token).",
         "",
         *token_table(res.zero, res.tokens, args.tasks),
         "",
         f"## W3 — {args.streams} concurrent streams ({args.delay_ms:g} ms per streamed word)",
         "",
-        f"{args.streams} SDK clients, each with its own connection and thread, stream the W1 turn",
-        "at once (`asyncio.gather`). Baseline = median of "
-        f"{args.solo} solo turns on that server just before;",
-        "added latency = completion − baseline. Throughput = completed turns / burst wall time.",
-        f"Each stream is abandoned after {args.deadline:.0f} s. The servers go one after another.",
+        f"{args.streams} SDK clients, each with its own connection and thread, stream the W1",
+        f"turn at once (`asyncio.gather`). Baseline = median of {args.solo} solo turns on that",
+        "server just before; added latency = completion − baseline. Throughput = completed",
+        f"turns / burst wall time. A stream is abandoned after {args.deadline:g} s. The servers",
+        f"go one after another; the whole part (start-up included) took {res.w3_s:.0f} s.",
+        'Stock `langgraph dev` runs one background job at a time (it starts "1 background',
+        'workers" unless `--n-jobs-per-worker` is given, although `--help` says 10), so its',
+        f"{args.streams} turns queue"
+        + (f"; the last row gives it {args.lgd_jobs} job slots." if args.lgd_jobs else "."),
         "",
         *burst_table(res.paced, res.bursts, args.streams),
         "",
@@ -745,9 +793,11 @@ def report(res: Results) -> str:
     if notes.anomalies:
         lines += ["## Anomalies", "", *(f"- {a}" for a in notes.anomalies), ""]
     else:
-        lines += ["No protocol anomalies: every stream opened with `metadata`, no `error`", ""]
-        lines[-1] += " events, every turn streamed tokens."
-        lines.append("")
+        lines += [
+            "No anomalies: every stream opened with `metadata`, carried no `error` event,",
+            "streamed tokens and ended.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -770,6 +820,7 @@ async def main(args: argparse.Namespace) -> str:
             tokens = await token_rate(zero, args.tasks, args.token_reps, notes)
             notes.sample_load()
             print("W4 done", flush=True)
+        w3_started = time.perf_counter()
         paced = [
             ours(root / "ours-paced", args.delay_ms),
             langgraph_dev(root / "lgd-paced", args.delay_ms),
@@ -781,6 +832,7 @@ async def main(args: argparse.Namespace) -> str:
             bursts = await concurrency(paced, args.streams, args.solo, args.deadline, notes)
             print("W3 done", flush=True)
         results = Results(args, first, tokens, bursts, zero, paced, notes)
+        results.w3_s = time.perf_counter() - w3_started
         results.elapsed_s = time.perf_counter() - started
         return report(results)
 
@@ -797,12 +849,12 @@ def cli() -> None:
     parser.add_argument("--streams", type=int, default=100, help="W3 concurrent streams (100)")
     parser.add_argument("--solo", type=int, default=3, help="W3 solo turns for the baseline (3)")
     parser.add_argument("--delay-ms", type=float, default=20, help="W3 pacing per word (20)")
-    parser.add_argument("--deadline", type=float, default=30, help="W3 per-stream limit, s (30)")
+    parser.add_argument("--deadline", type=float, default=35, help="W3 per-stream limit, s (35)")
     parser.add_argument(
         "--lgd-jobs",
         type=int,
-        default=0,
-        help="also run W3 on langgraph dev --n-jobs-per-worker N (0: skip)",
+        default=100,
+        help="also run W3 on langgraph dev --n-jobs-per-worker N (100; 0: skip)",
     )
     args = parser.parse_args()
     if args.reps < 2 or args.token_reps < 1 or args.solo < 1 or args.streams < 1:

@@ -260,6 +260,8 @@ class RunChannel:
         self.run_id = run_id
         self.events: list[RunEvent] = []
         self.done = False
+        # Set when the log cannot be written: subscribers then end with an error, not a hang.
+        self.failure: str | None = None
         self._store = store
         self._next_seq = next_seq
         self._pending: list[RunEvent] = []
@@ -270,6 +272,8 @@ class RunChannel:
 
     def publish(self, event: str, data: Any) -> None:
         """Queue an event; it reaches subscribers once it is on disk."""
+        if self.failure is not None:
+            return
         self._pending.append(RunEvent(self._next_seq, event, json.dumps(to_jsonable(data))))
         self._next_seq += 1
         self._wake.set()
@@ -289,9 +293,13 @@ class RunChannel:
             if batch:
                 try:
                     await self._store.append(self.run_id, batch)
-                except Exception:
+                except Exception as exc:
                     log.exception("could not log events of run %s", self.run_id)
-                    raise
+                    async with self._changed:
+                        self.failure = f"The run's event log could not be written ({exc})."
+                        self.done = True
+                        self._changed.notify_all()
+                    return
                 async with self._changed:
                     self.events.extend(batch)
                     self._changed.notify_all()
@@ -520,6 +528,9 @@ class RunManager:
                 yield event
                 last = event.seq
             if channel.done:
+                if channel.failure is not None:
+                    data = json.dumps({"error": "EventLogError", "message": channel.failure})
+                    yield RunEvent(last + 1, "error", data)
                 break
             await channel.wait_past(last)
 

@@ -57,3 +57,22 @@ async def test_concurrent_appends_from_many_runs_do_not_collide(tmp_path):
             assert await store.last_seq(f"run-{i}") == 20
     finally:
         await store.close()
+
+
+async def test_a_log_that_cannot_be_written_ends_streams_with_an_error_not_a_hang(tmp_path):
+    import asyncio
+
+    from server.runs import RunChannel
+
+    store = await RunStore.open(
+        tmp_path / "runs.sqlite", busy_timeout_ms=1000, synchronous="NORMAL"
+    )
+    channel = RunChannel(store, "r1", next_seq=1)
+    channel.publish("metadata", {"run_id": "r1"})
+    await channel.wait_past(0)
+    await store.close()  # the log's database goes away mid-run
+    channel.publish("token", {"text": "lost"})
+    await asyncio.wait_for(channel.wait_past(1), timeout=5)
+    assert channel.done and channel.failure is not None
+    channel.publish("token", {"text": "ignored"})  # later events are dropped, not raised
+    await channel.close()
