@@ -8,9 +8,9 @@ from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from graph.settings import get_settings
 from server.runs import RunEvent
 
-PING_SECONDS = 15
 SEND_TIMEOUT_SECONDS = 30
 
 
@@ -50,7 +50,7 @@ def event_stream(
 
     return EventSourceResponse(
         frames(),
-        ping=PING_SECONDS,
+        ping=get_settings().sse_ping_s,
         send_timeout=SEND_TIMEOUT_SECONDS,
         headers={
             "X-Accel-Buffering": "no",

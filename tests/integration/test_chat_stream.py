@@ -118,3 +118,19 @@ def test_graceful_shutdown_leaves_the_run_resumable(tmp_path):
             assert db.execute("SELECT COUNT(*) FROM tasks").fetchone() == (1,)
     finally:
         restarted.stop()
+
+
+def test_quiet_streams_get_heartbeat_comments(tmp_path):
+    env = {"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "400", "TASKAGENT_SSE_PING_S": "0.1"}
+    server = LiveServer(tmp_path / "data", env=env)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            with client.stream("POST", "/chat/stream", json={"message": CREATE}) as response:
+                lines = []
+                for line in response.iter_lines():
+                    lines.append(line)
+                    if line.startswith("event: done"):
+                        break
+        assert any(line.startswith(":") for line in lines), "no heartbeat comment while waiting"
+    finally:
+        server.stop()
