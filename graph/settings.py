@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     max_model_calls: int = Field(default=8, ge=1, alias="TASKAGENT_MAX_MODEL_CALLS")
     context_messages: int = Field(default=40, ge=4, alias="TASKAGENT_CONTEXT_MESSAGES")
 
+    # Users, keys and limits
+    api_keys: SecretStr | None = Field(default=None, alias="TASKAGENT_API_KEYS")
+    keys_file: Path | None = Field(default=None, alias="TASKAGENT_KEYS_FILE")
+
     # Runs and streams
     event_retention_s: float = Field(default=86400.0, gt=0, alias="TASKAGENT_EVENT_RETENTION_S")
     sse_ping_s: float = Field(default=15.0, gt=0, alias="TASKAGENT_SSE_PING_S")
@@ -70,6 +74,11 @@ class Settings(BaseSettings):
     def checkpoint_db(self) -> Path:
         """SQLite file holding LangGraph checkpoints."""
         return self.data_dir / "checkpoints.sqlite"
+
+    @property
+    def keys_path(self) -> Path:
+        """Where `taskagent keys add` stores key hashes."""
+        return self.keys_file or self.data_dir / "keys.json"
 
     @property
     def runs_db(self) -> Path:
