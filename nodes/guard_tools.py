@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from graph.context import Context
 from graph.services import get_services
 from graph.state import State
-from tools.authorization import may_call
+from tools.audit import AuditRecord
+from tools.authorization import argument_problem, may_call, task_scope
 from tools.schemas import DESTRUCTIVE_TOOLS, TOOL_ARGS, call_signature
 
 INVALID_ARGUMENTS = "__invalid_arguments__"
@@ -45,6 +46,9 @@ def check_call(call: ToolCall, role: Any, executed: list[str]) -> tuple[dict[str
             for err in exc.errors()
         )
         return None, f"Invalid arguments for {name}: {problems}."
+    problem = argument_problem(role, name, validated)
+    if problem:
+        return None, problem
     if call_signature(name, validated) in executed:
         return None, (
             f"{name} was already called with exactly these arguments in this turn; "
@@ -74,13 +78,35 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     denied_messages: list[ToolMessage] = []
     approved: list[dict[str, Any]] = []
     seen = list(state.get("executed_calls", []))
+    info = runtime.execution_info
+
+    async def audit(kind: Any, call: ToolCall, success: bool, note: str) -> None:
+        await services.tasks.audit(
+            AuditRecord(
+                kind,
+                user=context.user_id,
+                role=context.role,
+                thread_id=(info.thread_id or "") if info else "",
+                run_id=(info.run_id or "") if info else "",
+                step=state.get("model_calls", 0),
+                tool=call["name"],
+                tool_call_id=call["id"] or "",
+                arguments=call["args"],
+                success=success,
+                error="" if success else note,
+                result_summary=note if success else "",
+            )
+        )
+
     for call in last.tool_calls:
         args, reason = check_call(call, context.role, seen)
         if args is None:
+            await audit("denied", call, False, reason)
             denied_messages.append(_denied(call, reason))
             continue
         if call["name"] in DESTRUCTIVE_TOOLS:
-            task = await services.tasks.get(context.user_id, str(args["task_id"]))
+            scope = task_scope(context.role, context.user_id)
+            task = await services.tasks.get(scope, str(args["task_id"]))
             if task is not None:
                 answer = interrupt(
                     {
@@ -92,7 +118,14 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
                         "question": f'Delete {task["id"]} "{task["title"]}"?',
                     }
                 )
-                if not (isinstance(answer, dict) and answer.get("approved") is True):
+                approved_by_user = isinstance(answer, dict) and answer.get("approved") is True
+                await audit(
+                    "approval",
+                    call,
+                    approved_by_user,
+                    f"{'approved' if approved_by_user else 'rejected'} deleting {task['id']}",
+                )
+                if not approved_by_user:
                     denied_messages.append(
                         _denied(call, f"The user rejected deleting {task['id']}; it was kept.")
                     )

@@ -14,8 +14,10 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.services import get_services
 from graph.state import State
+from tools.audit import AuditRecord
+from tools.authorization import task_scope
 from tools.schemas import TOOL_ARGS, call_signature
-from tools.tasks import run_tool
+from tools.tasks import Call, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +26,24 @@ async def tool_execute(state: State, runtime: Runtime[Context]) -> dict[str, Any
     """Run each approved tool call with a timeout and return its result to the model."""
     services = await get_services()
     timeout = services.settings.tool_timeout_s
-    owner = runtime.context.user_id
+    context = runtime.context
+    info = runtime.execution_info
+    owner = context.user_id
     messages: list[ToolMessage] = []
     executed = list(state.get("executed_calls", []))
     for call in state.get("pending_calls", []):
         args = TOOL_ARGS[call["name"]].model_validate(call["args"])
+        audit = AuditRecord(
+            "tool",
+            user=owner,
+            role=context.role,
+            thread_id=(info.thread_id or "") if info else "",
+            run_id=(info.run_id or "") if info else "",
+            step=state.get("model_calls", 0),
+            tool=call["name"],
+            tool_call_id=call["id"],
+            arguments=call["args"],
+        )
         try:
             result = await asyncio.wait_for(
                 run_tool(
@@ -36,8 +51,8 @@ async def tool_execute(state: State, runtime: Runtime[Context]) -> dict[str, Any
                     call["name"],
                     args,
                     owner=owner,
-                    call_id=call["id"],
-                    today=date.today(),
+                    scope=task_scope(context.role, owner),
+                    call=Call(call["id"], date.today(), audit),
                 ),
                 timeout,
             )

@@ -16,7 +16,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from graph.settings import Settings, get_settings
-from server import agent_api, chat_api
+from server import admin_api, agent_api, chat_api
+from server.auth import KeyRing
 from server.runner import AgentRunner, TurnError
 from server.runs import RunManager, RunStore
 from server.schemas import HealthResponse, TierHealth
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         runs = RunManager(runner, store)
         app.state.runner, app.state.runs = runner, runs
+        app.state.keyring = KeyRing.from_settings(settings)
+        app.state.audit = runner.services.tasks
         resumed = await runs.recover()
         if resumed:
             log.warning("resumed %d run(s) left unfinished by the previous process", len(resumed))
@@ -103,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(chat_api.router)
     app.include_router(agent_api.router)
+    app.include_router(admin_api.router)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app
 

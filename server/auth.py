@@ -12,7 +12,7 @@ from typing import Literal, cast
 
 from graph.context import Role
 from graph.settings import Settings
-from tools.store import now_iso
+from tools.sqlite import now_iso
 
 ROLES: tuple[Role, ...] = ("read", "write", "admin")
 LOCAL_USER = "local"

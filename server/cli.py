@@ -13,6 +13,7 @@ from rich.table import Table
 
 from graph.context import Context
 from graph.settings import get_settings
+from server.auth import ROLES, KeyError_, KeyRing, add_key
 from server.runner import AgentRunner, TurnError
 
 app = typer.Typer(
@@ -49,13 +50,54 @@ def serve(
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
-    if not is_loopback(host):
-        # There is no authentication yet: a single local admin must not be reachable from outside.
+    try:
+        keys_enabled = KeyRing.from_settings(settings).enabled
+    except (KeyError_, ValueError) as exc:
+        console.print(f"[red]Invalid key configuration: {exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    if not keys_enabled and not is_loopback(host):
+        # Without keys everyone is the local admin: that must not be reachable from outside.
         console.print(
-            f"[red]Refusing to bind {host}: without API keys the server only serves loopback.[/]"
+            f"[red]Refusing to bind {host}: without API keys the server only serves loopback."
+            " Create keys with `taskagent keys add` or set TASKAGENT_API_KEYS.[/]",
+            soft_wrap=True,
         )
         raise typer.Exit(2)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+
+
+keys_app = typer.Typer(help="Manage API keys (only their SHA-256 digests are stored).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(
+    user: Annotated[str, typer.Option(help="User the key acts for.")],
+    role: Annotated[str, typer.Option(help="read, write or admin.")] = "write",
+    label: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
+) -> None:
+    """Create a key, store its digest in the keys file and print the key once."""
+    settings = get_settings()
+    if role not in ROLES:
+        console.print(f"[red]role must be one of {', '.join(ROLES)}[/]")
+        raise typer.Exit(2)
+    key = add_key(settings.keys_path, user, role, label)
+    console.print(f"Key for {user} ({role}), shown once; keep it secret:")
+    typer.echo(key)
+    console.print(f"[dim]stored as a digest in {settings.keys_path}[/]")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the users and roles of the keys in the keys file (never the keys)."""
+    settings = get_settings()
+    table = Table("key id", "user", "role", "label", "created")
+    path = settings.keys_path
+    for row in json.loads(path.read_text()) if path.exists() else []:
+        table.add_row(
+            row["sha256"][:8], row["user"], row["role"], row.get("label", ""), row["created_at"]
+        )
+    console.print(table)
 
 
 @app.command()

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Header, HTTPException, Request
 
 from graph.context import Context
+from server.auth import KeyRing, Principal, local_principal, presented_key
 from server.runner import AgentRunner
 from server.runs import RunManager
+
+UNAUTHORIZED = (
+    "Missing or invalid API key. Send it as X-Api-Key: <key> or Authorization: Bearer <key>."
+)
 
 
 def runner_of(request: Request) -> AgentRunner:
@@ -23,6 +29,36 @@ def runs_of(request: Request) -> RunManager:
     return manager
 
 
-def context_of(request: Request) -> Context:
-    """Return who is asking; until API keys exist, everyone is the local admin (loopback only)."""
-    return Context(request_id=request.headers.get("x-request-id") or str(uuid.uuid4()))
+async def principal_of(
+    request: Request,
+    x_api_key: Annotated[str | None, Header(alias="X-Api-Key")] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    """Return the caller, or answer 401; without configured keys, the local admin."""
+    keyring: KeyRing = request.app.state.keyring
+    if not keyring.enabled:
+        return local_principal()
+    principal = keyring.authenticate(presented_key(x_api_key, authorization))
+    if principal is None:
+        audit = getattr(request.app.state, "audit", None)
+        if audit is not None:
+            await audit.login_failed(
+                request.url.path, request.client.host if request.client else ""
+            )
+        raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    request.state.principal = principal
+    return principal
+
+
+async def context_of(
+    request: Request,
+    x_api_key: Annotated[str | None, Header(alias="X-Api-Key")] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Context:
+    """Return the run context of the authenticated caller."""
+    principal = await principal_of(request, x_api_key, authorization)
+    return Context(
+        user_id=principal.user_id,
+        role=principal.role,
+        request_id=request.headers.get("x-request-id") or str(uuid.uuid4()),
+    )

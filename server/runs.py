@@ -25,8 +25,7 @@ from graph.context import Context
 from server.jsonable import to_jsonable
 from server.retention import delete_run_checkpoints
 from server.runner import AgentRunner, PreparedRun, RunOutcome, TurnError
-from tools.sqlite import open_sqlite
-from tools.store import now_iso
+from tools.sqlite import now_iso, open_sqlite
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,7 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from tools.sqlite import open_sqlite
-from tools.store import now_iso
+from tools.sqlite import now_iso, open_sqlite
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 

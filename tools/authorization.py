@@ -22,3 +22,15 @@ def tools_for(role: Role) -> list[str]:
 def may_call(role: Role, tool: str) -> bool:
     """Return whether `role` may call `tool`."""
     return tool in ROLE_TOOLS[role]
+
+
+def argument_problem(role: Role, tool: str, args: dict[str, object]) -> str | None:
+    """Return why `role` may not pass these arguments to `tool`, or None if it may."""
+    if args.get("owner") is not None and role != "admin":
+        return "Only admins may act on other users' tasks."
+    return None
+
+
+def task_scope(role: Role, user_id: str) -> str | None:
+    """Return whose tasks a call may touch: the caller's own, or anyone's (None) for admins."""
+    return None if role == "admin" else user_id

@@ -42,6 +42,9 @@ class ListTasksArgs(_Args):
     overdue: bool = Field(default=False, description="Only open tasks whose due date has passed.")
     text: str | None = Field(default=None, description="Words that must appear in title/notes.")
     limit: int = Field(default=50, ge=1, le=200, description="Maximum number of tasks returned.")
+    owner: str | None = Field(
+        default=None, description="Admins only: list this user's tasks, or '*' for everyone's."
+    )
 
 
 class TaskIdArgs(_Args):

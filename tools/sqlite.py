@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
@@ -24,3 +25,8 @@ async def open_sqlite(
     await conn.execute(f"PRAGMA synchronous={synchronous}")
     await conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+def now_iso() -> str:
+    """Return the current UTC time as an ISO-8601 string with seconds precision."""
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from tools.sqlite import open_sqlite
+from tools.audit import SCHEMA as AUDIT_SCHEMA
+from tools.audit import AuditRecord, insert_audit, query_audit, summarize
+from tools.sqlite import now_iso, open_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -57,11 +60,6 @@ class ToolError(Exception):
     """A problem the model should be told about in plain words (unknown id, bad date...)."""
 
 
-def now_iso() -> str:
-    """Return the current UTC time as an ISO-8601 string with seconds precision."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def _task(row: aiosqlite.Row | tuple[Any, ...]) -> dict[str, Any]:
     keys = [k.strip() for k in TASK_COLUMNS.split(",")]
     task = dict(zip(keys, row, strict=True))
@@ -84,7 +82,7 @@ class TaskStore:
     ) -> TaskStore:
         """Open (and create if needed) the store at `path`."""
         conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
-        await conn.executescript(SCHEMA)
+        await conn.executescript(SCHEMA + AUDIT_SCHEMA)
         return cls(conn)
 
     async def close(self) -> None:
@@ -107,12 +105,19 @@ class TaskStore:
         return None if row is None else dict(json.loads(row[0]))
 
     async def apply_once(
-        self, call_id: str, owner: str, tool: str, arguments: dict[str, Any], mutation: Mutation
+        self,
+        call_id: str,
+        owner: str,
+        tool: str,
+        arguments: dict[str, Any],
+        mutation: Mutation,
+        audit: AuditRecord | None = None,
     ) -> dict[str, Any]:
         """Run `mutation` and record its result in one transaction, unless `call_id` already ran.
 
-        The side effect and its result commit together, so after a crash a call either
-        happened (and replays its stored result) or did not happen at all.
+        The side effect, its result and its audit row commit together, so after a crash a
+        call either happened (and replays its stored result) or did not happen at all, and
+        executed calls always equal audit rows.
         """
         async with self._lock:
             await self._conn.execute("BEGIN IMMEDIATE")
@@ -124,6 +129,7 @@ class TaskStore:
                 if row is not None:
                     await self._conn.execute("ROLLBACK")
                     return dict(json.loads(row[0]))
+                started = time.perf_counter()
                 try:
                     result = await mutation(self._conn)
                 except ToolError as exc:
@@ -133,21 +139,45 @@ class TaskStore:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (call_id, owner, tool, json.dumps(arguments), json.dumps(result), now_iso()),
                 )
+                if audit is not None:
+                    await insert_audit(
+                        self._conn, completed(audit, result, time.perf_counter() - started)
+                    )
                 await self._conn.execute("COMMIT")
                 return result
             except BaseException:
                 await self._conn.execute("ROLLBACK")
                 raise
 
+    # --- audit ---------------------------------------------------------------------------
+
+    async def audit(self, record: AuditRecord) -> None:
+        """Append an audit row on its own."""
+        async with self._lock:
+            await insert_audit(self._conn, record)
+
+    async def login_failed(self, path: str, client: str) -> None:
+        """Audit a request whose API key was missing or wrong."""
+        await self.audit(
+            AuditRecord(
+                "login_failed", user="?", success=False, detail={"path": path, "client": client}
+            )
+        )
+
+    async def audit_rows(self, **filters: Any) -> list[dict[str, Any]]:
+        """Return audit rows, newest first (see `query_audit` for the filters)."""
+        rows: list[dict[str, Any]] = await query_audit(self._conn, **filters)
+        return rows
+
     # --- reads ---------------------------------------------------------------------------
 
-    async def get(self, owner: str, task_id: str) -> dict[str, Any] | None:
-        """Return one task of `owner`, or None."""
+    async def get(self, owner: str | None, task_id: str) -> dict[str, Any] | None:
+        """Return one task of `owner` (any owner when None), or None."""
         return await _fetch_task(self._conn, owner, task_id)
 
     async def find(
         self,
-        owner: str,
+        owner: str | None,
         *,
         status: str | None = None,
         priority: str | None = None,
@@ -157,8 +187,12 @@ class TaskStore:
         text: str | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
-        """Return `owner`'s tasks matching every given filter, soonest due first."""
-        where, params = ["owner = ?"], [owner]
+        """Return `owner`'s tasks (everyone's when None) matching every filter, soonest first."""
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
         if status:
             where.append("status = ?")
             params.append(status)
@@ -250,13 +284,25 @@ _PRIORITIES = ("low", "normal", "high", "urgent")
 
 
 async def _fetch_task(
-    conn: aiosqlite.Connection, owner: str, task_id: str
+    conn: aiosqlite.Connection, owner: str | None, task_id: str
 ) -> dict[str, Any] | None:
-    async with conn.execute(
-        f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND owner = ?", (task_id.upper(), owner)
-    ) as cur:
+    sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
+    params: tuple[str, ...] = (task_id.upper(),)
+    if owner is not None:
+        sql += " AND owner = ?"
+        params += (owner,)
+    async with conn.execute(sql, params) as cur:
         row = await cur.fetchone()
     return None if row is None else _task(row)
+
+
+def completed(audit: AuditRecord, result: dict[str, Any], seconds: float) -> AuditRecord:
+    """Return the audit record filled in with a tool's outcome."""
+    audit.result_summary = summarize(result)
+    audit.success = bool(result.get("ok"))
+    audit.error = "" if audit.success else str(result.get("error", ""))[:500]
+    audit.latency_ms = round(seconds * 1000, 2)
+    return audit
 
 
 async def insert_task(
@@ -286,7 +332,9 @@ async def insert_task(
     return task
 
 
-async def require_task(conn: aiosqlite.Connection, owner: str, task_id: str) -> dict[str, Any]:
+async def require_task(
+    conn: aiosqlite.Connection, owner: str | None, task_id: str
+) -> dict[str, Any]:
     """Return the task or raise ToolError naming the unknown id."""
     task = await _fetch_task(conn, owner, task_id)
     if task is None:
@@ -295,7 +343,7 @@ async def require_task(conn: aiosqlite.Connection, owner: str, task_id: str) -> 
 
 
 async def update_fields(
-    conn: aiosqlite.Connection, owner: str, task_id: str, changes: dict[str, Any]
+    conn: aiosqlite.Connection, owner: str | None, task_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     """Apply `changes` to a task inside the caller's transaction and return the new task."""
     current = await require_task(conn, owner, task_id)
@@ -311,14 +359,13 @@ async def update_fields(
     values["updated_at"] = now_iso()
     assignments = ", ".join(f"{column} = ?" for column in values)
     await conn.execute(
-        f"UPDATE tasks SET {assignments} WHERE id = ? AND owner = ?",
-        (*values.values(), current["id"], owner),
+        f"UPDATE tasks SET {assignments} WHERE id = ?", (*values.values(), current["id"])
     )
     return await require_task(conn, owner, current["id"])
 
 
-async def delete_row(conn: aiosqlite.Connection, owner: str, task_id: str) -> dict[str, Any]:
+async def delete_row(conn: aiosqlite.Connection, owner: str | None, task_id: str) -> dict[str, Any]:
     """Delete a task inside the caller's transaction and return what was deleted."""
     task = await require_task(conn, owner, task_id)
-    await conn.execute("DELETE FROM tasks WHERE id = ? AND owner = ?", (task["id"], owner))
+    await conn.execute("DELETE FROM tasks WHERE id = ?", (task["id"],))
     return {"id": task["id"], "title": task["title"]}

@@ -36,6 +36,7 @@ from langchain_core.messages import AIMessage, AnyMessage, ToolMessage  # noqa: 
 from graph.context import Context  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 from server.runner import AgentRunner  # noqa: E402
+from tools.audit import AuditRecord
 from tools.store import Mutation, TaskStore  # noqa: E402
 
 POINTS = ("before_tool_commit", "after_tool_commit", "mid_answer", "after_ack")
@@ -64,6 +65,7 @@ def inject_tool_faults(point: str) -> None:
         tool: str,
         arguments: dict[str, Any],
         mutation: Mutation,
+        audit: AuditRecord | None = None,
     ) -> dict[str, Any]:
         if point == "before_tool_commit":
 
@@ -72,8 +74,8 @@ def inject_tool_faults(point: str) -> None:
                 die(point)
                 raise AssertionError("unreachable")
 
-            return await original(self, call_id, owner, tool, arguments, mutate_then_never)
-        result = await original(self, call_id, owner, tool, arguments, mutation)
+            return await original(self, call_id, owner, tool, arguments, mutate_then_never, audit)
+        result = await original(self, call_id, owner, tool, arguments, mutation, audit)
         if point == "after_tool_commit":
             # The task and its stored result are committed; tool_execute's checkpoint is not.
             die(point)

@@ -132,6 +132,11 @@ def assert_create_turn_once(history: list[dict[str, Any]], data_dir: Path) -> No
     assert sum(m["type"] == "human" and m["content"] == CREATE for m in history) == 1
     assert tasks(data_dir) == [("TASK-0001", "Quarterly review", "high")]
     assert tool_results(data_dir) == [(call_id, "create_task")]
+    audited = query(
+        data_dir / "tasks.sqlite", "SELECT tool_call_id, tool FROM audit WHERE kind = 'tool'"
+    )
+    assert (call_id, "create_task") in audited  # executed once, audited once
+    assert sum(row[0] == call_id for row in audited) == 1
 
 
 @pytest.mark.parametrize("point", list(POINTS))

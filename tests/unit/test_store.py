@@ -5,13 +5,13 @@ from pydantic import ValidationError
 
 from tools.schemas import CreateTaskArgs, ListTasksArgs, UpdateTaskArgs
 from tools.store import TaskStore
-from tools.tasks import run_tool
+from tools.tasks import Call, run_tool
 
 TODAY = date(2026, 11, 22)
 
 
 async def call(store: TaskStore, name: str, args, call_id: str, owner: str = "alice"):
-    return await run_tool(store, name, args, owner=owner, call_id=call_id, today=TODAY)
+    return await run_tool(store, name, args, owner=owner, scope=owner, call=Call(call_id, TODAY))
 
 
 async def test_create_assigns_human_ids_and_stores_fields(store):

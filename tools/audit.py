@@ -1,0 +1,152 @@
+"""The audit trail: one append-only row per tool execution, denial, approval and security event."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import aiosqlite
+
+from tools.sqlite import now_iso
+
+log = logging.getLogger("taskagent.audit")
+
+AuditKind = Literal["tool", "denied", "approval", "login_failed", "budget", "rate_limit", "guard"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    user TEXT NOT NULL,
+    role TEXT NOT NULL DEFAULT '',
+    thread_id TEXT NOT NULL DEFAULT '',
+    run_id TEXT NOT NULL DEFAULT '',
+    step INTEGER NOT NULL DEFAULT 0,
+    tool TEXT NOT NULL DEFAULT '',
+    tool_call_id TEXT NOT NULL DEFAULT '',
+    arguments TEXT NOT NULL DEFAULT '{}',
+    result_summary TEXT NOT NULL DEFAULT '',
+    success INTEGER NOT NULL DEFAULT 1,
+    error TEXT NOT NULL DEFAULT '',
+    latency_ms REAL NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS audit_user ON audit (user, ts);
+CREATE INDEX IF NOT EXISTS audit_kind ON audit (kind, ts);
+-- A tool call is audited once per kind even when a node re-runs after a resume or crash.
+CREATE UNIQUE INDEX IF NOT EXISTS audit_once ON audit (kind, tool_call_id) WHERE tool_call_id != '';
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+"""
+
+COLUMNS = (
+    "ts, kind, user, role, thread_id, run_id, step, tool, tool_call_id, arguments,"
+    " result_summary, success, error, latency_ms, cost_usd, detail"
+)
+
+_SECRET_KEYS = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization|credential)", re.I)
+_SECRET_VALUES = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|tak_[A-Za-z0-9_-]{8,}|ghp_[A-Za-z0-9]{8,})")
+
+
+@dataclass
+class AuditRecord:
+    """One audit row (the seeds' schema plus the kind of event)."""
+
+    kind: AuditKind
+    user: str
+    role: str = ""
+    thread_id: str = ""
+    run_id: str = ""
+    step: int = 0
+    tool: str = ""
+    tool_call_id: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict)
+    result_summary: str = ""
+    success: bool = True
+    error: str = ""
+    latency_ms: float = 0.0
+    cost_usd: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+    ts: str = field(default_factory=now_iso)
+
+
+def redact(value: Any) -> Any:
+    """Return `value` with secret-looking keys and values replaced by "[redacted]"."""
+    if isinstance(value, dict):
+        return {
+            k: "[redacted]" if _SECRET_KEYS.search(str(k)) else redact(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _SECRET_VALUES.sub("[redacted]", value)
+    return value
+
+
+def summarize(result: dict[str, Any]) -> str:
+    """Return a one-line summary of a tool result for the audit row."""
+    if not result.get("ok"):
+        return f"error: {str(result.get('error', ''))[:200]}"
+    if "task" in result:
+        return f"{result['task']['id']} {result['task']['status']}"
+    if "deleted" in result:
+        return f"deleted {result['deleted']['id']}"
+    if "tasks" in result:
+        return f"{result.get('count', len(result['tasks']))} task(s)"
+    if "total" in result:
+        return f"summary of {result['total']} task(s)"
+    return "ok"
+
+
+async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord) -> None:
+    """Append a row (inside the caller's transaction, if any) and log it as one JSON line."""
+    row = asdict(record)
+    row["arguments"] = redact(row["arguments"])
+    row["detail"] = redact(row["detail"])
+    values = [
+        json.dumps(row[name]) if name in ("arguments", "detail") else row[name]
+        for name in (c.strip() for c in COLUMNS.split(","))
+    ]
+    await conn.execute(
+        f"INSERT OR IGNORE INTO audit ({COLUMNS}) VALUES ({', '.join('?' * len(values))})", values
+    )
+    log.info(json.dumps({"audit": row}, default=str))
+
+
+async def query_audit(
+    conn: aiosqlite.Connection,
+    *,
+    user: str | None = None,
+    kind: str | None = None,
+    tool: str | None = None,
+    thread_id: str | None = None,
+    since: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Return audit rows matching every given filter, newest first."""
+    where, params = ["1 = 1"], []
+    for column, value in (("user", user), ("kind", kind), ("tool", tool), ("thread_id", thread_id)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since:
+        where.append("ts >= ?")
+        params.append(since)
+    async with conn.execute(
+        f"SELECT id, {COLUMNS} FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+        (*params, limit),
+    ) as cur:
+        names = ["id", *(c.strip() for c in COLUMNS.split(","))]
+        rows = [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+    for row in rows:
+        row["arguments"] = json.loads(row["arguments"])
+        row["detail"] = json.loads(row["detail"])
+        row["success"] = bool(row["success"])
+    return rows
