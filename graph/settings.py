@@ -49,6 +49,25 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(default=None, alias="TASKAGENT_API_KEYS")
     keys_file: Path | None = Field(default=None, alias="TASKAGENT_KEYS_FILE")
 
+    # Budgets (0 = no limit) and prices (USD per million tokens, by tier label)
+    budget_tokens_per_thread: int = Field(
+        default=500_000, ge=0, alias="TASKAGENT_BUDGET_TOKENS_PER_THREAD"
+    )
+    budget_tokens_per_user_day: int = Field(
+        default=2_000_000, ge=0, alias="TASKAGENT_BUDGET_TOKENS_PER_USER_DAY"
+    )
+    budget_usd_per_user_day: float = Field(
+        default=5.0, ge=0, alias="TASKAGENT_BUDGET_USD_PER_USER_DAY"
+    )
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {"openai:gpt-4o-mini": {"input": 0.15, "output": 0.60}},
+        alias="TASKAGENT_PRICES",
+    )
+    rate_limit_rpm: int = Field(default=0, ge=0, alias="TASKAGENT_RATE_LIMIT_RPM")
+    rate_limit_tpm: int = Field(default=0, ge=0, alias="TASKAGENT_RATE_LIMIT_TPM")
+    idempotency_ttl_s: float = Field(default=86400.0, gt=0, alias="TASKAGENT_IDEMPOTENCY_TTL_S")
+    turn_timeout_s: float = Field(default=300.0, gt=0, alias="TASKAGENT_TURN_TIMEOUT_S")
+
     # Runs and streams
     event_retention_s: float = Field(default=86400.0, gt=0, alias="TASKAGENT_EVENT_RETENTION_S")
     sse_ping_s: float = Field(default=15.0, gt=0, alias="TASKAGENT_SSE_PING_S")

@@ -43,3 +43,4 @@ class State(InputState, total=False):
     pending_calls: list[dict[str, Any]]
     halted: bool
     history_floor: str
+    usage: dict[str, Any]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 import logging
 from datetime import date
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
@@ -17,8 +18,10 @@ from graph.state import State
 from graph.window import window
 from models.resilience import CircuitOpenError, retry_after_seconds
 from models.toolcalls import normalize_tool_calls
+from tools.audit import AuditRecord
 from tools.authorization import tools_for
 from tools.schemas import TOOL_ARGS, tool_definition
+from tools.usage import Limits, estimate_tokens, price
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,33 @@ log = logging.getLogger(__name__)
 async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Call the current model tier on the conversation window and record who answered."""
     services = await get_services()
+    settings = services.settings
+    context = runtime.context
+    info = runtime.execution_info
+    thread_id = (info.thread_id or "") if info else ""
+    limits = Limits(
+        settings.budget_tokens_per_thread,
+        settings.budget_tokens_per_user_day,
+        settings.budget_usd_per_user_day,
+    )
+    spent = await services.tasks.usage_totals(context.user_id, thread_id)
+    used_up = spent.exceeded(limits)
+    if used_up:
+        await services.tasks.audit(
+            AuditRecord(
+                "budget",
+                user=context.user_id,
+                role=context.role,
+                thread_id=thread_id,
+                success=False,
+                error=used_up,
+            )
+        )
+        refusal = AIMessage(
+            content=f"I can't continue: {used_up}. Nothing more was done in this turn.",
+            response_metadata={"model_used": "budget", "fallback_used": False},
+        )
+        return {"messages": [refusal], "model_used": "budget", "usage": spent.as_dict(limits)}
     tier = services.tiers[state.get("tier", 0)]
     if not tier.breaker.allow():
         raise CircuitOpenError(tier.name, tier.breaker.seconds_until_half_open())
@@ -48,6 +78,22 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         raise TypeError(f"{tier.label} returned {type(response).__name__}, not an AIMessage")
     allowed = {name: TOOL_ARGS[name] for name in names}
     message = normalize_tool_calls(response, allowed)
+    usage = await _record_usage(services, tier.label, prompt, message, context, info)
+    now = await services.tasks.usage_totals(context.user_id, thread_id)
+    warning = now.nearly(limits)
+    if warning and not spent.nearly(limits):
+        # Crossing the threshold in this call: say so once, to the client and the audit.
+        runtime.stream_writer({"type": "budget_warning", "message": warning})
+        await services.tasks.audit(
+            AuditRecord(
+                "budget",
+                user=context.user_id,
+                role=context.role,
+                thread_id=thread_id,
+                success=True,
+                result_summary=warning,
+            )
+        )
     fallback_used = bool(state.get("fallback_used"))
     message.response_metadata = {
         **message.response_metadata,
@@ -58,6 +104,43 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "messages": [message],
         "model_calls": state.get("model_calls", 0) + 1,
         "model_used": tier.label,
+        "usage": {**now.as_dict(limits), "last_call": usage, "warning": warning},
+    }
+
+
+async def _record_usage(
+    services: Any,
+    tier: str,
+    prompt: Sequence[BaseMessage],
+    message: AIMessage,
+    context: Context,
+    info: Any,
+) -> dict[str, Any]:
+    reported = message.usage_metadata
+    if reported and reported.get("input_tokens") is not None:
+        input_tokens = int(reported.get("input_tokens", 0))
+        output_tokens = int(reported.get("output_tokens", 0))
+        estimated = False
+    else:
+        input_tokens = sum(estimate_tokens(str(m.content)) for m in prompt)
+        output_tokens = estimate_tokens(str(message.content) + str(message.tool_calls))
+        estimated = True
+    cost = price(services.settings.prices, tier, input_tokens, output_tokens)
+    await services.tasks.record_usage(
+        user=context.user_id,
+        thread_id=(info.thread_id or "") if info else "",
+        run_id=(info.run_id or "") if info else "",
+        tier=tier,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost,
+        estimated=estimated,
+    )
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cost_usd": round(cost, 8),
+        "estimated": estimated,
     }
 
 

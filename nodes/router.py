@@ -48,6 +48,7 @@ async def router(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "executed_calls": [],
         "pending_calls": [],
         "halted": False,
+        "usage": {},
     }
     kept: Any = None
     if len(messages) > 2 * limit:

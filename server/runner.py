@@ -58,6 +58,7 @@ class TurnResult:
     latency_ms: float
     interrupt: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -356,6 +357,7 @@ class AgentRunner:
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
             interrupt=interrupt,
             failures=list(outcome.values.get("failures", [])),
+            usage=dict(outcome.values.get("usage") or {}),
         )
         yield TurnEvent("done", result.__dict__)
 

@@ -62,6 +62,10 @@ class ChatResponse(BaseModel):
     interrupt: dict[str, Any] | None = Field(
         default=None, description="The approval the run waits for, if it paused."
     )
+    usage: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Tokens and cost of this turn's last model call, totals and budget limits.",
+    )
 
 
 class TierHealth(BaseModel):

@@ -15,6 +15,8 @@ import aiosqlite
 from tools.audit import SCHEMA as AUDIT_SCHEMA
 from tools.audit import AuditRecord, insert_audit, query_audit, summarize
 from tools.sqlite import now_iso, open_sqlite
+from tools.usage import SCHEMA as USAGE_SCHEMA
+from tools.usage import Totals, record_usage, run_tokens, totals
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -82,7 +84,7 @@ class TaskStore:
     ) -> TaskStore:
         """Open (and create if needed) the store at `path`."""
         conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
-        await conn.executescript(SCHEMA + AUDIT_SCHEMA)
+        await conn.executescript(SCHEMA + AUDIT_SCHEMA + USAGE_SCHEMA)
         return cls(conn)
 
     async def close(self) -> None:
@@ -168,6 +170,21 @@ class TaskStore:
         """Return audit rows, newest first (see `query_audit` for the filters)."""
         rows: list[dict[str, Any]] = await query_audit(self._conn, **filters)
         return rows
+
+    # --- usage ---------------------------------------------------------------------------
+
+    async def record_usage(self, **usage: Any) -> None:
+        """Append one model call's usage (see `tools.usage.record_usage`)."""
+        async with self._lock:
+            await record_usage(self._conn, **usage)
+
+    async def usage_totals(self, user: str, thread_id: str) -> Totals:
+        """Return the thread's and the user's spending so far."""
+        return await totals(self._conn, user, thread_id)
+
+    async def run_tokens(self, run_id: str) -> int:
+        """Return the tokens one run used."""
+        return await run_tokens(self._conn, run_id)
 
     # --- reads ---------------------------------------------------------------------------
 

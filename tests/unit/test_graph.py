@@ -268,3 +268,20 @@ async def test_a_second_request_on_a_busy_thread_is_refused_not_mixed_in(open_ru
     assert second.message == "second answer"
     history = await runner.history(first.thread_id)
     assert [m.content for m in history if m.type == "human"] == ["one", "two"]
+
+
+async def test_token_budget_warns_then_refuses_without_calling_the_model(open_runner):
+    model = ScriptedChatModel(script=["first answer " * 20, "second answer", "never"])
+    runner = await open_runner(("openai", model), budget_tokens_per_thread=120)
+    first = await runner.run_turn(context=ME, message="tell me something")
+    assert first.message.startswith("first answer")
+    state = await runner.graph.aget_state({"configurable": {"thread_id": first.thread_id}})
+    usage = state.values["usage"]
+    assert usage["thread_tokens"] > 0 and usage["last_call"]["estimated"] is True
+    second = await runner.run_turn(context=ME, message="and more", thread_id=first.thread_id)
+    third = await runner.run_turn(context=ME, message="and more again", thread_id=first.thread_id)
+    refused = [r for r in (second, third) if r.model_used == "budget"]
+    assert refused and "token budget" in refused[-1].message
+    assert len(model.calls) < 3  # no model call once the budget is used up
+    rows = await runner.services.tasks.audit_rows(kind="budget")
+    assert any(not r["success"] for r in rows)
