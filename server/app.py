@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from graph.settings import Settings, get_settings
 from server import admin_api, agent_api, chat_api
 from server.auth import KeyRing
+from server.ratelimit import RateLimiter
 from server.runner import AgentRunner, TurnError
 from server.runs import RunManager, RunStore
 from server.schemas import HealthResponse, TierHealth
@@ -40,9 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
         )
-        runs = RunManager(runner, store)
+        limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
+        runs = RunManager(runner, store, limiter)
         app.state.runner, app.state.runs = runner, runs
         app.state.keyring = KeyRing.from_settings(settings)
+        app.state.limiter = limiter
         app.state.audit = runner.services.tasks
         resumed = await runs.recover()
         if resumed:

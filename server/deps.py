@@ -9,8 +9,10 @@ from fastapi import Header, HTTPException, Request
 
 from graph.context import Context
 from server.auth import KeyRing, Principal, local_principal, presented_key
+from server.ratelimit import RateLimiter
 from server.runner import AgentRunner
 from server.runs import RunManager
+from tools.audit import AuditRecord
 
 UNAUTHORIZED = (
     "Missing or invalid API key. Send it as X-Api-Key: <key> or Authorization: Bearer <key>."
@@ -46,6 +48,24 @@ async def principal_of(
                 request.url.path, request.client.host if request.client else ""
             )
         raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    limiter: RateLimiter = request.app.state.limiter
+    retry_after = limiter.admit(principal.user_id)
+    if retry_after is not None:
+        await request.app.state.audit.audit(
+            AuditRecord(
+                "rate_limit",
+                user=principal.user_id,
+                role=principal.role,
+                success=False,
+                error=f"rate limit: retry after {retry_after}s",
+                detail={"path": request.url.path},
+            )
+        )
+        raise HTTPException(
+            429,
+            f"Rate limit reached for {principal.user_id}: try again in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
     request.state.principal = principal
     return principal
 

@@ -23,6 +23,7 @@ import aiosqlite
 
 from graph.context import Context
 from server.jsonable import to_jsonable
+from server.ratelimit import RateLimiter
 from server.retention import delete_run_checkpoints
 from server.runner import AgentRunner, PreparedRun, RunOutcome, TurnError
 from tools.sqlite import now_iso, open_sqlite
@@ -329,9 +330,12 @@ Projection = Callable[[str, Any], list[tuple[str, Any]]]
 class RunManager:
     """Creates, executes, streams, cancels and recovers runs."""
 
-    def __init__(self, runner: AgentRunner, store: RunStore) -> None:
+    def __init__(
+        self, runner: AgentRunner, store: RunStore, limiter: RateLimiter | None = None
+    ) -> None:
         self.runner = runner
         self.store = store
+        self.limiter = limiter
         self._channels: dict[str, RunChannel] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._thread_locks: dict[str, asyncio.Lock] = {}
@@ -442,6 +446,9 @@ class RunManager:
             channel.publish("error", {"error": "Cancelled", "message": f"Run {action}ed."})
         finally:
             await channel.close()
+            if self.limiter is not None and self.limiter.tpm:
+                used = await self.runner.services.tasks.run_tokens(run.run_id)
+                self.limiter.spend_tokens(run.owner, used)
             runs = self._thread_runs.get(run.thread_id, [])
             if run.run_id in runs:
                 runs.remove(run.run_id)

@@ -121,3 +121,18 @@ def test_public_interface_needs_keys(tmp_path):
         timeout=60,
     )
     assert bad.returncode == 2 and "<key>:<user>:<role>" in bad.stdout
+
+
+def test_rate_limit_answers_429_with_retry_after(tmp_path):
+    env = {"TASKAGENT_API_KEYS": KEYS, "TASKAGENT_RATE_LIMIT_RPM": "2"}
+    server = LiveServer(tmp_path / "data", env=env)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            codes = [client.get("/chat/threads", headers=ALICE).status_code for _ in range(3)]
+            assert codes == [200, 200, 429]
+            limited = client.get("/chat/threads", headers=ALICE)
+            assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+            assert "try again" in limited.json()["detail"]
+            assert client.get("/chat/threads", headers=BOB).status_code == 200  # per user
+    finally:
+        server.stop()

@@ -1,0 +1,77 @@
+"""Per-user rate limits: requests per minute and model tokens per minute (token buckets)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TokenBucket:
+    """A bucket of `capacity` that refills at `capacity` per minute and may go into debt."""
+
+    capacity: float
+    clock: Callable[[], float] = time.monotonic
+    level: float = field(init=False)
+    updated: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.level = self.capacity
+        self.updated = self.clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.capacity / 60)
+        self.updated = now
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until `amount` is available (0 if it is now)."""
+        self._refill()
+        missing = amount - self.level
+        return 0.0 if missing <= 0 else missing * 60 / self.capacity
+
+    def take(self, amount: float) -> None:
+        """Remove `amount` (the level may go below zero: a debt paid back by refilling)."""
+        self._refill()
+        self.level -= amount
+
+
+class RateLimiter:
+    """Requests and model tokens per minute per user; a limit of 0 is no limit."""
+
+    def __init__(self, rpm: int, tpm: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rpm, self.tpm, self._clock = rpm, tpm, clock
+        self._requests: dict[str, TokenBucket] = {}
+        self._tokens: dict[str, TokenBucket] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any limit is set."""
+        return bool(self.rpm or self.tpm)
+
+    def admit(self, user: str) -> int | None:
+        """Count a request; return None if admitted, else whole seconds to wait (Retry-After)."""
+        waits = []
+        if self.tpm:
+            # Token debt from earlier runs must be paid back before new work starts.
+            waits.append(self._bucket(self._tokens, user, self.tpm).wait_for(1))
+        if self.rpm:
+            waits.append(self._bucket(self._requests, user, self.rpm).wait_for(1))
+        wait = max(waits, default=0.0)
+        if wait > 0:
+            return max(1, math.ceil(wait))
+        if self.rpm:
+            self._requests[user].take(1)
+        return None
+
+    def spend_tokens(self, user: str, tokens: int) -> None:
+        """Charge the model tokens a run used to the user's per-minute budget."""
+        if self.tpm and tokens:
+            self._bucket(self._tokens, user, self.tpm).take(tokens)
+
+    def _bucket(self, buckets: dict[str, TokenBucket], user: str, capacity: int) -> TokenBucket:
+        if user not in buckets:
+            buckets[user] = TokenBucket(capacity, self._clock)
+        return buckets[user]
