@@ -31,6 +31,7 @@ VERSION = "0.1.0"
 Runner = Annotated[AgentRunner, Depends(runner_of)]
 Runs = Annotated[RunManager, Depends(runs_of)]
 Ctx = Annotated[Context, Depends(context_of)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 # --- assistants ------------------------------------------------------------------------------
@@ -345,7 +346,12 @@ def _run_context(base: Context, body: RunCreate) -> Context:
 
 
 async def _create_run(
-    thread_id: str | None, body: RunCreate, context: Context, runner: AgentRunner, runs: RunManager
+    thread_id: str | None,
+    body: RunCreate,
+    context: Context,
+    runner: AgentRunner,
+    runs: RunManager,
+    idempotency_key: str | None = None,
 ) -> RunRecord:
     _check_assistant(body.assistant_id)
     stream_modes(body.stream_mode)
@@ -366,6 +372,7 @@ async def _create_run(
         strategy=body.multitask_strategy,
         metadata=body.metadata,
         assistant_id=ASSISTANT_ID,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -387,10 +394,15 @@ def _stream(
 
 @router.post("/threads/{thread_id}/runs/stream", response_class=EventSourceResponse)
 async def stream_run(
-    thread_id: str, body: RunCreate, context: Ctx, runner: Runner, runs: Runs
+    thread_id: str,
+    body: RunCreate,
+    context: Ctx,
+    runner: Runner,
+    runs: Runs,
+    idempotency_key: IdempotencyKey = None,
 ) -> EventSourceResponse:
     """Create a run on the thread and stream its events."""
-    run = await _create_run(thread_id, body, context, runner, runs)
+    run = await _create_run(thread_id, body, context, runner, runs, idempotency_key)
     return _stream(run, runs, 0, body.on_disconnect == "cancel")
 
 
@@ -405,10 +417,15 @@ async def stream_stateless_run(
 
 @router.post("/threads/{thread_id}/runs")
 async def create_run(
-    thread_id: str, body: RunCreate, context: Ctx, runner: Runner, runs: Runs
+    thread_id: str,
+    body: RunCreate,
+    context: Ctx,
+    runner: Runner,
+    runs: Runs,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Create a background run on the thread."""
-    run = await _create_run(thread_id, body, context, runner, runs)
+    run = await _create_run(thread_id, body, context, runner, runs, idempotency_key)
     location = f"/threads/{thread_id}/runs/{run.run_id}"
     return JSONResponse(
         run_json(run), headers={"Content-Location": location, "Location": f"{location}/stream"}
@@ -428,10 +445,15 @@ async def _final_values(runner: AgentRunner, runs: RunManager, run: RunRecord) -
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait_run(
-    thread_id: str, body: RunCreate, context: Ctx, runner: Runner, runs: Runs
+    thread_id: str,
+    body: RunCreate,
+    context: Ctx,
+    runner: Runner,
+    runs: Runs,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Create a run on the thread, wait for it and return the thread's final values."""
-    run = await _create_run(thread_id, body, context, runner, runs)
+    run = await _create_run(thread_id, body, context, runner, runs, idempotency_key)
     location = f"/threads/{thread_id}/runs/{run.run_id}"
     return JSONResponse(
         await _final_values(runner, runs, run),

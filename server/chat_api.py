@@ -20,6 +20,11 @@ from server.sse import event_stream, last_event_id
 
 router = APIRouter(tags=["chat"])
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=200, description="Makes a retried request safe."),
+]
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse},
     409: {"model": ErrorResponse},
@@ -43,10 +48,19 @@ async def chat(
     body: ChatRequest,
     context: Annotated[Context, Depends(context_of)],
     runs: Annotated[RunManager, Depends(runs_of)],
+    idempotency_key: IdempotencyKey = None,
 ) -> ChatResponse:
-    """Run one turn of the agent and return its answer and the tools it used."""
+    """Run one turn of the agent and return its answer and the tools it used.
+
+    Send an `Idempotency-Key` to make a retry safe: the same key and body return the
+    original answer without running anything again.
+    """
     run = await runs.create(
-        context=context, thread_id=body.thread_id, kind="chat", payload=_payload(body)
+        context=context,
+        thread_id=body.thread_id,
+        kind="chat",
+        payload=_payload(body),
+        idempotency_key=idempotency_key,
     )
     done: dict[str, Any] | None = None
     async for event in runs.events(run.run_id):
@@ -66,13 +80,19 @@ async def chat_stream(
     body: ChatRequest,
     context: Annotated[Context, Depends(context_of)],
     runs: Annotated[RunManager, Depends(runs_of)],
+    idempotency_key: IdempotencyKey = None,
 ) -> EventSourceResponse:
     """Run one turn and stream it as SSE: metadata, token, tool_call, tool_result, interrupt, done.
 
     The run goes on if the client disconnects; rejoin at the `Location` with `Last-Event-ID`.
+    A repeat with the same `Idempotency-Key` streams the original run again.
     """
     run = await runs.create(
-        context=context, thread_id=body.thread_id, kind="chat", payload=_payload(body)
+        context=context,
+        thread_id=body.thread_id,
+        kind="chat",
+        payload=_payload(body),
+        idempotency_key=idempotency_key,
     )
     location = f"/chat/runs/{run.run_id}/stream"
     return event_stream(runs.events(run.run_id), location=location, run_location=location)

@@ -10,6 +10,7 @@ every run the previous process left unfinished (as a new attempt).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import uuid
@@ -53,6 +54,14 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_thread ON runs (thread_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS idempotency (
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (owner, key)
+);
 CREATE TABLE IF NOT EXISTS run_events (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -241,6 +250,30 @@ class RunStore:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def idempotent_run(self, owner: str, key: str, ttl: timedelta) -> tuple[str, str] | None:
+        """Return (fingerprint, run_id) stored for the key, forgetting it once expired."""
+        cutoff = (datetime.now(UTC) - ttl).isoformat(timespec="seconds")
+        async with self._write:
+            await self._conn.execute(
+                "DELETE FROM idempotency WHERE owner = ? AND key = ? AND created_at < ?",
+                (owner, key, cutoff),
+            )
+        async with self._conn.execute(
+            "SELECT fingerprint, run_id FROM idempotency WHERE owner = ? AND key = ?",
+            (owner, key),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    async def remember_key(self, owner: str, key: str, fingerprint: str, run_id: str) -> None:
+        """Bind an idempotency key to the run it created."""
+        async with self._write:
+            await self._conn.execute(
+                "INSERT INTO idempotency (owner, key, fingerprint, run_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (owner, key, fingerprint, run_id, now_iso()),
+            )
+
     async def prune_events(self, older_than: timedelta) -> int:
         """Delete the event logs of runs that finished longer ago than `older_than`."""
         cutoff = (datetime.now(UTC) - older_than).isoformat(timespec="seconds")
@@ -342,6 +375,8 @@ class RunManager:
         self._thread_runs: dict[str, list[str]] = {}
         self._cancel_actions: dict[str, str] = {}
         self._stopping = False
+        self._idempotency = asyncio.Lock()
+        self.idempotency_ttl_s = 86400.0
 
     # --- creating ------------------------------------------------------------------------
 
@@ -355,8 +390,50 @@ class RunManager:
         strategy: MultitaskStrategy = "enqueue",
         metadata: dict[str, Any] | None = None,
         assistant_id: str = "agent",
+        idempotency_key: str | None = None,
     ) -> RunRecord:
-        """Validate and queue a run; it starts when the thread's earlier runs are done."""
+        """Validate and queue a run; it starts when the thread's earlier runs are done.
+
+        With an `idempotency_key`, a repeat of the same request returns the original run
+        (nothing runs twice) and a different request under the same key is refused (422).
+        """
+        if idempotency_key is None:
+            return await self._create(
+                context, thread_id, kind, payload, strategy, metadata, assistant_id
+            )
+        fingerprint = hashlib.sha256(
+            json.dumps([kind, thread_id, payload, strategy], sort_keys=True).encode()
+        ).hexdigest()
+        async with self._idempotency:
+            known = await self.store.idempotent_run(
+                context.user_id, idempotency_key, timedelta(seconds=self.idempotency_ttl_s)
+            )
+            if known is not None:
+                if known[0] != fingerprint:
+                    raise TurnError(
+                        422,
+                        "This Idempotency-Key was already used with a different request;"
+                        " use a new key for a new request.",
+                    )
+                original = await self.store.get(known[1])
+                if original is not None:
+                    return original
+            run = await self._create(
+                context, thread_id, kind, payload, strategy, metadata, assistant_id
+            )
+            await self.store.remember_key(context.user_id, idempotency_key, fingerprint, run.run_id)
+            return run
+
+    async def _create(
+        self,
+        context: Context,
+        thread_id: str | None,
+        kind: RunKind,
+        payload: dict[str, Any],
+        strategy: MultitaskStrategy,
+        metadata: dict[str, Any] | None,
+        assistant_id: str,
+    ) -> RunRecord:
         if thread_id is not None:
             await self.runner.check_access(thread_id, context.user_id)
         active = self.active_runs(thread_id) if thread_id else []

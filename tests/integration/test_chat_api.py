@@ -106,3 +106,21 @@ def test_serve_refuses_a_public_interface_without_keys(tmp_path):
     )
     assert done.returncode == 2
     assert "only serves loopback" in done.stdout
+
+
+def test_idempotency_key_returns_the_original_answer_and_runs_nothing_twice(live_server):
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        headers = {"Idempotency-Key": "order-42"}
+        body = {"message": "add a task to pay the invoice"}
+        first = client.post("/chat", json=body, headers=headers)
+        again = client.post("/chat", json=body, headers=headers)
+        assert first.status_code == again.status_code == 200
+        assert again.json()["run_id"] == first.json()["run_id"]
+        assert again.json()["message"] == first.json()["message"]
+        other = client.post("/chat", json={"message": "add a task to pay twice"}, headers=headers)
+        assert other.status_code == 422 and "different request" in other.json()["detail"]
+        with client.stream("POST", "/chat/stream", json=body, headers=headers) as replay:
+            text = "".join(replay.iter_text())
+        assert first.json()["run_id"] in text and "event: done" in text
+        listed = client.post("/chat", json={"message": "list my tasks"}).json()
+        assert listed["tool_calls"][0]["result"]["count"] == 1  # created once
