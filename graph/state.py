@@ -40,6 +40,7 @@ class State(InputState, total=False):
     fallback_used: bool
     failures: list[str]
     executed_calls: list[str]
+    proposed_calls: list[str]
     pending_calls: list[dict[str, Any]]
     halted: bool
     history_floor: str

@@ -57,6 +57,26 @@ def check_call(call: ToolCall, role: Any, executed: list[str]) -> tuple[dict[str
     return validated, ""
 
 
+def oscillating(proposed: list[str]) -> bool:
+    """Return whether the newest calls alternate A, B, A, B or repeat one call three times."""
+    if len(proposed) >= 4:
+        a, b, c, d = proposed[-4:]
+        if a == c and b == d and a != b:
+            return True
+    return len(proposed) >= 3 and proposed[-1] == proposed[-2] == proposed[-3]
+
+
+def _halt(last: AIMessage, state: State, why: str) -> dict[str, Any]:
+    ran = [c.split("{", 1)[0] for c in state.get("executed_calls", [])]
+    found = f" Before that I ran: {', '.join(ran)}." if ran else " Nothing was changed."
+    stop = AIMessage(
+        content=f"I stopped: {why}.{found} Please rephrase or split the request.",
+        response_metadata={"model_used": state.get("model_used", ""), "halted": True},
+    )
+    denied = [_denied(call, f"Not executed: {why}.") for call in last.tool_calls]
+    return {"messages": [*denied, stop], "pending_calls": [], "halted": True}
+
+
 async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Let through only calls the user may make, with valid arguments, approved if destructive."""
     services = await get_services()
@@ -65,15 +85,16 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     context = runtime.context
     if state.get("model_calls", 0) >= services.settings.max_model_calls:
         limit = services.settings.max_model_calls
-        stop = AIMessage(
-            content=(
-                f"I stopped after {limit} model steps in this turn without finishing. "
-                "Nothing further was changed; please rephrase or split the request."
-            ),
-            response_metadata={"model_used": state.get("model_used", ""), "halted": True},
-        )
-        denied = [_denied(call, "Step limit for this turn reached.") for call in last.tool_calls]
-        return {"messages": [*denied, stop], "pending_calls": [], "halted": True}
+        return _halt(last, state, f"this turn reached its limit of {limit} model steps")
+    proposed = [
+        *state.get("proposed_calls", []),
+        *(call_signature(c["name"], c["args"]) for c in last.tool_calls),
+    ]
+    if oscillating(proposed):
+        return {
+            **_halt(last, state, "the model kept alternating between the same tool calls"),
+            "proposed_calls": proposed,
+        }
 
     denied_messages: list[ToolMessage] = []
     approved: list[dict[str, Any]] = []
@@ -132,7 +153,7 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
                     continue
         seen.append(call_signature(call["name"], args))
         approved.append({"id": call["id"], "name": call["name"], "args": args})
-    return {"messages": denied_messages, "pending_calls": approved}
+    return {"messages": denied_messages, "pending_calls": approved, "proposed_calls": proposed}
 
 
 def after_guard_tools(state: State) -> Literal["execute", "model", "halt"]:

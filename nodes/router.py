@@ -46,6 +46,7 @@ async def router(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "fallback_used": False,
         "failures": [],
         "executed_calls": [],
+        "proposed_calls": [],
         "pending_calls": [],
         "halted": False,
         "usage": {},

@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiosqlite
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 
 from graph.context import Context
 from server.jsonable import to_jsonable
 from server.ratelimit import RateLimiter
 from server.retention import delete_run_checkpoints
-from server.runner import AgentRunner, PreparedRun, RunOutcome, TurnError
+from server.runner import AgentRunner, PreparedRun, RunOutcome, TurnError, turn_messages
+from tools.audit import summarize
 from tools.sqlite import now_iso, open_sqlite
 
 log = logging.getLogger(__name__)
@@ -377,6 +380,7 @@ class RunManager:
         self._stopping = False
         self._idempotency = asyncio.Lock()
         self.idempotency_ttl_s = 86400.0
+        self.turn_timeout_s = 300.0
 
     # --- creating ------------------------------------------------------------------------
 
@@ -537,18 +541,30 @@ class RunManager:
     async def _execute(self, run: RunRecord, context: Context, channel: RunChannel) -> None:
         await self.store.set_status(run.run_id, "running", attempt=run.attempt)
         try:
-            if run.attempt > 1:
-                info = await self.runner.threads.get(run.thread_id)
-                prepared = PreparedRun(run.thread_id, info, None, "", continue_run=True)
-            else:
-                prepared = await self._prepare(context, run.thread_id, run.payload)
+            async with asyncio.timeout(self.turn_timeout_s):
+                await self._run_graph(run, context, channel)
+        except TimeoutError:
+            answer = await self._stop_for_time(run.thread_id)
             if run.kind == "chat":
-                async for turn_event in self.runner.chat_events(
-                    prepared, context, run.run_id, attempt=run.attempt
-                ):
-                    channel.publish(turn_event.kind, turn_event.data)
+                channel.publish("token", {"text": answer})
+                channel.publish(
+                    "done",
+                    {
+                        "thread_id": run.thread_id,
+                        "run_id": run.run_id,
+                        "message": answer,
+                        "tool_calls": [],
+                        "model_used": "timeout",
+                        "fallback_used": False,
+                        "latency_ms": self.turn_timeout_s * 1000,
+                        "interrupt": None,
+                        "usage": {},
+                    },
+                )
             else:
-                await self._execute_agent_run(run, context, channel, prepared)
+                channel.publish("values", await self._values(run.thread_id))
+            await self.store.set_status(run.run_id, "timeout", error="turn timeout")
+            return
         except TurnError as exc:
             channel.publish("error", {"error": "BadRequest", "message": exc.message})
             await self.store.set_status(run.run_id, "error", error=exc.message)
@@ -563,6 +579,40 @@ class RunManager:
             await self.store.set_status(run.run_id, "error", error=type(exc).__name__)
             return
         await self.store.set_status(run.run_id, "success")
+
+    async def _run_graph(self, run: RunRecord, context: Context, channel: RunChannel) -> None:
+        if run.attempt > 1:
+            info = await self.runner.threads.get(run.thread_id)
+            prepared = PreparedRun(run.thread_id, info, None, "", continue_run=True)
+        else:
+            prepared = await self._prepare(context, run.thread_id, run.payload)
+        if run.kind == "chat":
+            async for turn_event in self.runner.chat_events(
+                prepared, context, run.run_id, attempt=run.attempt
+            ):
+                channel.publish(turn_event.kind, turn_event.data)
+        else:
+            await self._execute_agent_run(run, context, channel, prepared)
+
+    async def _stop_for_time(self, thread_id: str) -> str:
+        """End a turn that ran out of time with an answer saying what it did and why it stopped."""
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        state = await self.runner.graph.aget_state(config)
+        ran = [
+            f"{m.name} ({summarize(_json_or_empty(m.content))})"
+            for m in turn_messages(state.values.get("messages", []))
+            if isinstance(m, ToolMessage)
+        ]
+        answer = f"I stopped because this turn took longer than {self.turn_timeout_s:g} s."
+        answer += f" Before that I ran: {'; '.join(ran)}." if ran else " Nothing was changed."
+        stop = AIMessage(content=answer, response_metadata={"model_used": "timeout"})
+        await self.runner.graph.aupdate_state(config, {"messages": [stop]}, as_node="model_call")
+        await self.runner.threads.finish_run(thread_id, "idle")
+        return answer
+
+    async def _values(self, thread_id: str) -> dict[str, Any]:
+        state = await self.runner.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        return dict(state.values)
 
     async def _execute_agent_run(
         self, run: RunRecord, context: Context, channel: RunChannel, prepared: PreparedRun
@@ -680,6 +730,14 @@ def stream_modes(requested: Any) -> tuple[str, ...]:
 
 
 SUPPORTED_MODES = ("values", "updates", "messages-tuple", "custom")
+
+
+def _json_or_empty(content: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(content) if isinstance(content, str) else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _public_metadata(meta: dict[str, Any]) -> dict[str, Any]:

@@ -134,3 +134,21 @@ def test_quiet_streams_get_heartbeat_comments(tmp_path):
         assert any(line.startswith(":") for line in lines), "no heartbeat comment while waiting"
     finally:
         server.stop()
+
+
+def test_a_turn_over_its_time_limit_ends_with_a_partial_answer(tmp_path):
+    env = {"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "300", "TASKAGENT_TURN_TIMEOUT_S": "1.5"}
+    server = LiveServer(tmp_path / "data", env=env)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            answer = client.post("/chat", json={"message": CREATE})
+            assert answer.status_code == 200
+            body = answer.json()
+            assert body["model_used"] == "timeout"
+            assert "took longer than 1.5 s" in body["message"]
+            assert "create_task" in body["message"]  # what it did before stopping
+            thread = body["thread_id"]
+            view = client.get(f"/chat/threads/{thread}/messages").json()
+            assert view["status"] == "idle" and view["messages"][-1]["content"] == body["message"]
+    finally:
+        server.stop()

@@ -128,7 +128,7 @@ async def test_step_limit_stops_a_runaway_model(open_runner):
     model = ScriptedChatModel(script=script)
     runner = await open_runner(("openai", model), max_model_calls=3)
     result = await runner.run_turn(context=ME, message="loop forever")
-    assert "stopped after 3 model steps" in result.message
+    assert "limit of 3 model steps" in result.message
     assert len(model.calls) == 3
 
 
@@ -285,3 +285,15 @@ async def test_token_budget_warns_then_refuses_without_calling_the_model(open_ru
     assert len(model.calls) < 3  # no model call once the budget is used up
     rows = await runner.services.tasks.audit_rows(kind="budget")
     assert any(not r["success"] for r in rows)
+
+
+async def test_a_b_a_b_oscillation_is_broken_with_a_partial_answer(open_runner):
+    a = {"status": "pending"}
+    b = {"status": "completed"}
+    script = [tool_call("list_tasks", args, f"c{n}") for n, args in enumerate([a, b, a, b, a, b])]
+    model = ScriptedChatModel(script=script)
+    runner = await open_runner(("openai", model))
+    result = await runner.run_turn(context=ME, message="keep checking")
+    assert "alternating between the same tool calls" in result.message
+    assert "list_tasks" in result.message  # says what it found before stopping
+    assert len(model.calls) == 4
