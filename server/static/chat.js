@@ -3,6 +3,7 @@
 // Every piece of model, user or task text goes into the page through textContent only.
 
 const RUN_KEY = "taskagent.run";
+const API_KEY = "taskagent.apiKey";
 const THREAD_KEY = "taskagent.thread";
 const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 4000, 4000, 4000, 4000];
 
@@ -20,6 +21,22 @@ const state = {
   cards: new Map(), // tool call id -> card, across the whole view
   run: null, // {thread_id, run_id, last_event_id, events} while a run streams
 };
+
+// --- API access --------------------------------------------------------------------------------
+
+// A server with API keys answers 401 until the page sends one: ask once, keep it for next time.
+async function api(url, options = {}) {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const key = localStorage.getItem(API_KEY);
+    const headers = { ...(options.headers || {}), ...(key ? { "X-Api-Key": key } : {}) };
+    const response = await fetch(url, { ...options, headers });
+    if (response.status !== 401 || attempt > 0) return response;
+    const entered = window.prompt("This server needs an API key:");
+    if (!entered) return response;
+    localStorage.setItem(API_KEY, entered.trim());
+  }
+  throw new Error("unreachable");
+}
 
 // --- DOM helpers -----------------------------------------------------------------------------
 
@@ -343,7 +360,7 @@ async function stream(request) {
 
 function rejoinRequest(runId, lastEventId) {
   return (signal) =>
-    fetch(`/chat/runs/${encodeURIComponent(runId)}/stream`, {
+    api(`/chat/runs/${encodeURIComponent(runId)}/stream`, {
       headers: lastEventId ? { "Last-Event-ID": String(lastEventId) } : {},
       signal,
     });
@@ -351,7 +368,7 @@ function rejoinRequest(runId, lastEventId) {
 
 function postRequest(body) {
   return (signal) =>
-    fetch("/chat/stream", {
+    api("/chat/stream", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
       body: JSON.stringify(body),
@@ -429,7 +446,7 @@ async function openThread(threadId, { keepRun = true } = {}) {
   clearLog();
   let thread;
   try {
-    const response = await fetch(`/chat/threads/${encodeURIComponent(threadId)}/messages`);
+    const response = await api(`/chat/threads/${encodeURIComponent(threadId)}/messages`);
     if (!response.ok) {
       const detail = await errorDetail(response);
       if (response.status === 404) localStorage.removeItem(THREAD_KEY);
@@ -483,7 +500,7 @@ function markCurrentThread() {
 async function refreshThreads() {
   let threads;
   try {
-    const response = await fetch("/chat/threads");
+    const response = await api("/chat/threads");
     if (!response.ok) return;
     threads = await response.json();
   } catch {

@@ -322,3 +322,30 @@ def test_threads_switch_and_text_is_never_markup(watched: Watched, tmp_path: Pat
     if os.environ.get("UPDATE_SCREENSHOT"):
         # The README's picture is refreshed on request, not by every test run.
         page.screenshot(path=str(REPO / "docs" / "screenshots" / "chat.png"))
+
+
+def test_a_server_with_keys_asks_for_one_and_remembers_it(browser: Browser, tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "data", env={"TASKAGENT_API_KEYS": "k-page-00000:pat:write"})
+    context = browser.new_context(base_url=server.url)
+    try:
+        page = context.new_page()
+        asked: list[str] = []
+
+        def answer(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            dialog.accept("k-page-00000")
+
+        page.on("dialog", answer)
+        page.goto("/")
+        chat = ChatPage(page)
+        chat.send("add a task to renew the passport")
+        expect(chat.answer_text()).to_contain_text("TASK-0001", timeout=TIMEOUT_MS)
+        assert asked and "API key" in asked[0]
+        page.reload()
+        chat = ChatPage(page)
+        chat.send("list my tasks")
+        expect(chat.answer_text()).to_contain_text("Renew the passport", timeout=TIMEOUT_MS)
+        assert len(asked) == 1  # remembered after the first time
+    finally:
+        context.close()
+        server.stop()
