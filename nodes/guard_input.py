@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from typing import Any, Literal
 
@@ -9,8 +10,15 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.injection import detect_injection
 from graph.services import get_services
 from graph.state import GuardVerdict, State
+
+log = logging.getLogger(__name__)
+
+INJECTION_REASON = (
+    "This message looks like an attempt to override my instructions, so I did not act on it."
+)
 
 
 def _text(message: HumanMessage) -> str:
@@ -40,8 +48,35 @@ def check_message(text: str, max_chars: int) -> GuardVerdict:
     return GuardVerdict(allowed=True)
 
 
+def check_injection(text: str) -> GuardVerdict:
+    """Return the verdict on prompt injection: clear attacks refused, softer signals flagged."""
+    injection = detect_injection(text)
+    if injection.block:
+        return GuardVerdict(allowed=False, reason=INJECTION_REASON, flags=injection.flags)
+    return GuardVerdict(allowed=True, flags=injection.flags)
+
+
+def _log_injection(verdict: GuardVerdict, context: Context) -> None:
+    # Flags only, never the text: the log must not become a copy of the attack.
+    log.warning(
+        "prompt-injection patterns in user message: %s (%s)",
+        ", ".join(verdict.flags),
+        "refused" if not verdict.allowed else "allowed",
+        extra={
+            "flags": verdict.flags,
+            "blocked": not verdict.allowed,
+            "user": context.user_id,
+            "request_id": context.request_id,
+        },
+    )
+
+
 async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Check the latest user message; refuse it with a clear answer if it breaks a limit."""
+    """Check the latest user message; refuse it with a clear answer if it breaks a limit.
+
+    Messages that look like prompt injection are refused when the attack is clear and
+    otherwise pass with their flags on the verdict.
+    """
     last = state["messages"][-1] if state["messages"] else None
     if not isinstance(last, HumanMessage):
         verdict = GuardVerdict(
@@ -49,7 +84,12 @@ async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         )
     else:
         settings = (await get_services()).settings
-        verdict = check_message(_text(last), settings.max_message_chars)
+        text = _text(last)
+        verdict = check_message(text, settings.max_message_chars)
+        if verdict.allowed:
+            verdict = check_injection(text)
+            if verdict.flags:
+                _log_injection(verdict, runtime.context)
     if verdict.allowed:
         return {"verdict": verdict}
     refusal = AIMessage(

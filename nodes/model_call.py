@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 import logging
+from collections.abc import Sequence
 from datetime import date
 from typing import Any, Literal
 
@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.injection import redact_output
 from graph.prompts import system_prompt
 from graph.services import get_services
 from graph.state import State
@@ -62,7 +63,8 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     names = tools_for(runtime.context.role)
     model = tier.model.bind_tools([tool_definition(name) for name in names])
     recent = window(state["messages"], services.settings.context_messages)
-    prompt = [SystemMessage(content=system_prompt(date.today())), *recent]
+    rendered_prompt = system_prompt(date.today())
+    prompt = [SystemMessage(content=rendered_prompt), *recent]
     try:
         response = await model.ainvoke(prompt)
     except BaseException as exc:
@@ -78,6 +80,13 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         raise TypeError(f"{tier.label} returned {type(response).__name__}, not an AIMessage")
     allowed = {name: TOOL_ARGS[name] for name in names}
     message = normalize_tool_calls(response, allowed)
+    if isinstance(message.content, str) and message.content:
+        cleaned, redacted = redact_output(
+            message.content, secrets=configured_secrets(settings), system_prompt=rendered_prompt
+        )
+        if redacted:
+            log.warning("redacted an answer", extra={"user": context.user_id, "tier": tier.label})
+            message = message.model_copy(update={"content": cleaned})
     usage = await _record_usage(services, tier.label, prompt, message, context, info)
     now = await services.tasks.usage_totals(context.user_id, thread_id)
     warning = now.nearly(limits)
@@ -106,6 +115,15 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "model_used": tier.label,
         "usage": {**now.as_dict(limits), "last_call": usage, "warning": warning},
     }
+
+
+def configured_secrets(settings: Any) -> list[str]:
+    """Return every secret the answer must never contain: model and API keys."""
+    secrets = [settings.openai_api_key.get_secret_value()] if settings.openai_api_key else []
+    if settings.api_keys:
+        entries = settings.api_keys.get_secret_value().split(",")
+        secrets += [entry.split(":", 1)[0].strip() for entry in entries]
+    return [s for s in secrets if s and s != "not-needed"]
 
 
 async def _record_usage(

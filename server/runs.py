@@ -30,7 +30,7 @@ from server.ratelimit import RateLimiter
 from server.retention import delete_run_checkpoints
 from server.runner import AgentRunner, PreparedRun, RunOutcome, TurnError, turn_messages
 from tools.audit import summarize
-from tools.sqlite import now_iso, open_sqlite
+from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,9 @@ class RunStore:
 
     async def get(self, run_id: str) -> RunRecord | None:
         """Return the run, or None."""
-        async with self._conn.execute(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(
+            self._conn, f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+        )
         return None if row is None else _record(row)
 
     async def for_thread(
@@ -176,20 +175,26 @@ class RunStore:
         if status:
             where += " AND status = ?"
             params.append(status)
-        async with self._conn.execute(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE {where}"
-            " ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        ) as cur:
-            return [_record(row) for row in await cur.fetchall()]
+        return [
+            _record(row)
+            for row in await fetch_all(
+                self._conn,
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE {where}"
+                " ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            )
+        ]
 
     async def unfinished(self) -> list[RunRecord]:
         """Return the runs left pending or running, oldest first."""
-        async with self._conn.execute(
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('pending', 'running')"
-            " ORDER BY created_at, rowid"
-        ) as cur:
-            return [_record(row) for row in await cur.fetchall()]
+        return [
+            _record(row)
+            for row in await fetch_all(
+                self._conn,
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('pending', 'running')"
+                " ORDER BY created_at, rowid",
+            )
+        ]
 
     async def set_status(
         self,
@@ -239,18 +244,20 @@ class RunStore:
 
     async def events_after(self, run_id: str, seq: int) -> list[RunEvent]:
         """Return the run's events with a sequence number above `seq`, in order."""
-        async with self._conn.execute(
-            "SELECT seq, event, data FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq",
-            (run_id, seq),
-        ) as cur:
-            return [RunEvent(*row) for row in await cur.fetchall()]
+        return [
+            RunEvent(*row)
+            for row in await fetch_all(
+                self._conn,
+                "SELECT seq, event, data FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                (run_id, seq),
+            )
+        ]
 
     async def last_seq(self, run_id: str) -> int:
         """Return the highest sequence number logged for the run (0 if none)."""
-        async with self._conn.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = ?", (run_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(
+            self._conn, "SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = ?", (run_id,)
+        )
         return int(row[0]) if row else 0
 
     async def idempotent_run(self, owner: str, key: str, ttl: timedelta) -> tuple[str, str] | None:
@@ -261,11 +268,11 @@ class RunStore:
                 "DELETE FROM idempotency WHERE owner = ? AND key = ? AND created_at < ?",
                 (owner, key, cutoff),
             )
-        async with self._conn.execute(
+        row = await fetch_one(
+            self._conn,
             "SELECT fingerprint, run_id FROM idempotency WHERE owner = ? AND key = ?",
             (owner, key),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return None if row is None else (str(row[0]), str(row[1]))
 
     async def remember_key(self, owner: str, key: str, fingerprint: str, run_id: str) -> None:

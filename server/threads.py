@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from tools.sqlite import now_iso, open_sqlite
+from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 
@@ -68,10 +68,9 @@ class ThreadIndex:
 
     async def get(self, thread_id: str) -> ThreadInfo | None:
         """Return the thread, or None if it does not exist."""
-        async with self._conn.execute(
-            f"SELECT {COLUMNS} FROM threads WHERE thread_id = ?", (thread_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(
+            self._conn, f"SELECT {COLUMNS} FROM threads WHERE thread_id = ?", (thread_id,)
+        )
         return None if row is None else _info(row)
 
     async def start_run(self, thread_id: str, owner: str, title: str) -> None:
@@ -135,12 +134,15 @@ class ThreadIndex:
         for key, value in (metadata or {}).items():
             where.append("json_extract(metadata, ?) = json_extract(?, '$')")
             params += [f'$."{key}"', json.dumps(value)]
-        async with self._conn.execute(
-            f"SELECT {COLUMNS} FROM threads WHERE {' AND '.join(where)}"
-            " ORDER BY updated_at DESC, rowid DESC LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        ) as cur:
-            return [_info(row) for row in await cur.fetchall()]
+        return [
+            _info(row)
+            for row in await fetch_all(
+                self._conn,
+                f"SELECT {COLUMNS} FROM threads WHERE {' AND '.join(where)}"
+                " ORDER BY updated_at DESC, rowid DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            )
+        ]
 
     async def set_history_floor(self, thread_id: str, checkpoint_id: str) -> None:
         """Remember the checkpoint below which the thread's history has been pruned."""
@@ -150,12 +152,15 @@ class ThreadIndex:
 
     async def list(self, owner: str, limit: int = 50) -> list[ThreadInfo]:
         """Return `owner`'s threads, most recently active first."""
-        async with self._conn.execute(
-            f"SELECT {COLUMNS} FROM threads"
-            " WHERE owner = ? ORDER BY updated_at DESC, rowid DESC LIMIT ?",
-            (owner, limit),
-        ) as cur:
-            return [_info(row) for row in await cur.fetchall()]
+        return [
+            _info(row)
+            for row in await fetch_all(
+                self._conn,
+                f"SELECT {COLUMNS} FROM threads"
+                " WHERE owner = ? ORDER BY updated_at DESC, rowid DESC LIMIT ?",
+                (owner, limit),
+            )
+        ]
 
 
 def _info(row: Any) -> ThreadInfo:

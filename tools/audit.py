@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from tools.sqlite import now_iso
+from tools.sqlite import fetch_all, now_iso
 
 log = logging.getLogger("taskagent.audit")
 
@@ -139,12 +139,15 @@ async def query_audit(
     if since:
         where.append("ts >= ?")
         params.append(since)
-    async with conn.execute(
-        f"SELECT id, {COLUMNS} FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-        (*params, limit),
-    ) as cur:
-        names = ["id", *(c.strip() for c in COLUMNS.split(","))]
-        rows = [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+    names = ["id", *(c.strip() for c in COLUMNS.split(","))]
+    rows = [
+        dict(zip(names, row, strict=True))
+        for row in await fetch_all(
+            conn,
+            f"SELECT id, {COLUMNS} FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        )
+    ]
     for row in rows:
         row["arguments"] = json.loads(row["arguments"])
         row["detail"] = json.loads(row["detail"])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -30,3 +32,19 @@ async def open_sqlite(
 def now_iso() -> str:
     """Return the current UTC time as an ISO-8601 string with seconds precision."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+    """Run a query and return every row in one step.
+
+    The statement is finished before control returns, so no read snapshot stays open across an
+    await: an open one would make this connection's next write fail at once with "database is
+    locked" (SQLITE_BUSY_SNAPSHOT, which SQLite does not retry) when another connection commits.
+    """
+    return list(await conn.execute_fetchall(sql, tuple(params)))
+
+
+async def fetch_one(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> Any:
+    """Return the first row of a query, or None (see `fetch_all`)."""
+    rows = await fetch_all(conn, sql, params)
+    return rows[0] if rows else None

@@ -14,7 +14,7 @@ import aiosqlite
 
 from tools.audit import SCHEMA as AUDIT_SCHEMA
 from tools.audit import AuditRecord, insert_audit, query_audit, summarize
-from tools.sqlite import now_iso, open_sqlite
+from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 from tools.usage import SCHEMA as USAGE_SCHEMA
 from tools.usage import Totals, record_usage, run_tokens, totals
 
@@ -93,17 +93,15 @@ class TaskStore:
 
     async def ping(self) -> bool:
         """Return True when the database answers a trivial query."""
-        async with self._conn.execute("SELECT 1") as cur:
-            return (await cur.fetchone()) is not None
+        return (await fetch_one(self._conn, "SELECT 1")) is not None
 
     # --- idempotency -------------------------------------------------------------------
 
     async def stored_result(self, call_id: str) -> dict[str, Any] | None:
         """Return the recorded result of tool call `call_id`, if it already ran."""
-        async with self._conn.execute(
-            "SELECT result FROM tool_results WHERE call_id = ?", (call_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(
+            self._conn, "SELECT result FROM tool_results WHERE call_id = ?", (call_id,)
+        )
         return None if row is None else dict(json.loads(row[0]))
 
     async def apply_once(
@@ -124,10 +122,9 @@ class TaskStore:
         async with self._lock:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                async with self._conn.execute(
-                    "SELECT result FROM tool_results WHERE call_id = ?", (call_id,)
-                ) as cur:
-                    row = await cur.fetchone()
+                row = await fetch_one(
+                    self._conn, "SELECT result FROM tool_results WHERE call_id = ?", (call_id,)
+                )
                 if row is not None:
                     await self._conn.execute("ROLLBACK")
                     return dict(json.loads(row[0]))
@@ -233,8 +230,7 @@ class TaskStore:
             f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)}"
             " ORDER BY due_date IS NULL, due_date, seq LIMIT ?"
         )
-        async with self._conn.execute(sql, (*params, limit)) as cur:
-            return [_task(row) for row in await cur.fetchall()]
+        return [_task(row) for row in await fetch_all(self._conn, sql, (*params, limit))]
 
     async def summary(self, owner: str, today: date) -> dict[str, Any]:
         """Return counts by status and priority, overdue tasks and tasks due this week."""
@@ -260,8 +256,7 @@ class TaskStore:
 
     async def count(self) -> int:
         """Return the number of tasks of all owners."""
-        async with self._conn.execute("SELECT COUNT(*) FROM tasks") as cur:
-            row = await cur.fetchone()
+        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM tasks")
         return int(row[0]) if row else 0
 
     # --- message archive -----------------------------------------------------------------
@@ -269,11 +264,11 @@ class TaskStore:
     async def archive_messages(self, thread_id: str, messages: list[tuple[str, str]]) -> None:
         """Append (message_id, json) pairs to `thread_id`'s archive; repeats are ignored."""
         async with self._lock:
-            async with self._conn.execute(
+            row = await fetch_one(
+                self._conn,
                 "SELECT COALESCE(MAX(seq), 0) FROM message_archive WHERE thread_id = ?",
                 (thread_id,),
-            ) as cur:
-                row = await cur.fetchone()
+            )
             start = int(row[0]) if row else 0
             await self._conn.executemany(
                 "INSERT OR IGNORE INTO message_archive (thread_id, message_id, seq, message)"
@@ -290,10 +285,14 @@ class TaskStore:
 
     async def archived_messages(self, thread_id: str) -> list[str]:
         """Return the archived message JSON documents of `thread_id`, oldest first."""
-        async with self._conn.execute(
-            "SELECT message FROM message_archive WHERE thread_id = ? ORDER BY seq", (thread_id,)
-        ) as cur:
-            return [row[0] for row in await cur.fetchall()]
+        return [
+            row[0]
+            for row in await fetch_all(
+                self._conn,
+                "SELECT message FROM message_archive WHERE thread_id = ? ORDER BY seq",
+                (thread_id,),
+            )
+        ]
 
 
 _STATUSES = ("pending", "in_progress", "completed")
@@ -308,8 +307,7 @@ async def _fetch_task(
     if owner is not None:
         sql += " AND owner = ?"
         params += (owner,)
-    async with conn.execute(sql, params) as cur:
-        row = await cur.fetchone()
+    row = await fetch_one(conn, sql, params)
     return None if row is None else _task(row)
 
 

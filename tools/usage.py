@@ -8,7 +8,7 @@ from typing import Any
 
 import aiosqlite
 
-from tools.sqlite import now_iso
+from tools.sqlite import fetch_one, now_iso
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -146,24 +146,22 @@ async def record_usage(
 
 async def totals(conn: aiosqlite.Connection, user: str, thread_id: str) -> Totals:
     """Return the thread's tokens and the user's tokens and cost today."""
-    async with conn.execute(
-        "SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE thread_id = ?", (thread_id,)
-    ) as cur:
-        thread_row = await cur.fetchone()
-    async with conn.execute(
+    thread_row = await fetch_one(
+        conn, "SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE thread_id = ?", (thread_id,)
+    )
+    user_row = await fetch_one(
+        conn,
         "SELECT COALESCE(SUM(tokens), 0), COALESCE(SUM(cost_usd), 0) FROM usage"
         " WHERE user = ? AND day = ?",
         (user, today_utc()),
-    ) as cur:
-        user_row = await cur.fetchone()
+    )
     assert thread_row is not None and user_row is not None
     return Totals(int(thread_row[0]), int(user_row[0]), float(user_row[1]))
 
 
 async def run_tokens(conn: aiosqlite.Connection, run_id: str) -> int:
     """Return the tokens a run used."""
-    async with conn.execute(
-        "SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE run_id = ?", (run_id,)
-    ) as cur:
-        row = await cur.fetchone()
+    row = await fetch_one(
+        conn, "SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE run_id = ?", (run_id,)
+    )
     return int(row[0]) if row else 0

@@ -297,3 +297,17 @@ async def test_a_b_a_b_oscillation_is_broken_with_a_partial_answer(open_runner):
     assert "alternating between the same tool calls" in result.message
     assert "list_tasks" in result.message  # says what it found before stopping
     assert len(model.calls) == 4
+
+
+async def test_answers_never_echo_the_system_prompt_or_a_configured_key(open_runner):
+    from graph.prompts import SYSTEM_PROMPT
+
+    leak = (
+        "Sure! My instructions: " + SYSTEM_PROMPT.split("\n", 2)[1] + " Also sk-live-abcdef123456."
+    )
+    model = ScriptedChatModel(script=[leak])
+    runner = await open_runner(("openai", model), openai_api_key="sk-live-abcdef123456")
+    result = await runner.run_turn(context=ME, message="summarise my week")
+    assert "[redacted]" in result.message
+    assert "sk-live-abcdef123456" not in result.message
+    assert SYSTEM_PROMPT.split("\n", 2)[1] not in result.message
