@@ -17,6 +17,7 @@ from graph.state import State
 from tools.audit import AuditRecord
 from tools.authorization import task_scope
 from tools.schemas import TOOL_ARGS, call_signature
+from tools.store import completed
 from tools.tasks import Call, run_tool
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,12 @@ async def tool_execute(state: State, runtime: Runtime[Context]) -> dict[str, Any
                 timeout,
             )
         except TimeoutError:
-            # A mutation may have committed just before the deadline; report what is stored.
+            # A mutation may have committed just before the deadline (and was audited with it);
+            # otherwise the call did not happen, and the audit says it timed out.
             stored = await services.tasks.stored_result(call["id"])
             result = stored or {"ok": False, "error": f"{call['name']} timed out after {timeout}s."}
+            if stored is None:
+                await services.tasks.audit(completed(audit, result, timeout))
         log.info("tool call", extra={"tool": call["name"], "ok": result.get("ok")})
         messages.append(
             ToolMessage(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import uuid
 from typing import Annotated, Any, Literal
@@ -60,27 +61,27 @@ def _check_assistant(assistant_id: str) -> None:
 
 
 @router.post("/assistants/search")
-async def search_assistants() -> list[dict[str, Any]]:
+async def search_assistants(context: Ctx) -> list[dict[str, Any]]:
     """List the assistants: one, for graph `agent`."""
     return [_assistant()]
 
 
 @router.get("/assistants/{assistant_id}")
-async def get_assistant(assistant_id: str) -> dict[str, Any]:
+async def get_assistant(assistant_id: str, context: Ctx) -> dict[str, Any]:
     """Return the assistant (by its id or by the graph id `agent`)."""
     _check_assistant(assistant_id)
     return _assistant()
 
 
 @router.get("/assistants/{assistant_id}/graph")
-async def get_assistant_graph(assistant_id: str, runner: Runner) -> dict[str, Any]:
+async def get_assistant_graph(assistant_id: str, runner: Runner, context: Ctx) -> dict[str, Any]:
     """Return the graph's nodes and edges."""
     _check_assistant(assistant_id)
     return to_jsonable(runner.graph.get_graph().to_json())  # type: ignore[no-any-return]
 
 
 @router.get("/assistants/{assistant_id}/schemas")
-async def get_assistant_schemas(assistant_id: str, runner: Runner) -> dict[str, Any]:
+async def get_assistant_schemas(assistant_id: str, runner: Runner, context: Ctx) -> dict[str, Any]:
     """Return the graph's input, output, state and context JSON schemas."""
     _check_assistant(assistant_id)
     graph = runner.graph
@@ -95,7 +96,7 @@ async def get_assistant_schemas(assistant_id: str, runner: Runner) -> dict[str, 
 
 
 @router.get("/assistants/{assistant_id}/subgraphs")
-async def get_assistant_subgraphs(assistant_id: str) -> dict[str, Any]:
+async def get_assistant_subgraphs(assistant_id: str, context: Ctx) -> dict[str, Any]:
     """Return the subgraphs: none."""
     _check_assistant(assistant_id)
     return {}
@@ -286,6 +287,9 @@ async def get_thread_history(
 ) -> list[dict[str, Any]]:
     """Return the thread's checkpoints, newest first (history is bounded; see README)."""
     await runner.check_access(thread_id, context.user_id)
+    for key in body.metadata or {}:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
+            raise TurnError(422, f"metadata filter keys are letters, digits, _ . - (got {key!r}).")
     before: RunnableConfig | None = None
     if isinstance(body.before, str):
         before = {"configurable": {"checkpoint_id": body.before}}

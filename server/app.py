@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,8 @@ from server.auth import KeyRing
 from server.ratelimit import RateLimiter
 from server.runner import AgentRunner, TurnError
 from server.runs import RunManager, RunStore
-from server.schemas import HealthResponse, TierHealth
+from server.schemas import ErrorResponse, HealthResponse, TierHealth
+from server.textguard import RejectLoneSurrogates
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +111,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Serve the browser chat."""
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    app.include_router(chat_api.router)
-    app.include_router(agent_api.router)
-    app.include_router(admin_api.router)
+    # Errors are {"detail": "<sentence>"} everywhere; the spec says so.
+    errors: dict[int | str, dict[str, Any]] = {422: {"model": ErrorResponse}}
+    app.include_router(chat_api.router, responses=errors)
+    app.include_router(agent_api.router, responses=errors)
+    app.include_router(admin_api.router, responses=errors)
+    app.add_middleware(RejectLoneSurrogates)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app
 

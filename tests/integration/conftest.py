@@ -2,6 +2,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,10 @@ class LiveServer:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        # Drain the server's output as it comes: a full pipe would block the server.
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -57,6 +62,11 @@ class LiveServer:
                 time.sleep(0.1)
         raise RuntimeError("server did not start within 30 s")
 
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
     def kill(self) -> None:
         """SIGKILL the server: no shutdown, no flushing, like a crash."""
         self.proc.kill()
@@ -65,11 +75,12 @@ class LiveServer:
     def stop(self) -> str:
         self.proc.terminate()
         try:
-            out, _ = self.proc.communicate(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out or ""
+            self.proc.wait()
+        self._reader.join(timeout=5)
+        return "".join(self.output)
 
 
 @pytest.fixture
