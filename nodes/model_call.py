@@ -42,16 +42,7 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     spent = await services.tasks.usage_totals(context.user_id, thread_id)
     used_up = spent.exceeded(limits)
     if used_up:
-        await services.tasks.audit(
-            AuditRecord(
-                "budget",
-                user=context.user_id,
-                role=context.role,
-                thread_id=thread_id,
-                success=False,
-                error=used_up,
-            )
-        )
+        await _audit_budget(services, context, thread_id, used_up, refused=True)
         refusal = AIMessage(
             content=f"I can't continue: {used_up}. Nothing more was done in this turn.",
             response_metadata={"model_used": "budget", "fallback_used": False},
@@ -93,16 +84,7 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if warning and not spent.nearly(limits):
         # Crossing the threshold in this call: say so once, to the client and the audit.
         runtime.stream_writer({"type": "budget_warning", "message": warning})
-        await services.tasks.audit(
-            AuditRecord(
-                "budget",
-                user=context.user_id,
-                role=context.role,
-                thread_id=thread_id,
-                success=True,
-                result_summary=warning,
-            )
-        )
+        await _audit_budget(services, context, thread_id, warning, refused=False)
     fallback_used = bool(state.get("fallback_used"))
     message.response_metadata = {
         **message.response_metadata,
@@ -115,6 +97,22 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "model_used": tier.label,
         "usage": {**now.as_dict(limits), "last_call": usage, "warning": warning},
     }
+
+
+async def _audit_budget(
+    services: Any, context: Context, thread_id: str, text: str, *, refused: bool
+) -> None:
+    await services.tasks.audit(
+        AuditRecord(
+            "budget",
+            user=context.user_id,
+            role=context.role,
+            thread_id=thread_id,
+            success=not refused,
+            error=text if refused else "",
+            result_summary="" if refused else text,
+        )
+    )
 
 
 def configured_secrets(settings: Any) -> list[str]:

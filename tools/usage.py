@@ -50,26 +50,23 @@ class Totals:
     user_day_tokens: int
     user_day_usd: float
 
-    def exceeded(self, limits: Limits) -> str | None:
-        """Return which limit is used up, in words, or None."""
-        checks = [
+    def _checks(self, limits: Limits) -> list[tuple[float, float, str]]:
+        return [
             (limits.tokens_per_thread, self.thread_tokens, "this conversation's token budget"),
             (limits.tokens_per_user_day, self.user_day_tokens, "your daily token budget"),
             (limits.usd_per_user_day, self.user_day_usd, "your daily cost budget"),
         ]
-        for limit, spent, name in checks:
+
+    def exceeded(self, limits: Limits) -> str | None:
+        """Return which limit is used up, in words, or None."""
+        for limit, spent, name in self._checks(limits):
             if limit and spent >= limit:
                 return f"{name} ({_amount(limit)}) is used up ({_amount(spent)} spent)"
         return None
 
     def nearly(self, limits: Limits) -> str | None:
         """Return which limit is past the warning threshold, in words, or None."""
-        checks = [
-            (limits.tokens_per_thread, self.thread_tokens, "this conversation's token budget"),
-            (limits.tokens_per_user_day, self.user_day_tokens, "your daily token budget"),
-            (limits.usd_per_user_day, self.user_day_usd, "your daily cost budget"),
-        ]
-        for limit, spent, name in checks:
+        for limit, spent, name in self._checks(limits):
             if limit and spent >= WARN_AT * limit:
                 return f"{round(100 * spent / limit)}% of {name} is used"
         return None
