@@ -45,8 +45,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
         runs = RunManager(runner, store, limiter)
-        runs.idempotency_ttl_s = settings.idempotency_ttl_s
-        runs.turn_timeout_s = settings.turn_timeout_s
         app.state.runner, app.state.runs = runner, runs
         app.state.keyring = KeyRing.from_settings(settings)
         app.state.limiter = limiter

@@ -25,6 +25,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 
 from graph.context import Context
+from graph.settings import Settings
 from server.jsonable import to_jsonable
 from server.ratelimit import RateLimiter
 from server.retention import delete_run_checkpoints
@@ -386,8 +387,11 @@ class RunManager:
         self._cancel_actions: dict[str, str] = {}
         self._stopping = False
         self._idempotency = asyncio.Lock()
-        self.idempotency_ttl_s = 86400.0
-        self.turn_timeout_s = 300.0
+
+    @property
+    def settings(self) -> Settings:
+        """The process's settings (limits, time-outs, retention)."""
+        return self.runner.services.settings
 
     # --- creating ------------------------------------------------------------------------
 
@@ -417,7 +421,7 @@ class RunManager:
         ).hexdigest()
         async with self._idempotency:
             known = await self.store.idempotent_run(
-                context.user_id, idempotency_key, timedelta(seconds=self.idempotency_ttl_s)
+                context.user_id, idempotency_key, timedelta(seconds=self.settings.idempotency_ttl_s)
             )
             if known is not None:
                 if known[0] != fingerprint:
@@ -548,7 +552,7 @@ class RunManager:
     async def _execute(self, run: RunRecord, context: Context, channel: RunChannel) -> None:
         await self.store.set_status(run.run_id, "running", attempt=run.attempt)
         try:
-            async with asyncio.timeout(self.turn_timeout_s):
+            async with asyncio.timeout(self.settings.turn_timeout_s):
                 await self._run_graph(run, context, channel)
         except TimeoutError:
             answer = await self._stop_for_time(run.thread_id)
@@ -563,7 +567,7 @@ class RunManager:
                         "tool_calls": [],
                         "model_used": "timeout",
                         "fallback_used": False,
-                        "latency_ms": self.turn_timeout_s * 1000,
+                        "latency_ms": self.settings.turn_timeout_s * 1000,
                         "interrupt": None,
                         "usage": {},
                     },
@@ -610,7 +614,7 @@ class RunManager:
             for m in turn_messages(state.values.get("messages", []))
             if isinstance(m, ToolMessage)
         ]
-        answer = f"I stopped because this turn took longer than {self.turn_timeout_s:g} s."
+        answer = f"I stopped because this turn took longer than {self.settings.turn_timeout_s:g} s."
         answer += f" Before that I ran: {'; '.join(ran)}." if ran else " Nothing was changed."
         stop = AIMessage(content=answer, response_metadata={"model_used": "timeout"})
         await self.runner.graph.aupdate_state(config, {"messages": [stop]}, as_node="model_call")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -162,6 +162,7 @@ class Call:
     call_id: str
     today: date
     audit: AuditRecord | None = None
+    tool: str = ""
 
     async def apply(
         self,
@@ -171,9 +172,8 @@ class Call:
         mutation: Callable[[aiosqlite.Connection], Awaitable[ToolResult]],
     ) -> ToolResult:
         """Apply a mutation at most once, audited in the same transaction."""
-        name = self.audit.tool if self.audit else type(args).__name__
         return await store.apply_once(
-            self.call_id, owner, name, args.model_dump(), mutation, self.audit
+            self.call_id, owner, self.tool, args.model_dump(), mutation, self.audit
         )
 
 
@@ -193,7 +193,9 @@ async def run_tool(
     """
     started = time.perf_counter()
     try:
-        result = await HANDLERS[name](store, args, owner=owner, scope=scope, call=call)
+        result = await HANDLERS[name](
+            store, args, owner=owner, scope=scope, call=replace(call, tool=name)
+        )
     except ToolError as exc:
         result = {"ok": False, "error": str(exc)}
     if name not in MUTATING_TOOLS and call.audit is not None:
