@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     offline_token_delay_ms: float = Field(
         default=0.0, ge=0, le=10_000, alias="TASKAGENT_OFFLINE_TOKEN_DELAY_MS"
     )
+    offline_first_token_delay_ms: float = Field(
+        default=0.0, ge=0, le=60_000, alias="TASKAGENT_OFFLINE_FIRST_TOKEN_DELAY_MS"
+    )
 
     # Resilience
     model_timeout_s: float = Field(default=60.0, gt=0, alias="TASKAGENT_MODEL_TIMEOUT_S")

@@ -310,6 +310,8 @@ class OfflineChatModel(BaseChatModel):
     allowed_tools: tuple[str, ...] | None = None
     token_delay_s: float = 0.0
     """Pause before each streamed chunk, to behave like a hosted model (demos, benchmarks)."""
+    first_token_delay_s: float = 0.0
+    """Pause before the first chunk of a reply instead of `token_delay_s` (time to first token)."""
 
     @property
     def _llm_type(self) -> str:
@@ -378,9 +380,16 @@ class OfflineChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         result = self._generate(messages, stop=stop, **kwargs)
-        if self.token_delay_s:
-            await asyncio.sleep(self.token_delay_s * len(self._chunks(messages, kwargs)))
+        pause = sum(self._pause(i) for i in range(len(self._chunks(messages, kwargs))))
+        if pause:
+            await asyncio.sleep(pause)
         return result
+
+    def _pause(self, index: int) -> float:
+        """Seconds to wait before chunk `index` of a reply."""
+        if index == 0 and self.first_token_delay_s:
+            return self.first_token_delay_s
+        return self.token_delay_s
 
     def _chunks(
         self, messages: list[BaseMessage], kwargs: dict[str, Any]
@@ -435,9 +444,10 @@ class OfflineChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        for chunk in self._chunks(messages, kwargs):
-            if self.token_delay_s:
-                await asyncio.sleep(self.token_delay_s)
+        for index, chunk in enumerate(self._chunks(messages, kwargs)):
+            pause = self._pause(index)
+            if pause:
+                await asyncio.sleep(pause)
             if run_manager is not None:
                 await run_manager.on_llm_new_token(_text(chunk.message), chunk=chunk)
             yield chunk

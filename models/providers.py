@@ -72,8 +72,12 @@ def build_offline_model(settings: Settings | None = None) -> BaseChatModel:
     """The built-in offline engine (imported lazily: it is the last resort)."""
     from models.offline import OfflineChatModel
 
-    delay_ms = settings.offline_token_delay_ms if settings else 0.0
-    return OfflineChatModel(token_delay_s=delay_ms / 1000)
+    if settings is None:
+        return OfflineChatModel()
+    return OfflineChatModel(
+        token_delay_s=settings.offline_token_delay_ms / 1000,
+        first_token_delay_s=settings.offline_first_token_delay_ms / 1000,
+    )
 
 
 def build_tiers(settings: Settings) -> list[Tier]:

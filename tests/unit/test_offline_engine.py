@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from datetime import date
 from typing import Any
 
@@ -909,3 +911,15 @@ async def test_today_defaults_to_the_call_date() -> None:
     reply = await OfflineChatModel().ainvoke([HumanMessage("remind me to stretch tomorrow")])
     due = date.fromisoformat(reply.tool_calls[0]["args"]["due_date"])
     assert (due - date.today()).days == 1
+
+
+async def test_hosted_pacing_waits_longer_for_the_first_token() -> None:
+    paced = OfflineChatModel(today=TODAY, token_delay_s=0.01, first_token_delay_s=0.25)
+    started = time.perf_counter()
+    arrivals: list[float] = []
+    async for _ in paced.astream([HumanMessage(content="hello there")]):
+        arrivals.append(time.perf_counter() - started)
+    assert len(arrivals) > 3
+    assert arrivals[0] >= 0.25
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) >= 0.01 and statistics.median(gaps) < 0.2
