@@ -24,6 +24,10 @@ run: install ## Start the server on http://127.0.0.1:8000 (HOST/PORT override)
 chat: install ## Chat with the agent in the terminal
 	$(UV) run --frozen taskagent chat
 
+.PHONY: studio
+studio: install ## Serve the graph to LangGraph Studio with `langgraph dev` (http://127.0.0.1:2024)
+	$(UV) run --frozen langgraph dev --host 127.0.0.1 --port $${STUDIO_PORT:-2024}
+
 .PHONY: lint
 lint: install ## Ruff (lint + format check) and mypy --strict
 	$(UV) run --frozen ruff check .

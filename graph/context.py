@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["read", "write", "admin"]
+TierName = Literal["ollama", "openai", "offline"]
+TIER_NAMES: tuple[TierName, ...] = ("ollama", "openai", "offline")
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class Context:
         metadata={"description": "read: look only; write: change own tasks; admin: everything."},
     )
     request_id: str = field(default="", metadata={"description": "Correlation id for logs."})
-    model_tier: str | None = field(
+    model_tier: TierName | None = field(
         default=None,
         metadata={"description": "Start at this tier (ollama, openai, offline); default: first."},
     )

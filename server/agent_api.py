@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,7 +14,7 @@ from langgraph.types import StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from graph.context import Context
+from graph.context import TIER_NAMES, Context, TierName
 from server.deps import context_of, runner_of, runs_of
 from server.jsonable import to_jsonable
 from server.runner import AgentRunner, TurnError
@@ -342,10 +342,13 @@ def run_json(run: RunRecord) -> dict[str, Any]:
 
 def _run_context(base: Context, body: RunCreate) -> Context:
     tier = (body.context or {}).get("model_tier")
-    if tier is not None and not isinstance(tier, str):
-        raise TurnError(422, "context.model_tier must be a string (ollama, openai or offline).")
+    if tier is not None and tier not in TIER_NAMES:
+        raise TurnError(422, "context.model_tier must be one of ollama, openai or offline.")
     return Context(
-        user_id=base.user_id, role=base.role, request_id=base.request_id, model_tier=tier
+        user_id=base.user_id,
+        role=base.role,
+        request_id=base.request_id,
+        model_tier=cast(TierName | None, tier),
     )
 
 

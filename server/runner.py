@@ -25,13 +25,12 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Overwrite
 
 from graph.builder import build_graph
+from graph.checkpointer import open_saver
 from graph.context import Context
 from graph.services import Services, install_services, open_services
 from graph.settings import Settings, get_settings
 from server.retention import prune_before
 from server.threads import ThreadIndex, ThreadInfo, ThreadStatus
-from tools.codec import compressed_serde
-from tools.sqlite import open_sqlite
 
 EventKind = Literal["metadata", "token", "tool_call", "tool_result", "interrupt", "error", "done"]
 
@@ -151,13 +150,7 @@ class AgentRunner:
         settings = settings or get_settings()
         services = services or await open_services(settings)
         install_services(services)
-        conn = await open_sqlite(
-            settings.checkpoint_db,
-            busy_timeout_ms=settings.busy_timeout_ms,
-            synchronous=settings.sqlite_synchronous,
-        )
-        saver = AsyncSqliteSaver(conn, serde=compressed_serde())
-        await saver.setup()
+        saver = await open_saver(settings)
         threads = await ThreadIndex.open(
             settings.tasks_db,
             busy_timeout_ms=settings.busy_timeout_ms,

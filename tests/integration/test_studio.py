@@ -1,0 +1,190 @@
+"""LangGraph Studio's server: `langgraph dev` loads langgraph.json, and the stock SDK drives it.
+
+The dev server gets our SQLite checkpointer from langgraph.json, so the same graph runs with the
+same tools and task database as `taskagent serve`, and its threads outlive a dev-server restart.
+"""
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from tests.integration.conftest import REPO, free_port, offline_env
+
+pytestmark = pytest.mark.integration
+
+WRITER = {"user_id": "studio-user", "role": "write"}
+
+
+class LanggraphDev:
+    """`langgraph dev --no-browser` on loopback, run from a work dir outside the repository.
+
+    langgraph dev resolves graph paths and writes `.langgraph_api/` relative to its cwd, so the
+    test copies langgraph.json with the graph path made absolute; everything else (the
+    checkpointer factory, env) is the file as committed.
+    """
+
+    def __init__(self, workdir: Path, data_dir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = json.loads((REPO / "langgraph.json").read_text())
+        config["dependencies"] = [str(REPO)]
+        config["graphs"] = {
+            name: str(REPO / spec.removeprefix("./")) for name, spec in config["graphs"].items()
+        }
+        (workdir / "langgraph.json").write_text(json.dumps(config))
+        self.workdir = workdir
+        self.env = offline_env(
+            data_dir,
+            LANGSMITH_TRACING="false",
+            LANGGRAPH_CLI_NO_ANALYTICS="1",
+            LANGGRAPH_NO_VERSION_CHECK="true",
+        )
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+        self.start()
+
+    def start(self) -> None:
+        cli = Path(sys.executable).parent / "langgraph"
+        self.proc = subprocess.Popen(
+            [str(cli), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1"]
+            + ["--port", str(self.port), "--config", "langgraph.json"],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("langgraph dev exited:\n" + "".join(self.output[-40:]))
+            try:
+                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("langgraph dev did not start:\n" + "".join(self.output[-40:]))
+
+    def _drain(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.output.append(line)
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory) -> Iterator[tuple[LanggraphDev, Path]]:
+    root = tmp_path_factory.mktemp("studio")
+    data_dir = root / "data"
+    server = LanggraphDev(root / "work", data_dir)
+    yield server, data_dir
+    server.stop()
+
+
+def tasks_in(data_dir: Path) -> list[tuple[str, str, str, str]]:
+    with sqlite3.connect(data_dir / "tasks.sqlite") as conn:
+        return conn.execute("SELECT id, owner, title, status FROM tasks ORDER BY id").fetchall()
+
+
+def human(text: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}]}
+
+
+def contents(values: Any) -> list[Any]:
+    assert isinstance(values, dict)
+    return [m["content"] for m in values["messages"]]
+
+
+def last_ai(values: Any) -> str:
+    assert isinstance(values, dict)
+    return str([m for m in values["messages"] if m["type"] == "ai"][-1]["content"])
+
+
+async def test_studio_shows_the_graph_and_a_context_form(studio):
+    server, _ = studio
+    client = get_client(url=server.url)
+    [assistant] = await client.assistants.search(graph_id="agent")
+    drawing = await client.assistants.get_graph(assistant["assistant_id"])
+    nodes = {node["id"] for node in drawing["nodes"]}
+    assert {"guard_input", "router", "model_call", "guard_tools", "tool_execute"} <= nodes
+    schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+    context_schema = schemas["context_schema"]
+    assert context_schema is not None
+    form = context_schema["properties"]
+    assert form["role"]["enum"] == ["read", "write", "admin"]
+    assert "read: look only" in form["role"]["description"]
+    assert "ollama" in json.dumps(form["model_tier"])
+    assert form["model_tier"]["description"]
+    assert any(
+        "Custom checkpointer" in line or "custom checkpointer" in line for line in server.output
+    )
+
+
+async def test_a_tool_calling_turn_then_approve_and_reject_interrupts(studio):
+    server, data_dir = studio
+    client = get_client(url=server.url)
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+
+    created = await client.runs.wait(
+        tid,
+        "agent",
+        input=human("create a high priority task to file taxes tomorrow"),
+        context=WRITER,
+    )
+    assert "Created TASK-0001" in last_ai(created)
+    assert tasks_in(data_dir) == [("TASK-0001", "studio-user", "File taxes", "pending")]
+
+    await client.runs.wait(tid, "agent", input=human("delete TASK-0001"), context=WRITER)
+    state = await client.threads.get_state(tid)
+    assert state["next"] == ["guard_tools"]
+    [pending] = state["interrupts"]
+    assert pending["value"]["tool"] == "delete_task"
+    assert pending["value"]["task_id"] == "TASK-0001"
+    assert (await client.threads.get(tid))["status"] == "interrupted"
+
+    rejected = await client.runs.wait(
+        tid, "agent", command={"resume": {"approved": False}}, context=WRITER
+    )
+    assert "did not delete TASK-0001" in last_ai(rejected)
+    assert [row[0] for row in tasks_in(data_dir)] == ["TASK-0001"]
+
+    await client.runs.wait(tid, "agent", input=human("delete TASK-0001"), context=WRITER)
+    approved = await client.runs.wait(
+        tid, "agent", command={"resume": {"approved": True}}, context=WRITER
+    )
+    assert "Deleted TASK-0001" in last_ai(approved)
+    assert tasks_in(data_dir) == []
+    final = await client.threads.get_state(tid)
+    assert final["next"] == []
+    assert (await client.threads.get(tid))["status"] == "idle"
+
+    # The checkpoints are ours (SQLite in the data dir), so the thread outlives a restart.
+    server.stop()
+    server.start()
+    client = get_client(url=server.url)
+    again = await client.threads.get_state(tid)
+    assert contents(again["values"]) == contents(final["values"])
+    listed = await client.runs.wait(tid, "agent", input=human("list my tasks"), context=WRITER)
+    assert "You have no tasks yet" in last_ai(listed)
