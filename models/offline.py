@@ -444,10 +444,15 @@ class OfflineChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         for index, chunk in enumerate(self._chunks(messages, kwargs)):
             pause = self._pause(index)
             if pause:
-                await asyncio.sleep(pause)
+                # Paced against a schedule, like a remote model whose tokens arrive while the
+                # caller is still busy with the last one: handling time does not add up.
+                due += pause
+                await asyncio.sleep(max(0.0, due - loop.time()))
             if run_manager is not None:
                 await run_manager.on_llm_new_token(_text(chunk.message), chunk=chunk)
             yield chunk
