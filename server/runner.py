@@ -31,6 +31,7 @@ from graph.services import Services, install_services, open_services
 from graph.settings import Settings, get_settings
 from server.retention import prune_before
 from server.threads import ThreadIndex, ThreadInfo, ThreadStatus
+from server.tracing import Tracer, finish
 
 EventKind = Literal["metadata", "token", "tool_call", "tool_result", "interrupt", "error", "done"]
 
@@ -141,6 +142,7 @@ class AgentRunner:
         self.threads = threads
         # Threads with a run in progress in this process; any other "busy" thread was cut off.
         self._active: set[str] = set()
+        self.tracer = Tracer(services.settings)
 
     @classmethod
     async def open(
@@ -161,6 +163,7 @@ class AgentRunner:
 
     async def close(self) -> None:
         """Close every connection this runner opened."""
+        self.tracer.flush()
         await self.threads.close()
         await self.saver.conn.close()
         await self.services.tasks.close()
@@ -270,23 +273,30 @@ class AgentRunner:
             wanted = tuple(dict.fromkeys((*modes, "updates", "values")))
             try:
                 if prepared.graph_input is not None or prepared.continue_run:
-                    parts: AsyncIterator[Any] = self.graph.astream(
-                        prepared.graph_input,
-                        config,
+                    async with self.tracer.turn(
+                        thread_id=thread_id,
+                        run_id=run_id,
                         context=context,
-                        stream_mode=cast(Any, list(wanted)),
-                        durability="sync",
-                    )
-                    async for mode, payload in parts:
-                        if mode == "values":
-                            outcome.values = payload
-                        elif mode == "updates" and "__interrupt__" in payload:
-                            outcome.interrupt = outcome.interrupt or _first_interrupt(
-                                payload["__interrupt__"]
-                            )
-                            outcome.interrupts.extend(payload["__interrupt__"])
-                        if mode in modes:
-                            yield mode, payload
+                        inputs=_trace_inputs(prepared),
+                    ) as root:
+                        parts: AsyncIterator[Any] = self.graph.astream(
+                            prepared.graph_input,
+                            config,
+                            context=context,
+                            stream_mode=cast(Any, list(wanted)),
+                            durability="sync",
+                        )
+                        async for mode, payload in parts:
+                            if mode == "values":
+                                outcome.values = payload
+                            elif mode == "updates" and "__interrupt__" in payload:
+                                outcome.interrupt = outcome.interrupt or _first_interrupt(
+                                    payload["__interrupt__"]
+                                )
+                                outcome.interrupts.extend(payload["__interrupt__"])
+                            if mode in modes:
+                                yield mode, payload
+                        finish(root, outcome.values, outcome.interrupt, self._tier_name(outcome))
                 else:
                     # Nothing new to run: report the thread as it stands.
                     outcome.values = (await self.graph.aget_state(config)).values
@@ -354,6 +364,11 @@ class AgentRunner:
         )
         yield TurnEvent("done", result.__dict__)
 
+    def _tier_name(self, outcome: RunOutcome) -> str:
+        index = outcome.values.get("tier", 0)
+        tiers = self.services.tiers
+        return tiers[index].name if isinstance(index, int) and 0 <= index < len(tiers) else "none"
+
     async def _prune(self, thread_id: str, info: ThreadInfo | None, floor: str) -> None:
         if floor and (info is None or floor != info.history_floor):
             await prune_before(self.saver, thread_id, floor)
@@ -384,6 +399,14 @@ class AgentRunner:
         ]
         state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
         return [*messages_from_dict(archived), *state.values.get("messages", [])]
+
+
+def _trace_inputs(prepared: PreparedRun) -> dict[str, Any]:
+    if isinstance(prepared.graph_input, Command):
+        return {"thread_id": prepared.thread_id, "resume": prepared.graph_input.resume}
+    if prepared.graph_input is None:
+        return {"thread_id": prepared.thread_id, "continue": True}
+    return {"thread_id": prepared.thread_id, "input": prepared.graph_input}
 
 
 def _first_interrupt(interrupts: Any) -> dict[str, Any] | None:
