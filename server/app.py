@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from graph.settings import Settings, get_settings
-from server import admin_api, agent_api, chat_api
+from server import admin_api, agent_api, chat_api, tasks_api
 from server.auth import KeyRing
 from server.ratelimit import RateLimiter
 from server.runner import AgentRunner, TurnError
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat_api.router, responses=errors)
     app.include_router(agent_api.router, responses=errors)
     app.include_router(admin_api.router, responses=errors)
+    app.include_router(tasks_api.router, responses=errors)
     app.add_middleware(RejectLoneSurrogates)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app

@@ -1,28 +1,29 @@
-"""The `taskagent` command: serve the API, or chat with the agent in the terminal."""
+"""The `taskagent` command: serve the API, chat with the agent, manage tasks and keys.
+
+Every command but `serve` and `keys` works on the local database in-process by default, or
+on a running server with `--url` (and `--api-key`); `--json` prints only JSON on stdout.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from graph.context import Context
 from graph.settings import get_settings
 from server.auth import ROLES, KeyError_, KeyRing, add_key
-from server.runner import AgentRunner, TurnError
+from server.cli_chat import CHAT_EXAMPLES, chat
+from server.cli_options import ApiKey, AsJson, Url, run_client
+from server.cli_render import console, print_json, threads_table
+from server.cli_tasks import tasks_app
 
 app = typer.Typer(
-    help="taskagent: a task-management agent you can serve or chat with.", no_args_is_help=True
+    help="taskagent: a task-management agent you can serve, chat with, or script.",
+    no_args_is_help=True,
 )
-console = Console()
-
-HELP_TEXT = """Commands: /new (start a new thread), /threads (list threads), /history (this thread),
-/health (model tiers and database), /quit. Anything else is sent to the agent."""
 
 
 def is_loopback(host: str) -> bool:
@@ -46,6 +47,7 @@ def serve(
     import uvicorn
 
     from server.app import create_app
+    from server.logs import log_config
 
     settings = get_settings()
     host = host or settings.host
@@ -63,7 +65,13 @@ def serve(
             soft_wrap=True,
         )
         raise typer.Exit(2)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=log_config(settings.log_level, settings.log_format),
+    )
 
 
 keys_app = typer.Typer(help="Manage API keys (only their SHA-256 digests are stored).")
@@ -88,139 +96,40 @@ def keys_add(
 
 
 @keys_app.command("list")
-def keys_list() -> None:
+def keys_list(as_json: AsJson = False) -> None:
     """List the users and roles of the keys in the keys file (never the keys)."""
-    settings = get_settings()
+    path = get_settings().keys_path
+    keys = [
+        {
+            "key_id": row["sha256"][:8],
+            "user": row["user"],
+            "role": row["role"],
+            "label": row.get("label", ""),
+            "created_at": row["created_at"],
+        }
+        for row in (json.loads(path.read_text()) if path.exists() else [])
+    ]
+    if as_json:
+        print_json(keys)
+        return
     table = Table("key id", "user", "role", "label", "created")
-    path = settings.keys_path
-    for row in json.loads(path.read_text()) if path.exists() else []:
-        table.add_row(
-            row["sha256"][:8], row["user"], row["role"], row.get("label", ""), row["created_at"]
-        )
+    for key in keys:
+        table.add_row(*key.values())
     console.print(table)
 
 
-@app.command()
-def chat(
-    thread: Annotated[str | None, typer.Option("--thread", help="Resume this thread id.")] = None,
-    message: Annotated[
-        str | None,
-        typer.Option("--message", "-m", help="Send one message, print the answer, exit."),
-    ] = None,
-) -> None:
-    """Chat with the agent in the terminal; answers stream as they are written."""
-    asyncio.run(_chat(thread, message))
+app.command(epilog=CHAT_EXAMPLES)(chat)
+app.add_typer(tasks_app, name="tasks")
 
 
-async def _chat(thread_id: str | None, one_message: str | None) -> None:
-    runner = await AgentRunner.open()
-    context = Context()
-    try:
-        if thread_id is not None:
-            try:
-                await runner.check_access(thread_id, context.user_id)
-            except TurnError as exc:
-                console.print(f"[red]{exc.message}[/]")
-                raise typer.Exit(1) from None
-            console.print(f"[dim]Resuming thread {thread_id}[/]")
-            await _print_history(runner, thread_id, last=6)
-        if one_message is not None:
-            await _send(runner, context, thread_id, one_message)
-            return
-        console.print(f"[bold]taskagent[/] — {HELP_TEXT}")
-        while True:
-            try:
-                text = console.input("[bold cyan]you>[/] ").strip()
-            except (EOFError, KeyboardInterrupt):
-                break
-            if not text:
-                continue
-            if text in ("/quit", "/exit"):
-                break
-            if text == "/new":
-                thread_id = None
-                console.print("[dim]New thread.[/]")
-            elif text == "/threads":
-                await _print_threads(runner, context)
-            elif text == "/history":
-                if thread_id:
-                    await _print_history(runner, thread_id)
-                else:
-                    console.print("[dim]No thread yet.[/]")
-            elif text == "/health":
-                _print_health(runner)
-            elif text.startswith("/"):
-                console.print(HELP_TEXT)
-            else:
-                thread_id = await _send(runner, context, thread_id, text)
-    finally:
-        await runner.close()
-
-
-async def _send(
-    runner: AgentRunner, context: Context, thread_id: str | None, text: str
-) -> str | None:
-    resume: dict[str, Any] | None = None
-    message: str | None = text
-    while True:
-        try:
-            done: dict[str, Any] = {}
-            console.print("[bold green]agent>[/] ", end="")
-            async for event in runner.stream_turn(
-                context=context, message=message, thread_id=thread_id, resume=resume
-            ):
-                if event.kind == "token":
-                    console.print(event.data["text"], end="", markup=False, highlight=False)
-                elif event.kind == "tool_call":
-                    args = json.dumps(event.data["arguments"])
-                    console.print(
-                        f"\n  [yellow]→ {event.data['tool']}[/] {args}",
-                        markup=True,
-                        highlight=False,
-                    )
-                elif event.kind == "tool_result":
-                    result = event.data["result"]
-                    ok = isinstance(result, dict) and result.get("ok")
-                    mark = "[green]✓[/]" if ok else "[red]✗[/]"
-                    console.print(f"  {mark} {event.data['tool']}", end="\n")
-                elif event.kind == "done":
-                    done = event.data
-            thread_id = done.get("thread_id", thread_id)
-            console.print()
-            fallback = " (fallback)" if done.get("fallback_used") else ""
-            console.print(
-                f"[dim]  model: {done.get('model_used')}{fallback} · thread {thread_id}[/]"
-            )
-            interrupt = done.get("interrupt")
-            if not interrupt:
-                return thread_id
-            question = interrupt.get("question", "Approve?")
-            approved = typer.confirm(f"  {question}", default=False)
-            message, resume = None, {"approved": approved}
-        except TurnError as exc:
-            console.print(f"\n[red]{exc.message}[/]")
-            return thread_id
-
-
-async def _print_threads(runner: AgentRunner, context: Context) -> None:
-    table = Table("thread", "title", "updated")
-    for info in await runner.threads.list(context.user_id):
-        table.add_row(info.thread_id, info.title, info.updated_at)
-    console.print(table)
-
-
-async def _print_history(runner: AgentRunner, thread_id: str, last: int | None = None) -> None:
-    messages = await runner.history(thread_id)
-    for message in messages[-last:] if last else messages:
-        if message.type == "human":
-            console.print(f"[cyan]you>[/] {message.content}", highlight=False)
-        elif message.type == "ai" and message.content:
-            console.print(f"[green]agent>[/] {message.content}", highlight=False)
-
-
-def _print_health(runner: AgentRunner) -> None:
-    for tier in runner.services.tiers:
-        console.print(f"  {tier.label}: breaker {tier.breaker.state}")
+@app.command("threads", epilog="Example:\n\n  taskagent threads --json")
+def threads_command(as_json: AsJson = False, url: Url = None, api_key: ApiKey = None) -> None:
+    """List your conversation threads, most recent first (resume with `chat --thread ID`)."""
+    threads = run_client(url, api_key, lambda client: client.threads())
+    if as_json:
+        print_json(threads)
+    else:
+        console.print(threads_table(threads))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,65 @@
+"""What every client command shares: --url, --api-key, --json, and running against a client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.markup import escape
+
+from server.cli_render import errors
+from server.client import AgentClient, ClientError, open_client
+
+T = TypeVar("T")
+
+
+def _url(value: str | None) -> str | None:
+    if value and not value.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"{value!r} is not a URL; give one like http://127.0.0.1:8000")
+    return value
+
+
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="TASKAGENT_URL",
+        callback=_url,
+        help="Use the taskagent server at this URL instead of the local database.",
+        rich_help_panel="Connection",
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="TASKAGENT_API_KEY",
+        help="API key for the server at --url (see `taskagent keys add`).",
+        rich_help_panel="Connection",
+        show_default=False,
+    ),
+]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON on stdout and nothing else.")
+]
+
+
+def run_client(
+    url: str | None, api_key: str | None, work: Callable[[AgentClient], Coroutine[Any, Any, T]]
+) -> T:
+    """Run `work` against the local or remote agent; a refusal is one red line and exit 1."""
+
+    async def main() -> T:
+        async with open_client(url, api_key) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except ClientError as exc:
+        errors.print(f"[red]{escape(exc.message)}[/]", soft_wrap=True, highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        errors.print("[dim]Interrupted.[/]")
+        raise typer.Exit(130) from None

@@ -1,0 +1,209 @@
+"""What `taskagent` prints: live markdown answers, one-line tool calls, tables and JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.table import Table
+from rich.text import Text
+
+from server.runner import TurnEvent
+
+console = Console()
+errors = Console(stderr=True)
+
+_BARE = re.compile(r"[\w.:@+-]+")
+MAX_VALUE_CHARS = 60
+
+
+def print_json(value: Any) -> None:
+    """Write `value` as JSON on stdout, bypassing rich so nothing but JSON is printed."""
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _argument(value: Any) -> str:
+    if isinstance(value, str):
+        if len(value) > MAX_VALUE_CHARS:
+            value = value[: MAX_VALUE_CHARS - 1] + "…"
+        return value if _BARE.fullmatch(value) else json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def tool_call_line(tool: str, arguments: dict[str, Any]) -> Text:
+    """Return `→ create_task title="…" priority=high`."""
+    args = " ".join(f"{name}={_argument(value)}" for name, value in arguments.items())
+    line = Text("  → ", style="yellow")
+    line.append(tool, style="bold yellow")
+    if args:
+        line.append(" " + args, style="yellow")
+    return line
+
+
+def tool_outcome(tool: str, result: Any) -> tuple[bool, str]:
+    """Return whether a tool call succeeded and a few words saying what it did."""
+    if not isinstance(result, dict):
+        return False, str(result)
+    if not result.get("ok"):
+        return False, str(result.get("error") or f"{tool} failed")
+    task = result.get("task")
+    if isinstance(task, dict):
+        verb = {
+            "create_task": "created",
+            "update_task": "updated",
+            "complete_task": "completed",
+        }.get(tool, f'"{task.get("title", "")}"')
+        changed = result.get("changed")
+        return True, f"{task.get('id')} {verb}" + (f" ({', '.join(changed)})" if changed else "")
+    if isinstance(result.get("deleted"), dict):
+        return True, f"{result['deleted'].get('id')} deleted"
+    if "tasks" in result:
+        count = result.get("count", len(result["tasks"]))
+        return True, f"{count} task{'' if count == 1 else 's'}"
+    if "total" in result:
+        return True, f"summary of {result['total']} task(s)"
+    return True, tool
+
+
+def tool_result_line(tool: str, result: Any) -> Text:
+    """Return `✓ TASK-0007 created` or `✗ <why it failed>`."""
+    ok, words = tool_outcome(tool, result)
+    return Text(f"  {'✓' if ok else '✗'} {words}", style="green" if ok else "red")
+
+
+class TurnView:
+    """Renders one turn as it streams: answer text as live markdown, tool calls as lines.
+
+    On a terminal the answer is re-rendered as markdown while tokens arrive; otherwise (a
+    pipe, a test runner) the tokens are written as plain text so the output stays readable.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live = console.is_terminal
+        self._text = ""
+        self._display: Live | None = None
+        self._labelled = False
+        self._mid_line = False
+
+    def show(self, event: TurnEvent) -> None:
+        """Render one event of the turn."""
+        if event.kind == "token":
+            self._token(str(event.data.get("text", "")))
+        elif event.kind == "tool_call":
+            self._pause()
+            line = tool_call_line(str(event.data.get("tool")), event.data.get("arguments") or {})
+            self.console.print(line, soft_wrap=True)
+        elif event.kind == "tool_result":
+            self._pause()
+            line = tool_result_line(str(event.data.get("tool")), event.data.get("result"))
+            self.console.print(line, soft_wrap=True)
+
+    def _token(self, text: str) -> None:
+        if not text:
+            return
+        if not self._labelled:
+            self._labelled = True
+            self.console.print(Text("agent>", style="bold green"), end="\n" if self.live else " ")
+        if not self.live:
+            self.console.out(text, end="", highlight=False)
+            self._mid_line = not text.endswith("\n")
+            return
+        self._text += text
+        if self._display is None:
+            self._display = Live(Markdown(self._text), console=self.console, refresh_per_second=12)
+            self._display.start()
+        else:
+            self._display.update(Markdown(self._text))
+
+    def _pause(self) -> None:
+        """End the current stretch of answer text so a tool line can follow it."""
+        if self._display is not None:
+            self._display.update(Markdown(self._text))
+            self._display.stop()
+            self._display = None
+        if self._mid_line:
+            self.console.out("")
+        self._text, self._mid_line, self._labelled = "", False, False
+
+    def finish(self) -> None:
+        """Flush the last stretch of answer text."""
+        self._pause()
+
+
+def footer(done: dict[str, Any]) -> Text:
+    """Return `model: … · thread <id>` under an answer."""
+    fallback = " (fallback)" if done.get("fallback_used") else ""
+    return Text(
+        f"  model: {done.get('model_used')}{fallback} · thread {done.get('thread_id')}",
+        style="dim",
+    )
+
+
+def print_history(
+    console: Console, messages: list[dict[str, Any]], last: int | None = None
+) -> None:
+    """Print a conversation: what the user said, tool calls, and the answers."""
+    shown = [m for m in messages if m.get("role") in ("user", "assistant")]
+    for message in shown[-last:] if last else shown:
+        if message["role"] == "user":
+            console.print(Text("you> ", style="cyan") + Text(message["content"]), soft_wrap=True)
+            continue
+        for call in message.get("tool_calls") or []:
+            console.print(tool_call_line(call["tool"], call["arguments"]), soft_wrap=True)
+        if message.get("content"):
+            console.print(Text("agent> ", style="green") + Text(message["content"]), soft_wrap=True)
+
+
+def threads_table(threads: list[dict[str, Any]]) -> Table:
+    """Return the user's threads as a table; ids are never cut, so they can be copied."""
+    table = Table(box=box.SIMPLE, title=f"{len(threads)} thread(s)", title_justify="left")
+    table.add_column("thread", no_wrap=True, min_width=36)
+    table.add_column("updated", no_wrap=True, min_width=16)
+    table.add_column("title", overflow="ellipsis", no_wrap=True)
+    for info in threads:
+        title = Text(info["title"] or "")
+        if info.get("status") not in (None, "idle"):
+            waiting = "waiting for approval" if info["status"] == "interrupted" else info["status"]
+            title.append(f" ({waiting})", style="yellow")
+        table.add_row(info["thread_id"], str(info["updated_at"])[:16].replace("T", " "), title)
+    return table
+
+
+def tasks_table(tasks: list[dict[str, Any]]) -> Table:
+    """Return tasks as a table."""
+    table = Table("id", "title", "priority", "status", "due", "tags", title=f"{len(tasks)} task(s)")
+    styles = {"urgent": "bold red", "high": "yellow", "low": "dim"}
+    for task in tasks:
+        table.add_row(
+            task["id"],
+            task["title"],
+            Text(task["priority"], style=styles.get(task["priority"], "")),
+            task["status"],
+            task.get("due_date") or "",
+            ", ".join(task.get("tags") or []),
+        )
+    return table
+
+
+def task_line(task: dict[str, Any]) -> Text:
+    """Return one task on one line: id, title, priority, status, due date."""
+    due = f", due {task['due_date']}" if task.get("due_date") else ""
+    return Text.assemble(
+        (task["id"], "bold"), f' "{task["title"]}" ({task["priority"]}, {task["status"]}{due})'
+    )
+
+
+def health_lines(health: dict[str, Any]) -> list[Text]:
+    """Return the database state and one line per model tier."""
+    lines = [Text(f"  database: {health.get('database')}")]
+    for tier in health.get("tiers", []):
+        lines.append(Text(f"  {tier['label']}: breaker {tier['breaker']}"))
+    return lines
