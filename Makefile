@@ -44,9 +44,8 @@ test: lint ## The whole suite: lint, type check, unit and integration tests
 	$(UV) run --frozen pytest -q
 
 .PHONY: bench
-bench: install ## Benchmarks: per-turn overhead/storage, and this server vs langgraph dev
-	$(UV) run --frozen python -m bench.turns
-	$(UV) run --frozen python -m bench.server
+bench: install ## Benchmarks (≈12 min) → docs/BENCHMARKS.md; `uv run python -m bench --quick` for a quick look
+	$(UV) run --frozen python -m bench --wait-for-load 600
 
 .PHONY: help
 help: ## List the targets

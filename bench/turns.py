@@ -1,9 +1,8 @@
-"""Per-turn overhead and storage of one long thread: raw LangGraph, stock saver, this product.
+"""W2: per-turn overhead and storage of one long thread: raw LangGraph, stock saver, this product.
 
-Run with ``uv run python -m bench.turns``. Every variant drives the same zero-latency scripted
-model through realistic 4-message turns (human, ai tool call, tool, ai answer), so the wall time
-of a turn is the framework's and the product's overhead, not the model's. Prints a markdown
-table and writes it to ``bench/results/turns.md``.
+Every variant drives the same zero-latency scripted model through realistic 4-message turns
+(human, AI tool call, tool, AI answer), so the wall time of a turn is the framework's and the
+product's overhead, not the model's. The variants run interleaved turn by turn.
 """
 
 from __future__ import annotations
@@ -13,15 +12,10 @@ import os
 # Production runs with strict msgpack (the Makefile exports it); measure that configuration.
 os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sqlite3  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
@@ -55,7 +49,6 @@ from models.resilience import CircuitBreaker  # noqa: E402
 from server.runner import AgentRunner  # noqa: E402
 from tools.store import TaskStore  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results" / "turns.md"
 LIST_LIMIT = 5  # keeps list_tasks results the same size at turn 10 and turn 300
 
 
@@ -262,6 +255,23 @@ class StockSaver(Variant):
         self.run.db_bytes = sqlite_bytes([self.path])
 
 
+async def open_product(data_dir: Path) -> tuple[AgentRunner, Settings]:
+    """This product's runner on `data_dir` with the zero-latency model as its only tier."""
+    settings = Settings(_env_file=None, data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tier = Tier(
+        name="offline",
+        label="bench:zero-latency",
+        model=ZeroLatencyModel(),
+        breaker=CircuitBreaker(),
+    )
+    tasks = await TaskStore.open(settings.tasks_db, synchronous=settings.sqlite_synchronous)
+    runner = await AgentRunner.open(
+        settings, Services(settings=settings, tiers=[tier], tasks=tasks)
+    )
+    return runner, settings
+
+
 class Product(Variant):
     """(c) This product: AgentRunner with our graph, saver and task store, one thread."""
 
@@ -269,22 +279,13 @@ class Product(Variant):
 
     def __init__(self, workdir: Path) -> None:
         super().__init__()
-        self.settings = Settings(_env_file=None, data_dir=workdir / "product")
+        self.workdir = workdir / "product"
+        self.settings = Settings(_env_file=None, data_dir=self.workdir)
         self.context = Context(user_id="bench", role="admin")
         self.thread_id: str | None = None
 
     async def open(self) -> None:
-        settings = self.settings
-        tier = Tier(
-            name="offline",
-            label="bench:zero-latency",
-            model=ZeroLatencyModel(),
-            breaker=CircuitBreaker(),
-        )
-        tasks = await TaskStore.open(settings.tasks_db, synchronous=settings.sqlite_synchronous)
-        self.runner = await AgentRunner.open(
-            settings, Services(settings=settings, tiers=[tier], tasks=tasks)
-        )
+        self.runner, self.settings = await open_product(self.workdir)
 
     async def turn(self, number: int) -> None:
         result = await self.runner.run_turn(
@@ -332,102 +333,10 @@ async def run_interleaved(variants: Sequence[Variant], turns: int, load: list[fl
     gc.unfreeze()
 
 
-# --------------------------------------------------------------------------- report
-
-
-def _cell(values: list[float]) -> str:
-    """Median with its IQR and range."""
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return f"{median:.2f} ms (IQR {q1:.2f}–{q3:.2f}, range {min(values):.2f}–{max(values):.2f})"
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return "— (in memory)"
-    if value >= 1 << 20:
-        return f"{value / (1 << 20):.2f} MiB ({value:,} B)"
-    return f"{value / 1024:.1f} KiB ({value:,} B)"
-
-
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
-def report(runs: dict[str, Run], turns: int, load: list[float], elapsed: float) -> str:
-    """Build the markdown report: per-variant table, then the target ratios."""
-    early, late = (6, 15), (turns - 9, turns)
-    block = max(turns // 3, 10)
-    head, tail = (1, block), (turns - block + 1, turns)
-    lines = [
-        "# Per-turn overhead and storage",
-        "",
-        f"One thread per variant, {turns} turns of 4 messages (human, AI tool call, tool,",
-        "AI answer), a zero-latency scripted model: a turn's wall time is framework + product",
-        f"overhead. Turn 10 = median of turns {early[0]}–{early[1]}; turn {turns} = median of",
-        f"turns {late[0]}–{late[1]}; spread as IQR and range. The variants run interleaved turn",
-        "by turn (same machine load at the same turn number), `gc.collect()` between turns.",
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, 1-minute load average",
-        f"{min(load):.2f}–{max(load):.2f} during the run, total run {elapsed:.0f} s.",
-        "",
-        f"| variant | turn 10 | turn {turns} | turn {turns} / turn 10 "
-        f"| mean turns {head[0]}–{head[1]} → {tail[0]}–{tail[1]} "
-        f"| DB bytes after {turns} turns | check |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    medians: dict[str, tuple[float, float]] = {}
-    for key, run in runs.items():
-        first, last = run.window(*early), run.window(*late)
-        medians[key] = (statistics.median(first), statistics.median(last))
-        growth = medians[key][1] / medians[key][0]
-        files = f" ({' + '.join(run.db_files)})" if run.db_files else ""
-        means = [statistics.mean(run.window(*span)) for span in (head, tail)]
-        lines.append(
-            f"| {run.name} | {_cell(first)} | {_cell(last)} | {growth:.2f} "
-            f"| {means[0]:.2f} → {means[1]:.2f} ms | {_size(run.db_bytes)}{files} | {run.check} |"
-        )
-    growth = medians["c"][1] / medians["c"][0]
-    overhead = medians["c"][0] / medians["a"][0]
-    storage = (runs["b"].db_bytes or 0) / (runs["c"].db_bytes or 1)
-    lines += [
-        "",
-        "| ratio | measured | target | verdict |",
-        "|---|---|---|---|",
-        f"| (c) turn {turns} / turn 10 | {growth:.2f} | ≤ 1.2 | {_verdict(growth <= 1.2)} |",
-        f"| (c) / (a) at turn 10 | {overhead:.2f} | ≤ 2 | {_verdict(overhead <= 2)} |",
-        f"| storage (b) / (c) after {turns} turns | {storage:.1f} | ≥ 100 "
-        f"| {_verdict(storage >= 100)} |",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-async def main(turns: int) -> str:
-    """Run the three variants interleaved and return the report."""
-    if turns < 30:
-        raise SystemExit("--turns must be at least 30")
-    started = time.perf_counter()
+async def long_thread(workdir: Path, turns: int) -> tuple[dict[str, Run], list[float]]:
+    """Run the three variants interleaved for `turns` turns; return their runs and load samples."""
     load: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="bench-turns-") as tmp:
-        workdir = Path(tmp)
-        variants = {"a": RawGraph(), "b": StockSaver(workdir), "c": Product(workdir)}
-        await run_interleaved(list(variants.values()), turns, load)
-        runs = {key: variant.run for key, variant in variants.items()}
-    return report(runs, turns, load, time.perf_counter() - started)
-
-
-def cli() -> None:
-    """Parse arguments, run, print the table and save it under bench/results/."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--turns", type=int, default=300, help="turns per thread (default 300)")
-    args = parser.parse_args()
-    text = asyncio.run(main(args.turns))
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text, encoding="utf-8")
-    print(f"(written to {RESULTS})")
-
-
-if __name__ == "__main__":
-    cli()
+    workdir.mkdir(parents=True, exist_ok=True)
+    variants = {"a": RawGraph(), "b": StockSaver(workdir), "c": Product(workdir)}
+    await run_interleaved(list(variants.values()), turns, load)
+    return {key: variant.run for key, variant in variants.items()}, load
