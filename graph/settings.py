@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
     data_dir: Path = Field(default=Path("./data"), alias="TASKAGENT_DATA_DIR")
     log_level: str = Field(default="INFO", alias="TASKAGENT_LOG_LEVEL")
+    log_format: Literal["json", "text"] = Field(default="json", alias="TASKAGENT_LOG_FORMAT")
+    metrics_key: SecretStr | None = Field(default=None, alias="TASKAGENT_METRICS_KEY")
 
     # Model tiers (each optional; the offline engine is always last)
     ollama_base_url: str | None = Field(default=None, alias="OLLAMA_BASE_URL")

@@ -23,6 +23,8 @@ import openai
 from langchain_core.exceptions import ModelError
 from langgraph.errors import NodeTimeoutError
 
+from graph import metrics
+
 BreakerState = Literal["closed", "open", "half_open"]
 
 # 408 Request Timeout and 429 Too Many Requests are the only 4xx answers worth repeating.
@@ -233,6 +235,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None  # set while open / half-open
         self._trial_started_at: float | None = None  # set while a half-open trial runs
+        metrics.track_breaker(self)
 
     def _state_locked(self, now: float) -> BreakerState:
         if self._opened_at is None:
@@ -296,6 +299,7 @@ class CircuitBreaker:
             if state == "half_open" or (state == "closed" and self._failures >= self.threshold):
                 self._opened_at = now
                 self._trial_started_at = None
+                metrics.BREAKER_OPENS.labels(self.name).inc()
             # state == "open": a straggler that started before the breaker opened;
             # keep the running cooldown rather than extending it.
 

@@ -10,6 +10,7 @@ from langgraph.errors import NodeError
 from langgraph.graph import END
 from langgraph.types import Command
 
+from graph import metrics
 from graph.services import get_services
 from graph.state import State
 
@@ -29,11 +30,14 @@ async def fallback(state: State, error: NodeError) -> Command[Any]:
     reason = f"{label}: {type(error.error).__name__}: {str(error.error)[:200]}"
     log.warning("model tier failed", extra={"tier": label, "reason": reason})
     failures = [*state.get("failures", []), reason]
+    name = tiers[current].name if current < len(tiers) else "unknown"
     if current + 1 < len(tiers):
+        metrics.FALLBACKS.labels(name, tiers[current + 1].name).inc()
         return Command(
             goto="model_call",
             update={"tier": current + 1, "fallback_used": True, "failures": failures},
         )
+    metrics.FALLBACKS.labels(name, "none").inc()
     answer = AIMessage(
         content=EMERGENCY_ANSWER,
         response_metadata={"model_used": "none", "fallback_used": True},

@@ -10,6 +10,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import ValidationError
 
+from graph import metrics
 from graph.context import Context
 from graph.services import get_services
 from graph.state import State
@@ -18,6 +19,7 @@ from tools.authorization import argument_problem, may_call, task_scope
 from tools.schemas import DESTRUCTIVE_TOOLS, TOOL_ARGS, call_signature
 
 INVALID_ARGUMENTS = "__invalid_arguments__"
+REPEATED_CALL = "was already called with exactly these arguments in this turn"
 
 
 def _denied(call: ToolCall, reason: str) -> ToolMessage:
@@ -51,8 +53,7 @@ def check_call(call: ToolCall, role: Any, executed: list[str]) -> tuple[dict[str
         return None, problem
     if call_signature(name, validated) in executed:
         return None, (
-            f"{name} was already called with exactly these arguments in this turn; "
-            "use the earlier result instead of repeating the call."
+            f"{name} {REPEATED_CALL}; use the earlier result instead of repeating the call."
         )
     return validated, ""
 
@@ -85,12 +86,14 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     context = runtime.context
     if state.get("model_calls", 0) >= services.settings.max_model_calls:
         limit = services.settings.max_model_calls
+        metrics.RUNAWAY_STOPS.labels("step_limit").inc()
         return _halt(last, state, f"this turn reached its limit of {limit} model steps")
     proposed = [
         *state.get("proposed_calls", []),
         *(call_signature(c["name"], c["args"]) for c in last.tool_calls),
     ]
     if oscillating(proposed):
+        metrics.RUNAWAY_STOPS.labels("oscillation").inc()
         return {
             **_halt(last, state, "the model kept alternating between the same tool calls"),
             "proposed_calls": proposed,
@@ -99,6 +102,8 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     denied_messages: list[ToolMessage] = []
     approved: list[dict[str, Any]] = []
     seen = list(state.get("executed_calls", []))
+    # Counted only when the node completes: a node that paused for approval runs again on resume.
+    refused: list[tuple[str, str]] = []
     info = runtime.execution_info
 
     async def audit(kind: Any, call: ToolCall, success: bool, note: str) -> None:
@@ -123,6 +128,8 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         args, reason = check_call(call, context.role, seen)
         if args is None:
             await audit("denied", call, False, reason)
+            tool = call["name"] if call["name"] in TOOL_ARGS else "unknown"  # model-written
+            refused.append((tool, "identical_call" if REPEATED_CALL in reason else "denied"))
             denied_messages.append(_denied(call, reason))
             continue
         if call["name"] in DESTRUCTIVE_TOOLS:
@@ -147,12 +154,14 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
                     f"{'approved' if approved_by_user else 'rejected'} deleting {task['id']}",
                 )
                 if not approved_by_user:
+                    refused.append((call["name"], "rejected"))
                     denied_messages.append(
                         _denied(call, f"The user rejected deleting {task['id']}; it was kept.")
                     )
                     continue
         seen.append(call_signature(call["name"], args))
         approved.append({"id": call["id"], "name": call["name"], "args": args})
+    metrics.tool_refusals(refused)
     return {"messages": denied_messages, "pending_calls": approved, "proposed_calls": proposed}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from datetime import date
 from typing import Any, Literal
@@ -11,6 +12,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from graph import metrics
 from graph.context import Context
 from graph.injection import redact_output
 from graph.prompts import system_prompt
@@ -42,6 +44,7 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     spent = await services.tasks.usage_totals(context.user_id, thread_id)
     used_up = spent.exceeded(limits)
     if used_up:
+        metrics.BUDGET_REJECTIONS.labels(spent.exceeded_kind(limits) or "other").inc()
         await _audit_budget(services, context, thread_id, used_up, refused=True)
         refusal = AIMessage(
             content=f"I can't continue: {used_up}. Nothing more was done in this turn.",
@@ -50,17 +53,20 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         return {"messages": [refusal], "model_used": "budget", "usage": spent.as_dict(limits)}
     tier = services.tiers[state.get("tier", 0)]
     if not tier.breaker.allow():
+        metrics.MODEL_CALLS.labels(tier.name, "refused").inc()
         raise CircuitOpenError(tier.name, tier.breaker.seconds_until_half_open())
     names = tools_for(runtime.context.role)
     model = tier.model.bind_tools([tool_definition(name) for name in names])
     recent = window(state["messages"], services.settings.context_messages)
     rendered_prompt = system_prompt(date.today())
     prompt = [SystemMessage(content=rendered_prompt), *recent]
+    started = time.monotonic()
     try:
         response = await model.ainvoke(prompt)
     except BaseException as exc:
         # Cancellation is how a node timeout arrives: it counts against the tier too.
         tier.breaker.record_failure()
+        metrics.model_call_failed(tier.name, exc, started, settings.model_timeout_s)
         wait = retry_after_seconds(exc) if isinstance(exc, Exception) else None
         if wait:
             # Honour the server's Retry-After before the retry policy tries again.
@@ -79,6 +85,7 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             log.warning("redacted an answer", extra={"user": context.user_id, "tier": tier.label})
             message = message.model_copy(update={"content": cleaned})
     usage = await _record_usage(services, tier.label, prompt, message, context, info)
+    metrics.model_usage(tier.name, usage["input_tokens"], usage["output_tokens"], usage["cost_usd"])
     now = await services.tasks.usage_totals(context.user_id, thread_id)
     warning = now.nearly(limits)
     if warning and not spent.nearly(limits):

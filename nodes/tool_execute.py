@@ -11,6 +11,7 @@ from typing import Any
 from langchain_core.messages import ToolMessage
 from langgraph.runtime import Runtime
 
+from graph import metrics
 from graph.context import Context
 from graph.services import get_services
 from graph.state import State
@@ -34,6 +35,7 @@ async def tool_execute(state: State, runtime: Runtime[Context]) -> dict[str, Any
     executed = list(state.get("executed_calls", []))
     for call in state.get("pending_calls", []):
         args = TOOL_ARGS[call["name"]].model_validate(call["args"])
+        outcome = ""
         audit = AuditRecord(
             "tool",
             user=owner,
@@ -63,8 +65,11 @@ async def tool_execute(state: State, runtime: Runtime[Context]) -> dict[str, Any
             stored = await services.tasks.stored_result(call["id"])
             result = stored or {"ok": False, "error": f"{call['name']} timed out after {timeout}s."}
             if stored is None:
+                outcome = "timeout"
                 await services.tasks.audit(completed(audit, result, timeout))
         log.info("tool call", extra={"tool": call["name"], "ok": result.get("ok")})
+        outcome = outcome or ("ok" if result.get("ok") else "error")
+        metrics.TOOL_CALLS.labels(call["name"], outcome).inc()
         messages.append(
             ToolMessage(
                 content=json.dumps(result),

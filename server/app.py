@@ -17,8 +17,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from graph.settings import Settings, get_settings
-from server import admin_api, agent_api, chat_api, tasks_api
+from server import admin_api, agent_api, chat_api, ops_api, tasks_api
 from server.auth import KeyRing
+from server.logs import REQUEST_ID_HEADER, RequestContext, request_id_of
 from server.ratelimit import RateLimiter
 from server.runner import AgentRunner, TurnError
 from server.runs import RunManager, RunStore
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 RETENTION_SWEEP_S = 3600
+HEALTH_DB_TIMEOUT_S = 1.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -85,15 +87,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
-        return JSONResponse(status_code=500, content={"detail": "Internal error; see server log."})
+        # Answered outside the request middleware, so the id is attached here.
+        request_id = request_id_of(request)
+        log.exception("unhandled error on %s", request.url.path, extra={"request_id": request_id})
+        return JSONResponse(
+            status_code=500,
+            content={"detail": "Internal error; see server log."},
+            headers={REQUEST_ID_HEADER: request_id},
+        )
 
     @app.get("/health", response_model=HealthResponse)
     async def health(request: Request) -> HealthResponse:
-        """Report liveness, the database and each model tier's breaker."""
+        """Report liveness (always 200 while serving), the database and each tier's breaker."""
         runner: AgentRunner = request.app.state.runner
         try:
-            database = "ok" if await runner.services.tasks.ping() else "error"
+            ping = runner.services.tasks.ping()
+            database = "ok" if await asyncio.wait_for(ping, HEALTH_DB_TIMEOUT_S) else "error"
         except Exception:
             database = "error"
         tiers = [
@@ -115,7 +124,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(agent_api.router, responses=errors)
     app.include_router(admin_api.router, responses=errors)
     app.include_router(tasks_api.router, responses=errors)
+    app.include_router(ops_api.router)
     app.add_middleware(RejectLoneSurrogates)
+    app.add_middleware(RequestContext)  # outermost: its id is on every response, 422s included
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import Header, HTTPException, Request
 
 from graph.context import Context
+from server import logs
 from server.auth import KeyRing, Principal, local_principal, presented_key
 from server.ratelimit import RateLimiter
 from server.runner import AgentRunner
@@ -39,7 +39,9 @@ async def principal_of(
     """Return the caller, or answer 401; without configured keys, the local admin."""
     keyring: KeyRing = request.app.state.keyring
     if not keyring.enabled:
-        return local_principal()
+        local = local_principal()
+        logs.bind(user=local.user_id)
+        return local
     principal = keyring.authenticate(presented_key(x_api_key, authorization))
     if principal is None:
         audit = getattr(request.app.state, "audit", None)
@@ -48,6 +50,7 @@ async def principal_of(
                 request.url.path, request.client.host if request.client else ""
             )
         raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    logs.bind(user=principal.user_id)
     limiter: RateLimiter = request.app.state.limiter
     retry_after = limiter.admit(principal.user_id)
     if retry_after is not None:
@@ -80,5 +83,5 @@ async def context_of(
     return Context(
         user_id=principal.user_id,
         role=principal.role,
-        request_id=request.headers.get("x-request-id") or str(uuid.uuid4()),
+        request_id=logs.request_id_of(request),
     )

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from graph import metrics
+
 
 @dataclass
 class TokenBucket:
@@ -53,14 +55,15 @@ class RateLimiter:
 
     def admit(self, user: str) -> int | None:
         """Count a request; return None if admitted, else whole seconds to wait (Retry-After)."""
-        waits = []
+        waits: dict[str, float] = {}
         if self.tpm:
             # Token debt from earlier runs must be paid back before new work starts.
-            waits.append(self._bucket(self._tokens, user, self.tpm).wait_for(1))
+            waits["tokens"] = self._bucket(self._tokens, user, self.tpm).wait_for(1)
         if self.rpm:
-            waits.append(self._bucket(self._requests, user, self.rpm).wait_for(1))
-        wait = max(waits, default=0.0)
+            waits["requests"] = self._bucket(self._requests, user, self.rpm).wait_for(1)
+        wait = max(waits.values(), default=0.0)
         if wait > 0:
+            metrics.RATE_LIMIT_REJECTIONS.labels(max(waits, key=waits.__getitem__)).inc()
             return max(1, math.ceil(wait))
         if self.rpm:
             self._requests[user].take(1)

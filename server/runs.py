@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ import aiosqlite
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 
+from graph import metrics
 from graph.context import Context
 from graph.settings import Settings
+from server import logs
 from server.jsonable import to_jsonable
 from server.ratelimit import RateLimiter
 from server.retention import delete_run_checkpoints
@@ -206,6 +209,10 @@ class RunStore:
         attempt: int | None = None,
     ) -> None:
         """Record a run's new status (and error or attempt number)."""
+        detail = {"run_id": run_id, "status": status} | ({"error": error} if error else {})
+        log.info("run %s", status, extra=detail)
+        if status in FINISHED:
+            metrics.RUNS.labels(status).inc()
         async with self._write:
             await self._conn.execute(
                 "UPDATE runs SET status = ?, error = COALESCE(?, error),"
@@ -300,8 +307,11 @@ class RunStore:
 class RunChannel:
     """A run's live event stream: logged first, then delivered to every subscriber."""
 
-    def __init__(self, store: RunStore, run_id: str, next_seq: int) -> None:
+    def __init__(self, store: RunStore, run_id: str, next_seq: int, kind: str = "chat") -> None:
         self.run_id = run_id
+        self.kind = kind
+        self.accepted_at = time.monotonic()
+        self.first_token_at: float | None = None
         self.events: list[RunEvent] = []
         self.done = False
         # Set when the log cannot be written: subscribers then end with an error, not a hang.
@@ -318,6 +328,11 @@ class RunChannel:
         """Queue an event; it reaches subscribers once it is on disk."""
         if self.failure is not None:
             return
+        if self.first_token_at is None and metrics.is_first_token(event, data):
+            self.first_token_at = time.monotonic()
+            metrics.TIME_TO_FIRST_TOKEN.labels(self.kind).observe(
+                self.first_token_at - self.accepted_at
+            )
         self._pending.append(RunEvent(self._next_seq, event, json.dumps(to_jsonable(data))))
         self._next_seq += 1
         self._wake.set()
@@ -511,7 +526,7 @@ class RunManager:
         )
 
     def _start(self, run: RunRecord, context: Context, *, next_seq: int) -> None:
-        channel = RunChannel(self.store, run.run_id, next_seq)
+        channel = RunChannel(self.store, run.run_id, next_seq, kind=run.kind)
         self._channels[run.run_id] = channel
         self._thread_runs.setdefault(run.thread_id, []).append(run.run_id)
         lock = self._thread_locks.setdefault(run.thread_id, asyncio.Lock())
@@ -522,8 +537,14 @@ class RunManager:
     async def _drive(
         self, run: RunRecord, context: Context, channel: RunChannel, lock: asyncio.Lock
     ) -> None:
+        logs.bind(
+            run_id=run.run_id,
+            thread_id=run.thread_id,
+            user=run.owner,
+            request_id=context.request_id,
+        )
         try:
-            async with lock:
+            async with metrics.queued_then_running(lock):
                 await self._execute(run, context, channel)
         except asyncio.CancelledError:
             if self._stopping:
@@ -537,6 +558,10 @@ class RunManager:
             await self.store.set_status(run.run_id, "interrupted")
             channel.publish("error", {"error": "Cancelled", "message": f"Run {action}ed."})
         finally:
+            if not self._stopping:
+                metrics.RUN_DURATION.labels(run.kind).observe(
+                    time.monotonic() - channel.accepted_at
+                )
             await channel.close()
             if self.limiter is not None and self.limiter.tpm:
                 used = await self.runner.services.tasks.run_tokens(run.run_id)
@@ -555,6 +580,7 @@ class RunManager:
             async with asyncio.timeout(self.settings.turn_timeout_s):
                 await self._run_graph(run, context, channel)
         except TimeoutError:
+            metrics.RUNAWAY_STOPS.labels("turn_timeout").inc()
             answer = await self._stop_for_time(run.thread_id)
             if run.kind == "chat":
                 channel.publish("token", {"text": answer})

@@ -8,6 +8,7 @@ from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from graph import metrics
 from graph.settings import get_settings
 from server.runs import RunEvent
 
@@ -39,11 +40,13 @@ def event_stream(
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
         finished = False
+        metrics.ACTIVE_STREAMS.inc()
         try:
             async for event in events:
                 yield ServerSentEvent(data=event.data, event=event.event, id=str(event.seq))
             finished = True
         finally:
+            metrics.ACTIVE_STREAMS.dec()
             if not finished and on_disconnect is not None:
                 # The generator is being torn down (client gone): act outside its cancellation.
                 asyncio.get_running_loop().create_task(on_disconnect())

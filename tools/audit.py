@@ -106,7 +106,7 @@ def summarize(result: dict[str, Any]) -> str:
 
 
 async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord) -> None:
-    """Append a row (inside the caller's transaction, if any) and log it as one JSON line."""
+    """Append a row (inside the caller's transaction, if any) and log it (under "audit")."""
     row = asdict(record)
     row["arguments"] = redact(row["arguments"])
     row["detail"] = redact(row["detail"])
@@ -117,7 +117,7 @@ async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord) -> None:
     await conn.execute(
         f"INSERT OR IGNORE INTO audit ({COLUMNS}) VALUES ({', '.join('?' * len(values))})", values
     )
-    log.info(json.dumps({"audit": row}, default=str))
+    log.info("audit %s", record.kind, extra={"audit": row})
 
 
 async def query_audit(

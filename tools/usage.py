@@ -31,6 +31,7 @@ CREATE INDEX IF NOT EXISTS usage_run ON usage (run_id);
 """
 
 WARN_AT = 0.8
+BUDGET_KINDS = ("thread_tokens", "user_day_tokens", "user_day_usd")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,13 @@ class Totals:
         for limit, spent, name in self._checks(limits):
             if limit and spent >= limit:
                 return f"{name} ({_amount(limit)}) is used up ({_amount(spent)} spent)"
+        return None
+
+    def exceeded_kind(self, limits: Limits) -> str | None:
+        """Return which limit is used up as a metric label, or None."""
+        for kind, (limit, spent, _) in zip(BUDGET_KINDS, self._checks(limits), strict=True):
+            if limit and spent >= limit:
+                return kind
         return None
 
     def nearly(self, limits: Limits) -> str | None:

@@ -1,0 +1,169 @@
+"""Structured logs: one JSON object per line on stderr, carrying who and what each line is about.
+
+`request_id`, `run_id`, `thread_id` and `user` live in context variables: the request
+middleware sets the request's, the run manager sets a run's inside the run's own task (runs
+outlive their request), and every log line picks up whatever is known where it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from graph import metrics
+
+LogFormat = Literal["json", "text"]
+REQUEST_ID_HEADER = "X-Request-ID"
+CONTEXT_FIELDS = ("request_id", "run_id", "thread_id", "user")
+
+_context: dict[str, ContextVar[str | None]] = {
+    name: ContextVar(f"taskagent_log_{name}", default=None) for name in CONTEXT_FIELDS
+}
+# A client's id is echoed into headers and logs: keep it short and free of separators.
+_ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_FIELDS = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "color_message", "taskName"}
+)
+
+
+def bind(**values: str | None) -> None:
+    """Set log context fields (request_id, run_id, thread_id, user) for this task onward."""
+    for name, value in values.items():
+        _context[name].set(value or None)
+
+
+def log_context() -> dict[str, str]:
+    """Return the log context fields known here."""
+    return {name: value for name, var in _context.items() if (value := var.get()) is not None}
+
+
+def request_id_of(request: Request) -> str:
+    """Return the id the middleware chose for this request (or a fresh one outside it)."""
+    chosen = getattr(request.state, "request_id", None)
+    if isinstance(chosen, str):
+        return chosen
+    return accepted_request_id(request.headers.get("x-request-id"))
+
+
+def accepted_request_id(header: str | None) -> str:
+    """Return the client's `X-Request-ID` when it is a sane token, else a new id."""
+    if header and _ACCEPTABLE_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = log_context()
+    fields.update((k, v) for k, v in vars(record).items() if k not in _RECORD_FIELDS)
+    if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+        client, method, path, _, status = record.args
+        fields.update(client=client, method=method, path=path, status=status)
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, message, context fields and extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render `record` as a single line of JSON."""
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in _fields(record).items():
+            entry.setdefault(key, value)
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines for a terminal: the same fields as key=value after the message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render `record` as text followed by its context fields and extras."""
+        extras = " ".join(
+            f"{k}={json.dumps(v, default=str, ensure_ascii=False)}"
+            for k, v in _fields(record).items()
+        )
+        line = super().format(record)
+        return f"{line} {extras}" if extras else line
+
+
+def log_config(level: str = "INFO", log_format: LogFormat = "json") -> dict[str, Any]:
+    """Return a `logging.config.dictConfig` (also uvicorn's `log_config`): all logs to stderr."""
+    formatter = JsonFormatter if log_format == "json" else TextFormatter
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        # uvicorn's loggers keep no handlers of their own: they reach stderr through the root.
+        "loggers": {
+            name: {"handlers": [], "level": level.upper(), "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
+
+
+class RequestContext:
+    """ASGI middleware: choose the request id, bind it for logs, echo it, count the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request with its id bound; add `X-Request-ID` to the response headers."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None
+        )
+        request_id = accepted_request_id(header)
+        scope.setdefault("state", {})["request_id"] = request_id
+        tokens = {name: var.set(None) for name, var in _context.items()}
+        _context["request_id"].set(request_id)
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            metrics.HTTP_REQUESTS.labels(scope["method"], template, str(status)).inc()
+            for name, token in tokens.items():
+                _context[name].reset(token)
