@@ -40,8 +40,7 @@ def _argument(value: Any) -> str:
 def tool_call_line(tool: str, arguments: dict[str, Any]) -> Text:
     """Return `→ create_task title="…" priority=high`."""
     args = " ".join(f"{name}={_argument(value)}" for name, value in arguments.items())
-    line = Text("  → ", style="yellow")
-    line.append(tool, style="bold yellow")
+    line = Text(f"  → {tool}", style="bold yellow")
     if args:
         line.append(" " + args, style="yellow")
     return line
