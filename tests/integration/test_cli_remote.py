@@ -2,6 +2,8 @@
 
 import json
 import re
+import socket
+import threading
 
 import httpx
 import pytest
@@ -187,3 +189,60 @@ def test_tasks_routes_authenticate_scope_and_validate(server):
         assert rows[0]["detail"]["via"] == "tasks_api"
         denied = ops.get("/audit", params={"user": "bob", "kind": "denied"}).json()
         assert {r["tool"] for r in denied} >= {"create_task", "delete_task"}
+
+
+class CuttingProxy:
+    """A TCP relay to the server that drops the first chat stream right after its first token."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.cuts = 0
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+                if answers and self.cuts == 0 and b"event: token" in chunk:
+                    self.cuts += 1
+                    break
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_dropped_stream_is_rejoined_without_losing_or_repeating_text(server):
+    direct = json.loads(cli(server, "alice", "chat", "-m", "help", "--json").stdout)["message"]
+    proxy = CuttingProxy(server.port)
+    try:
+        result = CliRunner().invoke(
+            app, ["chat", "-m", "help", "--url", proxy.url, "--api-key", KEYS["alice"]]
+        )
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.output
+    assert proxy.cuts == 1 and proxy.connections == 2  # the POST, then the rejoin
+    answer = result.output.split("agent> ", 1)[1].split("\n  model: ")[0]
+    assert answer == direct
