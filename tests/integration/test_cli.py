@@ -111,6 +111,15 @@ def test_one_shot_json_is_one_object_and_an_approval_can_be_answered_later(cli_e
     assert tasks_in_db(cli_env) == {}
 
 
+def test_resuming_a_thread_that_waits_asks_its_approval_first(cli_env):
+    invoke("tasks", "add", "water the plants", "--due", "next Friday")
+    turn = json.loads(invoke("chat", "-m", "delete TASK-0001", "--json").stdout)
+    session = invoke("chat", "--thread", turn["thread_id"], input="y\n/quit\n")
+    assert 'Delete TASK-0001 "water the plants"? [y/N]' in session.output
+    assert "✓ TASK-0001 deleted" in session.output
+    assert tasks_in_db(cli_env) == {}
+
+
 def test_tasks_add_list_done_and_delete(cli_env):
     added = invoke("tasks", "add", "Renew the passport", "-p", "urgent", "--due", "tomorrow")
     assert 'Created TASK-0001 "Renew the passport" (urgent, pending, due ' in added.output
