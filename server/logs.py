@@ -97,13 +97,13 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def format(self, record: logging.LogRecord) -> str:
-        """Render `record` as text followed by its context fields and extras."""
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """Render the first line: the message followed by its context fields and extras."""
         extras = " ".join(
             f"{k}={json.dumps(v, default=str, ensure_ascii=False)}"
             for k, v in _fields(record).items()
         )
-        line = super().format(record)
+        line = super().formatMessage(record)
         return f"{line} {extras}" if extras else line
 
 

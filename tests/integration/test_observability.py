@@ -339,9 +339,10 @@ def test_ready_fails_while_a_database_cannot_be_written(server: LiveServer) -> N
         assert value(scrape(client), "taskagent_ready") == 1
 
 
-def test_metrics_key_guards_the_scrape(tmp_path: Path) -> None:
+def test_metrics_key_guards_the_scrape_and_text_logs(tmp_path: Path) -> None:
     key = "scrape-key-42"
-    live = LiveServer(tmp_path / "data", env={"TASKAGENT_METRICS_KEY": key})
+    env = {"TASKAGENT_METRICS_KEY": key, "TASKAGENT_LOG_FORMAT": "text"}
+    live = LiveServer(tmp_path / "data", env=env)
     try:
         with httpx.Client(base_url=live.url, timeout=30) as client:
             refused = client.get("/metrics")
@@ -352,9 +353,14 @@ def test_metrics_key_guards_the_scrape(tmp_path: Path) -> None:
             scraped = client.get("/metrics", headers={"Authorization": f"Bearer {key}"})
             assert scraped.status_code == 200 and "taskagent_ready 1.0" in scraped.text
             assert client.get("/ready").status_code == 200  # probes stay open
+            client.get("/health", headers={"X-Request-ID": "text-1"})
+            time.sleep(0.2)  # the access line is written as the response goes out
     finally:
         output = live.stop()
     assert key not in output
+    access = [line for line in output.splitlines() if 'request_id="text-1"' in line]
+    assert len(access) == 1 and " INFO uvicorn.access: " in access[0], output[-2000:]
+    assert not access[0].startswith("{")
 
 
 def promtool() -> str:
