@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -80,6 +84,23 @@ def chat(
     )
 
 
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Let Ctrl-C stop a blocking prompt at once.
+
+    Under asyncio.run, Ctrl-C only cancels the main task, which notices after the prompt
+    returns: the user would have to press Enter as well.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class ChatSession:
     """One `taskagent chat`: the current thread, rendering, and inline approvals."""
 
@@ -119,8 +140,10 @@ class ChatSession:
             await self.turn(resume={"approved": self.ask(pending)})
         while True:
             try:
-                text = console.input("[bold cyan]you>[/] ").strip()
+                with interruptible():
+                    text = console.input("[bold cyan]you>[/] ").strip()
             except (EOFError, KeyboardInterrupt):
+                console.print()
                 break
             if text in ("/quit", "/exit"):
                 break
@@ -187,9 +210,10 @@ class ChatSession:
         """Ask the approval question on the terminal; anything but y/yes is a no."""
         question = str(interrupt.get("question", "Approve?"))
         try:
-            answer = console.input(
-                Text.assemble(("  ? ", "bold yellow"), question, (" [y/N] ", "dim"))
-            )
+            with interruptible():
+                answer = console.input(
+                    Text.assemble(("  ? ", "bold yellow"), question, (" [y/N] ", "dim"))
+                )
         except EOFError:
             console.print()
             answer = ""

@@ -339,7 +339,12 @@ class HttpClient:
             raise self._unreachable(exc) from None
         if response.status_code >= 400:
             raise _error_from(response, self.where)
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise ClientError(
+                f"{self.where}{path} did not answer with JSON: is it a taskagent server?"
+            ) from None
 
     async def stream_turn(
         self,

@@ -51,3 +51,22 @@ def test_chat_in_a_terminal(tmp_path):
     assert child.exitstatus == 0
     with sqlite3.connect(tmp_path / "tasks.sqlite") as conn:
         assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (0,)
+
+
+def test_ctrl_c_at_the_prompt_leaves_at_once(tmp_path):
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "server.cli", "chat"],
+        cwd=str(REPO),
+        env=offline_env(tmp_path),
+        encoding="utf-8",
+        timeout=60,
+    )
+    try:
+        child.expect("you>")
+        child.sendintr()
+        child.expect(pexpect.EOF, timeout=10)  # no Enter needed
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    assert "Traceback" not in (child.before or "")
