@@ -14,7 +14,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
-from server.runner import TurnEvent
+from server.client import ChatEvent
 
 console = Console()
 errors = Console(stderr=True)
@@ -92,7 +92,7 @@ class TurnView:
         self._labelled = False
         self._mid_line = False
 
-    def show(self, event: TurnEvent) -> None:
+    def show(self, event: ChatEvent) -> None:
         """Render one event of the turn."""
         if event.kind == "token":
             self._token(str(event.data.get("text", "")))

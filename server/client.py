@@ -12,22 +12,33 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import httpx
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 
 from graph.context import Context
 from graph.settings import Settings, get_settings
-from server.runner import AgentRunner, EventKind, TurnError, TurnEvent
-from server.tasks_api import run_task_tool
+from server.task_calls import TaskCallError, call_task_tool
 from tools.store import TaskStore
+
+if TYPE_CHECKING:
+    from langchain_core.messages import AnyMessage
+
+    from server.runner import AgentRunner
 
 # A turn can think for a long time, but the server pings the stream every few seconds.
 STREAM_READ_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 30.0
 STREAM_RETRIES = 3
+
+
+@dataclass
+class ChatEvent:
+    """One event of a streamed turn: metadata, token, tool_call, tool_result, interrupt, done."""
+
+    kind: str
+    data: dict[str, Any]
 
 
 class ClientError(Exception):
@@ -61,7 +72,7 @@ class AgentClient(Protocol):
         message: str | None = None,
         thread_id: str | None = None,
         resume: dict[str, Any] | None = None,
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncIterator[ChatEvent]:
         """Run one turn and yield its events, ending with `done`."""
         ...
 
@@ -118,6 +129,8 @@ async def open_client(
 
 def _view_messages(history: list[AnyMessage]) -> list[dict[str, Any]]:
     """Return messages in the shape `/chat/threads/{id}/messages` uses."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
     shown: list[dict[str, Any]] = []
     for message in history:
         if isinstance(message, HumanMessage):
@@ -136,7 +149,11 @@ def _view_messages(history: list[AnyMessage]) -> list[dict[str, Any]]:
 
 
 class LocalClient:
-    """The agent in this process, on the local database, acting as the local admin."""
+    """The agent in this process, on the local database, acting as the local admin.
+
+    The graph and its saver are opened on first use, so task commands open only the store
+    (and never import the model stack).
+    """
 
     where = "local"
 
@@ -148,6 +165,8 @@ class LocalClient:
 
     async def _agent(self) -> AgentRunner:
         if self._runner is None:
+            from server.runner import AgentRunner
+
             self._runner = await AgentRunner.open(self.settings)
         return self._runner
 
@@ -169,19 +188,23 @@ class LocalClient:
         message: str | None = None,
         thread_id: str | None = None,
         resume: dict[str, Any] | None = None,
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncIterator[ChatEvent]:
         """Run one turn in-process and yield its events."""
+        from server.runner import TurnError
+
         runner = await self._agent()
         try:
             async for event in runner.stream_turn(
                 context=self.context, message=message, thread_id=thread_id, resume=resume
             ):
-                yield event
+                yield ChatEvent(event.kind, event.data)
         except TurnError as exc:
             raise ClientError(exc.message, exc.status) from None
 
     async def thread(self, thread_id: str) -> ThreadView:
         """Return a thread of the local user."""
+        from server.runner import TurnError
+
         runner = await self._agent()
         try:
             info = await runner.check_access(thread_id, self.context.user_id)
@@ -222,8 +245,10 @@ class LocalClient:
 
     async def _tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         try:
-            return await run_task_tool(await self._tasks(), self.context, name, arguments)
-        except TurnError as exc:
+            return await call_task_tool(
+                await self._tasks(), self.context, name, arguments, via="cli"
+            )
+        except TaskCallError as exc:
             raise ClientError(exc.message, exc.status) from None
 
     async def list_tasks(self, filters: dict[str, Any]) -> dict[str, Any]:
@@ -352,7 +377,7 @@ class HttpClient:
         message: str | None = None,
         thread_id: str | None = None,
         resume: dict[str, Any] | None = None,
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncIterator[ChatEvent]:
         """Run one turn with `POST /chat/stream`, rejoining the run if the stream breaks."""
         body: dict[str, Any] = {"thread_id": thread_id}
         body.update({"resume": resume} if resume is not None else {"message": message})
@@ -378,7 +403,7 @@ class HttpClient:
                 location = response.headers.get("Location", location)
                 async for frame in _sse_frames(response):
                     last_id = frame.id or last_id
-                    event = TurnEvent(cast(EventKind, frame.event), json.loads(frame.data))
+                    event = ChatEvent(frame.event, json.loads(frame.data))
                     if event.kind == "error":
                         status = 409 if event.data.get("error") == "BadRequest" else 500
                         raise ClientError(str(event.data.get("message", "The run failed.")), status)

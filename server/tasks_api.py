@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from graph.context import Context
 from server.deps import context_of, runner_of
 from server.runner import AgentRunner, TurnError
 from server.schemas import ErrorResponse
-from tools.audit import AuditRecord
-from tools.authorization import argument_problem, may_call, task_scope
-from tools.schemas import TOOL_ARGS, CreateTaskArgs, ListTasksArgs, Priority, Status
-from tools.store import TaskStore
-from tools.tasks import Call, run_tool
+from server.task_calls import TaskCallError, call_task_tool
+from tools.schemas import CreateTaskArgs, ListTasksArgs, Priority, Status
 
 router = APIRouter(tags=["tasks"])
 
@@ -67,66 +62,11 @@ class TaskDeleted(BaseModel):
     deleted: DeletedTask
 
 
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
-        for err in exc.errors()
-    )
-
-
-async def run_task_tool(
-    store: TaskStore, context: Context, name: str, arguments: dict[str, Any]
-) -> dict[str, Any]:
-    """Run task tool `name` for the caller as the agent would, or raise TurnError.
-
-    The role is checked against the same matrix as the agent's tool guard (403, audited as a
-    denial), arguments against the tool's model (422), and the call runs through `run_tool`,
-    so writes are applied once and audited in their transaction. An id outside the caller's
-    scope is a 404.
-    """
-    call_id = f"direct-{uuid.uuid4()}"
-    audit = AuditRecord(
-        "tool",
-        user=context.user_id,
-        role=context.role,
-        tool=name,
-        tool_call_id=call_id,
-        arguments=arguments,
-        detail={"via": "tasks_api", "request_id": context.request_id},
-    )
-    reason = None
-    if not may_call(context.role, name):
-        reason = f"Your role ({context.role}) is not allowed to call {name}."
-    else:
-        reason = argument_problem(context.role, name, arguments)
-    if reason is not None:
-        audit.kind, audit.success, audit.error = "denied", False, reason
-        await store.audit(audit)
-        raise TurnError(403, reason)
-    try:
-        args = TOOL_ARGS[name].model_validate(arguments)
-    except ValidationError as exc:
-        raise TurnError(422, f"Invalid arguments for {name}: {_problems(exc)}.") from None
-    scope = task_scope(context.role, context.user_id)
-    result = await run_tool(
-        store,
-        name,
-        args,
-        owner=context.user_id,
-        scope=scope,
-        call=Call(call_id, date.today(), audit),
-    )
-    if not result.get("ok"):
-        error = str(result.get("error", f"{name} failed."))
-        task_id = arguments.get("task_id")
-        if isinstance(task_id, str) and await store.get(scope, task_id) is None:
-            raise TurnError(404, f"Task {task_id.upper()} not found.")
-        raise TurnError(422, error)
-    return result
-
-
 async def _run(runner: AgentRunner, context: Context, name: str, **args: Any) -> dict[str, Any]:
-    return await run_task_tool(runner.services.tasks, context, name, args)
+    try:
+        return await call_task_tool(runner.services.tasks, context, name, args, via="tasks_api")
+    except TaskCallError as exc:
+        raise TurnError(exc.status, exc.message) from None
 
 
 @router.get("/tasks", response_model=TaskList, responses=ERRORS)

@@ -167,7 +167,7 @@ def test_task_commands_go_through_the_audited_tool_path(cli_env):
         ("tool", "local", "list_tasks", 1),
     ]
     assert rows[0][4] == "TASK-0001 pending"
-    assert json.loads(rows[0][5])["via"] == "tasks_api"
+    assert json.loads(rows[0][5])["via"] == "cli"
 
 
 def test_bad_input_is_a_usage_error_or_a_clear_refusal(cli_env):
