@@ -19,6 +19,7 @@ from server.cli_chat import CHAT_EXAMPLES, chat
 from server.cli_options import ApiKey, AsJson, Url, run_client
 from server.cli_render import console, print_json, threads_table
 from server.cli_tasks import tasks_app
+from server.mcp_server import mcp_command
 
 app = typer.Typer(
     help="taskagent: a task-management agent you can serve, chat with, or script.",
@@ -76,6 +77,7 @@ def serve(
 
 keys_app = typer.Typer(help="Manage API keys (only their SHA-256 digests are stored).")
 app.add_typer(keys_app, name="keys")
+app.command("mcp")(mcp_command)
 
 
 @keys_app.command("add")
