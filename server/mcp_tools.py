@@ -358,8 +358,9 @@ class TaskAgentMCP:
                 self.limiter.spend_tokens(principal.user_id, used)
         assert done is not None
         result = TurnResult(**done)
-        if result.model_used == "budget":
-            raise ToolError(result.message)
+        if result.model_used == "budget" and not result.tool_calls:
+            # Refused before doing anything; a turn cut short mid-way reports what it did.
+            raise ToolError(f"{result.message} {_budget_retry(result.message)}")
         return agent_reply(result)
 
 
@@ -370,6 +371,13 @@ class _GivenFieldsOnly(ArgModelBase):
         """Return the fields set by the caller, one level deep."""
         values = super().model_dump_one_level()
         return {name: value for name, value in values.items() if name in self.model_fields_set}
+
+
+def _budget_retry(refusal: str) -> str:
+    """Say when a budget refusal stops applying (budget days are UTC dates)."""
+    if "this conversation" in refusal:
+        return "Start a new conversation (omit thread_id) to go on."
+    return "Daily budgets start afresh at midnight UTC."
 
 
 def _log_level(settings: Settings) -> Any:

@@ -310,27 +310,38 @@ def test_a_missing_or_wrong_key_refuses_to_start(tmp_path, key, message):
     assert db_rows(tmp_path, "SELECT kind, user FROM audit") == [("login_failed", "?")]
 
 
-async def test_a_rate_limited_call_is_a_tool_error_saying_when_to_retry(tmp_path):
-    async with mcp_stdio(
-        tmp_path,
-        TASKAGENT_API_KEYS=KEYS,
-        TASKAGENT_API_KEY="alice-key",
-        TASKAGENT_RATE_LIMIT_RPM="2",
-    ) as client:
+async def test_rate_limits_and_budgets_are_tool_errors_saying_when_to_retry(tmp_path):
+    limits = {
+        "TASKAGENT_API_KEY": "alice-key",
+        "TASKAGENT_RATE_LIMIT_RPM": "4",
+        "TASKAGENT_BUDGET_TOKENS_PER_USER_DAY": "1",
+    }
+    async with mcp_stdio(tmp_path, TASKAGENT_API_KEYS=KEYS, **limits) as client:
         assert not (await client.call_tool("list_tasks", {})).is_error
-        assert not (await client.call_tool("create_task", {"title": "one"})).is_error
-        limited = await client.call_tool("ask_agent", {"message": "add a task to two"})
+        # The first model call fits the budget; the turn stops when it is used up.
+        cut_short = await client.call_tool("ask_agent", {"message": "add a task to one"})
+        assert not cut_short.is_error, text_of(cut_short)
+        assert [c["tool"] for c in cut_short.structured_content["tool_calls"]] == ["create_task"]
+        assert "daily token budget" in cut_short.structured_content["answer"]
+
+        refused = await client.call_tool("ask_agent", {"message": "add a task to two"})
+        assert refused.is_error
+        assert "daily token budget" in text_of(refused)
+        assert "midnight UTC" in text_of(refused)
+
+        assert not (await client.call_tool("list_tasks", {})).is_error
+        limited = await client.call_tool("create_task", {"title": "three"})
         assert limited.is_error
         assert "Rate limit reached for alice: try again in" in text_of(limited)
         # Still serving: listing tools is not a tool call and is not limited.
         assert len((await client.list_tools()).tools) == 9
 
-    assert task_titles(tmp_path) == ["one"]
+    assert [t.lower() for t in task_titles(tmp_path)] == ["one"]
     limited_rows = db_rows(
         tmp_path, "SELECT user, tool, detail FROM audit WHERE kind = 'rate_limit'"
     )
     assert [(user, tool, json.loads(detail)["via"]) for user, tool, detail in limited_rows] == [
-        ("alice", "ask_agent", "mcp")
+        ("alice", "create_task", "mcp")
     ]
 
 
