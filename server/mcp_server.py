@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("taskagent.mcp")
 
 DEFAULT_HTTP_PORT = 8765
-LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+LOOPBACK_ORIGINS = [
+    f"{scheme}://{host}:*"
+    for scheme in ("http", "https")
+    for host in ("127.0.0.1", "localhost", "[::1]")
+]
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 
 
@@ -215,6 +219,8 @@ def mcp_command(
     service = TaskAgentMCP(settings, principal, keyring)
     if not http:
         assert principal is not None
+        if principal.local and os.environ.get("TASKAGENT_API_KEY"):
+            log.warning("TASKAGENT_API_KEY is ignored: no keys are configured, so this is local")
         bind(user=principal.user_id)
         log.info("serving MCP over stdio for %s (%s)", principal.user_id, principal.role)
         service.build().run("stdio")

@@ -19,6 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from server.mcp_server import is_local_origin
 from tests.integration.conftest import REPO, free_port, offline_env
 
 pytestmark = pytest.mark.integration
@@ -431,6 +432,22 @@ async def test_http_serves_keyed_callers_on_loopback_and_refuses_foreign_origins
 
     assert task_titles(tmp_path) == ["Over HTTP"]
     assert db_rows(tmp_path, "SELECT count(*) FROM audit WHERE kind = 'login_failed'") == [(1,)]
+
+
+@pytest.mark.parametrize(
+    ("origin", "local"),
+    [
+        ("http://localhost:3000", True),
+        ("http://127.0.0.1", True),
+        ("https://[::1]:8443", True),
+        ("http://localhost.evil.example", False),
+        ("http://127.0.0.1.evil.example:80", False),
+        ("https://evil.example", False),
+        ("null", False),
+    ],
+)
+def test_only_pages_served_from_this_machine_count_as_local_origins(origin, local):
+    assert is_local_origin(origin) is local
 
 
 def test_http_refuses_to_bind_beyond_loopback(tmp_path):
