@@ -24,6 +24,7 @@ from server.ratelimit import RateLimiter
 from server.runner import AgentRunner, TurnError
 from server.runs import RunManager, RunStore
 from server.schemas import ErrorResponse, HealthResponse, TierHealth
+from server.storage_errors import answer_storage_errors
 from server.textguard import RejectLoneSurrogates
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for err in exc.errors()
         )
         return JSONResponse(status_code=422, content={"detail": problems})
+
+    answer_storage_errors(app)  # locked, full or failing disk: 503 + Retry-After
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

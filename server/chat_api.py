@@ -17,6 +17,8 @@ from server.runner import AgentRunner, TurnError
 from server.runs import RunManager
 from server.schemas import ChatRequest, ChatResponse, ErrorResponse
 from server.sse import event_stream, last_event_id
+from server.storage_errors import EVENT_ERROR as STORAGE_ERROR
+from server.storage_errors import StorageUnavailable
 
 router = APIRouter(tags=["chat"])
 
@@ -68,6 +70,8 @@ async def chat(
             done = json.loads(event.data)
         elif event.event == "error":
             error = json.loads(event.data)
+            if error.get("error") == STORAGE_ERROR:
+                raise StorageUnavailable(error.get("reason", "busy"))
             status = 409 if error.get("error") == "BadRequest" else 500
             raise TurnError(status, error.get("message", "The run failed."))
     if done is None:

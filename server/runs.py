@@ -33,6 +33,8 @@ from server.jsonable import to_jsonable
 from server.ratelimit import RateLimiter
 from server.retention import delete_run_checkpoints
 from server.runner import AgentRunner, PreparedRun, RunOutcome, TurnError, turn_messages
+from server.storage_errors import EVENT_ERROR as STORAGE_ERROR
+from server.storage_errors import classify
 from tools.audit import summarize
 from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 
@@ -42,6 +44,8 @@ RunStatus = Literal["pending", "running", "success", "error", "timeout", "interr
 RunKind = Literal["chat", "agent"]
 MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 FINISHED: tuple[RunStatus, ...] = ("success", "error", "timeout", "interrupted")
+# How many times (a second apart) a run's final status is retried while storage is unavailable.
+STORAGE_RETRIES = 60
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -354,8 +358,11 @@ class RunChannel:
                     await self._store.append(self.run_id, batch)
                 except Exception as exc:
                     log.exception("could not log events of run %s", self.run_id)
+                    storage = classify(exc)
                     async with self._changed:
-                        self.failure = f"The run's event log could not be written ({exc})."
+                        self.failure = "The run's event log could not be written. " + (
+                            storage.message if storage else "See the server log."
+                        )
                         self.done = True
                         self._changed.notify_all()
                     return
@@ -609,16 +616,36 @@ class RunManager:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("run %s failed", run.run_id)
-            channel.publish(
-                "error", {"error": type(exc).__name__, "message": "The run failed; see server log."}
-            )
-            await self.store.set_status(run.run_id, "error", error=type(exc).__name__)
+            storage = classify(exc)
+            if storage is None:
+                log.exception("run %s failed", run.run_id)
+                error = {"error": type(exc).__name__, "message": "The run failed; see server log."}
+            else:
+                # Locked or full storage: the thread resumes from its last checkpoint later.
+                log.warning("run %s stopped, storage %s: %s", run.run_id, storage.reason, exc)
+                error = {
+                    "error": STORAGE_ERROR,
+                    "reason": storage.reason,
+                    "message": storage.message,
+                }
+            channel.publish("error", error)
+            await self._record_end(run.run_id, "error", error["error"])
             return
-        await self.store.set_status(run.run_id, "success")
+        await self._record_end(run.run_id, "success")
+
+    async def _record_end(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+        """Record how the run ended, waiting out a storage outage (a lock, a full disk)."""
+        for attempt in range(STORAGE_RETRIES):
+            try:
+                await self.store.set_status(run_id, status, error=error)
+                return
+            except Exception as exc:
+                if classify(exc) is None or attempt == STORAGE_RETRIES - 1:
+                    raise
+                await asyncio.sleep(1.0)
 
     async def _run_graph(self, run: RunRecord, context: Context, channel: RunChannel) -> None:
-        if run.attempt > 1:
+        if run.attempt > 1 and await self._reached_graph(run):
             info = await self.runner.threads.get(run.thread_id)
             prepared = PreparedRun(run.thread_id, info, None, "", continue_run=True)
         else:
@@ -630,6 +657,17 @@ class RunManager:
                 channel.publish(turn_event.kind, turn_event.data)
         else:
             await self._execute_agent_run(run, context, channel, prepared)
+
+    async def _reached_graph(self, run: RunRecord) -> bool:
+        """Whether the run's input got into a checkpoint before the previous process died.
+
+        If not, continuing "from the last checkpoint" would finish the thread's previous turn
+        and silently drop this one: such a run starts over from its request instead.
+        """
+        config: RunnableConfig = {"configurable": {"thread_id": run.thread_id}}
+        async for _ in self.runner.saver.alist(config, filter={"run_id": run.run_id}, limit=1):
+            return True
+        return False
 
     async def _stop_for_time(self, thread_id: str) -> str:
         """End a turn that ran out of time with an answer saying what it did and why it stopped."""
