@@ -47,6 +47,10 @@ test: lint ## The whole suite: lint, type check, unit and integration tests
 bench: install ## Benchmarks (≈12 min) → docs/BENCHMARKS.md; `uv run python -m bench --quick` for a quick look
 	$(UV) run --frozen python -m bench --wait-for-load 600
 
+.PHONY: faults
+faults: install ## Fault injection (≈15–20 min) → docs/RELIABILITY.md; `uv run python -m faults --quick` for the short set
+	$(UV) run --frozen python -m faults
+
 .PHONY: help
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'

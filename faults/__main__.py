@@ -1,0 +1,156 @@
+"""`python -m faults`: run the fault-injection suite and write docs/RELIABILITY.md.
+
+    uv run python -m faults                  # everything (`make faults`, about 15–20 min)
+    uv run python -m faults --quick          # the short set, small counts (about a minute)
+    uv run python -m faults --only kills --kills 20
+
+Exits non-zero when any fault breaks its expectation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from faults.kills import KillReport, run_kills
+from faults.load import run_load
+from faults.models import run_model_faults
+from faults.report import (
+    Row,
+    kill_row,
+    load_row,
+    model_row,
+    render,
+    storage_expectation,
+    storage_row,
+)
+from faults.storage import disk_full_fault, lock_fault, scratch
+
+FAULTS = ("kills", "lock", "disk", "models", "load")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m faults", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the short set (small counts)")
+    parser.add_argument(
+        "--only", default=",".join(FAULTS), help=f"comma-separated subset of {', '.join(FAULTS)}"
+    )
+    parser.add_argument("--kills", type=int, help="SIGKILLs (default 100; quick 5)")
+    parser.add_argument("--model-turns", type=int, help="turns per model fault (10; quick 2)")
+    parser.add_argument("--sessions", type=int, help="load sessions (default 200; quick 20)")
+    parser.add_argument("--load-seconds", type=float, help="load duration (300; quick 10)")
+    parser.add_argument("--seed", type=int, default=6, help="random seed of kills and load")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="report to write (default docs/RELIABILITY.md for a full run; none with --quick)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch data dirs")
+    args = parser.parse_args(argv)
+    unknown = set(args.only.split(",")) - set(FAULTS)
+    if unknown:
+        parser.error(f"unknown faults {sorted(unknown)}; choose from {', '.join(FAULTS)}")
+    quick = args.quick
+    args.kills = args.kills or (5 if quick else 100)
+    args.model_turns = args.model_turns or (1 if quick else 10)
+    args.sessions = args.sessions or (20 if quick else 200)
+    args.load_seconds = args.load_seconds or (10.0 if quick else 300.0)
+    if args.out is None and not quick and args.only == ",".join(FAULTS):
+        args.out = REPO / "docs" / "RELIABILITY.md"
+    return args
+
+
+def say(text: str) -> None:
+    """Progress on stderr, flushed."""
+    print(text, file=sys.stderr, flush=True)
+
+
+async def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
+    """Run the chosen faults in order; return the table rows and the detail sections."""
+    chosen = args.only.split(",")
+    rows: list[Row] = []
+    details: list[str] = []
+    scratches: list[Path] = []
+
+    def workdir(name: str) -> Path:
+        path = scratch(name)
+        scratches.append(path)
+        return path
+
+    base = "uv run python -m faults"
+    try:
+        if "kills" in chosen:
+            say(f"kills: {args.kills} SIGKILLs …")
+            kills = await run_kills(args.kills, workdir("kills"), seed=args.seed)
+            rows.append(
+                kill_row(kills, f"{base} --only kills --kills {args.kills} --seed {args.seed}")
+            )
+            details.append(kill_details(kills))
+        if "lock" in chosen:
+            for database in ("tasks", "runs"):
+                say(f"lock: {database}.sqlite …")
+                report = await lock_fault(database, workdir(f"lock-{database}"))
+                rows.append(storage_row(report, storage_expectation("lock"), f"{base} --only lock"))
+        if "disk" in chosen:
+            say("disk: full …")
+            report = await disk_full_fault(workdir("disk"))
+            rows.append(storage_row(report, storage_expectation("disk"), f"{base} --only disk"))
+        if "models" in chosen:
+            say(f"models: {args.model_turns} turns per fault …")
+            for model in await run_model_faults(args.model_turns, workdir("models")):
+                rows.append(
+                    model_row(model, f"{base} --only models --model-turns {args.model_turns}")
+                )
+        if "load" in chosen:
+            say(f"load: {args.sessions} sessions for {args.load_seconds:g} s …")
+            load = await run_load(args.sessions, args.load_seconds, workdir("load"), args.seed)
+            rows.append(
+                load_row(
+                    load,
+                    f"{base} --only load --sessions {args.sessions}"
+                    f" --load-seconds {args.load_seconds:g}",
+                )
+            )
+            if load.problems:
+                details.append("Load errors (first 20): " + "; ".join(load.problems))
+    finally:
+        if not args.keep:
+            for path in scratches:
+                shutil.rmtree(path, ignore_errors=True)
+    return rows, details
+
+
+def kill_details(kills: KillReport) -> str:
+    """Problems the kill fault ran into, if any (an empty string when there were none)."""
+    if not kills.problems:
+        return ""
+    return "Kill-fault problems: " + "; ".join(kills.problems[:30]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite, print the table, write the report; 1 if any fault failed."""
+    args = parse(argv)
+    started = time.monotonic()
+    rows, details = asyncio.run(run(args))
+    seconds = time.monotonic() - started
+    for row in rows:
+        say(f"{'PASS' if row.passed else 'FAIL'}  {row.fault}: {row.observed}")
+    if args.out is not None:
+        command = (
+            "make faults" if args.out == REPO / "docs" / "RELIABILITY.md" else "python -m faults"
+        )
+        text = render(rows, command=command, seconds=seconds, details=[d for d in details if d])
+        args.out.write_text(text)
+        say(f"wrote {args.out}")
+    say(f"{len(rows)} faults in {seconds:.0f} s")
+    return 0 if all(row.passed for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
