@@ -664,10 +664,15 @@ class RunManager:
         If not, continuing "from the last checkpoint" would finish the thread's previous turn
         and silently drop this one: such a run starts over from its request instead.
         """
-        config: RunnableConfig = {"configurable": {"thread_id": run.thread_id}}
-        async for _ in self.runner.saver.alist(config, filter={"run_id": run.run_id}, limit=1):
-            return True
-        return False
+        saver = self.runner.saver
+        async with saver.lock:
+            row = await fetch_one(
+                saver.conn,
+                "SELECT 1 FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ''"
+                " AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ? LIMIT 1",
+                (run.thread_id, run.run_id),
+            )
+        return row is not None
 
     async def _stop_for_time(self, thread_id: str) -> str:
         """End a turn that ran out of time with an answer saying what it did and why it stopped."""

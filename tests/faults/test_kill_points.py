@@ -44,9 +44,16 @@ async def test_a_run_killed_before_its_input_was_checkpointed_still_runs_after_r
         checkpoints = rows(
             data / "checkpoints.sqlite",
             "SELECT COUNT(*) FROM checkpoints"
-            f" WHERE json_extract(metadata, '$.run_id') = '{run_id}'",
+            f" WHERE json_extract(CAST(metadata AS TEXT), '$.run_id') = '{run_id}'",
         )
         assert checkpoints == [(0,)]
+        first_run = first.json()["run_id"]
+        first_run_checkpoints = rows(
+            data / "checkpoints.sqlite",
+            "SELECT COUNT(*) FROM checkpoints"
+            f" WHERE json_extract(CAST(metadata AS TEXT), '$.run_id') = '{first_run}'",
+        )
+        assert first_run_checkpoints != [(0,)]  # the query does find a run's checkpoints
 
         await asyncio.to_thread(server.start)
         async with (
