@@ -44,6 +44,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -363,7 +364,11 @@ class Harness:
 
     def validate(self, case: Case, variant: str, response: Any, headers: dict[str, str]) -> None:
         checks = list(SCHEMA_CHECKS)
-        if variant != "generated" or not _negated_beyond_auth(case):
+        if (
+            variant != "generated"
+            or not _negated_beyond_auth(case)
+            or _query_lost_in_transit(case, response)
+        ):
             # The variants carry the generated case's metadata, but swapping in real ids
             # can make a negative case valid; and a case negative only in its (missing)
             # key headers gets a valid key from us.
@@ -542,6 +547,18 @@ def _negated_beyond_auth(case: Case) -> bool:
         return False
     negated = {location for location, info in meta.components.items() if info.mode.is_negative}
     return bool(negated - {ParameterLocation.HEADER})
+
+
+def _query_lost_in_transit(case: Case, response: Any) -> bool:
+    """Whether a generated query value never reached the server.
+
+    A negated `string | null` query parameter can come out as an empty object or list, which
+    serializes to no parameter at all: the request that went out is then a valid one.
+    """
+    request = getattr(response, "request", None)
+    url = str(getattr(request, "url", "") or "")
+    sent = {key for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+    return any(key not in sent for key in case.query or {})
 
 
 def negatable(operation: Any) -> bool:
