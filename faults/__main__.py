@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - started
     for row in rows:
         say(f"{'PASS' if row.passed else 'FAIL'}  {row.fault}: {row.observed}")
+    for detail in details:
+        if detail:
+            say(detail)
     if args.out is not None:
         command = (
             "make faults" if args.out == REPO / "docs" / "RELIABILITY.md" else "python -m faults"

@@ -14,6 +14,8 @@ Points:
 * `after_run_start`    — the run is recorded running, its input not yet in a checkpoint;
 * `after_tool_commit`  — the task and its stored result committed, the step's checkpoint not;
 * `after_checkpoint`   — right after the n-th checkpoint write;
+* `after_resume_write` — writes carrying an approval saved (the 1st: the approval alone; the
+  2nd: the approved step's writes), no checkpoint after them;
 * `after_event_log`    — right after the n-th batch of run events is on disk;
 * `before_run_end`     — the turn finished, its final status not yet recorded.
 """
@@ -31,6 +33,7 @@ POINTS = (
     "before_tool_commit",
     "after_tool_commit",
     "after_checkpoint",
+    "after_resume_write",
     "after_event_log",
     "before_run_end",
 )
@@ -90,13 +93,11 @@ def install() -> None:
             die()
         return result
 
-    aput = AsyncSqliteSaver.aput
-
-    async def aput_with_point(self: AsyncSqliteSaver, *args: Any, **kwargs: Any) -> Any:
-        result = await aput(self, *args, **kwargs)
-        if _armed("after_checkpoint"):
-            die()
-        return result
+    # The product may use a subclass of the stock saver that overrides these: wrap every class
+    # that defines them, each around its own method.
+    savers: list[type[Any]] = [AsyncSqliteSaver, *AsyncSqliteSaver.__subclasses__()]
+    for saver in savers:
+        _wrap_saver(saver)
 
     append = RunStore.append
 
@@ -123,9 +124,34 @@ def install() -> None:
 
     ThreadIndex.start_run = start_run_with_point  # type: ignore[method-assign]
     TaskStore.apply_once = apply_once_with_points  # type: ignore[method-assign]
-    AsyncSqliteSaver.aput = aput_with_point  # type: ignore[method-assign]
     RunStore.append = append_with_point  # type: ignore[method-assign]
     RunStore.set_status = set_status_with_point  # type: ignore[method-assign]
+
+
+def _wrap_saver(saver: type[Any]) -> None:
+    """Wrap `aput` and `aput_writes` where `saver` itself defines them."""
+    if "aput" in vars(saver):
+        aput = saver.aput
+
+        async def aput_with_point(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = await aput(self, *args, **kwargs)
+            if _armed("after_checkpoint"):
+                die()
+            return result
+
+        saver.aput = aput_with_point
+    if "aput_writes" in vars(saver):
+        aput_writes = saver.aput_writes
+
+        async def aput_writes_with_point(
+            self: Any, config: Any, writes: Any, *args: Any, **kwargs: Any
+        ) -> None:
+            await aput_writes(self, config, writes, *args, **kwargs)
+            resume = any(channel == "__resume__" for channel, _ in writes)
+            if resume and _armed("after_resume_write"):
+                die()
+
+        saver.aput_writes = aput_writes_with_point
 
 
 def main() -> None:
@@ -133,9 +159,10 @@ def main() -> None:
 
     Everything is imported before the wait; nothing under the data dir is opened until after.
     """
-    install()
     import server.app  # noqa: F401  (the heavy imports, done while waiting)
     from server.cli import app
+
+    install()
 
     if sys.stdin.readline().strip() != "go":
         return

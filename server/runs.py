@@ -82,6 +82,8 @@ CREATE TABLE IF NOT EXISTS run_events (
 ) WITHOUT ROWID;
 """
 
+# SQLite allows 32,766 bound values per statement; an event binds 4.
+EVENTS_PER_STATEMENT = 500
 RUN_COLUMNS = (
     "run_id, thread_id, owner, assistant_id, kind, status, multitask_strategy, payload, metadata,"
     " attempt, error, created_at, updated_at"
@@ -242,12 +244,22 @@ class RunStore:
 
     async def append(self, run_id: str, events: list[RunEvent]) -> None:
         """Append events in one transaction (durable before anyone sees them)."""
+        rows = [(run_id, e.seq, e.event, e.data) for e in events]
         async with self._write:
+            if len(rows) <= EVENTS_PER_STATEMENT:
+                # One statement is one transaction on this autocommit connection, and one hop
+                # to aiosqlite's thread instead of three (BEGIN, INSERT, COMMIT); a streamed
+                # token is usually a batch of one.
+                await self._conn.execute_fetchall(
+                    "INSERT INTO run_events (run_id, seq, event, data) VALUES "
+                    + ", ".join(["(?, ?, ?, ?)"] * len(rows)),
+                    [value for row in rows for value in row],
+                )
+                return
             await self._conn.execute("BEGIN")
             try:
                 await self._conn.executemany(
-                    "INSERT INTO run_events (run_id, seq, event, data) VALUES (?, ?, ?, ?)",
-                    [(run_id, e.seq, e.event, e.data) for e in events],
+                    "INSERT INTO run_events (run_id, seq, event, data) VALUES (?, ?, ?, ?)", rows
                 )
                 await self._conn.execute("COMMIT")
             except BaseException:
@@ -659,10 +671,12 @@ class RunManager:
             await self._execute_agent_run(run, context, channel, prepared)
 
     async def _reached_graph(self, run: RunRecord) -> bool:
-        """Whether the run's input got into a checkpoint before the previous process died.
+        """Whether the run's input got into the thread before the previous process died.
 
         If not, continuing "from the last checkpoint" would finish the thread's previous turn
-        and silently drop this one: such a run starts over from its request instead.
+        and silently drop this one: such a run starts over from its request instead. A new
+        message is in once a checkpoint carries the run's id; an approval is in once it is
+        recorded against the interrupt, which then no longer waits (no checkpoint yet).
         """
         saver = self.runner.saver
         async with saver.lock:
@@ -672,7 +686,13 @@ class RunManager:
                 " AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ? LIMIT 1",
                 (run.thread_id, run.run_id),
             )
-        return row is not None
+        if row is not None:
+            return True
+        command = run.payload.get("command") or {}
+        if run.payload.get("resume") is None and command.get("resume") is None:
+            return False
+        state = await self.runner.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
+        return not state.interrupts
 
     async def _stop_for_time(self, thread_id: str) -> str:
         """End a turn that ran out of time with an answer saying what it did and why it stopped."""
