@@ -22,7 +22,8 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, Overwrite):
         return to_jsonable(value.value)
     if isinstance(value, BaseModel):
-        return to_jsonable(value.model_dump(mode="json"))
+        # JSON mode already yields plain JSON types (string keys included): no second walk.
+        return value.model_dump(mode="json")
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
