@@ -41,7 +41,7 @@ ClientKind = Literal["sdk", "chat"]
 TOKEN_DELAY_MS = "15"
 MAX_KILL_DELAY_S = 1.2
 SETTLE_TIMEOUT_S = 60.0
-POINT_WAIT_S = 15.0
+POINT_WAIT_S = 6.0
 STREAM_MODES: list[StreamMode] = ["updates", "messages-tuple"]
 WORDS = ("kiwi", "plum", "fig", "lime", "pear", "date", "yuzu", "sloe", "quince", "guava")
 
@@ -123,6 +123,17 @@ class KillReport:
             or self.integrity_failures
             or self.event_id_gaps
         )
+
+
+def points_reached_by(kind: TurnKind) -> list[str]:
+    """The kill points a turn of this kind passes through."""
+    points = [p for p in POINTS if p != "after_resume_write"]
+    if kind == "delete":
+        # Asking for approval stops before the tool runs.
+        return [p for p in points if p not in ("before_tool_commit", "after_tool_commit")]
+    if kind == "approve":
+        return [*points, "after_resume_write"]
+    return points
 
 
 class KillDriver:
@@ -275,10 +286,12 @@ class KillDriver:
             turn.thread.thread_id = (await client.threads.create())["thread_id"]
         point: str | None = None
         if self.rng.random() < 0.4:
-            point = self.rng.choice(POINTS)
-            reach = (
-                self.rng.randint(1, 4) if point in ("after_checkpoint", "after_event_log") else 1
-            )
+            point = self.rng.choice(points_reached_by(turn.kind))
+            reach = 1
+            if point in ("after_checkpoint", "after_event_log"):
+                reach = self.rng.randint(1, 4)
+            elif point == "after_resume_write":
+                reach = self.rng.randint(1, 2)
             self.arm.write_text(f"{point} {reach}")
         sender = asyncio.create_task(self.send(turn))
         if point is None:

@@ -8,9 +8,11 @@ import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from faults import kills, load, models, storage
 from faults.kills import KillReport
 from faults.load import LoadReport
 from faults.models import BREAKER_COOLDOWN_S, BREAKER_THRESHOLD, TURN_TIMEOUT_S, ModelReport
+from faults.server import STANDBYS
 from faults.storage import BUSY_TIMEOUT_MS, StorageReport
 
 
@@ -79,7 +81,12 @@ def storage_row(report: StorageReport, expected: str, reproduce: str) -> Row:
         f" hangs {report.hangs}; slowest answer {report.max_seconds:.2f} s; reads served"
         f" {report.reads_served} of {report.reads};{inflight}{before} first write after release"
         f" succeeded after {recovered}; follow-up turns {report.follow_ups_ok} of"
-        f" {report.follow_ups}; integrity_check failures **{report.integrity_failures}**",
+        f" {report.follow_ups}; integrity_check failures **{report.integrity_failures}**"
+        + (
+            f"; SQLite said: {', '.join(repr(text) for text in report.sqlite_said)}"
+            if report.sqlite_said
+            else ""
+        ),
         report.zero,
         reproduce,
     )
@@ -92,13 +99,22 @@ def model_row(report: ModelReport, reproduce: str) -> Row:
         f"Ollama breaker after the faults `{report.breaker_after_faults}`, after the"
         f" {BREAKER_COOLDOWN_S:g} s cool-down and one good call `{report.breaker_after_cooldown}`"
     )
+    if report.name == "malformed tool calls":
+        expected = (
+            f"every turn answered by {report.expected_tier} itself (the model sees the error and"
+            f" corrects its call) within the {TURN_TIMEOUT_S:g} s turn timeout; the breaker"
+            " stays closed"
+        )
+    else:
+        expected = (
+            f"every turn answered (by {report.expected_tier}) within the {TURN_TIMEOUT_S:g} s"
+            f" turn timeout; the Ollama breaker opens after {BREAKER_THRESHOLD} consecutive"
+            " failures and closes after the cool-down and one good call"
+        )
     return Row(
         f"model: {report.name}",
         report.injected,
-        f"every turn answered (by {report.expected_tier}) within the {TURN_TIMEOUT_S:g} s turn"
-        f" timeout; breaker opens after {BREAKER_THRESHOLD} failures"
-        + ("" if report.name != "malformed tool calls" else " (not a failure: stays closed)")
-        + " and closes after the cool-down",
+        expected,
         f"answered **{report.answered} of {report.attempted}** ({tiers}); slowest"
         f" {report.max_latency_s:.2f} s; {breaker}; healed turn answered by {report.healed_tier}"
         + (
@@ -141,6 +157,44 @@ def machine() -> str:
     )
 
 
+def settings_section() -> str:
+    """How each fault was set up: the knobs behind the figures."""
+    return f"""\
+## How each fault is set up
+
+- **SIGKILL** (`faults/kills.py`, `faults/killpoint.py`): offline engine paced at
+  {kills.TOKEN_DELAY_MS} ms per token so a turn lasts about a second; 6 threads (3 driven by
+  the stock `langgraph-sdk` `runs.stream`, 3 by `/chat/stream`), every request with an
+  `Idempotency-Key`. Each round: 60% SIGKILL after a uniform 0–{kills.MAX_KILL_DELAY_S:g} s
+  delay after the POST, 40% at a kill point armed in the server (`after_run_start`,
+  `before_tool_commit`, `after_tool_commit`, `after_checkpoint` n, `after_event_log` n,
+  `before_run_end`, and for approvals `after_resume_write`), waiting up to
+  {kills.POINT_WAIT_S:g} s for it. The client then rejoins with the last event id it saw
+  (`join_stream(last_event_id=…)` or `Last-Event-ID`), or resends under the same key when it
+  never learnt a run id, and asks for the run's status. A replacement process is started
+  ahead of time ({STANDBYS} kept ready): it does its imports, then waits for a line on stdin
+  before it opens the data dir, so a restart costs recovery, not imports. Integrity is checked
+  read-only after every kill and after every recovery.
+- **Locks** (`faults/storage.py`): `TASKAGENT_BUSY_TIMEOUT_MS={storage.BUSY_TIMEOUT_MS}`; a
+  second Python process opens the database and holds `BEGIN EXCLUSIVE` (in WAL mode that
+  blocks writers, not readers) while a streamed turn is in flight and the probes run.
+- **Disk full**: the data dir on its own {storage.TMPFS_SIZE[:-1]} MiB tmpfs, filled to the
+  last 512-byte block. Where mounting is not permitted (unprivileged CI) the server runs with
+  `RLIMIT_FSIZE` at {storage.FSIZE_LIMIT // 1024} KiB and SIGXFSZ ignored, so each write past
+  it fails with EFBIG, which SQLite reports as "disk I/O error"; the row says which was used.
+- **Models** (`faults/models.py`): Ollama tier then OpenAI tier then the offline engine,
+  `TASKAGENT_MODEL_TIMEOUT_S={models.MODEL_TIMEOUT_S:g}`,
+  `TASKAGENT_MODEL_MAX_ATTEMPTS={models.MAX_ATTEMPTS}`,
+  `TASKAGENT_BREAKER_THRESHOLD={models.BREAKER_THRESHOLD}`,
+  `TASKAGENT_BREAKER_COOLDOWN_S={models.BREAKER_COOLDOWN_S:g}`,
+  `TASKAGENT_TURN_TIMEOUT_S={models.TURN_TIMEOUT_S:g}`, `TASKAGENT_RETRY_MAX_S=2` (a
+  `Retry-After` wait is capped at it). Breaker states are read from `GET /health`.
+- **Load** (`faults/load.py`): one API key and thread per session, offline engine paced at
+  {load.TOKEN_DELAY_MS} ms per token, think time {load.THINK_S[0]:g}–{load.THINK_S[1]:g} s, server
+  RSS (psutil) every {load.RSS_EVERY_S:g} s. Client and server share the machine's cores.
+"""
+
+
 FOUND = """\
 ## What the suite found (and is now fixed)
 
@@ -150,6 +204,11 @@ FOUND = """\
   message. Recovery now checks whether any checkpoint carries the run's id and, if none does,
   starts the run over from its request (`RunManager._reached_graph`;
   `tests/faults/test_kill_points.py`).
+- **An approval refused after a restart.** A run answering an approval, killed after the
+  approved step had run and saved its writes but before that step's checkpoint, was started
+  over from its request on restart and refused: "not waiting for an answer; nothing to
+  resume". The approval is now treated as in the thread once the interrupt no longer waits,
+  and the run continues (`tests/faults/test_kill_points.py`).
 - **Locked or full storage answered 500.** `sqlite3.OperationalError` "database is locked",
   "database or disk is full" and "disk I/O error" reached the generic handler. They are now a
   503 with `Retry-After` and a sentence (`server/storage_errors.py`); a run that hits one ends
@@ -190,6 +249,7 @@ def render(rows: list[Row], *, command: str, seconds: float, details: list[str])
         " fault once, 20 sessions for 10 s) and asserts the zeros.",
         "",
         *details,
+        settings_section(),
         FOUND,
     ]
     return "\n".join(lines)

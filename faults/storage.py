@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,7 @@ class StorageReport:
     turns_before_failure: int = 0
     stream_error_events: int = 0
     inflight_ended: str = ""
+    sqlite_said: list[str] = field(default_factory=list)
     recovered_after_s: float | None = None
     follow_ups: int = 0
     follow_ups_ok: int = 0
@@ -276,6 +278,7 @@ async def lock_fault(database: str, workdir: Path, *, writes: int = 3) -> Storag
     finally:
         await asyncio.to_thread(server.stop)
     report.integrity_failures = len(integrity_failures(data_dir))
+    report.sqlite_said = sqlite_said(server.log_path)
     return report
 
 
@@ -302,24 +305,20 @@ def unmount(mountpoint: Path) -> None:
 def fill(path: Path) -> int:
     """Write `path` until the filesystem is full; return the bytes written."""
     written = 0
-    chunk = b"\0" * 65536
-    with path.open("wb") as filler:
-        while True:
-            try:
-                filler.write(chunk)
-                filler.flush()
-                written += len(chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                break
-        # Fill the last partial chunk too: a few free KiB would let small writes through.
-        while True:
-            try:
-                os.write(filler.fileno(), b"\0" * 512)
-                written += 512
-            except OSError:
-                break
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        # Big writes first, then small ones: a few free KiB would let small writes through.
+        for size in (1 << 16, 1 << 12, 1 << 9):
+            chunk = b"\0" * size
+            while True:
+                try:
+                    written += os.write(descriptor, chunk)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    break
+    finally:
+        os.close(descriptor)
     return written
 
 
@@ -332,7 +331,8 @@ async def disk_full_fault(
     report = StorageReport(
         "disk full",
         mechanism=(
-            f"data dir on a {TMPFS_SIZE}iB tmpfs, filled by a filler file"
+            f"data dir on a {TMPFS_SIZE[:-1]} MiB tmpfs (`mount -t tmpfs -o size={TMPFS_SIZE}`),"
+            " filled by a filler file"
             if mounted
             else f"mount not permitted: RLIMIT_FSIZE {FSIZE_LIMIT // 1024} KiB set on the"
             " server (SIGXFSZ ignored), so each write past it fails with EFBIG"
@@ -392,7 +392,16 @@ async def disk_full_fault(
         await asyncio.to_thread(server.stop)
         if mounted:
             unmount(mountpoint)
+    report.sqlite_said = sqlite_said(server.log_path)
     return report
+
+
+def sqlite_said(log_path: Path) -> list[str]:
+    """The distinct SQLite errors the server logged as storage being unavailable."""
+    if not log_path.exists():
+        return []
+    said = re.findall(r"storage unavailable on \S+: \w+ \((.*?)\)", log_path.read_text())
+    return sorted(set(said))
 
 
 def scratch(prefix: str) -> Path:
