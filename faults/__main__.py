@@ -118,7 +118,13 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
                 )
             )
             if load.problems:
-                details.append("Load errors (first 20): " + "; ".join(load.problems))
+                details.append("Load errors (first 20): " + "; ".join(load.problems) + "\n")
+            if load.reconnect_causes:
+                details.append(
+                    "Dropped load connections (first 20): "
+                    + "; ".join(load.reconnect_causes)
+                    + "\n"
+                )
     finally:
         if not args.keep:
             for path in scratches:

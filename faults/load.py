@@ -12,6 +12,7 @@ import asyncio
 import random
 import statistics
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ TOKEN_DELAY_MS = "20"
 THINK_S = (0.5, 1.5)
 TURN_TIMEOUT_S = 120.0
 RSS_EVERY_S = 2.0
+RECONNECTS = 2
 
 
 @dataclass
@@ -36,6 +38,9 @@ class LoadReport:
     seconds: float
     turns: int = 0
     errors: int = 0
+    resent: int = 0
+    rejoined: int = 0
+    reconnect_causes: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     rss: list[tuple[float, int]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -71,6 +76,15 @@ class LoadReport:
         return float(slope.slope) * 60
 
 
+@dataclass
+class Progress:
+    """How far a turn's stream got: where to rejoin it and the last event id seen."""
+
+    location: str | None = None
+    last_id: int = 0
+    done: dict[str, Any] | None = None
+
+
 class Session:
     """One user's conversation, turn after turn."""
 
@@ -83,24 +97,33 @@ class Session:
         self.created: list[str] = []
 
     async def turn(self, report: LoadReport, body: dict[str, Any]) -> dict[str, Any] | None:
-        """One streamed turn; counts its latency or its error; returns the done event."""
+        """One streamed turn; counts its latency or its error; returns the done event.
+
+        Like a real client, a dropped connection is not the end of the turn: before any answer
+        the request is sent again under the same Idempotency-Key (the server returns the same
+        run), after the stream started it is rejoined with Last-Event-ID. Each is counted.
+        """
         started = time.monotonic()
-        done: dict[str, Any] | None = None
+        headers = {**self.headers, "Idempotency-Key": str(uuid.uuid4())}
+        progress = Progress()
         try:
-            async with self.http.stream(
-                "POST", "/chat/stream", json=body, headers=self.headers, timeout=TURN_TIMEOUT_S
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
-                async for event in read_events(response):
-                    if event.event == "metadata":
-                        self.thread_id = event.data["thread_id"]
-                    elif event.event == "error":
-                        raise RuntimeError(f"error event {event.data}")
-                    elif event.event == "done":
-                        done = event.data
-            if done is None:
+            for attempt in range(1, RECONNECTS + 2):
+                try:
+                    await self._stream(body, headers, progress)
+                    break
+                except httpx.TransportError as exc:
+                    if attempt > RECONNECTS:
+                        raise
+                    if progress.location is None:
+                        report.resent += 1
+                    else:
+                        report.rejoined += 1
+                    if len(report.reconnect_causes) < 20:
+                        report.reconnect_causes.append(
+                            f"session {self.index}: {type(exc).__name__} after"
+                            f" {progress.last_id} events"
+                        )
+            if progress.done is None:
                 raise RuntimeError("stream ended without a done event")
         except Exception as exc:
             report.errors += 1
@@ -109,7 +132,36 @@ class Session:
             return None
         report.turns += 1
         report.latencies.append(time.monotonic() - started)
-        return done
+        return progress.done
+
+    async def _stream(
+        self, body: dict[str, Any], headers: dict[str, str], progress: Progress
+    ) -> None:
+        if progress.location is None:
+            request = self.http.build_request(
+                "POST", "/chat/stream", json=body, headers=headers, timeout=TURN_TIMEOUT_S
+            )
+        else:
+            rejoin = {**self.headers, "Last-Event-ID": str(progress.last_id)}
+            request = self.http.build_request(
+                "GET", progress.location, headers=rejoin, timeout=TURN_TIMEOUT_S
+            )
+        response = await self.http.send(request, stream=True)
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            progress.location = progress.location or response.headers.get("location")
+            async for event in read_events(response):
+                progress.last_id = event.id or progress.last_id
+                if event.event == "metadata":
+                    self.thread_id = event.data["thread_id"]
+                elif event.event == "error":
+                    raise RuntimeError(f"error event {event.data}")
+                elif event.event == "done":
+                    progress.done = event.data
+        finally:
+            await response.aclose()
 
     async def run(self, report: LoadReport, deadline: float) -> None:
         """Turns back to back with a short think time until the deadline."""

@@ -138,7 +138,9 @@ def load_row(report: LoadReport, reproduce: str) -> Row:
         " paced at 20 ms per token",
         "0 errors; memory flat",
         f"errors **{report.errors}**; turns completed {report.turns}"
-        f" ({report.turns / report.seconds:.1f}/s); turn latency p50"
+        f" ({report.resent} resent under their Idempotency-Key after the connection dropped"
+        f" before any answer, {report.rejoined} rejoined with Last-Event-ID mid-stream)"
+        f", {report.turns / report.seconds:.1f}/s; turn latency p50"
         f" {report.percentile(0.5):.2f} s, p95 {report.percentile(0.95):.2f} s; server RSS"
         f" start {start:.0f} MiB, peak {peak:.0f} MiB, end {end:.0f} MiB; slope over the last"
         f" {window:g} s {report.rss_slope(window):+.2f} MiB/min",
