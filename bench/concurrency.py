@@ -39,14 +39,27 @@ class Level:
     error: str = ""
 
     @property
+    def measured(self) -> list[dict[str, Any]]:
+        """Turns that started inside the window (after the ramp)."""
+        return [t for t in self.turns if t["measured"]]
+
+    @property
     def ok(self) -> list[dict[str, Any]]:
-        """Turns that completed cleanly."""
-        return [t for t in self.turns if t["ok"]]
+        """Measured turns that completed cleanly."""
+        return [t for t in self.measured if t["ok"]]
 
     @property
     def failed(self) -> int:
-        """Turns that errored or timed out."""
-        return len(self.turns) - len(self.ok)
+        """Measured turns that errored or timed out."""
+        return len(self.measured) - len(self.ok)
+
+    def offered(self) -> float:
+        """Turns per second the sessions would send with zero added latency."""
+        from bench.sessions import THINK_S
+
+        ideal = [t["ideal"] for t in self.ok]
+        mean_turn = sum(ideal) / len(ideal) if ideal else 0.0
+        return self.sessions / (sum(THINK_S) / 2 + mean_turn)
 
     def added(self) -> Spread:
         """Added latency of the ok turns (s)."""
@@ -61,8 +74,9 @@ class Level:
         return len(self.ok) / self.window_s if self.window_s else math.nan
 
     def cpu_per_turn(self) -> float:
-        """Server CPU seconds per completed turn."""
-        return self.server_cpu_s / len(self.ok) if self.ok else math.nan
+        """Server CPU seconds per completed turn (ramp and window alike)."""
+        done = [t for t in self.turns if t["ok"]]
+        return self.server_cpu_s / len(done) if done else math.nan
 
 
 async def run_level(server: Server, sessions: int, window_s: float) -> Level:
@@ -124,20 +138,23 @@ class Profile:
 def _areas() -> tuple[tuple[str, tuple[str, ...]], ...]:
     ours = str(ROOT)
     return (
-        ("aiosqlite / sqlite3", ("aiosqlite", "sqlite3")),
-        ("checkpoint serde (msgpack, zlib)", ("checkpoint/serde", "zlib", "ormsgpack", "codec")),
-        ("json", ("json/",)),
-        ("pydantic", ("pydantic",)),
+        ("aiosqlite / sqlite3", ("/aiosqlite/", "/sqlite3/")),
+        (
+            "checkpoint serde (msgpack, zlib)",
+            ("/langgraph/checkpoint/serde/", "zlib", "ormsgpack", f"{ours}/tools/codec.py"),
+        ),
+        ("json", ("/json/",)),
+        ("pydantic", ("/pydantic/", "/pydantic_core/")),
         ("server/ (runs, event log, SSE, API)", (f"{ours}/server/",)),
         (
             "graph/, nodes/, tools/, models/ (the agent)",
             tuple(f"{ours}/{d}/" for d in ("graph", "nodes", "tools", "models")),
         ),
-        ("langgraph Pregel loop, channels, stream", ("langgraph/",)),
-        ("langchain-core callbacks, messages, runnables", ("langchain_core",)),
+        ("langgraph (Pregel loop, channels, checkpointer)", ("/langgraph/",)),
+        ("langchain-core callbacks, messages, runnables", ("/langchain_core/",)),
         (
-            "sse-starlette, starlette, fastapi, uvicorn, h11",
-            ("sse_starlette", "starlette", "fastapi", "uvicorn", "h11", "httptools"),
+            "sse-starlette, starlette, fastapi, uvicorn, anyio",
+            ("/sse_starlette/", "/starlette/", "/fastapi/", "/uvicorn/", "/anyio/", "/h11/"),
         ),
         ("asyncio event loop", ("asyncio/", "uvloop")),
     )
@@ -146,8 +163,12 @@ def _areas() -> tuple[tuple[str, tuple[str, ...]], ...]:
 async def profile(server: Server, sessions: int, window_s: float, out: Path) -> Profile:
     """Sample the server with ``py-spy record`` (raw collapsed stacks) under a session load."""
     result = Profile(sessions)
+    from bench.sessions import THINK_S
+
     spy = Path(sys.executable).parent / "py-spy"
-    duration = int(window_s + 2)
+    load_run = asyncio.create_task(run_level(server, sessions, window_s))
+    # Sample the window only, not the ramp (client start-up ≈ 1.5 s, then THINK_S[1]).
+    await asyncio.sleep(THINK_S[1] + 1.5)
     recorder = await asyncio.create_subprocess_exec(
         str(spy),
         "record",
@@ -156,17 +177,19 @@ async def profile(server: Server, sessions: int, window_s: float, out: Path) -> 
         "--format",
         "raw",
         "--rate",
-        "50",
+        "200",
         "--nonblocking",
+        "--gil",
+        "--full-filenames",
         "--duration",
-        str(duration),
+        str(int(window_s)),
         "--output",
         str(out),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    await run_level(server, sessions, window_s)
     _, err = await recorder.communicate()
+    await load_run
     if recorder.returncode != 0 or not out.exists():
         result.error = err.decode(errors="replace")[-400:]
         return result

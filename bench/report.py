@@ -199,16 +199,17 @@ def w3(res: Results) -> list[str]:
         "A session is one user in one thread: send a message, read the streamed answer to the",
         f"end, think {THINK_S[0]:g}–{THINK_S[1]:g} s (uniform), send the next; messages cycle",
         "through " + "; ".join(f"“{m}”" for m in MESSAGES) + ".",
-        "Sessions start spread over the first think time. Turns that start within the",
-        f"{res.w3_window_s:g} s window are counted (each finishes). The sessions run in a",
-        "separate client process (stock SDK, one connection per session) on the same cores.",
+        f"Sessions start spread over the first {THINK_S[1]:g} s (the ramp); then turns that",
+        f"start within the next {res.w3_window_s:g} s are counted (each runs to its end). Offered",
+        "load = sessions / (mean think time + mean ideal turn). The sessions run in a separate",
+        "client process (stock SDK, one connection per session) on the same cores.",
         "Added latency = turn latency − the pacing-only ideal of that turn (what the scripted",
         "model alone spends: time to first chunk + time per further chunk, per model call).",
         "",
-        "| server | sessions | turns ok (failed) | turns/s | turn latency p50 "
-        "| added p50 | added p95 | added p5 – p99 | server CPU per turn | client CPU "
-        "| load before → after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server | sessions | offered turns/s | turns ok (failed) | turns/s | turn latency p50 "
+        "| added p50 | added p95 | added p5 – p99 | server CPU per turn | server CPU "
+        "| client CPU | load before → after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_key: dict[tuple[str, int], concurrency.Level] = {}
     for level in res.w3:
@@ -219,9 +220,11 @@ def w3(res: Results) -> list[str]:
         error = f" — {level.error[:100]}" if level.error else ""
         lines.append(
             f"| {res.labels.get(level.server, level.server)}{error} | {level.sessions} "
-            f"| {len(level.ok)} ({level.failed}) | {level.throughput():.1f} "
+            f"| {level.offered():.1f} | {len(level.ok)} ({level.failed}) "
+            f"| {level.throughput():.1f} "
             f"| {ms(level.latency().p50, 0)} | {ms(spread.p50)} | **{ms(spread.p95)}** "
             f"| {ms(spread.p5)} – {ms(p99)} | {ms(level.cpu_per_turn())} "
+            f"| {level.server_cpu_s / level.wall_s:.0%} of a core "
             f"| {level.client_cpu_s:.1f} s ({level.client_cpu_s / level.wall_s:.0%} of a core) "
             f"| {level.load_before:.2f} → {level.load_after:.2f} |"
         )
@@ -265,10 +268,10 @@ def profile(res: Results) -> list[str]:
     lines = [
         f"#### Where this server's CPU goes at {prof.sessions} sessions",
         "",
-        "`py-spy record --format raw --rate 50 --nonblocking` on the server process during a",
-        f"separate {res.w3_window_s:g} s run at {prof.sessions} sessions ({prof.samples:,} samples",
-        "of running threads; the event loop and aiosqlite's worker threads both count). Each",
-        "sample is charged to the innermost frame in a known area.",
+        "`py-spy record --gil --nonblocking --rate 200` on the server process during the",
+        f"window of a separate run at {prof.sessions} sessions ({prof.samples:,} samples of",
+        "whichever thread held the GIL, i.e. Python running; SQLite's own C work on aiosqlite's",
+        "threads is not in them). A sample is charged to its innermost frame in a known area.",
         "",
         "| area | share of samples |",
         "|---|---|",
@@ -296,7 +299,8 @@ def profile(res: Results) -> list[str]:
 
 def _ours(frame: str) -> bool:
     """Whether a py-spy frame is in this repository's server or agent code (not the CLI)."""
-    return any(f"{ROOT}/{d}/" in frame for d in ("server", "graph", "nodes", "tools", "models"))
+    dirs = ("server", "graph", "nodes", "tools", "models")
+    return any(f"{ROOT}/{d}/" in frame for d in dirs) and "server/cli.py" not in frame
 
 
 def _short(frame: str) -> str:

@@ -1,9 +1,10 @@
 """W3 load generator: chat sessions with think time, run as its own process.
 
 A session is one user in one thread: it sends a message, reads the streamed answer to the
-end, thinks for a while (uniformly THINK_S), and sends the next, cycling through MESSAGES,
-until the measuring window closes. Sessions start spread over the first think time so they
-do not move in lock step. Every turn is timed from just before its POST; the pacing-only
+end, thinks for a while (uniformly THINK_S), and sends the next, cycling through MESSAGES.
+Sessions start spread over the longest think time so they do not move in lock step; the
+measuring window opens after that ramp, and only turns that start inside it are counted.
+Every turn is timed from just before its POST; the pacing-only
 ideal of a turn is what the scripted model alone spends on it (time to first chunk plus time
 per further chunk, for every model call, counted from the chunks that were streamed).
 
@@ -25,7 +26,7 @@ from typing import Any
 from bench.servers import Pacing
 from bench.streams import client_for, new_thread, stream_turn
 
-THINK_S = (3.0, 7.0)
+THINK_S = (5.0, 15.0)
 MESSAGES = (
     "Create a task to call the plumber about the leak, due Friday",
     "what's on my plate today?",
@@ -41,6 +42,7 @@ class Turn:
 
     session: int
     started: float
+    measured: bool
     latency: float
     ideal: float
     first_token: float
@@ -58,7 +60,7 @@ async def session(
         thread_id = await new_thread(client)
         await asyncio.sleep(max(0.0, t0 - time.perf_counter()) + rng.uniform(0, THINK_S[1]))
         index = number
-        while time.perf_counter() - t0 < window_s:
+        while time.perf_counter() - t0 < THINK_S[1] + window_s:
             started = time.perf_counter() - t0
             stream = await stream_turn(
                 client, thread_id, MESSAGES[index % len(MESSAGES)], TURN_LIMIT_S
@@ -68,6 +70,7 @@ async def session(
                 Turn(
                     session=number,
                     started=started,
+                    measured=started >= THINK_S[1],
                     latency=stream.done if stream.done is not None else float("nan"),
                     ideal=ideal,
                     first_token=stream.first_token if stream.first_token is not None else -1.0,
