@@ -64,8 +64,11 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     try:
         response = await model.ainvoke(prompt)
     except BaseException as exc:
-        # Cancellation is how a node timeout arrives: it counts against the tier too.
-        tier.breaker.record_failure()
+        # A node timeout arrives as a cancellation and counts against the tier; a run cancelled
+        # by its client (a hang-up with on_disconnect=cancel, an interrupt) says nothing about
+        # the model, and must not open the breaker for everybody else.
+        if not _run_cancelled(exc, started, settings.model_timeout_s):
+            tier.breaker.record_failure()
         metrics.model_call_failed(tier.name, exc, started, settings.model_timeout_s)
         wait = retry_after_seconds(exc) if isinstance(exc, Exception) else None
         if wait:
@@ -129,6 +132,13 @@ def configured_secrets(settings: Any) -> list[str]:
         entries = settings.api_keys.get_secret_value().split(",")
         secrets += [entry.split(":", 1)[0].strip() for entry in entries]
     return [s for s in secrets if s and s != "not-needed"]
+
+
+def _run_cancelled(exc: BaseException, started: float, timeout_s: float) -> bool:
+    """Whether `exc` is the run being cancelled, not the node reaching its time limit."""
+    return isinstance(exc, asyncio.CancelledError) and (
+        time.monotonic() - started < 0.95 * timeout_s
+    )
 
 
 async def _record_usage(
