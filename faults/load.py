@@ -28,6 +28,8 @@ THINK_S = (0.5, 1.5)
 TURN_TIMEOUT_S = 120.0
 RSS_EVERY_S = 2.0
 RECONNECTS = 2
+# RSS "levels off" when it grows less than this over the last minute of the run.
+FLAT_MIB_PER_MIN = 1.0
 
 
 @dataclass
@@ -47,8 +49,17 @@ class LoadReport:
 
     @property
     def zero(self) -> bool:
-        """No errors, and some turns were completed."""
-        return self.errors == 0 and self.turns > 0
+        """No errors, some turns completed, and (on runs of 2 minutes or more) RSS levelled off."""
+        levelled = self.seconds < 120 or self.rss_slope(60) < FLAT_MIB_PER_MIN
+        return self.errors == 0 and self.turns > 0 and levelled
+
+    def rss_by_minute(self) -> list[float]:
+        """Server RSS in MiB at the start and at each full minute."""
+        marks: list[float] = []
+        for t, value in self.rss:
+            if t >= 60 * len(marks):
+                marks.append(value / 2**20)
+        return marks
 
     def percentile(self, q: float) -> float:
         """Turn latency at quantile `q` (0–1), in seconds."""

@@ -136,14 +136,17 @@ def load_row(report: LoadReport, reproduce: str) -> Row:
         f"{report.sessions} concurrent /chat/stream sessions (one user and thread each) for"
         f" {report.seconds:g} s, turns back to back with 0.5–1.5 s think time, offline engine"
         " paced at 20 ms per token",
-        "0 errors; memory flat",
+        f"0 errors; server memory levels off (RSS slope over the last minute below"
+        f" {load.FLAT_MIB_PER_MIN:g} MiB/min)",
         f"errors **{report.errors}**; turns completed {report.turns}"
         f" ({report.resent} resent under their Idempotency-Key after the connection dropped"
         f" before any answer, {report.rejoined} rejoined with Last-Event-ID mid-stream)"
         f", {report.turns / report.seconds:.1f}/s; turn latency p50"
         f" {report.percentile(0.5):.2f} s, p95 {report.percentile(0.95):.2f} s; server RSS"
-        f" start {start:.0f} MiB, peak {peak:.0f} MiB, end {end:.0f} MiB; slope over the last"
-        f" {window:g} s {report.rss_slope(window):+.2f} MiB/min",
+        f" start {start:.0f} MiB, peak {peak:.0f} MiB, end {end:.0f} MiB (at each minute:"
+        f" {', '.join(f'{mib:.0f}' for mib in report.rss_by_minute())} MiB); slope over the"
+        f" last {window:g} s {report.rss_slope(window):+.2f} MiB/min, over the last 60 s"
+        f" {report.rss_slope(60):+.2f} MiB/min",
         report.zero,
         reproduce,
     )
