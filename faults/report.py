@@ -170,8 +170,9 @@ def settings_section() -> str:
 - **SIGKILL** (`faults/kills.py`, `faults/killpoint.py`): offline engine paced at
   {kills.TOKEN_DELAY_MS} ms per token so a turn lasts about a second; 6 threads (3 driven by
   the stock `langgraph-sdk` `runs.stream`, 3 by `/chat/stream`), every request with an
-  `Idempotency-Key`. Each round: 60% SIGKILL after a uniform 0–{kills.MAX_KILL_DELAY_S:g} s
-  delay after the POST, 40% at a kill point armed in the server (`after_run_start`,
+  `Idempotency-Key`. Each round: SIGKILL (with probability 0.6) after a uniform
+  0–{kills.MAX_KILL_DELAY_S:g} s delay after the POST, or (0.4) at a kill point armed in the
+  server (`after_run_start`,
   `before_tool_commit`, `after_tool_commit`, `after_checkpoint` n, `after_event_log` n,
   `before_run_end`, and for approvals `after_resume_write`), waiting up to
   {kills.POINT_WAIT_S:g} s for it. The client then rejoins with the last event id it saw
