@@ -150,6 +150,11 @@ def server_env(data_dir: Path, pacing: Pacing) -> dict[str, str]:
         TASKAGENT_OFFLINE_TOKEN_DELAY_MS=f"{pacing.token_ms:g}",
         TASKAGENT_OFFLINE_FIRST_TOKEN_DELAY_MS=f"{pacing.first_ms:g}",
         TASKAGENT_LOG_LEVEL="WARNING",
+        # Budgets stay checked but unlimited: thousands of benchmark turns by one local user
+        # would spend the default daily budget.
+        TASKAGENT_BUDGET_TOKENS_PER_THREAD="0",
+        TASKAGENT_BUDGET_TOKENS_PER_USER_DAY="0",
+        TASKAGENT_BUDGET_USD_PER_USER_DAY="0",
         LANGGRAPH_STRICT_MSGPACK="true",  # as `make run` and langgraph.json set it
         LANGSMITH_TRACING="false",
         LANGGRAPH_CLI_NO_ANALYTICS="1",  # langgraph-cli: no usage beacon

@@ -256,8 +256,17 @@ class StockSaver(Variant):
 
 
 async def open_product(data_dir: Path) -> tuple[AgentRunner, Settings]:
-    """This product's runner on `data_dir` with the zero-latency model as its only tier."""
-    settings = Settings(_env_file=None, data_dir=data_dir)
+    """This product's runner on `data_dir` with the zero-latency model as its only tier.
+
+    Budgets are checked but unlimited: 300 turns would spend a thread's default budget.
+    """
+    settings = Settings(
+        _env_file=None,
+        data_dir=data_dir,
+        budget_tokens_per_thread=0,
+        budget_tokens_per_user_day=0,
+        budget_usd_per_user_day=0,
+    )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     tier = Tier(
         name="offline",
