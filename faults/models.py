@@ -241,7 +241,6 @@ async def run_model_faults(turns: int, workdir: Path) -> list[ModelReport]:
                 "TASKAGENT_MODEL_TIMEOUT_S": str(MODEL_TIMEOUT_S),
                 "TASKAGENT_MODEL_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
                 "TASKAGENT_RETRY_INITIAL_S": "0.05",
-                # The Retry-After wait is capped at TASKAGENT_RETRY_MAX_S; 2 s lets 1 s through.
                 "TASKAGENT_RETRY_MAX_S": "2",
                 "TASKAGENT_BREAKER_THRESHOLD": str(BREAKER_THRESHOLD),
                 "TASKAGENT_BREAKER_COOLDOWN_S": str(BREAKER_COOLDOWN_S),

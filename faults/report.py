@@ -193,8 +193,9 @@ def settings_section() -> str:
   `TASKAGENT_MODEL_MAX_ATTEMPTS={models.MAX_ATTEMPTS}`,
   `TASKAGENT_BREAKER_THRESHOLD={models.BREAKER_THRESHOLD}`,
   `TASKAGENT_BREAKER_COOLDOWN_S={models.BREAKER_COOLDOWN_S:g}`,
-  `TASKAGENT_TURN_TIMEOUT_S={models.TURN_TIMEOUT_S:g}`, `TASKAGENT_RETRY_MAX_S=2` (a
-  `Retry-After` wait is capped at it). Breaker states are read from `GET /health`.
+  `TASKAGENT_TURN_TIMEOUT_S={models.TURN_TIMEOUT_S:g}`, `TASKAGENT_RETRY_MAX_S=2` (the
+  backoff cap; a `Retry-After` up to `TASKAGENT_RETRY_AFTER_MAX_S`, 30 s, is waited in
+  full). Breaker states are read from `GET /health`.
 - **Load** (`faults/load.py`): one API key and thread per session, offline engine paced at
   {load.TOKEN_DELAY_MS} ms per token, think time {load.THINK_S[0]:g}–{load.THINK_S[1]:g} s, server
   RSS (psutil) every {load.RSS_EVERY_S:g} s. Client and server share the machine's cores.

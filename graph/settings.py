@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     model_max_attempts: int = Field(default=3, ge=1, le=10, alias="TASKAGENT_MODEL_MAX_ATTEMPTS")
     retry_initial_s: float = Field(default=0.5, ge=0, alias="TASKAGENT_RETRY_INITIAL_S")
     retry_max_s: float = Field(default=8.0, ge=0, alias="TASKAGENT_RETRY_MAX_S")
+    # A 429/503 asking for a longer wait than this goes to the next tier instead of waiting.
+    retry_after_max_s: float = Field(default=30.0, ge=0, alias="TASKAGENT_RETRY_AFTER_MAX_S")
     breaker_threshold: int = Field(default=3, ge=1, alias="TASKAGENT_BREAKER_THRESHOLD")
     breaker_cooldown_s: float = Field(default=30.0, ge=0, alias="TASKAGENT_BREAKER_COOLDOWN_S")
     tool_timeout_s: float = Field(default=10.0, gt=0, alias="TASKAGENT_TOOL_TIMEOUT_S")

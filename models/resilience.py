@@ -85,9 +85,16 @@ _HTTP_STATUS_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class RetryAfterTooLong(Exception):
+    """A tier asked (Retry-After) for a longer pause than we wait; never transient."""
+
+    def __init__(self, tier: str, wait_s: float) -> None:
+        super().__init__(f"{tier} asked to retry after {wait_s:g} s; trying the next tier")
+
+
 def _classify(exc: BaseException) -> bool | None:
     """Verdict for one exception: True/False when it decides, None to look further down."""
-    if isinstance(exc, CircuitOpenError):
+    if isinstance(exc, CircuitOpenError | RetryAfterTooLong):
         return False
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True

@@ -19,7 +19,7 @@ from graph.prompts import system_prompt
 from graph.services import get_services
 from graph.state import State
 from graph.window import window
-from models.resilience import CircuitOpenError, retry_after_seconds
+from models.resilience import CircuitOpenError, RetryAfterTooLong, retry_after_seconds
 from models.toolcalls import normalize_tool_calls
 from tools.audit import AuditRecord
 from tools.authorization import tools_for
@@ -71,9 +71,12 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             tier.breaker.record_failure()
         metrics.model_call_failed(tier.name, exc, started, settings.model_timeout_s)
         wait = retry_after_seconds(exc) if isinstance(exc, Exception) else None
+        if wait and wait > settings.retry_after_max_s:
+            # Not transient, so no retry: the error handler moves on to the next tier now.
+            raise RetryAfterTooLong(tier.label, wait) from exc
         if wait:
-            # Honour the server's Retry-After before the retry policy tries again.
-            await asyncio.sleep(min(wait, services.settings.retry_max_s))
+            # Honour the server's Retry-After in full before the retry policy tries again.
+            await asyncio.sleep(wait)
         raise
     tier.breaker.record_success()
     if not isinstance(response, AIMessage):

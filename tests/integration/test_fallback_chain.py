@@ -1,6 +1,7 @@
 """The whole chain through the runner: real ChatOllama / ChatOpenAI clients against fake peers."""
 
 import json
+import time
 
 import pytest
 
@@ -160,5 +161,21 @@ async def test_malformed_arguments_go_back_to_the_same_model_not_a_weaker_tier(t
         task = await runner.services.tasks.get("alice", "TASK-0001")
         assert task is not None and task["title"] == "Fixed"
         assert await runner.services.tasks.count() == 1
+    finally:
+        await runner.close()
+
+
+async def test_a_retry_after_beyond_the_limit_moves_to_the_next_tier_at_once(tmp_path, peers):
+    ollama, openai = peers
+    ollama.script(status(429, retry_after=120))
+    openai.script(text("openai answers instead"))
+    runner = await open_chain(tmp_path, ollama.url, openai.base_url, retry_after_max_s=1.0)
+    try:
+        started = time.monotonic()
+        result = await runner.run_turn(context=ME, message="anything new?")
+        assert result.message == "openai answers instead" and result.fallback_used is True
+        assert len(ollama.chat_requests) == 1
+        assert "asked to retry after 120 s" in result.failures[0]
+        assert time.monotonic() - started < 5
     finally:
         await runner.close()
