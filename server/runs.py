@@ -26,7 +26,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 
 from graph import metrics
-from graph.context import Context
+from graph.context import TIER_NAMES, Context
 from graph.settings import Settings
 from server import logs
 from server.jsonable import to_jsonable
@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS runs (
     attempt INTEGER NOT NULL DEFAULT 1,
     error TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    identity TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS runs_thread ON runs (thread_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
@@ -86,7 +87,7 @@ CREATE TABLE IF NOT EXISTS run_events (
 EVENTS_PER_STATEMENT = 500
 RUN_COLUMNS = (
     "run_id, thread_id, owner, assistant_id, kind, status, multitask_strategy, payload, metadata,"
-    " attempt, error, created_at, updated_at"
+    " attempt, error, created_at, updated_at, identity"
 )
 
 
@@ -107,6 +108,20 @@ class RunRecord:
     error: str | None = None
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
+    # Who the run acts for beyond its owner (role, tier, request id), so a run resumed after a
+    # restart has exactly the rights of the request that created it.
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    def context(self) -> Context:
+        """The run's identity as a Context; unknown or missing roles get the least rights."""
+        role = self.identity.get("role")
+        tier = self.identity.get("model_tier")
+        return Context(
+            user_id=self.owner,
+            role=role if role in ("read", "write", "admin") else "read",
+            request_id=str(self.identity.get("request_id") or ""),
+            model_tier=tier if tier in TIER_NAMES else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,7 @@ def _record(row: Any) -> RunRecord:
     values = list(row)
     values[7] = json.loads(values[7])
     values[8] = json.loads(values[8])
+    values[13] = json.loads(values[13])
     return RunRecord(*values)
 
 
@@ -139,6 +155,10 @@ class RunStore:
         """Open (and create) the run store at `path`."""
         conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
         await conn.executescript(SCHEMA)
+        columns = {row[1] for row in await fetch_all(conn, "PRAGMA table_info(runs)")}
+        if "identity" not in columns:
+            # A runs table from before identities were stored: its runs resume as read-only.
+            await conn.execute("ALTER TABLE runs ADD COLUMN identity TEXT NOT NULL DEFAULT '{}'")
         return cls(conn)
 
     async def close(self) -> None:
@@ -152,7 +172,7 @@ class RunStore:
 
     async def _insert(self, run: RunRecord) -> None:
         await self._conn.execute(
-            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run.run_id,
                 run.thread_id,
@@ -167,6 +187,7 @@ class RunStore:
                 run.error,
                 run.created_at,
                 run.updated_at,
+                json.dumps(run.identity),
             ),
         )
 
@@ -513,6 +534,11 @@ class RunManager:
             multitask_strategy=strategy,
             payload=payload,
             metadata=metadata or {},
+            identity={
+                "role": context.role,
+                "model_tier": context.model_tier,
+                "request_id": context.request_id,
+            },
         )
         if thread_id not in self._thread_runs and await self.runner.threads.get(thread_id) is None:
             await self.runner.threads.start_run(thread_id, context.user_id, _title(payload))
@@ -796,7 +822,7 @@ class RunManager:
         """Resume the runs a previous process left unfinished; return their ids."""
         resumed: list[str] = []
         for run in await self.store.unfinished():
-            context = Context(user_id=run.owner, role="admin")
+            context = run.context()
             if run.status == "running":
                 run.attempt += 1
                 log.warning("resuming run %s (attempt %d)", run.run_id, run.attempt)

@@ -1,4 +1,5 @@
 import json
+import sqlite3
 from datetime import timedelta
 
 from server.runs import RunEvent, RunRecord, RunStatus, RunStore
@@ -76,3 +77,43 @@ async def test_a_log_that_cannot_be_written_ends_streams_with_an_error_not_a_han
     assert channel.done and channel.failure is not None
     channel.publish("token", {"text": "ignored"})  # later events are dropped, not raised
     await channel.close()
+
+
+async def test_an_unfinished_run_resumes_with_the_rights_of_its_request(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    store = await RunStore.open(path, busy_timeout_ms=1000, synchronous="NORMAL")
+    try:
+        identity = {"role": "write", "model_tier": "offline", "request_id": "req-7"}
+        run = RunRecord("r1", "t1", "bob", "agent", "chat", "running", "reject", {}, {})
+        run.identity = identity
+        await store.insert(run)
+        [unfinished] = await store.unfinished()
+        context = unfinished.context()
+        assert (context.user_id, context.role, context.model_tier) == ("bob", "write", "offline")
+        assert context.request_id == "req-7"
+    finally:
+        await store.close()
+
+
+async def test_runs_stored_before_identities_resume_read_only(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    old_schema = (
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, thread_id TEXT NOT NULL, owner TEXT NOT NULL,"
+        " assistant_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,"
+        " multitask_strategy TEXT NOT NULL, payload TEXT NOT NULL, metadata TEXT NOT NULL,"
+        " attempt INTEGER NOT NULL DEFAULT 1, error TEXT, created_at TEXT NOT NULL,"
+        " updated_at TEXT NOT NULL)"
+    )
+    with sqlite3.connect(path) as conn:
+        conn.execute(old_schema)
+        conn.execute(
+            "INSERT INTO runs VALUES ('r0', 't0', 'carol', 'agent', 'chat', 'running', 'reject',"
+            " '{}', '{}', 1, NULL, '2026-01-01', '2026-01-01')"
+        )
+    store = await RunStore.open(path, busy_timeout_ms=1000, synchronous="NORMAL")
+    try:
+        [run] = await store.unfinished()
+        assert run.context().user_id == "carol"
+        assert run.context().role == "read"
+    finally:
+        await store.close()
