@@ -136,13 +136,21 @@ async def drop_one(
         dropped = time.perf_counter()
         if not run_path:
             raise RuntimeError("no Content-Location on the stream response")
-        await monitor.get(f"{url}{run_path}/join", timeout=LIMIT_S)
+        await _get(monitor, f"{url}{run_path}/join")
         drop.end_after_drop_s = time.perf_counter() - dropped
-        run = (await monitor.get(f"{url}{run_path}")).json()
+        run = (await _get(monitor, f"{url}{run_path}")).json()
         drop.status = str(run.get("status"))
     except Exception as exc:  # noqa: BLE001 - a failed drop is a measurement
         drop.error = f"{type(exc).__name__}: {exc}"[:200]
     return drop
+
+
+async def _get(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    """GET, once more if a pooled keep-alive connection was closed by the server meanwhile."""
+    try:
+        return await client.get(url, timeout=LIMIT_S)
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        return await client.get(url, timeout=LIMIT_S)
 
 
 async def seed(url: str, count: int) -> None:
