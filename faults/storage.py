@@ -141,6 +141,14 @@ async def probe(http: httpx.AsyncClient, what: str, method: str, path: str, **kw
     )
 
 
+async def add_reads(http: httpx.AsyncClient, report: StorageReport, thread: str) -> None:
+    """Probe the read routes a user needs while storage is faulty: they should still answer."""
+    report.add(await probe(http, "GET /chat/threads", "GET", "/chat/threads"), write=False)
+    path = f"/chat/threads/{thread}/messages"
+    report.add(await probe(http, "GET /chat/threads/{id}/messages", "GET", path), write=False)
+    report.add(await probe(http, "GET /health", "GET", "/health"), write=False)
+
+
 async def stream_probe(http: httpx.AsyncClient, what: str, body: dict[str, Any]) -> Probe:
     """POST /chat/stream: a 503 up front, or the error event the stream ends with."""
     started = time.monotonic()
@@ -261,19 +269,7 @@ async def lock_fault(database: str, workdir: Path, *, writes: int = 3) -> Storag
                         ),
                         write=True,
                     )
-                    report.add(
-                        await probe(http, "GET /chat/threads", "GET", "/chat/threads"), write=False
-                    )
-                    report.add(
-                        await probe(
-                            http,
-                            "GET /chat/threads/{id}/messages",
-                            "GET",
-                            f"/chat/threads/{thread}/messages",
-                        ),
-                        write=False,
-                    )
-                    report.add(await probe(http, "GET /health", "GET", "/health"), write=False)
+                    await add_reads(http, report, thread)
             await recover(http, report, [thread, inflight_thread])
     finally:
         await asyncio.to_thread(server.stop)
@@ -371,17 +367,7 @@ async def disk_full_fault(
                 await stream_probe(http, "POST /chat/stream", chat_body("list my tasks", thread)),
                 write=True,
             )
-            report.add(await probe(http, "GET /chat/threads", "GET", "/chat/threads"), write=False)
-            report.add(
-                await probe(
-                    http,
-                    "GET /chat/threads/{id}/messages",
-                    "GET",
-                    f"/chat/threads/{thread}/messages",
-                ),
-                write=False,
-            )
-            report.add(await probe(http, "GET /health", "GET", "/health"), write=False)
+            await add_reads(http, report, thread)
             if mounted:
                 filler.unlink()
             else:
