@@ -9,10 +9,9 @@ from fastapi import Header, HTTPException, Request
 from graph.context import Context
 from server import logs
 from server.auth import KeyRing, Principal, local_principal, presented_key
-from server.ratelimit import RateLimiter
+from server.ratelimit import RateLimiter, refusal, refusal_record
 from server.runner import AgentRunner
 from server.runs import RunManager
-from tools.audit import AuditRecord
 
 UNAUTHORIZED = (
     "Missing or invalid API key. Send it as X-Api-Key: <key> or Authorization: Bearer <key>."
@@ -55,18 +54,11 @@ async def principal_of(
     retry_after = limiter.admit(principal.user_id)
     if retry_after is not None:
         await request.app.state.audit.audit(
-            AuditRecord(
-                "rate_limit",
-                user=principal.user_id,
-                role=principal.role,
-                success=False,
-                error=f"rate limit: retry after {retry_after}s",
-                detail={"path": request.url.path},
-            )
+            refusal_record(principal.user_id, principal.role, retry_after, path=request.url.path)
         )
         raise HTTPException(
             429,
-            f"Rate limit reached for {principal.user_id}: try again in {retry_after} s.",
+            refusal(principal.user_id, retry_after),
             headers={"Retry-After": str(retry_after)},
         )
     request.state.principal = principal

@@ -26,9 +26,9 @@ from graph.context import Context
 from graph.settings import Settings
 from server.auth import KeyRing, Principal, local_principal, presented_key
 from server.logs import bind
-from server.ratelimit import RateLimiter
+from server.ratelimit import RateLimiter, refusal, refusal_record
 from server.task_calls import TaskCallError, call_task_tool
-from tools.audit import AuditRecord, summarize
+from tools.audit import summarize
 from tools.schemas import DESTRUCTIVE_TOOLS, MUTATING_TOOLS, TOOL_ARGS
 
 if TYPE_CHECKING:
@@ -210,19 +210,9 @@ class TaskAgentMCP:
         retry_after = self.limiter.admit(principal.user_id)
         if retry_after is not None:
             await self.runner.services.tasks.audit(
-                AuditRecord(
-                    "rate_limit",
-                    user=principal.user_id,
-                    role=principal.role,
-                    tool=tool,
-                    success=False,
-                    error=f"rate limit: retry after {retry_after}s",
-                    detail={"via": VIA},
-                )
+                refusal_record(principal.user_id, principal.role, retry_after, tool=tool, via=VIA)
             )
-            raise ToolError(
-                f"Rate limit reached for {principal.user_id}: try again in {retry_after} s."
-            )
+            raise ToolError(refusal(principal.user_id, retry_after))
         return principal
 
     def _context(self, principal: Principal, thread_id: str | None = None) -> Context:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from graph import metrics
+from tools.audit import AuditRecord
 
 
 @dataclass
@@ -78,3 +79,23 @@ class RateLimiter:
         if user not in buckets:
             buckets[user] = TokenBucket(capacity, self._clock)
         return buckets[user]
+
+
+def refusal(user: str, retry_after: int) -> str:
+    """The sentence a rate-limited caller gets, on every surface (HTTP, MCP)."""
+    return f"Rate limit reached for {user}: try again in {retry_after} s."
+
+
+def refusal_record(
+    user: str, role: str, retry_after: int, *, tool: str = "", **detail: str
+) -> AuditRecord:
+    """The audit row for a refused request; `detail` says where it came from."""
+    return AuditRecord(
+        "rate_limit",
+        user=user,
+        role=role,
+        tool=tool,
+        success=False,
+        error=f"rate limit: retry after {retry_after}s",
+        detail=detail,
+    )

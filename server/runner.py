@@ -240,7 +240,7 @@ class AgentRunner:
                 run_input = {"messages": [HumanMessage(content=message, id=str(uuid.uuid4()))]}
             else:
                 run_input = graph_input
-                title = _title_of(graph_input)
+                title = title_of(graph_input)
         else:
             run_input = None
         return PreparedRun(thread_id=thread_id, info=info, graph_input=run_input, title=title)
@@ -479,7 +479,8 @@ def _result(message: ToolMessage) -> Any:
         return _text(message)
 
 
-def _title_of(graph_input: Any) -> str:
+def title_of(graph_input: Any) -> str:
+    """A thread title from graph input: its last message, cut to 80 characters."""
     if isinstance(graph_input, dict):
         for message in reversed(graph_input.get("messages") or []):
             if isinstance(message, dict):

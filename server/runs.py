@@ -32,7 +32,14 @@ from server import logs
 from server.jsonable import to_jsonable
 from server.ratelimit import RateLimiter
 from server.retention import delete_run_checkpoints
-from server.runner import AgentRunner, PreparedRun, RunOutcome, TurnError, turn_messages
+from server.runner import (
+    AgentRunner,
+    PreparedRun,
+    RunOutcome,
+    TurnError,
+    title_of,
+    turn_messages,
+)
 from server.storage_errors import EVENT_ERROR as STORAGE_ERROR
 from server.storage_errors import classify
 from tools.audit import summarize
@@ -875,7 +882,4 @@ def _title(payload: dict[str, Any]) -> str:
     message = payload.get("message")
     if isinstance(message, str):
         return message[:80]
-    for item in reversed((payload.get("input") or {}).get("messages") or []):
-        if isinstance(item, dict):
-            return str(item.get("content", ""))[:80]
-    return ""
+    return title_of(payload.get("input"))

@@ -21,6 +21,7 @@ from langsmith.utils import tracing_is_enabled
 from graph.context import Context
 from graph.settings import Settings
 from nodes.model_call import configured_secrets
+from tools.audit import SECRET_VALUES
 
 REDACTED = "[redacted]"
 # Narrower than the audit log's pattern: "max_tokens" and "input_tokens" are not secrets.
@@ -29,7 +30,6 @@ _SECRET_KEYS = re.compile(
     r"|(_|^)(api[_-]?key|secret|password)$",
     re.I,
 )
-_SECRET_VALUES = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|tak_[A-Za-z0-9_-]{8,}|ghp_[A-Za-z0-9]{8,})")
 
 
 def scrubber(secrets: list[str]) -> Callable[[Any], Any]:
@@ -39,7 +39,7 @@ def scrubber(secrets: list[str]) -> Callable[[Any], Any]:
     def scrub_text(text: str) -> str:
         for secret in literals:
             text = text.replace(secret, REDACTED)
-        return _SECRET_VALUES.sub(REDACTED, text)
+        return SECRET_VALUES.sub(REDACTED, text)
 
     def scrub(value: Any) -> Any:
         if isinstance(value, dict):

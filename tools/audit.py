@@ -52,7 +52,8 @@ COLUMNS = (
 )
 
 _SECRET_KEYS = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization|credential)", re.I)
-_SECRET_VALUES = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|tak_[A-Za-z0-9_-]{8,}|ghp_[A-Za-z0-9]{8,})")
+# Key shapes (OpenAI, ours, GitHub) that must never be logged or traced.
+SECRET_VALUES = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|tak_[A-Za-z0-9_-]{8,}|ghp_[A-Za-z0-9]{8,})")
 
 
 @dataclass
@@ -86,7 +87,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, list):
         return [redact(v) for v in value]
     if isinstance(value, str):
-        return _SECRET_VALUES.sub("[redacted]", value)
+        return SECRET_VALUES.sub("[redacted]", value)
     return value
 
 
