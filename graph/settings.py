@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     max_model_calls: int = Field(default=8, ge=1, alias="TASKAGENT_MAX_MODEL_CALLS")
     context_messages: int = Field(default=40, ge=4, alias="TASKAGENT_CONTEXT_MESSAGES")
 
+    # Model input and client messages: the whole prompt a model receives is bounded (oldest
+    # turns go first), and one agent-protocol request carries at most this many messages.
+    max_model_input_chars: int = Field(
+        default=48_000, ge=1_000, alias="TASKAGENT_MAX_MODEL_INPUT_CHARS"
+    )
+    max_input_messages: int = Field(default=20, ge=1, alias="TASKAGENT_MAX_INPUT_MESSAGES")
+
     # Users, keys and limits
     api_keys: SecretStr | None = Field(default=None, alias="TASKAGENT_API_KEYS")
     keys_file: Path | None = Field(default=None, alias="TASKAGENT_KEYS_FILE")
