@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from graph.context import TIER_NAMES, Context, TierName
+from server.client_input import RefusedInput, check_run_request
 from server.deps import context_of, runner_of, runs_of
 from server.jsonable import to_jsonable
 from server.runner import AgentRunner, TurnError
@@ -364,8 +365,11 @@ async def _create_run(
     stream_modes(body.stream_mode)
     if body.input is None and body.command is None:
         raise TurnError(422, "A run needs input or command (e.g. command={'resume': ...}).")
-    if body.command is not None and "resume" not in body.command:
-        raise TurnError(422, "Only command.resume is supported.")
+    try:
+        # Before anything is created: a refused input leaves no run and no thread behind.
+        check_run_request(body.input, body.command, runner.services.settings)
+    except RefusedInput as exc:
+        raise TurnError(422, str(exc)) from None
     if thread_id is not None and await runner.threads.get(thread_id) is None:
         if body.if_not_exists != "create":
             raise TurnError(404, f"Thread {thread_id} not found.")

@@ -29,6 +29,7 @@ from graph.checkpointer import open_saver
 from graph.context import Context
 from graph.services import Services, install_services, open_services
 from graph.settings import Settings, get_settings
+from server.client_input import RefusedInput, user_messages
 from server.retention import prune_before
 from server.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from server.tracing import Tracer, finish
@@ -239,8 +240,12 @@ class AgentRunner:
             if message is not None:
                 run_input = {"messages": [HumanMessage(content=message, id=str(uuid.uuid4()))]}
             else:
-                run_input = graph_input
-                title = title_of(graph_input)
+                # Only user messages, each checked, ever enter the graph from a client.
+                try:
+                    run_input = {"messages": user_messages(graph_input, self.services.settings)}
+                except RefusedInput as exc:
+                    raise TurnError(422, str(exc)) from None
+                title = title_of(run_input)
         else:
             run_input = None
         return PreparedRun(thread_id=thread_id, info=info, graph_input=run_input, title=title)

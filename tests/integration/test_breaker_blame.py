@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.llm_servers import FakeOpenAIServer, RecordedRequest
+from tests.fakes.llm_servers import FakeOpenAIServer, RecordedRequest, Status
 from tests.integration.conftest import LiveServer
 
 pytestmark = pytest.mark.integration
@@ -161,7 +161,7 @@ def test_requests_the_provider_refuses_do_not_open_the_breaker_for_everyone(
         # A read-only user, each time on a new thread: the provider answers 400 every time.
         refused = chat(server, "reader", long_message(3900))
         assert refused["model_used"] == "offline-engine" and refused["fallback_used"] is True
-    statuses = [r.behaviour.code for r in fake.chat_requests if hasattr(r.behaviour, "code")]
+    statuses = [r.behaviour.code for r in fake.chat_requests if isinstance(r.behaviour, Status)]
     assert statuses == [400, 400, 400, 400]  # one call each: a 400 is not retried
     assert breaker(server, "openai") == "closed"
     answered = chat(server, "alice", "How is my quarterly planning going?")
