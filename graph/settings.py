@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
+_HOST_PATTERN = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
+_ORIGIN = re.compile(rf"https?://(\[[0-9a-f:.]+\]|{_LABEL}(\.{_LABEL})*)(:\d{{1,5}})?")
 
 
 class Settings(BaseSettings):
@@ -88,9 +93,49 @@ class Settings(BaseSettings):
     sse_ping_s: float = Field(default=15.0, gt=0, alias="TASKAGENT_SSE_PING_S")
     shutdown_grace_s: float = Field(default=10.0, ge=0, alias="TASKAGENT_SHUTDOWN_GRACE_S")
 
+    # Browser guard (server/browser_guard.py): comma-separated in the environment
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="TASKAGENT_ALLOWED_HOSTS"
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="TASKAGENT_ALLOWED_ORIGINS"
+    )
+    api_docs: bool = Field(default=False, alias="TASKAGENT_API_DOCS")
+
     # Persistence
     sqlite_synchronous: str = Field(default="NORMAL", alias="TASKAGENT_SQLITE_SYNCHRONOUS")
     busy_timeout_ms: int = Field(default=5000, ge=0, alias="TASKAGENT_BUSY_TIMEOUT_MS")
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, value: list[str]) -> list[str]:
+        patterns = [item.strip().lower().rstrip(".") for item in value]
+        for pattern in patterns:
+            if not _HOST_PATTERN.fullmatch(pattern):
+                raise ValueError(
+                    f"TASKAGENT_ALLOWED_HOSTS entry {pattern!r} must be a host name such as"
+                    " tasks.example.com or *.example.com, without scheme or port"
+                )
+        return patterns
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        origins = [item.strip().lower().rstrip("/") for item in value]
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"TASKAGENT_ALLOWED_ORIGINS entry {origin!r} must be an origin such as"
+                    " https://smith.langchain.com (scheme, host, optional port; no path)"
+                )
+        return origins
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from graph.settings import Settings, get_settings
 from server import admin_api, agent_api, chat_api, ops_api, tasks_api
 from server.auth import KeyRing
+from server.browser_guard import protect
 from server.logs import REQUEST_ID_HEADER, RequestContext, request_id_of
 from server.ratelimit import RateLimiter
 from server.runner import AgentRunner, TurnError
@@ -66,11 +67,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await store.close()
             await runner.close()
 
+    docs = settings.api_docs  # Swagger UI and ReDoc load their scripts from a CDN: opt-in.
     app = FastAPI(
         title="taskagent",
         version=agent_api.VERSION,
         description="A task-management agent on an explicit LangGraph state machine.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
 
     @app.exception_handler(TurnError)
@@ -129,6 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks_api.router, responses=errors)
     app.include_router(ops_api.router)
     app.add_middleware(RejectLoneSurrogates)
+    hosts, origins = [*settings.allowed_hosts, settings.host.lower()], settings.allowed_origins
+    protect(app, hosts, origins, csp_exempt={"/docs", "/docs/oauth2-redirect", "/redoc"})
     app.add_middleware(RequestContext)  # outermost: its id is on every response, 422s included
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app

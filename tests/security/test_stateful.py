@@ -143,7 +143,7 @@ class TaskAgentMachine(RuleBasedStateMachine):
         self.lifespan = self.app.router.lifespan_context(self.app)
         self.run(self.lifespan.__aenter__())
         self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://taskagent", timeout=60
+            transport=httpx.ASGITransport(app=self.app), base_url="http://localhost", timeout=60
         )
         self.db = Database(self.data_dir)
         self.thread: dict[str, str | None] = dict.fromkeys(USERS)
