@@ -509,6 +509,9 @@ class FakeOpenAIServer(_FakeLLMServer):
 
     chat_path = "/v1/chat/completions"
     model_name = "gpt-4o-mini"
+    # Tool call ids as some providers make them, e.g. "{name}:{index}" ("create_task:0"),
+    # the same in every reply; None: a fresh random id per call, as OpenAI does.
+    call_id_format: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -581,11 +584,13 @@ class FakeOpenAIServer(_FakeLLMServer):
 
         calls: list[dict[str, Any]] = [
             {
-                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "id": self.call_id_format.format(name=name, index=index)
+                if self.call_id_format
+                else f"call_{uuid.uuid4().hex[:24]}",
                 "type": "function",
                 "function": {"name": name, "arguments": self._arguments(args)},
             }
-            for name, args in behaviour.calls
+            for index, (name, args) in enumerate(behaviour.calls)
         ]
         finish = "tool_calls" if calls else "stop"
         usage = self._usage(body, behaviour)
