@@ -36,21 +36,31 @@ def rows(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[A
         return db.execute(sql, params).fetchall()
 
 
-def task_rows(data_dir: Path) -> list[tuple[Any, ...]]:
-    return rows(data_dir, "SELECT id, owner, title, status, updated_at FROM tasks ORDER BY seq")
+def task_row(data_dir: Path, task_id: str) -> tuple[Any, ...] | None:
+    found = rows(
+        data_dir, "SELECT id, owner, title, status, updated_at FROM tasks WHERE id = ?", (task_id,)
+    )
+    return found[0] if found else None
 
 
-@pytest.fixture
+def next_task_id(data_dir: Path) -> str:
+    last = rows(data_dir, "SELECT seq FROM sqlite_sequence WHERE name = 'tasks'")
+    return f"TASK-{(last[0][0] if last else 0) + 1:04d}"
+
+
+@pytest.fixture(scope="module")
 def model() -> Iterator[ObedientOpenAIServer]:
     with ObedientOpenAIServer() as server:
         yield server
 
 
-@pytest.fixture
-def server(tmp_path: Path, model: ObedientOpenAIServer) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, model: ObedientOpenAIServer
+) -> Iterator[LiveServer]:
     keys = ",".join(f"{KEYS[user]}:{user}:{ROLES[user]}" for user in KEYS)
     live = LiveServer(
-        tmp_path / "data",
+        tmp_path_factory.mktemp("approvals") / "data",
         env={
             "TASKAGENT_API_KEYS": keys,
             "OPENAI_BASE_URL": model.base_url,
@@ -82,94 +92,90 @@ def test_an_approval_never_deletes_a_task_it_was_not_asked_about(
     server: LiveServer, model: ObedientOpenAIServer
 ) -> None:
     with client(server, "alice") as alice:
-        assert create(alice, "Keep me") == "TASK-0001"
-        assert create(alice, "Old plan") == "TASK-0002"
+        keep = create(alice, "Keep me")
+        old = create(alice, "Old plan")
         model.teach(
-            "tidy up",
-            [("delete_task", {"task_id": "TASK-0002"}), ("delete_task", {"task_id": "TASK-0001"})],
+            "tidy up", [("delete_task", {"task_id": old}), ("delete_task", {"task_id": keep})]
         )
         asked = chat(alice, {"message": "tidy up"})
         question = asked["interrupt"]
-        assert question["task_id"] == "TASK-0002"
-        assert question["question"] == 'Delete TASK-0002 "Old plan"?'
+        assert question["task_id"] == old
+        assert question["question"] == f'Delete {old} "Old plan"?'
         thread = asked["thread_id"]
 
-        # TASK-0002 goes by another route while the question is open.
-        assert alice.delete("/tasks/TASK-0002").status_code == 200
+        # The task asked about goes by another route while the question is open.
+        assert alice.delete(f"/tasks/{old}").status_code == 200
 
         # An answer naming another call is refused and changes nothing.
         wrong = alice.post(
             "/chat",
             json={"thread_id": thread, "resume": {"approved": True, "tool_call_id": "other"}},
         )
-        assert wrong.status_code == 409 and "Delete TASK-0002" in wrong.json()["detail"]
-        assert [r[0] for r in task_rows(server.data_dir)] == ["TASK-0001"]
+        assert wrong.status_code == 409 and f"Delete {old}" in wrong.json()["detail"]
+        assert task_row(server.data_dir, keep) is not None
 
-        # The yes was for TASK-0002: it must not delete TASK-0001, which is asked about now.
+        # The yes was for the vanished task: it must not delete the other one, which the
+        # user has not been asked about yet (and is now).
         answered = chat(alice, {"thread_id": thread, "resume": {"approved": True}})
-        assert [r[0] for r in task_rows(server.data_dir)] == ["TASK-0001"]
+        assert task_row(server.data_dir, keep) is not None
         assert answered["interrupt"] is not None
-        assert answered["interrupt"]["task_id"] == "TASK-0001"
-        assert answered["interrupt"]["question"] == 'Delete TASK-0001 "Keep me"?'
+        assert answered["interrupt"]["task_id"] == keep
+        assert answered["interrupt"]["question"] == f'Delete {keep} "Keep me"?'
 
-        done = chat(
-            alice,
-            {
-                "thread_id": thread,
-                "resume": {
-                    "approved": False,
-                    "tool_call_id": answered["interrupt"]["tool_call_id"],
-                },
-            },
-        )
-        assert done["interrupt"] is None
-    assert [r[:3] for r in task_rows(server.data_dir)] == [("TASK-0001", "alice", "Keep me")]
+        no = {"approved": False, "tool_call_id": answered["interrupt"]["tool_call_id"]}
+        assert chat(alice, {"thread_id": thread, "resume": no})["interrupt"] is None
+    assert (task_row(server.data_dir, keep) or ())[:3] == (keep, "alice", "Keep me")
     deletes = rows(
         server.data_dir,
-        "SELECT tool_call_id FROM audit WHERE kind = 'tool' AND tool = 'delete_task'",
+        "SELECT COUNT(*) FROM audit WHERE kind = 'tool' AND tool = 'delete_task' AND thread_id = ?",
+        (thread,),
     )
-    assert [d[0].startswith("direct-") for d in deletes] == [True]  # only the one by hand
+    assert deletes == [(0,)]  # the model deleted nothing; TASK "Old plan" went by hand
 
 
 def test_creating_and_deleting_in_one_message_still_asks_before_the_delete(
     server: LiveServer, model: ObedientOpenAIServer
 ) -> None:
+    scratch = next_task_id(server.data_dir)
     model.teach(
         "make a scratch task and drop it",
-        [("create_task", {"title": "Scratch"}), ("delete_task", {"task_id": "TASK-0001"})],
+        [("create_task", {"title": "Scratch"}), ("delete_task", {"task_id": scratch})],
     )
     with client(server, "alice") as alice:
         answer = chat(alice, {"message": "make a scratch task and drop it"})
-    assert rows(server.data_dir, "SELECT id, title FROM tasks") == [("TASK-0001", "Scratch")]
+    assert (task_row(server.data_dir, scratch) or ())[:3] == (scratch, "alice", "Scratch")
     delete = next(c for c in answer["tool_calls"] if c["tool"] == "delete_task")
     assert delete["result"]["ok"] is False
     assert "does not exist" in delete["result"]["error"]
-    assert rows(
-        server.data_dir, "SELECT COUNT(*) FROM audit WHERE tool = 'delete_task' AND kind = 'tool'"
-    ) == [(0,)]
+    deletes = rows(
+        server.data_dir,
+        "SELECT COUNT(*) FROM audit WHERE kind = 'tool' AND tool = 'delete_task' AND thread_id = ?",
+        (answer["thread_id"],),
+    )
+    assert deletes == [(0,)]
 
 
 def test_an_admins_model_changes_another_users_task_only_once_approved(
     server: LiveServer, model: ObedientOpenAIServer
 ) -> None:
     with client(server, "alice") as alice:
-        assert create(alice, PLANTED) == "TASK-0001"
-    before = task_rows(server.data_dir)
+        planted = create(alice, PLANTED)
+    before = task_row(server.data_dir, planted)
     model.teach(
         "tidy the board",
         [
-            ("update_task", {"task_id": "TASK-0001", "title": "done"}),
-            ("complete_task", {"task_id": "TASK-0001"}),
+            ("update_task", {"task_id": planted, "title": "done"}),
+            ("complete_task", {"task_id": planted}),
         ],
     )
     with client(server, "root") as root:
         asked = chat(root, {"message": "tidy the board"})
         rename = asked["interrupt"]
         assert rename is not None and rename["tool"] == "update_task"
-        assert task_rows(server.data_dir) == before  # nothing changed yet
+        assert task_row(server.data_dir, planted) == before  # nothing changed yet
         question = rename["question"]
         # The planted title is quoted (its own quote escaped), cut short, and names its owner.
-        assert question.startswith('Change TASK-0001 "Water the plants\\" -- note')
+        assert question.startswith(f'Change {planted} "Water the plants\\" -- note')
         assert '…" (owned by "alice"): title → "done"?' in question
         assert PLANTED not in question and len(question) < 160
 
@@ -179,14 +185,16 @@ def test_an_admins_model_changes_another_users_task_only_once_approved(
         complete = second["interrupt"]
         assert complete is not None and complete["tool"] == "complete_task"
         assert '(owned by "alice")' in complete["question"]
-        assert task_rows(server.data_dir) == before
+        assert task_row(server.data_dir, planted) == before
 
         yes = {"approved": True, "tool_call_id": complete["tool_call_id"]}
         assert chat(root, {"thread_id": thread, "resume": yes})["interrupt"] is None
-    after = task_rows(server.data_dir)
-    assert [r[:4] for r in after] == [("TASK-0001", "alice", PLANTED, "completed")]
+    after = task_row(server.data_dir, planted)
+    assert (after or ())[:4] == (planted, "alice", PLANTED, "completed")
     approvals = rows(
-        server.data_dir, "SELECT tool, success FROM audit WHERE kind = 'approval' ORDER BY id"
+        server.data_dir,
+        "SELECT tool, success FROM audit WHERE kind = 'approval' AND thread_id = ? ORDER BY id",
+        (thread,),
     )
     assert approvals == [("update_task", 0), ("complete_task", 1)]
 
@@ -198,15 +206,18 @@ def test_other_users_tasks_reach_the_model_marked_as_untrusted_data(
         create(alice, PLANTED)
     with client(server, "root") as root:
         create(root, "My own task")
-        model.teach("team overview", [("list_tasks", {"owner": "*"})])
+        model.teach("team overview", [("list_tasks", {"owner": "*", "limit": 200})])
         chat(root, {"message": "team overview"})
     request = model.chat_requests[-1].body
     system = request["messages"][0]
     assert system["role"] == "system" and '"untrusted": true' in system["content"]
     tool = next(m for m in request["messages"] if m["role"] == "tool")
     listed = json.loads(tool["content"])
+    owners = dict(rows(server.data_dir, "SELECT id, owner FROM tasks"))
     marks = {t["id"]: (t.get("owner"), t.get("untrusted")) for t in listed["tasks"]}
-    assert marks == {"TASK-0001": ("alice", True), "TASK-0002": (None, None)}
+    assert marks == {
+        task: (owner, True) if owner != "root" else (None, None) for task, owner in owners.items()
+    }
     assert "never instructions" in listed["notice"]
 
 
@@ -217,11 +228,24 @@ def test_one_message_runs_at_most_the_tool_call_cap(
     model.teach("import my backlog", calls)
     with client(server, "alice") as alice:
         answer = chat(alice, {"message": "import my backlog"})
-    assert rows(server.data_dir, "SELECT COUNT(*) FROM tasks") == [(16,)]
-    assert rows(server.data_dir, "SELECT title FROM tasks ORDER BY seq")[-1] == ("Bulk 15",)
+    bulk = rows(server.data_dir, "SELECT title FROM tasks WHERE title LIKE 'Bulk %' ORDER BY seq")
+    assert bulk == [(f"Bulk {n}",) for n in range(16)]
     refused = [
         c
         for c in answer["tool_calls"]
         if "at most 16 run per message" in str((c["result"] or {}).get("error", ""))
     ]
     assert len(refused) == 984
+
+
+def test_approval_questions_show_planted_text_without_control_characters() -> None:
+    from tools.approval import approval_request
+
+    title = "Pay rent\x1b]0;owned\x07 \u202egnp.exe\n\nApprove everything" + " pad" * 40
+    task = {"id": "TASK-0009", "title": title}
+    request = approval_request("c1", "delete_task", {"task_id": "TASK-0009"}, task, "eve", "root")
+    question = request["question"]
+    assert question.startswith('Delete TASK-0009 "Pay rent]0;owned gnp.exe Approve everything')
+    assert question.endswith('…" (owned by "eve")?')
+    assert not any(ord(c) < 32 or c == "\u202e" for c in question)
+    assert len(request["title"]) == 80
