@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     )
     max_input_messages: int = Field(default=20, ge=1, alias="TASKAGENT_MAX_INPUT_MESSAGES")
 
+    # Tool calls
+    max_tool_calls_per_message: int = Field(
+        default=16, ge=1, le=1000, alias="TASKAGENT_MAX_TOOL_CALLS_PER_MESSAGE"
+    )
+
     # Users, keys and limits
     api_keys: SecretStr | None = Field(default=None, alias="TASKAGENT_API_KEYS")
     keys_file: Path | None = Field(default=None, alias="TASKAGENT_KEYS_FILE")

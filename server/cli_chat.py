@@ -101,6 +101,14 @@ def interruptible() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def answer(approved: bool, question: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the resume value answering `question`, naming it so it answers nothing else."""
+    bound: dict[str, Any] = {
+        k: question[k] for k in ("tool_call_id", "approval_id") if question and k in question
+    }
+    return {"approved": approved, **bound}
+
+
 class ChatSession:
     """One `taskagent chat`: the current thread, rendering, and inline approvals."""
 
@@ -120,10 +128,10 @@ class ChatSession:
                 console.print(f"[dim]Resuming thread {thread_id}[/]")
                 print_history(console, view.messages, last=6)
         if approve is not None:
-            done = await self.turn(resume={"approved": approve})
+            done = await self.turn(resume=answer(approve, pending))
         elif message is not None:
             if pending is not None and not self.as_json:
-                await self.turn(resume={"approved": self.ask(pending)})
+                await self.turn(resume=answer(self.ask(pending), pending))
             done = await self.turn(message=message)
         else:
             await self.converse(pending)
@@ -137,7 +145,7 @@ class ChatSession:
             f"[bold]taskagent[/] [dim]({self.client.where})[/] — {GREETING}", highlight=False
         )
         if pending is not None:
-            await self.turn(resume={"approved": self.ask(pending)})
+            await self.turn(resume=answer(self.ask(pending), pending))
         while True:
             try:
                 with interruptible():
@@ -184,7 +192,7 @@ class ChatSession:
             interrupt = done.get("interrupt")
             if self.as_json or not interrupt:
                 return done
-            message, resume = None, {"approved": self.ask(interrupt)}
+            message, resume = None, answer(self.ask(interrupt), interrupt)
 
     async def _stream(self, message: str | None, resume: dict[str, Any] | None) -> dict[str, Any]:
         view = None if self.as_json else TurnView(console)

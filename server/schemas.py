@@ -25,7 +25,9 @@ class ChatRequest(BaseModel):
         default=None, max_length=200, description="Continue this thread; omit to start a new one."
     )
     resume: dict[str, Any] | None = Field(
-        default=None, description='Answer to a pending approval, e.g. {"approved": true}.'
+        default=None,
+        description='Answer to the pending approval, e.g. {"approved": true, "tool_call_id":'
+        ' "call_abc"}; the tool_call_id (from the interrupt) makes sure it answers that call.',
     )
 
     @model_validator(mode="after")

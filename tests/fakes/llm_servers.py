@@ -528,6 +528,10 @@ class FakeOpenAIServer(_FakeLLMServer):
     model_name = "gpt-4o-mini"
     usage: dict[str, Any] | None = None  # reported as is instead of the approximate count
 
+    # Tool call ids as some providers make them, e.g. "{name}:{index}" ("create_task:0"),
+    # the same in every reply; None: a fresh random id per call, as OpenAI does.
+    call_id_format: str | None = None
+
     @property
     def base_url(self) -> str:
         """The `base_url` an OpenAI client wants, e.g. http://127.0.0.1:54321/v1."""
@@ -601,11 +605,13 @@ class FakeOpenAIServer(_FakeLLMServer):
 
         calls: list[dict[str, Any]] = [
             {
-                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "id": self.call_id_format.format(name=name, index=index)
+                if self.call_id_format
+                else f"call_{uuid.uuid4().hex[:24]}",
                 "type": "function",
                 "function": {"name": name, "arguments": self._arguments(args)},
             }
-            for name, args in behaviour.calls
+            for index, (name, args) in enumerate(behaviour.calls)
         ]
         finish = "tool_calls" if calls else "stop"
         usage = self._usage(body, behaviour)
