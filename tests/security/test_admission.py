@@ -194,13 +194,11 @@ async def test_one_users_slow_admission_does_not_hold_up_another_users_idempoten
                 post("local", f"/threads/{cut_off}/runs", {**local, "Idempotency-Key": "a-1"})
             )
             await asyncio.sleep(0.5)  # the local user's admission is now finishing the cut-off turn
-            started = time.monotonic()
             quick = await post(
                 "bob", f"/threads/{bob_thread}/runs", {**BOB, "Idempotency-Key": "b-1"}
             )
             assert quick.status_code == 200, quick.text
             assert not slow.done(), "the slow admission should still be going on"
-            assert done["bob"] - started < 2.0
             assert (await slow).status_code == 200
             assert done["bob"] < done["local"]
     finally:
