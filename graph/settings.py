@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     )
     api_docs: bool = Field(default=False, alias="TASKAGENT_API_DOCS")
 
+    # Per-user limits (admission)
+    max_threads_per_user: int = Field(default=10_000, ge=1, alias="TASKAGENT_MAX_THREADS_PER_USER")
+    max_queued_runs_per_user: int = Field(
+        default=20, ge=0, alias="TASKAGENT_MAX_QUEUED_RUNS_PER_USER"
+    )
+
     # Persistence
     sqlite_synchronous: str = Field(default="NORMAL", alias="TASKAGENT_SQLITE_SYNCHRONOUS")
     busy_timeout_ms: int = Field(default=5000, ge=0, alias="TASKAGENT_BUSY_TIMEOUT_MS")
