@@ -6,22 +6,35 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class ConfigError(Exception):
+    """A setting is unusable; the message is one line naming the variable and the fix."""
 
 
 class Settings(BaseSettings):
     """Every knob of the service; `.env.example` documents each one."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # An empty variable (`OPENAI_API_KEY=` exported or uncommented from .env.example) is unset.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     # Server
     host: str = Field(default="127.0.0.1", alias="HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
     data_dir: Path = Field(default=Path("./data"), alias="TASKAGENT_DATA_DIR")
-    log_level: str = Field(default="INFO", alias="TASKAGENT_LOG_LEVEL")
+    log_level: LogLevel = Field(default="INFO", alias="TASKAGENT_LOG_LEVEL")
     log_format: Literal["json", "text"] = Field(default="json", alias="TASKAGENT_LOG_FORMAT")
     metrics_key: SecretStr | None = Field(default=None, alias="TASKAGENT_METRICS_KEY")
+
+    # Proxies: uvicorn trusts X-Forwarded-For only from these addresses (comma-separated);
+    # unset, no forwarded header is trusted and the socket peer is the client address.
+    forwarded_allow_ips: str | None = Field(default=None, alias="TASKAGENT_FORWARDED_ALLOW_IPS")
 
     # Model tiers (each optional; the offline engine is always last)
     ollama_base_url: str | None = Field(default=None, alias="OLLAMA_BASE_URL")
@@ -85,6 +98,11 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(default="NORMAL", alias="TASKAGENT_SQLITE_SYNCHRONOUS")
     busy_timeout_ms: int = Field(default=5000, ge=0, alias="TASKAGENT_BUSY_TIMEOUT_MS")
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.sqlite_synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
@@ -118,7 +136,35 @@ class Settings(BaseSettings):
         return self.data_dir / "tasks.sqlite"
 
 
+def _variable(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    return info.alias if info is not None and info.alias else field
+
+
+def config_problem(exc: ValidationError | SettingsError) -> str:
+    """Return one line naming the first bad variable, what is wrong, and how to fix it."""
+    if isinstance(exc, SettingsError):
+        # pydantic-settings says: error parsing value for field "prices" from source ...
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+        variable = _variable(field)
+        return f"{variable} is not valid JSON; fix it (see .env.example) or unset it."
+    error = exc.errors()[0]
+    variable = ".".join(str(p) for p in error["loc"]) or "configuration"
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:
+        return f"{reason}; fix it (see .env.example) or unset it."
+    return f"{variable}: {reason}; fix it (see .env.example) or unset it."
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment; raise ConfigError with one line if unusable."""
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as exc:
+        raise ConfigError(config_problem(exc)) from None
+
+
 @lru_cache
 def get_settings() -> Settings:
-    """Return the settings, read from the environment on first use."""
-    return Settings()
+    """Return the settings, read from the environment on first use (ConfigError if unusable)."""
+    return load_settings()

@@ -74,6 +74,11 @@ class TierHealth(BaseModel):
     name: str
     label: str
     breaker: str
+    status: str = Field(
+        default="unchecked",
+        description="ok or unreachable (its server did not answer a probe); unchecked: no probe.",
+    )
+    reason: str | None = Field(default=None, description="Why the tier's server is unreachable.")
 
 
 class HealthResponse(BaseModel):
