@@ -199,6 +199,8 @@ class Reachability:
 
     def status(self, tier: Tier) -> tuple[str, str | None]:
         """Return ("ok" | "unreachable" | "unchecked", reason) from the last probe."""
+        if tier.name == "offline":
+            return "ok", None  # in-process: nothing to reach
         if tier.name not in self.problems:
             return "unchecked", None
         reason = self.problems[tier.name]

@@ -227,10 +227,6 @@ def health_lines(health: dict[str, Any]) -> list[Text]:
     """Return the database state and one line per model tier."""
     lines = [plain(f"  database: {health.get('database')}")]
     for tier in health.get("tiers", []):
-        reason = f" ({tier['reason']})" if tier.get("reason") else ""
-        lines.append(
-            plain(
-                f"  {tier['label']}: {tier.get('status', 'ok')}, breaker {tier['breaker']}{reason}"
-            )
-        )
+        down = f", unreachable: {tier.get('reason')}" if tier.get("status") == "unreachable" else ""
+        lines.append(plain(f"  {tier['label']}: breaker {tier['breaker']}{down}"))
     return lines

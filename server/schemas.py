@@ -76,7 +76,8 @@ class TierHealth(BaseModel):
     breaker: str
     status: str = Field(
         default="unchecked",
-        description="ok or unreachable (its server did not answer a probe); unchecked: no probe.",
+        description="ok; unreachable: its server did not answer the last probe (every 30 s);"
+        " unchecked: a hosted API, not probed.",
     )
     reason: str | None = Field(default=None, description="Why the tier's server is unreachable.")
 

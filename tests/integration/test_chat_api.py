@@ -91,7 +91,15 @@ def test_health_reports_database_and_tiers(live_server):
     assert health == {
         "status": "ok",
         "database": "ok",
-        "tiers": [{"name": "offline", "label": "offline-engine", "breaker": "closed"}],
+        "tiers": [
+            {
+                "name": "offline",
+                "label": "offline-engine",
+                "breaker": "closed",
+                "status": "ok",
+                "reason": None,
+            }
+        ],
     }
 
 

@@ -28,8 +28,8 @@ def test_a_forwarded_header_from_a_local_process_is_not_believed(tmp_path):
         details = failed_logins(server)
     finally:
         server.stop()
-    assert [(d["client"], d["peer"]) for d in details] == [("127.0.0.1", "127.0.0.1")]
-    assert "1.2.3.4" not in str(details)
+    assert [d["client"] for d in details] == ["127.0.0.1"]  # not the claimed 1.2.3.4
+    assert [d.get("peer") for d in details] == ["127.0.0.1"]
 
 
 def test_a_configured_proxy_is_believed_and_the_peer_is_recorded(tmp_path):
@@ -39,4 +39,4 @@ def test_a_configured_proxy_is_believed_and_the_peer_is_recorded(tmp_path):
         details = failed_logins(server)
     finally:
         server.stop()
-    assert [(d["client"], d["peer"]) for d in details] == [("1.2.3.4", "127.0.0.1")]
+    assert [(d["client"], d.get("peer")) for d in details] == [("1.2.3.4", "127.0.0.1")]
