@@ -81,17 +81,15 @@ def serve(
         ) from None
     if not keys_enabled and not is_loopback(host):
         # Without keys everyone is the local admin: that must not be reachable from outside.
-        console.print(
-            f"[red]Refusing to bind {host}: without API keys the server only serves loopback."
-            " Create keys with `taskagent keys add` or set TASKAGENT_API_KEYS.[/]",
-            soft_wrap=True,
+        raise ConfigError(
+            f"refusing to bind {host} (HOST or --host): without API keys the server only serves"
+            " loopback. Create keys with `taskagent keys add` or set TASKAGENT_API_KEYS."
         )
-        raise typer.Exit(2)
     prepare_data_dir(settings)
     if (problem := port_problem(host, port)) is not None:
         raise ConfigError(
-            f"cannot listen on {host}:{port} ({problem}); stop what uses it or choose another"
-            " port with PORT or --port."
+            f"cannot listen on {host}:{port} ({problem}); stop what uses the port or choose"
+            " another with PORT or --port (and check HOST or --host)."
         )
     uvicorn.run(
         behind_proxies(create_app(settings), settings.forwarded_allow_ips),

@@ -27,6 +27,7 @@ BAD_SETTINGS = [
     ("TASKAGENT_MODEL_TIMEOUT_S", "-1"),
     ("TASKAGENT_PRICES", '{"openai:gpt-4o-mini": '),
     ("TASKAGENT_SQLITE_SYNCHRONOUS", "sometimes"),
+    ("TASKAGENT_FORWARDED_ALLOW_IPS", "proxy"),
 ]
 COMMANDS = {
     "serve": ["serve", "--port", "0"],
@@ -124,6 +125,8 @@ def test_an_unreachable_model_is_reported_once_and_in_health(tmp_path: Path):
             for _ in range(2):
                 answer = client.post("/chat", json={"message": "list my tasks"}).json()
                 assert answer["model_used"] == "offline-engine" and answer["fallback_used"]
+            streamed = client.post("/chat/stream", json={"message": "list my tasks"})
+            assert "event: done" in streamed.text
     finally:
         log = server.stop()
     assert "Traceback" not in log
