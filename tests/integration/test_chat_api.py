@@ -113,7 +113,7 @@ def test_serve_refuses_a_public_interface_without_keys(tmp_path):
         timeout=60,
     )
     assert done.returncode == 2
-    assert "only serves loopback" in done.stdout
+    assert "only serves loopback" in done.stderr
 
 
 def test_idempotency_key_returns_the_original_answer_and_runs_nothing_twice(live_server):
