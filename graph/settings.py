@@ -2,31 +2,45 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 _LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
 _HOST_PATTERN = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
 _ORIGIN = re.compile(rf"https?://(\[[0-9a-f:.]+\]|{_LABEL}(\.{_LABEL})*)(:\d{{1,5}})?")
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class ConfigError(Exception):
+    """A setting is unusable; the message is one line naming the variable and the fix."""
+
 
 class Settings(BaseSettings):
     """Every knob of the service; `.env.example` documents each one."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # An empty variable (`OPENAI_API_KEY=` exported or uncommented from .env.example) is unset.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     # Server
     host: str = Field(default="127.0.0.1", alias="HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
     data_dir: Path = Field(default=Path("./data"), alias="TASKAGENT_DATA_DIR")
-    log_level: str = Field(default="INFO", alias="TASKAGENT_LOG_LEVEL")
+    log_level: LogLevel = Field(default="INFO", alias="TASKAGENT_LOG_LEVEL")
     log_format: Literal["json", "text"] = Field(default="json", alias="TASKAGENT_LOG_FORMAT")
     metrics_key: SecretStr | None = Field(default=None, alias="TASKAGENT_METRICS_KEY")
+
+    # Proxies: uvicorn trusts X-Forwarded-For only from these addresses (comma-separated);
+    # unset, no forwarded header is trusted and the socket peer is the client address.
+    forwarded_allow_ips: str | None = Field(default=None, alias="TASKAGENT_FORWARDED_ALLOW_IPS")
 
     # Model tiers (each optional; the offline engine is always last)
     ollama_base_url: str | None = Field(default=None, alias="OLLAMA_BASE_URL")
@@ -148,6 +162,24 @@ class Settings(BaseSettings):
                 )
         return origins
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str | None) -> str | None:
+        for entry in filter(None, (part.strip() for part in (value or "").split(","))):
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{entry!r} is not an IP address or network (give the proxy's address)"
+                    ) from None
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.sqlite_synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
@@ -181,7 +213,35 @@ class Settings(BaseSettings):
         return self.data_dir / "tasks.sqlite"
 
 
+def _variable(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    return info.alias if info is not None and info.alias else field
+
+
+def config_problem(exc: ValidationError | SettingsError) -> str:
+    """Return one line naming the first bad variable, what is wrong, and how to fix it."""
+    if isinstance(exc, SettingsError):
+        # pydantic-settings says: error parsing value for field "prices" from source ...
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+        variable = _variable(field)
+        return f"{variable} is not valid JSON; fix it (see .env.example) or unset it."
+    error = exc.errors()[0]
+    variable = ".".join(str(p) for p in error["loc"]) or "configuration"
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:
+        return f"{reason}; fix it (see .env.example) or unset it."
+    return f"{variable}: {reason}; fix it (see .env.example) or unset it."
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment; raise ConfigError with one line if unusable."""
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as exc:
+        raise ConfigError(config_problem(exc)) from None
+
+
 @lru_cache
 def get_settings() -> Settings:
-    """Return the settings, read from the environment on first use."""
-    return Settings()
+    """Return the settings, read from the environment on first use (ConfigError if unusable)."""
+    return load_settings()

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.text import Text
 
 from server.cli_options import ApiKey, AsJson, Url, run_client
@@ -19,11 +18,13 @@ from server.cli_render import (
     errors,
     footer,
     health_lines,
+    plain,
     print_history,
     print_json,
     threads_table,
 )
 from server.client import AgentClient, ClientError
+from tools.text import printable
 
 HELP_TEXT = (
     "Type a message for the agent, or a command: /new (start a new thread), /threads (list"
@@ -125,7 +126,7 @@ class ChatSession:
             self.thread_id = thread_id
             pending = view.interrupt
             if not self.as_json:
-                console.print(f"[dim]Resuming thread {thread_id}[/]")
+                console.print(plain(f"Resuming thread {thread_id}", style="dim"))
                 print_history(console, view.messages, last=6)
         if approve is not None:
             done = await self.turn(resume=answer(approve, pending))
@@ -158,7 +159,7 @@ class ChatSession:
             try:
                 await self.command(text)
             except ClientError as exc:
-                errors.print(f"[red]{escape(exc.message)}[/]", soft_wrap=True, highlight=False)
+                errors.print(plain(exc.message, style="red"), soft_wrap=True, highlight=False)
 
     async def command(self, text: str) -> None:
         """Run one slash command, or send `text` to the agent."""
@@ -216,7 +217,7 @@ class ChatSession:
 
     def ask(self, interrupt: dict[str, Any]) -> bool:
         """Ask the approval question on the terminal; anything but y/yes is a no."""
-        question = str(interrupt.get("question", "Approve?"))
+        question = printable(str(interrupt.get("question", "Approve?")))
         try:
             with interruptible():
                 answer = console.input(

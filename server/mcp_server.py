@@ -190,10 +190,12 @@ def mcp_command(
     """
     import logging.config
 
+    from server.cli_options import prepare_data_dir
     from server.logs import bind, log_config
     from server.mcp_tools import TaskAgentMCP
 
     settings = get_settings()
+    prepare_data_dir(settings)
     # stdout is the protocol channel over stdio: every log line goes to stderr.
     logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
     if http and not is_loopback_host(host):
@@ -227,6 +229,7 @@ def mcp_command(
         http_app(service, host),
         host=host,
         port=port,
+        proxy_headers=False,  # a local process must not choose the address the audit records
         log_level=settings.log_level.lower(),
         log_config=log_config(settings.log_level, settings.log_format),
     )

@@ -33,6 +33,7 @@ from server.client_input import RefusedInput, user_messages
 from server.retention import prune_before
 from server.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from server.tracing import Tracer, finish
+from tools.text import printable
 
 EventKind = Literal["metadata", "token", "tool_call", "tool_result", "interrupt", "error", "done"]
 
@@ -535,7 +536,7 @@ def title_of(graph_input: Any) -> str:
     if isinstance(graph_input, dict):
         for message in reversed(graph_input.get("messages") or []):
             if isinstance(message, dict):
-                return str(message.get("content", ""))[:80]
+                return printable(str(message.get("content", "")))[:80]
             if isinstance(message, BaseMessage):
-                return _text(message)[:80]
+                return printable(_text(message))[:80]
     return ""

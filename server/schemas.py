@@ -76,6 +76,12 @@ class TierHealth(BaseModel):
     name: str
     label: str
     breaker: str
+    status: str = Field(
+        default="unchecked",
+        description="ok; unreachable: its server did not answer the last probe (every 30 s);"
+        " unchecked: a hosted API, not probed.",
+    )
+    reason: str | None = Field(default=None, description="Why the tier's server is unreachable.")
 
 
 class HealthResponse(BaseModel):

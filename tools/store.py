@@ -231,13 +231,12 @@ class TaskStore:
         async with self._lock:
             await insert_audit(self._conn, record)
 
-    async def login_failed(self, path: str, client: str) -> None:
-        """Audit a request whose API key was missing or wrong."""
-        await self.audit(
-            AuditRecord(
-                "login_failed", user="?", success=False, detail={"path": path, "client": client}
-            )
-        )
+    async def login_failed(self, path: str, client: str, peer: str | None = None) -> None:
+        """Audit a request whose API key was missing or wrong (`peer`: the socket's address)."""
+        detail = {"path": path, "client": client}
+        if peer is not None:
+            detail["peer"] = peer
+        await self.audit(AuditRecord("login_failed", user="?", success=False, detail=detail))
 
     async def audit_rows(self, **filters: Any) -> list[dict[str, Any]]:
         """Return audit rows, newest first (see `query_audit` for the filters)."""
