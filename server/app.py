@@ -19,8 +19,9 @@ from fastapi.staticfiles import StaticFiles
 from graph.settings import Settings, get_settings
 from server import admin_api, agent_api, chat_api, ops_api, tasks_api
 from server.auth import KeyRing
+from server.limits import RequestSizeLimit
 from server.logs import REQUEST_ID_HEADER, RequestContext, request_id_of
-from server.ratelimit import RateLimiter
+from server.ratelimit import AuthFailureLimiter, RateLimiter
 from server.runner import AgentRunner, TurnError
 from server.runs import RunManager, RunStore
 from server.schemas import ErrorResponse, HealthResponse, TierHealth
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runner, app.state.runs = runner, runs
         app.state.keyring = KeyRing.from_settings(settings)
         app.state.limiter = limiter
+        app.state.auth_failures = AuthFailureLimiter(settings.auth_failures_per_minute)
         app.state.audit = runner.services.tasks
         resumed = await runs.recover()
         if resumed:
@@ -129,6 +131,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks_api.router, responses=errors)
     app.include_router(ops_api.router)
     app.add_middleware(RejectLoneSurrogates)
+    app.add_middleware(
+        RequestSizeLimit,  # before any route: oversized requests cost no auth or parsing work
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
     app.add_middleware(RequestContext)  # outermost: its id is on every response, 422s included
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app

@@ -72,6 +72,8 @@ def serve(
         port=port,
         log_level=settings.log_level.lower(),
         log_config=log_config(settings.log_level, settings.log_format),
+        # Only the h11 parser takes a header limit; the app refuses oversized headers too.
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 

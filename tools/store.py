@@ -12,8 +12,16 @@ from typing import Any
 
 import aiosqlite
 
+from tools.audit import (
+    AGGREGATED_KINDS,
+    AuditRecord,
+    count_audit,
+    insert_audit,
+    query_audit,
+    summarize,
+)
 from tools.audit import SCHEMA as AUDIT_SCHEMA
-from tools.audit import AuditRecord, insert_audit, query_audit, summarize
+from tools.schemas import MAX_TEXT_WORDS
 from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 from tools.usage import SCHEMA as USAGE_SCHEMA
 from tools.usage import Totals, record_usage, run_tokens, totals
@@ -151,12 +159,15 @@ class TaskStore:
     # --- audit ---------------------------------------------------------------------------
 
     async def audit(self, record: AuditRecord) -> None:
-        """Append an audit row on its own."""
+        """Append an audit row on its own (failed logins and refusals count per window)."""
         async with self._lock:
-            await insert_audit(self._conn, record)
+            if record.kind in AGGREGATED_KINDS:
+                await count_audit(self._conn, record)
+            else:
+                await insert_audit(self._conn, record)
 
     async def login_failed(self, path: str, client: str) -> None:
-        """Audit a request whose API key was missing or wrong."""
+        """Audit a request whose API key was missing or wrong (one row per client a minute)."""
         await self.audit(
             AuditRecord(
                 "login_failed", user="?", success=False, detail={"path": path, "client": client}
@@ -222,7 +233,11 @@ class TaskStore:
         if overdue_on:
             where.append("status != 'completed' AND due_date IS NOT NULL AND due_date < ?")
             params.append(overdue_on.isoformat())
-        for word in (text or "").split():
+        words = (text or "").split()
+        if len(words) > MAX_TEXT_WORDS:
+            # One LIKE pair per word: thousands would overflow SQLite's expression limits.
+            raise ToolError(f"text has {len(words)} words; the limit is {MAX_TEXT_WORDS}.")
+        for word in words:
             where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')")
             pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             params += [pattern, pattern]
