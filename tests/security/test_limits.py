@@ -191,7 +191,7 @@ def test_a_model_cannot_store_an_oversized_task(tmp_path: Path) -> None:
     # 100 KB per field: a multi-megabyte tool call stalls the model client itself
     # before any guard sees it (reported separately); the field limits are what is tested.
     big = 100_000
-    orders = {
+    orders: dict[str, tuple[str, dict[str, Any]]] = {
         "add the giant tags task": ("create_task", {"title": "giant", "tags": ["x" * big]}),
         "add the giant title task": ("create_task", {"title": "g" * big}),
         "add the giant notes task": ("create_task", {"title": "g", "description": "d" * big}),
