@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import LiveServer
+from tests.integration.test_mcp import mcp_http
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +110,18 @@ def test_real_actions_stay_append_only_while_noise_rows_count(tmp_path: Path) ->
         ):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 conn.execute(statement)
+
+
+def test_the_mcp_http_door_limits_failed_authentications_too(tmp_path: Path) -> None:
+    keys = "alice-key:alice:write"
+    with mcp_http(tmp_path, TASKAGENT_API_KEYS=keys) as url, httpx.Client(timeout=10) as http:
+        accept = {"Accept": "application/json, text/event-stream"}
+        codes = [
+            http.post(url, json={}, headers={**accept, "X-Api-Key": f"guess-{n}"}).status_code
+            for n in range(60)
+        ]
+        refused = http.post(url, json={}, headers={**accept, "X-Api-Key": "alice-key"})
+    assert codes[:20] == [401] * 20 and codes[-30:] == [429] * 30
+    assert refused.status_code == 429 and "Too many failed authentications" in refused.text
+    failed = [r for r in audit_rows(tmp_path) if r["kind"] == "login_failed"]
+    assert len(failed) == 1 and failed[0]["detail"]["count"] == codes.count(401)
