@@ -6,6 +6,8 @@ sentence, before the key is checked where the door refuses it, and nothing is st
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sqlite3
 import threading
 import time
@@ -111,6 +113,18 @@ def test_oversized_headers_are_refused_with_431(server: LiveServer) -> None:
         assert refused.status_code == 431
         assert "the limit is 16384" in refused.json()["detail"]
         assert client.get("/chat/threads", headers=ALICE).status_code == 200
+
+
+def test_an_endless_request_head_is_cut_off_at_the_limit(server: LiveServer) -> None:
+    sent = 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Padding: ")
+        with contextlib.suppress(OSError):  # the server hangs up: what we wanted
+            while sent < 32 * MIB:
+                sock.sendall(b"p" * 65536)
+                sent += 65536
+    # Socket buffers take a few MB; a parser without a head limit would take all 32.
+    assert sent < 8 * MIB, f"the server read {sent} bytes of one request head"
 
 
 @pytest.mark.parametrize(
