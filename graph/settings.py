@@ -127,6 +127,16 @@ class Settings(BaseSettings):
         default=20, ge=0, alias="TASKAGENT_MAX_QUEUED_RUNS_PER_USER"
     )
 
+    # Request limits (issue 10): body and header size at the door, metadata per field, and
+    # failed authentications per client address per minute (0 = no limit).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, alias="TASKAGENT_MAX_BODY_BYTES")
+    max_header_bytes: int = Field(default=16_384, ge=1024, alias="TASKAGENT_MAX_HEADER_BYTES")
+    max_metadata_bytes: int = Field(default=16_384, ge=2, alias="TASKAGENT_MAX_METADATA_BYTES")
+    max_metadata_depth: int = Field(default=10, ge=1, le=100, alias="TASKAGENT_MAX_METADATA_DEPTH")
+    auth_failures_per_minute: int = Field(
+        default=20, ge=0, alias="TASKAGENT_AUTH_FAILURES_PER_MINUTE"
+    )
+
     # Persistence
     sqlite_synchronous: str = Field(default="NORMAL", alias="TASKAGENT_SQLITE_SYNCHRONOUS")
     busy_timeout_ms: int = Field(default=5000, ge=0, alias="TASKAGENT_BUSY_TIMEOUT_MS")

@@ -17,6 +17,14 @@ from graph.context import TIER_NAMES, Context, TierName
 from server.client_input import RefusedInput, check_run_request
 from server.deps import context_of, runner_of, runs_of
 from server.jsonable import to_jsonable
+from server.limits import (
+    MAX_OFFSET,
+    LastEventId,
+    Metadata,
+    bounded_json,
+    check_json_size,
+    merge_patch,
+)
 from server.runner import AgentRunner, TurnError
 from server.runs import MultitaskStrategy, RunManager, RunRecord, stream_modes
 from server.sse import event_stream, last_event_id
@@ -110,7 +118,7 @@ class ThreadCreate(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     thread_id: str | None = Field(default=None, max_length=200)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
 
 
@@ -118,17 +126,17 @@ class ThreadPatch(BaseModel):
     """Change a thread's metadata."""
 
     model_config = ConfigDict(extra="ignore")
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class ThreadSearch(BaseModel):
     """Filter threads."""
 
     model_config = ConfigDict(extra="ignore")
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, bounded_json("metadata")] = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 async def _thread_json(
@@ -187,7 +195,11 @@ async def patch_thread(
     thread_id: str, body: ThreadPatch, context: Ctx, runner: Runner
 ) -> dict[str, Any]:
     """Merge metadata into a thread."""
-    await runner.check_access(thread_id, context.user_id)
+    info = await runner.check_access(thread_id, context.user_id)
+    try:
+        check_json_size(merge_patch(info.metadata, body.metadata), "merged metadata")
+    except ValueError as exc:
+        raise TurnError(422, str(exc)) from None
     await runner.threads.update_metadata(thread_id, body.metadata)
     return await _thread_json(runner, await runner.check_access(thread_id, context.user_id))
 
@@ -287,7 +299,7 @@ class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     limit: int = Field(default=10, ge=1, le=1000)
     before: dict[str, Any] | str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any] | None, bounded_json("metadata")] = None
 
 
 @router.post("/threads/{thread_id}/history")
@@ -326,7 +338,7 @@ class RunCreate(BaseModel):
     input: dict[str, Any] | None = None
     command: dict[str, Any] | None = None
     stream_mode: str | list[str] = "values"
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     context: dict[str, Any] | None = None
     multitask_strategy: MultitaskStrategy = "enqueue"
     on_disconnect: Literal["cancel", "continue"] = "continue"
@@ -493,7 +505,7 @@ async def list_runs(
     runner: Runner,
     runs: Runs,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     status: str | None = None,
 ) -> list[dict[str, Any]]:
     """List the thread's runs, newest first."""
@@ -523,7 +535,7 @@ async def join_run_stream(
     run_id: str,
     context: Ctx,
     runs: Runs,
-    last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event: LastEventId = None,
     cancel_on_disconnect: bool = False,
 ) -> EventSourceResponse:
     """Replay a run's events after `Last-Event-ID`, then follow it live to its end."""

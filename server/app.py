@@ -21,8 +21,9 @@ from models.providers import Reachability
 from server import admin_api, agent_api, chat_api, ops_api, tasks_api
 from server.auth import KeyRing
 from server.browser_guard import protect
+from server.limits import RequestSizeLimit
 from server.logs import REQUEST_ID_HEADER, RequestContext, request_id_of
-from server.ratelimit import RateLimiter
+from server.ratelimit import AuthFailureLimiter, RateLimiter
 from server.runner import AgentRunner, TurnError
 from server.runs import RunManager, RunStore
 from server.schemas import ErrorResponse, HealthResponse, TierHealth
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runner, app.state.runs = runner, runs
         app.state.keyring = KeyRing.from_settings(settings)
         app.state.limiter = limiter
+        app.state.auth_failures = AuthFailureLimiter(settings.auth_failures_per_minute)
         app.state.audit = runner.services.tasks
         reachability = app.state.reachability = Reachability(runner.services.tiers)
         await reachability.check()  # an unreachable model is reported once, at start-up
@@ -147,6 +149,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RejectLoneSurrogates)
     hosts, origins = [*settings.allowed_hosts, settings.host.lower()], settings.allowed_origins
     protect(app, hosts, origins, csp_exempt={"/docs", "/docs/oauth2-redirect", "/redoc"})
+    app.add_middleware(
+        RequestSizeLimit,  # before any route: oversized requests cost no auth or parsing work
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
     app.add_middleware(RequestContext)  # outermost: its id is on every response, 422s included
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app

@@ -13,6 +13,7 @@ from sse_starlette import EventSourceResponse
 from graph.context import Context
 from graph.settings import get_settings
 from server.deps import context_of, runner_of, runs_of
+from server.limits import LastEventId
 from server.runner import AgentRunner, TurnError
 from server.runs import RunManager
 from server.schemas import ChatRequest, ChatResponse, ErrorResponse
@@ -107,7 +108,7 @@ async def rejoin_chat_stream(
     run_id: str,
     context: Annotated[Context, Depends(context_of)],
     runs: Annotated[RunManager, Depends(runs_of)],
-    last_event: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event: LastEventId = None,
 ) -> EventSourceResponse:
     """Replay a chat run's events after `Last-Event-ID`, then follow it live to the end."""
     run = await runs.store.get(run_id)

@@ -100,6 +100,10 @@ def serve(
         proxy_headers=False,
         log_level=settings.log_level.lower(),
         log_config=log_config(settings.log_level, settings.log_format),
+        # h11, not httptools: httptools buffers a request head of any size (hundreds of MB),
+        # h11 answers 431 once the head passes this limit. The cost is ~0.1 ms a request.
+        http="h11",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 

@@ -9,9 +9,17 @@ from fastapi import Header, HTTPException, Request
 from graph.context import Context
 from server import logs
 from server.auth import KeyRing, Principal, local_principal, presented_key
-from server.ratelimit import RateLimiter, refusal, refusal_record
+from server.ratelimit import (
+    AuthFailureLimiter,
+    RateLimiter,
+    refusal,
+    refusal_record,
+    too_many_failures,
+)
 from server.runner import AgentRunner
 from server.runs import RunManager
+from tools.audit import AuditRecord
+from tools.store import TaskStore
 
 UNAUTHORIZED = (
     "Missing or invalid API key. Send it as X-Api-Key: <key> or Authorization: Bearer <key>."
@@ -41,21 +49,36 @@ async def principal_of(
         local = local_principal()
         logs.bind(user=local.user_id)
         return local
+    client = request.client.host if request.client else ""
+    failures: AuthFailureLimiter = request.app.state.auth_failures
+    audit: TaskStore = request.app.state.audit
+    blocked = failures.retry_after(client)
+    if blocked is not None:
+        # Refused before the key is looked at, so guessing goes no faster with a right one.
+        await audit.audit(
+            AuditRecord(
+                "rate_limit",
+                user="?",
+                success=False,
+                error=f"failed authentications: retry after {blocked}s",
+                detail={"client": client, "path": request.url.path},
+            )
+        )
+        raise HTTPException(
+            429, too_many_failures(client, blocked), headers={"Retry-After": str(blocked)}
+        )
     principal = keyring.authenticate(presented_key(x_api_key, authorization))
     if principal is None:
-        audit = getattr(request.app.state, "audit", None)
-        if audit is not None:
-            await audit.login_failed(
-                request.url.path,
-                request.client.host if request.client else "",
-                peer=getattr(request.state, "peer", None),
-            )
+        failures.failed(client)
+        await audit.login_failed(
+            request.url.path, client, peer=getattr(request.state, "peer", None)
+        )
         raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     logs.bind(user=principal.user_id)
     limiter: RateLimiter = request.app.state.limiter
     retry_after = limiter.admit(principal.user_id)
     if retry_after is not None:
-        await request.app.state.audit.audit(
+        await audit.audit(
             refusal_record(principal.user_id, principal.role, retry_after, path=request.url.path)
         )
         raise HTTPException(

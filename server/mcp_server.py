@@ -19,6 +19,7 @@ import typer
 from graph.settings import Settings, get_settings
 from server.auth import KeyError_, KeyRing, Principal, local_principal, presented_key
 from server.browser_guard import header_map, host_refusal, is_loopback_host
+from server.ratelimit import too_many_failures
 from tools.store import TaskStore
 
 if TYPE_CHECKING:
@@ -112,10 +113,20 @@ class LoopbackGate:
             return
         keyring = self.service.keyring
         if keyring.enabled:
+            client = (scope.get("client") or ("", 0))[0]
+            blocked = self.service.auth_failures.retry_after(client)
+            if blocked is not None:
+                await _reply(
+                    send,
+                    429,
+                    too_many_failures(client, blocked),
+                    [(b"retry-after", str(blocked).encode())],
+                )
+                return
             presented = presented_key(headers.get("x-api-key"), headers.get("authorization"))
             if keyring.authenticate(presented) is None:
-                client = scope.get("client") or ("", 0)
-                await self.service.audit_login_failed(scope.get("path", ""), client[0])
+                self.service.auth_failures.failed(client)
+                await self.service.audit_login_failed(scope.get("path", ""), client)
                 await _reply(
                     send,
                     401,

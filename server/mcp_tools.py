@@ -26,7 +26,7 @@ from graph.context import Context
 from graph.settings import Settings
 from server.auth import KeyRing, Principal, local_principal, presented_key
 from server.logs import bind
-from server.ratelimit import RateLimiter, refusal, refusal_record
+from server.ratelimit import AuthFailureLimiter, RateLimiter, refusal, refusal_record
 from server.task_calls import TaskCallError, call_task_tool
 from tools.audit import summarize
 from tools.schemas import DESTRUCTIVE_TOOLS, MUTATING_TOOLS, TOOL_ARGS
@@ -147,10 +147,12 @@ class TaskAgentMCP:
     principal: Principal | None
     keyring: KeyRing
     limiter: RateLimiter = field(init=False)
+    auth_failures: AuthFailureLimiter = field(init=False)
     _runner: AgentRunner | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.rate_limit_rpm, self.settings.rate_limit_tpm)
+        self.auth_failures = AuthFailureLimiter(self.settings.auth_failures_per_minute)
 
     @property
     def runner(self) -> AgentRunner:

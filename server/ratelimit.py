@@ -81,6 +81,53 @@ class RateLimiter:
         return buckets[user]
 
 
+class AuthFailureLimiter:
+    """Failed authentications per client address per minute; 0 is no limit.
+
+    Past the limit every request from the address is refused, with or without a right key,
+    until the bucket refills: guessing keys gets one try every 60/limit seconds.
+    """
+
+    MAX_TRACKED = 10_000  # addresses; the full (forgiven) buckets are dropped beyond this
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute, self._clock = per_minute, clock
+        self._failures: dict[str, TokenBucket] = {}
+
+    def retry_after(self, client: str) -> int | None:
+        """Return None if `client` may try to authenticate, else whole seconds to wait."""
+        bucket = self._failures.get(client)
+        if not self.per_minute or bucket is None:
+            return None
+        wait = bucket.wait_for(1)
+        if wait <= 0:
+            return None
+        metrics.RATE_LIMIT_REJECTIONS.labels("auth_failures").inc()
+        return max(1, math.ceil(wait))
+
+    def failed(self, client: str) -> None:
+        """Count one failed authentication from `client`."""
+        if not self.per_minute:
+            return
+        if client not in self._failures and len(self._failures) >= self.MAX_TRACKED:
+            self._forget_forgiven()
+        bucket = self._failures.setdefault(client, TokenBucket(self.per_minute, self._clock))
+        bucket.take(1)
+
+    def _forget_forgiven(self) -> None:
+        for client, bucket in list(self._failures.items()):
+            if bucket.wait_for(bucket.capacity) <= 0:
+                del self._failures[client]
+
+
+def too_many_failures(client: str, retry_after: int) -> str:
+    """The sentence a client gets after too many failed authentications."""
+    return (
+        f"Too many failed authentications from {client or 'this address'}:"
+        f" try again in {retry_after} s."
+    )
+
+
 def refusal(user: str, retry_after: int) -> str:
     """The sentence a rate-limited caller gets, on every surface (HTTP, MCP)."""
     return f"Rate limit reached for {user}: try again in {retry_after} s."

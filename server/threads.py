@@ -175,8 +175,12 @@ class ThreadIndex:
             where.append("status = ?")
             params.append(status)
         for key, value in (metadata or {}).items():
-            where.append("json_extract(metadata, ?) = json_extract(?, '$')")
-            params += [f'$."{key}"', json.dumps(value)]
+            # The key is bound as a value, never spliced into a JSON path: any key is safe.
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(threads.metadata) AS m"
+                " WHERE m.key = ? AND m.value IS json_extract(?, '$'))"
+            )
+            params += [key, json.dumps(value)]
         return [
             _info(row)
             for row in await fetch_all(

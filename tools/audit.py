@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import aiosqlite
 
-from tools.sqlite import fetch_all, now_iso
+from tools.sqlite import fetch_all, fetch_one, now_iso
 
 log = logging.getLogger("taskagent.audit")
 
@@ -42,7 +43,15 @@ CREATE INDEX IF NOT EXISTS audit_kind ON audit (kind, ts);
 -- A tool call is audited once per kind even when a node re-runs after a resume or crash;
 -- keyed by the run's identity (tools.store.call_key), as providers reuse tool call ids.
 CREATE UNIQUE INDEX IF NOT EXISTS audit_call_once ON audit (kind, call_key) WHERE call_key != '';
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+-- Append-only, except the repeat count of the noise kinds (failed logins, rate-limit
+-- refusals), which aggregate into one row per client and window instead of a row each.
+DROP TRIGGER IF EXISTS audit_no_update;
+CREATE TRIGGER audit_no_update BEFORE UPDATE OF id, ts, kind, user, role, thread_id, run_id,
+    step, tool, tool_call_id, arguments, result_summary, success, error, latency_ms, cost_usd,
+    call_key
+ON audit BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_counts_only BEFORE UPDATE OF detail ON audit
+WHEN OLD.kind NOT IN ('login_failed', 'rate_limit')
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
@@ -52,6 +61,11 @@ COLUMNS = (
     "ts, kind, user, role, thread_id, run_id, step, tool, tool_call_id, arguments,"
     " result_summary, success, error, latency_ms, cost_usd, detail, call_key"
 )
+
+AGGREGATED_KINDS: frozenset[AuditKind] = frozenset({"login_failed", "rate_limit"})
+"""Kinds anyone can cause without a key: counted per window, not stored once per request."""
+AGGREGATE_WINDOW_S = 60
+MAX_DETAIL_CHARS = 200
 
 _SECRET_KEYS = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization|credential)", re.I)
 # Key shapes (OpenAI, ours, GitHub) that must never be logged or traced.
@@ -122,6 +136,35 @@ async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord) -> None:
         f"INSERT OR IGNORE INTO audit ({COLUMNS}) VALUES ({', '.join('?' * len(values))})", values
     )
     log.info("audit %s", record.kind, extra={"audit": row})
+
+
+async def count_audit(
+    conn: aiosqlite.Connection, record: AuditRecord, window_s: float = AGGREGATE_WINDOW_S
+) -> None:
+    """Count a repeated noise event: one row per kind, user, tool and client per window.
+
+    The first event of a window is appended with `detail.count` 1 (its strings cut to
+    MAX_DETAIL_CHARS); later ones in the window add one to that count and set `last_ts`.
+    """
+    detail = {
+        k: v[:MAX_DETAIL_CHARS] if isinstance(v, str) else v for k, v in record.detail.items()
+    }
+    client = detail.get("client")
+    since = (datetime.now(UTC) - timedelta(seconds=window_s)).isoformat(timespec="seconds")
+    row = await fetch_one(
+        conn,
+        "SELECT id FROM audit WHERE kind = ? AND user = ? AND tool = ? AND ts >= ?"
+        " AND json_extract(detail, '$.client') IS ? ORDER BY id DESC LIMIT 1",
+        (record.kind, record.user, record.tool, since, client),
+    )
+    if row is None:
+        await insert_audit(conn, replace(record, detail={**detail, "count": 1}))
+        return
+    await conn.execute(
+        "UPDATE audit SET detail = json_set(detail, '$.count',"
+        " COALESCE(json_extract(detail, '$.count'), 1) + 1, '$.last_ts', ?) WHERE id = ?",
+        (now_iso(), row[0]),
+    )
 
 
 async def query_audit(

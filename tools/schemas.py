@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from tools.text import check_plain_text
 
@@ -15,6 +15,26 @@ Status = Literal["pending", "in_progress", "completed"]
 
 PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high", "urgent")
 STATUSES: tuple[Status, ...] = ("pending", "in_progress", "completed")
+
+MAX_TITLE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 4000
+MAX_TAGS = 20
+MAX_TAG_CHARS = 40
+MAX_TEXT_CHARS = 200
+MAX_TEXT_WORDS = 20
+
+MAX_DATE_CHARS = 100
+
+Tag = Annotated[str, Field(max_length=MAX_TAG_CHARS)]
+
+
+def _few_words(text: str | None) -> str | None:
+    if text is not None and len(text.split()) > MAX_TEXT_WORDS:
+        raise ValueError(f"text has {len(text.split())} words; the limit is {MAX_TEXT_WORDS}.")
+    return text
+
+
+SearchText = Annotated[str | None, AfterValidator(_few_words)]
 
 
 class _Args(BaseModel):
@@ -33,14 +53,21 @@ class _Args(BaseModel):
 class CreateTaskArgs(_Args):
     """Create a new task for the current user."""
 
-    title: str = Field(min_length=1, max_length=200, description="Short title of the task.")
-    description: str = Field(default="", max_length=4000, description="Optional longer notes.")
+    title: str = Field(
+        min_length=1, max_length=MAX_TITLE_CHARS, description="Short title of the task."
+    )
+    description: str = Field(
+        default="", max_length=MAX_DESCRIPTION_CHARS, description="Optional longer notes."
+    )
     priority: Priority = Field(default="normal", description="low, normal, high or urgent.")
     due_date: str | None = Field(
         default=None,
+        max_length=MAX_DATE_CHARS,
         description="Due date as YYYY-MM-DD (natural phrases like 'tomorrow' are accepted).",
     )
-    tags: list[str] = Field(default_factory=list, max_length=20, description="Free-form labels.")
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS, description="Free-form labels."
+    )
 
 
 class ListTasksArgs(_Args):
@@ -48,13 +75,23 @@ class ListTasksArgs(_Args):
 
     status: Status | None = Field(default=None, description="Only tasks with this status.")
     priority: Priority | None = Field(default=None, description="Only tasks with this priority.")
-    due_before: str | None = Field(default=None, description="Due on or before this date.")
-    due_after: str | None = Field(default=None, description="Due on or after this date.")
+    due_before: str | None = Field(
+        default=None, max_length=MAX_DATE_CHARS, description="Due on or before this date."
+    )
+    due_after: str | None = Field(
+        default=None, max_length=MAX_DATE_CHARS, description="Due on or after this date."
+    )
     overdue: bool = Field(default=False, description="Only open tasks whose due date has passed.")
-    text: str | None = Field(default=None, description="Words that must appear in title/notes.")
+    text: SearchText = Field(
+        default=None,
+        max_length=MAX_TEXT_CHARS,
+        description="Words that must appear in title/notes (up to 20).",
+    )
     limit: int = Field(default=50, ge=1, le=200, description="Maximum number of tasks returned.")
     owner: str | None = Field(
-        default=None, description="Admins only: list this user's tasks, or '*' for everyone's."
+        default=None,
+        max_length=200,
+        description="Admins only: list this user's tasks, or '*' for everyone's.",
     )
 
 
@@ -73,12 +110,20 @@ class GetTaskArgs(TaskIdArgs):
 class UpdateTaskArgs(TaskIdArgs):
     """Change fields of an existing task; omitted fields stay as they are."""
 
-    title: str | None = Field(default=None, min_length=1, max_length=200, description="New title.")
-    description: str | None = Field(default=None, max_length=4000, description="New notes.")
+    title: str | None = Field(
+        default=None, min_length=1, max_length=MAX_TITLE_CHARS, description="New title."
+    )
+    description: str | None = Field(
+        default=None, max_length=MAX_DESCRIPTION_CHARS, description="New notes."
+    )
     priority: Priority | None = Field(default=None, description="New priority.")
     status: Status | None = Field(default=None, description="New status.")
-    due_date: str | None = Field(default=None, description="New due date (YYYY-MM-DD).")
-    tags: list[str] | None = Field(default=None, max_length=20, description="Replace the tags.")
+    due_date: str | None = Field(
+        default=None, max_length=MAX_DATE_CHARS, description="New due date (YYYY-MM-DD)."
+    )
+    tags: list[Tag] | None = Field(
+        default=None, max_length=MAX_TAGS, description="Replace the tags."
+    )
 
 
 class CompleteTaskArgs(TaskIdArgs):

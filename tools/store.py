@@ -12,8 +12,16 @@ from typing import Any
 
 import aiosqlite
 
+from tools.audit import (
+    AGGREGATED_KINDS,
+    AuditRecord,
+    count_audit,
+    insert_audit,
+    query_audit,
+    summarize,
+)
 from tools.audit import SCHEMA as AUDIT_SCHEMA
-from tools.audit import AuditRecord, insert_audit, query_audit, summarize
+from tools.schemas import MAX_TEXT_WORDS
 from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 from tools.usage import SCHEMA as USAGE_SCHEMA
 from tools.usage import Totals, record_usage, run_tokens, totals
@@ -227,12 +235,15 @@ class TaskStore:
     # --- audit ---------------------------------------------------------------------------
 
     async def audit(self, record: AuditRecord) -> None:
-        """Append an audit row on its own."""
+        """Append an audit row on its own (failed logins and refusals count per window)."""
         async with self._lock:
-            await insert_audit(self._conn, record)
+            if record.kind in AGGREGATED_KINDS:
+                await count_audit(self._conn, record)
+            else:
+                await insert_audit(self._conn, record)
 
     async def login_failed(self, path: str, client: str, peer: str | None = None) -> None:
-        """Audit a request whose API key was missing or wrong (`peer`: the socket's address)."""
+        """Audit a missing or wrong key, one row per client a minute (`peer`: socket address)."""
         detail = {"path": path, "client": client}
         if peer is not None:
             detail["peer"] = peer
@@ -314,7 +325,11 @@ class TaskStore:
         if overdue_on:
             where.append("status != 'completed' AND due_date IS NOT NULL AND due_date < ?")
             params.append(overdue_on.isoformat())
-        for word in (text or "").split():
+        words = (text or "").split()
+        if len(words) > MAX_TEXT_WORDS:
+            # One LIKE pair per word: thousands would overflow SQLite's expression limits.
+            raise ToolError(f"text has {len(words)} words; the limit is {MAX_TEXT_WORDS}.")
+        for word in words:
             where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')")
             pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             params += [pattern, pattern]

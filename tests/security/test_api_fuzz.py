@@ -185,7 +185,13 @@ class Stats:
 
 def _env() -> dict[str, str]:
     keys = ",".join(f"{KEYS[u]}:{u}:{ROLES[u]}" for u in KEYS)
-    return {"TASKAGENT_API_KEYS": keys, "TASKAGENT_LOG_LEVEL": "INFO"}
+    return {
+        "TASKAGENT_API_KEYS": keys,
+        "TASKAGENT_LOG_LEVEL": "INFO",
+        # Thousands of deliberate wrong-key probes come from this one address; the limit on
+        # failed authentications per address has its own test (test_audit_flood.py).
+        "TASKAGENT_AUTH_FAILURES_PER_MINUTE": "0",
+    }
 
 
 def _chat(client: httpx.Client, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
@@ -603,6 +609,11 @@ LONE_SURROGATE = "\ud800"  # valid JSON ("\\ud800"), not encodable as UTF-8
 def hostile_requests(bob: Owned) -> list[tuple[str, str, dict[str, Any]]]:
     """Requests with strings hypothesis does not generate: unpaired surrogates, bad keys."""
     s = LONE_SURROGATE
+    deep: dict[str, Any] = {}
+    level = deep
+    for _ in range(900):
+        level["a"] = {}
+        level = level["a"]
     run = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": "hi"}]}}
     return [
         ("POST", "/chat", {"message": f"add a task to buy milk {s}"}),
@@ -619,6 +630,14 @@ def hostile_requests(bob: Owned) -> list[tuple[str, str, dict[str, Any]]]:
             f"/threads/{bob.agent_thread}/runs/wait",
             {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": s}]}},
         ),
+        # What the fuzzer found once (each was a 500): see test_fuzz_regressions.py.
+        ("POST", "/threads/search", {"metadata": {'a"b': 1, "$[0]": 2}}),
+        ("POST", "/threads/search", {"offset": 2**63, "limit": 2**63}),
+        ("POST", "/threads", {"metadata": deep}),
+        ("PATCH", f"/threads/{bob.agent_thread}", {"metadata": deep}),
+        ("POST", f"/threads/{bob.agent_thread}/runs", {**run, "metadata": deep}),
+        ("POST", "/tasks", {"title": "t", "tags": ["x" * 100_000]}),
+        ("GET", f"/threads/{bob.agent_thread}/runs?offset={2**63}", {}),
     ]
 
 

@@ -1,0 +1,167 @@
+"""Size limits: request bodies and headers at the door, JSON metadata per field.
+
+The door runs before any route, so before the API key is checked: an oversized request
+costs the server at most `max_body_bytes` of reading, whoever sends it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Header
+from pydantic import AfterValidator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from graph.settings import get_settings
+
+
+class RequestSizeLimit:
+    """ASGI middleware: 431 for oversized headers, 413 for bodies over the limit.
+
+    A declared `Content-Length` over the limit is refused before a byte of the body is read
+    (the HTTP parser holds a body to its declared length). A body without one (chunked) is
+    read here up to the limit, then handed on; one byte more and the rest is never read.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_header_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse an oversized request, or pass it on."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        header_bytes = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+        header_bytes += sum(len(name) + len(value) + 4 for name, value in headers)
+        if header_bytes > self.max_header_bytes:
+            await _refuse(
+                send,
+                431,
+                f"Request headers are {header_bytes} bytes; the limit is {self.max_header_bytes}.",
+            )
+            return
+        declared = [value for name, value in headers if name == b"content-length"]
+        if declared:
+            length = int(declared[0]) if declared[0].strip().isdigit() else 0
+            if length > self.max_body_bytes:
+                await _refuse(
+                    send,
+                    413,
+                    f"Request body is {length} bytes; the limit is {self.max_body_bytes} bytes.",
+                )
+                return
+            await self.app(scope, receive, send)
+            return
+        if not any(name == b"transfer-encoding" for name, _ in headers):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        received = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                await _refuse(
+                    send, 413, f"Request body is over the limit of {self.max_body_bytes} bytes."
+                )
+                return
+            if not message.get("more_body"):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                # The unread rest of the request makes the connection unusable.
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def json_depth(value: Any) -> int:
+    """Return how deeply objects and arrays nest in a decoded JSON value (a scalar is 0)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Any = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_json_size(value: Any, what: str) -> Any:
+    """Return `value`, or raise ValueError when it nests or weighs more than the settings allow."""
+    settings = get_settings()
+    depth = json_depth(value)
+    if depth > settings.max_metadata_depth:
+        raise ValueError(
+            f"{what} nests {depth} levels deep; the limit is {settings.max_metadata_depth}."
+        )
+    size = len(json.dumps(value, ensure_ascii=False, default=str).encode())
+    if size > settings.max_metadata_bytes:
+        raise ValueError(
+            f"{what} is {size} bytes of JSON; the limit is {settings.max_metadata_bytes}."
+        )
+    return value
+
+
+def bounded_json(what: str) -> AfterValidator:
+    """Return a validator that applies `check_json_size` to an optional JSON object."""
+
+    def check(value: Any) -> Any:
+        return value if value is None else check_json_size(value, what)
+
+    return AfterValidator(check)
+
+
+Metadata = Annotated[dict[str, Any], bounded_json("metadata")]
+"""Thread or run metadata, bounded in size and depth (TASKAGENT_MAX_METADATA_*)."""
+
+LastEventId = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        # 18 digits stay below SQLite's 2**63: a longer id was never sent by any run, and
+        # replaying from 0 for it would hand the client events it says it already has.
+        max_length=18,
+        description="The id of the last event received; the stream resumes after it.",
+    ),
+]
+"""The `Last-Event-ID` header of a rejoin: a run's event sequence number."""
+
+MAX_OFFSET = 1_000_000_000
+"""The largest `offset` a list or search accepts (SQLite integers stop at 2**63 - 1)."""
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """Apply a JSON merge patch (RFC 7396, what SQLite's json_patch does) to `target`."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
