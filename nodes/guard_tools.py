@@ -208,7 +208,7 @@ def _rejected(tool: str, task_id: str) -> str:
 
 def _not_there(task_id: str) -> str:
     return (
-        f"{task_id} does not exist (it may have been deleted, or not be created yet), so"
+        f"Task {task_id} not found (it may have been deleted, or not be created yet), so"
         " nothing was deleted. Deleting needs the user's approval of an existing task: once"
         " it exists, call delete_task for it again."
     )

@@ -146,7 +146,7 @@ def test_creating_and_deleting_in_one_message_still_asks_before_the_delete(
     assert (task_row(server.data_dir, scratch) or ())[:3] == (scratch, "alice", "Scratch")
     delete = next(c for c in answer["tool_calls"] if c["tool"] == "delete_task")
     assert delete["result"]["ok"] is False
-    assert "does not exist" in delete["result"]["error"]
+    assert "not found" in delete["result"]["error"]
     deletes = rows(
         server.data_dir,
         "SELECT COUNT(*) FROM audit WHERE kind = 'tool' AND tool = 'delete_task' AND thread_id = ?",
