@@ -47,6 +47,7 @@ def serve(
     """Start the HTTP API server."""
     import uvicorn
 
+    from graph.redaction import Redactor
     from server.app import create_app
     from server.logs import log_config
 
@@ -71,7 +72,9 @@ def serve(
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
-        log_config=log_config(settings.log_level, settings.log_format),
+        log_config=log_config(
+            settings.log_level, settings.log_format, redactor=Redactor.from_settings(settings)
+        ),
     )
 
 

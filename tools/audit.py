@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import aiosqlite
 
+from graph.redaction import Redactor
 from tools.sqlite import fetch_all, now_iso
 
 log = logging.getLogger("taskagent.audit")
@@ -51,10 +51,6 @@ COLUMNS = (
     " result_summary, success, error, latency_ms, cost_usd, detail"
 )
 
-_SECRET_KEYS = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization|credential)", re.I)
-# Key shapes (OpenAI, ours, GitHub) that must never be logged or traced.
-SECRET_VALUES = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|tak_[A-Za-z0-9_-]{8,}|ghp_[A-Za-z0-9]{8,})")
-
 
 @dataclass
 class AuditRecord:
@@ -78,19 +74,6 @@ class AuditRecord:
     ts: str = field(default_factory=now_iso)
 
 
-def redact(value: Any) -> Any:
-    """Return `value` with secret-looking keys and values replaced by "[redacted]"."""
-    if isinstance(value, dict):
-        return {
-            k: "[redacted]" if _SECRET_KEYS.search(str(k)) else redact(v) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return SECRET_VALUES.sub("[redacted]", value)
-    return value
-
-
 def summarize(result: dict[str, Any]) -> str:
     """Return a one-line summary of a tool result for the audit row."""
     if not result.get("ok"):
@@ -106,11 +89,14 @@ def summarize(result: dict[str, Any]) -> str:
     return "ok"
 
 
-async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord) -> None:
-    """Append a row (inside the caller's transaction, if any) and log it (under "audit")."""
+async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord, redactor: Redactor) -> None:
+    """Append a row (inside the caller's transaction, if any) and log it (under "audit").
+
+    Arguments, details and error texts are redacted first: secrets never reach the trail.
+    """
     row = asdict(record)
-    row["arguments"] = redact(row["arguments"])
-    row["detail"] = redact(row["detail"])
+    for name in ("arguments", "detail", "error", "result_summary"):
+        row[name] = redactor.value(row[name])
     values = [
         json.dumps(row[name]) if name in ("arguments", "detail") else row[name]
         for name in (c.strip() for c in COLUMNS.split(","))

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiosqlite
 
+from graph.redaction import Redactor
 from tools.audit import SCHEMA as AUDIT_SCHEMA
 from tools.audit import AuditRecord, insert_audit, query_audit, summarize
 from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
@@ -72,20 +73,27 @@ def _task(row: aiosqlite.Row | tuple[Any, ...]) -> dict[str, Any]:
 class TaskStore:
     """Tasks per owner; every mutation is keyed by its tool_call_id and applied at most once."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, redactor: Redactor | None = None) -> None:
         self._conn = conn
+        # Without the process's redactor, audit rows lose key-shaped values only.
+        self.redactor = redactor or Redactor()
         # One aiosqlite connection runs statements in order, but a transaction spans several
         # awaits: the lock keeps two coroutines' transactions from interleaving.
         self._lock = asyncio.Lock()
 
     @classmethod
     async def open(
-        cls, path: Path, *, busy_timeout_ms: int = 5000, synchronous: str = "NORMAL"
+        cls,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        synchronous: str = "NORMAL",
+        redactor: Redactor | None = None,
     ) -> TaskStore:
-        """Open (and create if needed) the store at `path`."""
+        """Open (and create if needed) the store at `path`; `redactor` scrubs audit rows."""
         conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
         await conn.executescript(SCHEMA + AUDIT_SCHEMA + USAGE_SCHEMA)
-        return cls(conn)
+        return cls(conn, redactor)
 
     async def close(self) -> None:
         """Close the underlying connection."""
@@ -140,7 +148,9 @@ class TaskStore:
                 )
                 if audit is not None:
                     await insert_audit(
-                        self._conn, completed(audit, result, time.perf_counter() - started)
+                        self._conn,
+                        completed(audit, result, time.perf_counter() - started),
+                        self.redactor,
                     )
                 await self._conn.execute("COMMIT")
                 return result
@@ -153,7 +163,7 @@ class TaskStore:
     async def audit(self, record: AuditRecord) -> None:
         """Append an audit row on its own."""
         async with self._lock:
-            await insert_audit(self._conn, record)
+            await insert_audit(self._conn, record, self.redactor)
 
     async def login_failed(self, path: str, client: str) -> None:
         """Audit a request whose API key was missing or wrong."""
