@@ -37,7 +37,7 @@ KEY_SHAPES = re.compile(
     r"\b(sk-[A-Za-z0-9_-]{8,}|tak_[A-Za-z0-9_-]{8,}|gh[pousr]_[A-Za-z0-9]{8,}"
     r"|github_pat_[A-Za-z0-9_]{8,}|lsv2_[A-Za-z0-9_]{8,}|xox[abprs]-[A-Za-z0-9-]{8,}"
     r"|AKIA[0-9A-Z]{16})"
-    r"|\b[Bb]earer\s+([A-Za-z0-9._~+/=-]{8,})"
+    r"|\b(?i:bearer)\s+([A-Za-z0-9._~+/=-]{8,})"
 )
 # Field names whose values are secrets whatever they hold; "max_tokens" and "input_tokens"
 # are not among them.
@@ -68,13 +68,17 @@ def configured_secrets(settings: Settings) -> list[str]:
 
 
 def _squash(text: str) -> tuple[str, list[int]]:
-    """Lower-case `text` with whitespace runs collapsed, and each kept char's original index."""
+    """Lower-case `text` with whitespace runs collapsed, and each kept char's original index.
+
+    A leading run is kept as one space too: a stream's held tail often starts with one, and
+    an echo window may begin there.
+    """
     chars: list[str] = []
     index: list[int] = []
     in_space = False
     for position, char in enumerate(text):
         if char.isspace():
-            if in_space or not chars:
+            if in_space:
                 continue
             in_space = True
             chars.append(" ")
@@ -129,11 +133,16 @@ def _render(text: str, ranges: Sequence[tuple[int, int]]) -> str:
 class _PromptIndex:
     """The system prompt cut into the fragments an echo is recognised by."""
 
+    squashed: str
     grams: frozenset[str]
     # Every 40-character window of the prompt contains one of these whole (they are cut at
     # every 20th character), so text containing none of them cannot hold an echo window.
     blocks: tuple[str, ...]
     word_grams: frozenset[tuple[str, ...]]
+    # Every run of fewer than 8 consecutive prompt words, alone and followed by each beginning
+    # of the next word: what a stream may be in the middle of.
+    word_runs: frozenset[tuple[str, ...]]
+    word_run_starts: frozenset[tuple[str, ...]]
 
     @classmethod
     def of(cls, prompt: str) -> _PromptIndex | None:
@@ -143,12 +152,24 @@ class _PromptIndex:
             return None
         half = MIN_ECHO_CHARS // 2
         return cls(
+            squashed=squashed,
             grams=frozenset(
                 squashed[i : i + MIN_ECHO_CHARS] for i in range(len(squashed) - MIN_ECHO_CHARS + 1)
             ),
             blocks=tuple(squashed[i : i + half] for i in range(0, len(squashed) - half + 1, half)),
             word_grams=frozenset(
                 tuple(words[i : i + MIN_ECHO_WORDS]) for i in range(len(words) - MIN_ECHO_WORDS + 1)
+            ),
+            word_runs=frozenset(
+                tuple(words[i : i + n])
+                for n in range(1, MIN_ECHO_WORDS)
+                for i in range(len(words) - n + 1)
+            ),
+            word_run_starts=frozenset(
+                (*words[i : i + n], words[i + n][:k])
+                for n in range(1, MIN_ECHO_WORDS)
+                for i in range(len(words) - n)
+                for k in range(1, len(words[i + n]) + 1)
             ),
         )
 
@@ -168,6 +189,33 @@ class _PromptIndex:
                 ranges.append((window[0][1], window[-1][2]))
         return ranges
 
+    def open_echo(self, text: str) -> int:
+        """Where an echo window that later text could complete may start in `text`.
+
+        The longest tail (under 40 characters, or 8 words) that is itself a piece of the
+        prompt; `len(text)` when there is none.
+        """
+        cut = len(text)
+        squashed, index = _squash(text)
+        for start in range(max(0, len(squashed) - MIN_ECHO_CHARS + 1), len(squashed)):
+            if squashed[start:] in self.squashed:
+                cut = index[start]
+                break
+        spans = _word_spans(text)
+        # A word touching the end may still grow: it must begin the word that comes next.
+        growing = spans[-1][0] if spans and spans[-1][2] == len(text) else None
+        end = len(spans) - 1 if growing is not None else len(spans)
+        for start in range(max(0, end - MIN_ECHO_WORDS + 1), end):
+            run = tuple(word for word, _, _ in spans[start:end])
+            if (
+                (*run, growing) in self.word_run_starts
+                if growing is not None
+                else run in self.word_runs
+            ):
+                cut = min(cut, spans[start][1])
+                break
+        return cut
+
 
 class Redactor:
     """Finds and replaces configured secrets, key-shaped values and system-prompt echoes."""
@@ -180,6 +228,8 @@ class Redactor:
         """
         literals = sorted({s for s in secrets if len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True)
         self._secrets = re.compile("|".join(re.escape(s) for s in literals)) if literals else None
+        # A stream's tail ending in one of these may be the start of a secret.
+        self._secret_starts = frozenset(s[:n] for s in literals for n in range(1, len(s)))
         self._longest_secret = len(literals[0]) if literals else 0
         self._prompt = prompt
         self._index_of = lru_cache(maxsize=4)(_PromptIndex.of)
@@ -243,24 +293,26 @@ class Redactor:
     def safe_cut(self, text: str) -> int:
         """Return how much of `text` can be released: no later chunk can make it a match.
 
-        Held back: the last (longest secret − 1) characters, the last two words (a key or
-        "Bearer <token>" may still be growing) and, with a prompt, the last 8 words and 39
-        non-space characters (an echo window may still be forming).
+        Held back: a tail that begins a configured secret, the last word while it may still
+        grow (a key), "Bearer" before its credential, and a tail that is a piece of the
+        system prompt (an echo window may still be forming).
         """
-        cuts = [len(text)]
-        if self._longest_secret:
-            cuts.append(len(text) - (self._longest_secret - 1))
+        cut = len(text)
+        for n in range(min(len(text), self._longest_secret - 1), 0, -1):
+            if text[-n:] in self._secret_starts:
+                cut = len(text) - n
+                break
         words = list(_WORD.finditer(text))
-        if words:
-            cuts.append(words[-2].start() if len(words) >= 2 else words[-1].start())
-        if self._prompt_text():
-            squashed, index = _squash(text)
-            tail = MIN_ECHO_CHARS - 1
-            cuts.append(index[len(squashed) - tail] if len(squashed) > tail else 0)
-            spans = _word_spans(text)
-            if spans:
-                cuts.append(spans[-MIN_ECHO_WORDS][1] if len(spans) >= MIN_ECHO_WORDS else 0)
-        return max(0, min(cuts))
+        open_word = bool(words) and words[-1].end() == len(text)
+        if open_word:
+            cut = min(cut, words[-1].start())
+        before = words[-2] if open_word and len(words) >= 2 else words[-1] if words else None
+        if before is not None and before.group().lower().endswith("bearer"):
+            cut = min(cut, before.start())
+        index = self._index_of(prompt) if (prompt := self._prompt_text()) else None
+        if index is not None:
+            cut = min(cut, index.open_echo(text))
+        return cut
 
 
 class StreamRedactor:
@@ -290,10 +342,15 @@ class StreamRedactor:
             return ""
         ranges = self._redactor.ranges(text)
         cut = len(text) if final else self._redactor.safe_cut(text)
-        # A match reaching into the held tail is held whole: it may still grow.
-        for start, end in ranges:
-            if start < cut < end:
-                cut = start
+        if not final:
+            # A match reaching into the held tail is held whole: it may still grow.
+            for start, end in ranges:
+                if start < cut < end:
+                    cut = start
+            # So are the spaces and punctuation before the tail: a match found later may
+            # begin with them (an echo window starting at a line break).
+            while cut > 0 and not text[cut - 1].isalnum():
+                cut -= 1
         if len(text) - cut > MAX_HOLD_CHARS:
             cut = len(text) - MAX_HOLD_CHARS
             cut = next((end for start, end in ranges if start < cut < end), cut)
