@@ -257,13 +257,17 @@ class Redactor:
 
     def ranges(self, text: str) -> list[tuple[int, int]]:
         """Return the sorted, disjoint character ranges of `text` to redact."""
-        if not text:
-            return []
-        return list(self._cached_ranges(text, self._prompt_text()))
+        return self._ranges(text, self._prompt_text())
+
+    def _ranges(self, text: str, prompt: str) -> list[tuple[int, int]]:
+        return list(self._cached_ranges(text, prompt)) if text else []
 
     def text(self, text: str) -> str:
         """Return `text` with every secret and prompt echo replaced by "[redacted]"."""
-        ranges = self.ranges(text)
+        return self._text(text, self._prompt_text())
+
+    def _text(self, text: str, prompt: str) -> str:
+        ranges = self._ranges(text, prompt)
         return _render(text, ranges) if ranges else text
 
     def value(self, value: Any) -> Any:
@@ -272,18 +276,21 @@ class Redactor:
         Strings are redacted as `text` does; values of secret-named fields ("api_key",
         "authorization", "password", ...) are replaced whole.
         """
+        return self._value(value, self._prompt_text())
+
+    def _value(self, value: Any, prompt: str) -> Any:
         if isinstance(value, str):
-            return self.text(value)
+            return self._text(value, prompt)
         if isinstance(value, dict):
             return {
-                key: REDACTED if SECRET_FIELDS.search(str(key)) else self.value(item)
+                key: REDACTED if SECRET_FIELDS.search(str(key)) else self._value(item, prompt)
                 for key, item in value.items()
             }
         if isinstance(value, list | tuple):
-            return [self.value(item) for item in value]
+            return [self._value(item, prompt) for item in value]
         if isinstance(value, BaseModel):
             # Messages and other models reach us before serialisation.
-            return self.value(value.model_dump())
+            return self._value(value.model_dump(), prompt)
         return value
 
     def stream(self) -> StreamRedactor:
