@@ -329,11 +329,6 @@ class StreamRedactor:
         self._redactor = redactor
         self._held = ""
 
-    @property
-    def holding(self) -> bool:
-        """Whether text is held back, waiting for more chunks or the end."""
-        return bool(self._held)
-
     def feed(self, chunk: str) -> str:
         """Take the next chunk; return the text that can be sent now (maybe empty)."""
         self._held += chunk
