@@ -46,6 +46,8 @@ SECRET_FIELDS = re.compile(
     r"|(_|^)(api[_-]?key|secret|password|token)$",
     re.I,
 )
+_BEARER = re.compile(r"\b(?i:bearer)\s*")
+_LAST_WORD = re.compile(r"\S+\Z")
 _WHITESPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\S+")
 _EDGE_PUNCTUATION = re.compile(r"^\W+|\W+$")
@@ -301,21 +303,17 @@ class Redactor:
         """Return how much of `text` can be released: no later chunk can make it a match.
 
         Held back: a tail that begins a configured secret, the last word while it may still
-        grow (a key), "Bearer" before its credential, and a tail that is a piece of the
-        system prompt (an echo window may still be forming).
+        grow (a key), and a tail that is a piece of the system prompt (an echo window may
+        still be forming). `StreamRedactor` also keeps "Bearer" with what follows it.
         """
         cut = len(text)
         for n in range(min(len(text), self._longest_secret - 1), 0, -1):
             if text[-n:] in self._secret_starts:
                 cut = len(text) - n
                 break
-        words = list(_WORD.finditer(text))
-        open_word = bool(words) and words[-1].end() == len(text)
-        if open_word:
-            cut = min(cut, words[-1].start())
-        before = words[-2] if open_word and len(words) >= 2 else words[-1] if words else None
-        if before is not None and before.group().lower().endswith("bearer"):
-            cut = min(cut, before.start())
+        last_word = _LAST_WORD.search(text)
+        if last_word:
+            cut = min(cut, last_word.start())
         index = self._index_of(prompt) if (prompt := self._prompt_text()) else None
         if index is not None:
             cut = min(cut, index.open_echo(text))
@@ -345,19 +343,32 @@ class StreamRedactor:
         ranges = self._redactor.ranges(text)
         cut = len(text) if final else self._redactor.safe_cut(text)
         if not final:
-            # A match reaching into the held tail is held whole: it may still grow.
-            for start, end in ranges:
-                if start < cut < end:
-                    cut = start
-            # So are the spaces and punctuation before the tail: a match found later may
-            # begin with them (an echo window starting at a line break).
-            while cut > 0 and not text[cut - 1].isalnum():
-                cut -= 1
+            cut = _hold_whole(text, ranges, cut)
         if len(text) - cut > MAX_HOLD_CHARS:
             cut = len(text) - MAX_HOLD_CHARS
             cut = next((end for start, end in ranges if start < cut < end), cut)
         self._held = text[cut:]
         return _render(text[:cut], [r for r in ranges if r[1] <= cut])
+
+
+def _hold_whole(text: str, ranges: list[tuple[int, int]], cut: int) -> int:
+    """Move `cut` back until no match, and nothing a later match may need, is split by it."""
+    while True:
+        before = cut
+        # A match reaching into the held tail is held whole: it may still grow.
+        for start, end in ranges:
+            if start < cut < end:
+                cut = start
+        # "Bearer" stays with its credential: without it the credential is no key shape.
+        for bearer in _BEARER.finditer(text):
+            if bearer.start() < cut <= bearer.end():
+                cut = bearer.start()
+        # So do the spaces and punctuation before the tail: a match found later may begin
+        # with them (an echo window starting at a line break).
+        while cut > 0 and not text[cut - 1].isalnum():
+            cut -= 1
+        if cut == before:
+            return cut
 
 
 def redact_output(text: str, *, secrets: Sequence[str], system_prompt: str) -> tuple[str, bool]:

