@@ -11,6 +11,7 @@ the point is reached afterwards, the file is removed and the process SIGKILLs it
 Points:
 
 * `before_tool_commit` — inside a tool call's transaction, before any row is written;
+* `after_run_insert`   — a new run is stored (with its idempotency key), not yet started;
 * `after_run_start`    — the run is recorded running, its input not yet in a checkpoint;
 * `after_tool_commit`  — the task and its stored result committed, the step's checkpoint not;
 * `after_checkpoint`   — right after the n-th checkpoint write;
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 POINTS = (
+    "after_run_insert",
     "after_run_start",
     "before_tool_commit",
     "after_tool_commit",
@@ -106,6 +108,13 @@ def install() -> None:
         if _armed("after_event_log"):
             die()
 
+    insert = RunStore.insert
+
+    async def insert_with_point(self: RunStore, *args: Any, **kwargs: Any) -> None:
+        await insert(self, *args, **kwargs)
+        if _armed("after_run_insert"):
+            die()
+
     set_status = RunStore.set_status
 
     async def set_status_with_point(
@@ -125,6 +134,7 @@ def install() -> None:
     ThreadIndex.start_run = start_run_with_point  # type: ignore[method-assign]
     TaskStore.apply_once = apply_once_with_points  # type: ignore[method-assign]
     RunStore.append = append_with_point  # type: ignore[method-assign]
+    RunStore.insert = insert_with_point  # type: ignore[method-assign]
     RunStore.set_status = set_status_with_point  # type: ignore[method-assign]
 
 

@@ -2,26 +2,52 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+_LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
+_HOST_PATTERN = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
+_ORIGIN = re.compile(rf"https?://(\[[0-9a-f:.]+\]|{_LABEL}(\.{_LABEL})*)(:\d{{1,5}})?")
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class ConfigError(Exception):
+    """A setting is unusable; the message is one line naming the variable and the fix."""
 
 
 class Settings(BaseSettings):
     """Every knob of the service; `.env.example` documents each one."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # An empty variable (`OPENAI_API_KEY=` exported or uncommented from .env.example) is unset.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     # Server
     host: str = Field(default="127.0.0.1", alias="HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
     data_dir: Path = Field(default=Path("./data"), alias="TASKAGENT_DATA_DIR")
-    log_level: str = Field(default="INFO", alias="TASKAGENT_LOG_LEVEL")
+    log_level: LogLevel = Field(default="INFO", alias="TASKAGENT_LOG_LEVEL")
     log_format: Literal["json", "text"] = Field(default="json", alias="TASKAGENT_LOG_FORMAT")
     metrics_key: SecretStr | None = Field(default=None, alias="TASKAGENT_METRICS_KEY")
+
+    # Proxies: uvicorn trusts X-Forwarded-For only from these addresses (comma-separated);
+    # unset, no forwarded header is trusted and the socket peer is the client address.
+    forwarded_allow_ips: str | None = Field(default=None, alias="TASKAGENT_FORWARDED_ALLOW_IPS")
 
     # Model tiers (each optional; the offline engine is always last)
     ollama_base_url: str | None = Field(default=None, alias="OLLAMA_BASE_URL")
@@ -53,6 +79,18 @@ class Settings(BaseSettings):
     max_model_calls: int = Field(default=8, ge=1, alias="TASKAGENT_MAX_MODEL_CALLS")
     context_messages: int = Field(default=40, ge=4, alias="TASKAGENT_CONTEXT_MESSAGES")
 
+    # Model input and client messages: the whole prompt a model receives is bounded (oldest
+    # turns go first), and one agent-protocol request carries at most this many messages.
+    max_model_input_chars: int = Field(
+        default=48_000, ge=1_000, alias="TASKAGENT_MAX_MODEL_INPUT_CHARS"
+    )
+    max_input_messages: int = Field(default=20, ge=1, alias="TASKAGENT_MAX_INPUT_MESSAGES")
+
+    # Tool calls
+    max_tool_calls_per_message: int = Field(
+        default=16, ge=1, le=1000, alias="TASKAGENT_MAX_TOOL_CALLS_PER_MESSAGE"
+    )
+
     # Users, keys and limits
     api_keys: SecretStr | None = Field(default=None, alias="TASKAGENT_API_KEYS")
     keys_file: Path | None = Field(default=None, alias="TASKAGENT_KEYS_FILE")
@@ -81,6 +119,21 @@ class Settings(BaseSettings):
     sse_ping_s: float = Field(default=15.0, gt=0, alias="TASKAGENT_SSE_PING_S")
     shutdown_grace_s: float = Field(default=10.0, ge=0, alias="TASKAGENT_SHUTDOWN_GRACE_S")
 
+    # Browser guard (server/browser_guard.py): comma-separated in the environment
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="TASKAGENT_ALLOWED_HOSTS"
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="TASKAGENT_ALLOWED_ORIGINS"
+    )
+    api_docs: bool = Field(default=False, alias="TASKAGENT_API_DOCS")
+
+    # Per-user limits (admission)
+    max_threads_per_user: int = Field(default=10_000, ge=1, alias="TASKAGENT_MAX_THREADS_PER_USER")
+    max_queued_runs_per_user: int = Field(
+        default=20, ge=0, alias="TASKAGENT_MAX_QUEUED_RUNS_PER_USER"
+    )
+
     # Redaction: the langsmith client reads its key itself; it is read here too so that every
     # answer, event, log line, audit row and trace is scrubbed of it.
     langsmith_api_key: SecretStr | None = Field(
@@ -90,6 +143,55 @@ class Settings(BaseSettings):
     # Persistence
     sqlite_synchronous: str = Field(default="NORMAL", alias="TASKAGENT_SQLITE_SYNCHRONOUS")
     busy_timeout_ms: int = Field(default=5000, ge=0, alias="TASKAGENT_BUSY_TIMEOUT_MS")
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, value: list[str]) -> list[str]:
+        patterns = [item.strip().lower().rstrip(".") for item in value]
+        for pattern in patterns:
+            if not _HOST_PATTERN.fullmatch(pattern):
+                raise ValueError(
+                    f"TASKAGENT_ALLOWED_HOSTS entry {pattern!r} must be a host name such as"
+                    " tasks.example.com or *.example.com, without scheme or port"
+                )
+        return patterns
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        origins = [item.strip().lower().rstrip("/") for item in value]
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"TASKAGENT_ALLOWED_ORIGINS entry {origin!r} must be an origin such as"
+                    " https://smith.langchain.com (scheme, host, optional port; no path)"
+                )
+        return origins
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str | None) -> str | None:
+        for entry in filter(None, (part.strip() for part in (value or "").split(","))):
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{entry!r} is not an IP address or network (give the proxy's address)"
+                    ) from None
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -124,7 +226,35 @@ class Settings(BaseSettings):
         return self.data_dir / "tasks.sqlite"
 
 
+def _variable(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    return info.alias if info is not None and info.alias else field
+
+
+def config_problem(exc: ValidationError | SettingsError) -> str:
+    """Return one line naming the first bad variable, what is wrong, and how to fix it."""
+    if isinstance(exc, SettingsError):
+        # pydantic-settings says: error parsing value for field "prices" from source ...
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+        variable = _variable(field)
+        return f"{variable} is not valid JSON; fix it (see .env.example) or unset it."
+    error = exc.errors()[0]
+    variable = ".".join(str(p) for p in error["loc"]) or "configuration"
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:
+        return f"{reason}; fix it (see .env.example) or unset it."
+    return f"{variable}: {reason}; fix it (see .env.example) or unset it."
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment; raise ConfigError with one line if unusable."""
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as exc:
+        raise ConfigError(config_problem(exc)) from None
+
+
 @lru_cache
 def get_settings() -> Settings:
-    """Return the settings, read from the environment on first use."""
-    return Settings()
+    """Return the settings, read from the environment on first use (ConfigError if unusable)."""
+    return load_settings()

@@ -9,12 +9,16 @@ stops hammering a dead server, and the graph's fallback node moves to the next t
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
 
 from graph.settings import Settings
 from models.resilience import CircuitBreaker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -114,3 +118,90 @@ def build_tiers(settings: Settings) -> list[Tier]:
         )
     )
     return tiers
+
+
+# --- reachability --------------------------------------------------------------------------
+
+
+def server_url(tier: Tier) -> str | None:
+    """Return the address of the model server behind `tier`, or None (offline, hosted API)."""
+    if tier.name == "ollama":
+        return str(getattr(tier.model, "base_url", None) or "") or None
+    if tier.name == "openai":
+        return str(getattr(tier.model, "openai_api_base", None) or "") or None
+    return None
+
+
+def _reason(exc: Exception) -> str:
+    # httpx says "All connection attempts failed"; the OS error beneath says why.
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return str(exc) or type(exc).__name__
+
+
+async def unreachable_reason(url: str, timeout_s: float) -> str | None:
+    """Return why the server at `url` does not answer HTTP, or None when it answers at all."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            await client.get(url)
+    except httpx.TimeoutException:
+        return f"no answer within {timeout_s:g} s"
+    except (httpx.HTTPError, OSError) as exc:
+        return _reason(exc)
+    return None
+
+
+class Reachability:
+    """Whether each configured model server answers, probed at start-up and now and then.
+
+    A tier that stops (or starts) answering is logged once, when that changes, with the
+    reason; turns meanwhile fall back to the next tier without a traceback per call.
+    """
+
+    def __init__(self, tiers: list[Tier], timeout_s: float = 2.0, every_s: float = 30.0) -> None:
+        self.tiers = tiers
+        self.timeout_s = timeout_s
+        self.every_s = every_s
+        self.problems: dict[str, str | None] = {}
+
+    async def check(self) -> None:
+        """Probe every tier that has a server address; log each change of its state."""
+        probed = [(tier, url) for tier in self.tiers if (url := server_url(tier))]
+        reasons = await asyncio.gather(
+            *(unreachable_reason(url, self.timeout_s) for _, url in probed)
+        )
+        for (tier, url), reason in zip(probed, reasons, strict=True):
+            if reason is not None and self.problems.get(tier.name) != reason:
+                log.warning(
+                    "model tier %s is unreachable at %s: %s; turns use the next tier",
+                    tier.label,
+                    url,
+                    reason,
+                    extra={"tier": tier.label, "reason": reason},
+                )
+            elif reason is None and self.problems.get(tier.name):
+                log.info("model tier %s answers again at %s", tier.label, url)
+            self.problems[tier.name] = reason
+
+    async def watch(self) -> None:
+        """Probe again every `every_s` seconds, for as long as the server runs."""
+        while True:
+            await asyncio.sleep(self.every_s)
+            try:
+                await self.check()
+            except Exception:
+                log.exception("model reachability probe failed")
+
+    def status(self, tier: Tier) -> tuple[str, str | None]:
+        """Return ("ok" | "unreachable" | "unchecked", reason) from the last probe."""
+        if tier.name == "offline":
+            return "ok", None  # in-process: nothing to reach
+        if tier.name not in self.problems:
+            return "unchecked", None
+        reason = self.problems[tier.name]
+        return ("ok", None) if reason is None else ("unreachable", reason)

@@ -20,7 +20,7 @@ import httpx
 import httpx2  # the OpenAI SDK's transport: a fork of httpx with its own exception types
 import ollama
 import openai
-from langchain_core.exceptions import ModelError
+from langchain_core.exceptions import ContextOverflowError, ModelError, ModelInvalidRequestError
 from langgraph.errors import NodeTimeoutError
 
 from graph import metrics
@@ -32,6 +32,10 @@ _RETRYABLE_4XX = frozenset({408, 429})
 # Statuses whose `Retry-After` header means "come back later" (RFC 9110 §10.2.3).
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _MAX_CHAIN = 16
+# Answers that blame what one request carried (malformed, too large, context too long). Any
+# client can provoke them, so they must not count against a tier everybody shares. 401/403
+# (bad key), 404 (no such model) and the like are the tier's own configuration and do count.
+_REQUEST_FAULT_STATUSES = frozenset({400, 413, 414, 422})
 
 
 class CircuitOpenError(Exception):
@@ -130,6 +134,40 @@ def is_transient(exc: BaseException) -> bool:
     """
     for link in _chain(exc, honour_suppress=True):
         verdict = _classify(link)
+        if verdict is not None:
+            return verdict
+    return False
+
+
+def _request_verdict(exc: BaseException) -> bool | None:
+    """Whether one exception blames the request: True/False when it decides, None to look on."""
+    if isinstance(exc, ContextOverflowError | ModelInvalidRequestError):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in _REQUEST_FAULT_STATUSES
+    if isinstance(exc, ModelError | CircuitOpenError | RetryAfterTooLong):
+        return False
+    if isinstance(exc, ollama.ResponseError):
+        return exc.status_code in _REQUEST_FAULT_STATUSES
+    if isinstance(exc, _HTTP_STATUS_ERRORS):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        return status in _REQUEST_FAULT_STATUSES
+    if isinstance(exc, _TRANSIENT_IO):
+        return False
+    return None
+
+
+def blames_request(exc: BaseException) -> bool:
+    """Whether a model call failed because of what this request carried, not the tier.
+
+    True for HTTP 400, 413, 414 and 422 answers and langchain's `ContextOverflowError` /
+    `ModelInvalidRequestError`: a user can provoke these at will (an oversized history),
+    so they must not move the circuit breaker that every user shares. False for
+    connection errors, timeouts, 5xx, 429, 401/403 (a bad key fails everyone), 404 (no
+    such model) and anything unknown. The outermost recognised error in the chain decides.
+    """
+    for link in _chain(exc, honour_suppress=True):
+        verdict = _request_verdict(link)
         if verdict is not None:
             return verdict
     return False
@@ -295,6 +333,15 @@ class CircuitBreaker:
         with self._lock:
             self._failures = 0
             self._opened_at = None
+            self._trial_started_at = None
+
+    def release(self) -> None:
+        """A call ended without saying anything about the tier: free the half-open trial.
+
+        Used for a run cancelled by its client and for a request the provider refused for
+        its own content; the failure count and the state stay as they are.
+        """
+        with self._lock:
             self._trial_started_at = None
 
     def record_failure(self) -> None:

@@ -71,25 +71,45 @@ def _log_injection(verdict: GuardVerdict, context: Context) -> None:
     )
 
 
-async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Check the latest user message; refuse it with a clear answer if it breaks a limit.
+def new_user_messages(messages: list[Any]) -> list[HumanMessage]:
+    """Return the user messages this turn added: the run of them at the end of the thread."""
+    added: list[HumanMessage] = []
+    for message in reversed(messages):
+        if not isinstance(message, HumanMessage):
+            break
+        added.append(message)
+    return added[::-1]
 
-    Messages that look like prompt injection are refused when the attack is clear and
-    otherwise pass with their flags on the verdict.
-    """
-    last = state["messages"][-1] if state["messages"] else None
-    if not isinstance(last, HumanMessage):
-        verdict = GuardVerdict(
+
+def check_turn(messages: list[HumanMessage], max_chars: int) -> GuardVerdict:
+    """Return the verdict on every user message of a turn: the first refusal, or all flags."""
+    if not messages:
+        return GuardVerdict(
             allowed=False, reason="There is no new user message.", flags=["no_input"]
         )
-    else:
-        settings = (await get_services()).settings
-        text = _text(last)
-        verdict = check_message(text, settings.max_message_chars)
+    flags: list[str] = []
+    for message in messages:
+        text = _text(message)
+        verdict = check_message(text, max_chars)
         if verdict.allowed:
             verdict = check_injection(text)
-            if verdict.flags:
-                _log_injection(verdict, runtime.context)
+        if not verdict.allowed:
+            return verdict
+        flags += [flag for flag in verdict.flags if flag not in flags]
+    return GuardVerdict(allowed=True, flags=flags)
+
+
+async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Check the turn's user messages; refuse with a clear answer if one breaks a limit.
+
+    Every user message the turn added is checked (an agent-protocol client may send
+    several). Messages that look like prompt injection are refused when the attack is
+    clear and otherwise pass with their flags on the verdict.
+    """
+    settings = (await get_services()).settings
+    verdict = check_turn(new_user_messages(state["messages"]), settings.max_message_chars)
+    if verdict.flags and (verdict.allowed or verdict.reason == INJECTION_REASON):
+        _log_injection(verdict, runtime.context)
     if verdict.allowed:
         return {"verdict": verdict}
     refusal = AIMessage(

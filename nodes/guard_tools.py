@@ -1,4 +1,4 @@
-"""Tool guard: authorize, validate and de-duplicate the model's tool calls; ask before deleting."""
+"""Tool guard: authorize, validate, cap and de-duplicate model tool calls; ask before risky ones."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from graph import metrics
 from graph.context import Context
 from graph.services import get_services
 from graph.state import State
+from tools.approval import CHANGING_TOOLS, answers, approval_request, binding, needs_approval
 from tools.audit import AuditRecord
 from tools.authorization import argument_problem, may_call, task_scope
 from tools.schemas import DESTRUCTIVE_TOOLS, TOOL_ARGS, call_signature
+from tools.store import call_key
 
 INVALID_ARGUMENTS = "__invalid_arguments__"
 REPEATED_CALL = "was already called with exactly these arguments in this turn"
@@ -105,64 +107,111 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     # Counted only when the node completes: a node that paused for approval runs again on resume.
     refused: list[tuple[str, str]] = []
     info = runtime.execution_info
+    thread_id = (info.thread_id or "") if info else ""
+    step_ns = info.checkpoint_ns if info else ""
 
-    async def audit(kind: Any, call: ToolCall, success: bool, note: str) -> None:
+    async def audit(
+        kind: Any, position: int, call: ToolCall, success: bool, note: str, **extra: Any
+    ) -> None:
         await services.tasks.audit(
             AuditRecord(
                 kind,
                 user=context.user_id,
                 role=context.role,
-                thread_id=(info.thread_id or "") if info else "",
+                thread_id=thread_id,
                 run_id=(info.run_id or "") if info else "",
                 step=state.get("model_calls", 0),
                 tool=call["name"],
                 tool_call_id=call["id"] or "",
-                arguments=call["args"],
+                arguments=extra.pop("arguments", call["args"]),
                 success=success,
                 error="" if success else note,
                 result_summary=note if success else "",
+                call_key=call_key(thread_id, step_ns, position, call["id"] or "") if info else "",
+                **extra,
             )
         )
 
-    for call in last.tool_calls:
+    async def refuse(position: int, call: ToolCall, reason: str, why: str) -> None:
+        await audit("denied", position, call, False, reason)
+        tool = call["name"] if call["name"] in TOOL_ARGS else "unknown"  # model-written
+        refused.append((tool, why))
+        denied_messages.append(_denied(call, reason))
+
+    cap = services.settings.max_tool_calls_per_message
+    excess = last.tool_calls[cap:]
+    if excess:
+        # One audit row for the lot: a model may emit thousands of calls in one message.
+        reason = (
+            f"Not executed: the model asked for {len(last.tool_calls)} tool calls in one"
+            f" message and at most {cap} run per message. Ask for the rest in a later step."
+        )
+        await audit(
+            "denied", cap, excess[0], False, reason, arguments={"refused_calls": len(excess)}
+        )
+        refused.extend(
+            (c["name"] if c["name"] in TOOL_ARGS else "unknown", "denied") for c in excess
+        )
+        denied_messages.extend(_denied(call, reason) for call in excess)
+
+    for position, call in enumerate(last.tool_calls[:cap]):
         args, reason = check_call(call, context.role, seen)
         if args is None:
-            await audit("denied", call, False, reason)
-            tool = call["name"] if call["name"] in TOOL_ARGS else "unknown"  # model-written
-            refused.append((tool, "identical_call" if REPEATED_CALL in reason else "denied"))
-            denied_messages.append(_denied(call, reason))
+            await refuse(
+                position, call, reason, "identical_call" if REPEATED_CALL in reason else "denied"
+            )
             continue
-        if call["name"] in DESTRUCTIVE_TOOLS:
+        approval: dict[str, Any] | None = None
+        if call["name"] in CHANGING_TOOLS:
             scope = task_scope(context.role, context.user_id)
-            task = await services.tasks.get(scope, str(args["task_id"]))
-            if task is not None:
-                answer = interrupt(
-                    {
-                        "type": "approval",
-                        "tool": call["name"],
-                        "tool_call_id": call["id"],
-                        "task_id": task["id"],
-                        "title": task["title"],
-                        "question": f'Delete {task["id"]} "{task["title"]}"?',
-                    }
+            found = await services.tasks.owned(scope, str(args["task_id"]))
+            if found is None and call["name"] in DESTRUCTIVE_TOOLS:
+                # Nothing to show the user, so nothing they could approve: a task created by
+                # another call of this message is deleted by a later call, once it exists.
+                task_id = str(args["task_id"]).upper()
+                await refuse(position, call, _not_there(task_id), "denied")
+                continue
+            if found is not None and needs_approval(call["name"], context.user_id, found[1]):
+                task, owner = found
+                request = approval_request(
+                    call["id"] or "", call["name"], args, task, owner, context.user_id
                 )
-                approved_by_user = isinstance(answer, dict) and answer.get("approved") is True
+                answer = interrupt(request)
+                while not answers(answer, request):
+                    # An answer to another question (one asked before the calls or tasks
+                    # changed) approves nothing: ask this one.
+                    answer = interrupt(request)
+                yes = answer["approved"] is True
+                verb = "approved" if yes else "rejected"
                 await audit(
-                    "approval",
-                    call,
-                    approved_by_user,
-                    f"{'approved' if approved_by_user else 'rejected'} deleting {task['id']}",
+                    "approval", position, call, yes, f"{verb} {call['name']} on {task['id']}"
                 )
-                if not approved_by_user:
+                if not yes:
                     refused.append((call["name"], "rejected"))
-                    denied_messages.append(
-                        _denied(call, f"The user rejected deleting {task['id']}; it was kept.")
-                    )
+                    denied_messages.append(_denied(call, _rejected(call["name"], task["id"])))
                     continue
+                approval = binding(task, owner)
         seen.append(call_signature(call["name"], args))
-        approved.append({"id": call["id"], "name": call["name"], "args": args})
+        approved.append(
+            {"id": call["id"], "name": call["name"], "args": args, "approval": approval}
+        )
     metrics.tool_refusals(refused)
     return {"messages": denied_messages, "pending_calls": approved, "proposed_calls": proposed}
+
+
+def _rejected(tool: str, task_id: str) -> str:
+    if tool in DESTRUCTIVE_TOOLS:
+        return f"The user rejected deleting {task_id}; it was kept."
+    doing = "completing" if tool == "complete_task" else "changing"
+    return f"The user rejected {doing} {task_id}; it was left as it was."
+
+
+def _not_there(task_id: str) -> str:
+    return (
+        f"{task_id} does not exist (it may have been deleted, or not be created yet), so"
+        " nothing was deleted. Deleting needs the user's approval of an existing task: once"
+        " it exists, call delete_task for it again."
+    )
 
 
 def after_guard_tools(state: State) -> Literal["execute", "model", "halt"]:

@@ -18,13 +18,18 @@ from graph.prompts import system_prompt
 from graph.redaction import Redactor
 from graph.services import get_services
 from graph.state import State
-from graph.window import window
-from models.resilience import CircuitOpenError, RetryAfterTooLong, retry_after_seconds
+from graph.window import fit_chars, window
+from models.resilience import (
+    CircuitOpenError,
+    RetryAfterTooLong,
+    blames_request,
+    retry_after_seconds,
+)
 from models.toolcalls import normalize_tool_calls
 from tools.audit import AuditRecord
 from tools.authorization import tools_for
 from tools.schemas import TOOL_ARGS, tool_definition
-from tools.usage import Limits, estimate_tokens, price
+from tools.usage import Limits, estimate_tokens, price, reported_tokens
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +62,23 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         raise CircuitOpenError(tier.name, tier.breaker.seconds_until_half_open())
     names = tools_for(runtime.context.role)
     model = tier.model.bind_tools([tool_definition(name) for name in names])
-    recent = window(state["messages"], services.settings.context_messages)
     rendered_prompt = system_prompt(date.today())
+    recent = fit_chars(
+        window(state["messages"], settings.context_messages),
+        settings.max_model_input_chars - len(rendered_prompt),
+    )
     prompt = [SystemMessage(content=rendered_prompt), *recent]
     started = time.monotonic()
     try:
         response = await model.ainvoke(prompt)
     except BaseException as exc:
         # A node timeout arrives as a cancellation and counts against the tier; a run cancelled
-        # by its client (a hang-up with on_disconnect=cancel, an interrupt) says nothing about
-        # the model, and must not open the breaker for everybody else.
-        if not _run_cancelled(exc, started, settings.model_timeout_s):
+        # by its client (a hang-up with on_disconnect=cancel, an interrupt) or a request the
+        # provider refused for its own content (400, context too long) says nothing about the
+        # model, and must not open the breaker for everybody else.
+        if _run_cancelled(exc, started, settings.model_timeout_s) or blames_request(exc):
+            tier.breaker.release()
+        else:
             tier.breaker.record_failure()
         metrics.model_call_failed(tier.name, exc, started, settings.model_timeout_s)
         wait = retry_after_seconds(exc) if isinstance(exc, Exception) else None
@@ -156,15 +167,19 @@ async def _record_usage(
     context: Context,
     info: Any,
 ) -> dict[str, Any]:
-    reported = message.usage_metadata
-    if reported and reported.get("input_tokens") is not None:
-        input_tokens = int(reported.get("input_tokens", 0))
-        output_tokens = int(reported.get("output_tokens", 0))
-        estimated = False
-    else:
+    reported: Any = message.usage_metadata or {}
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    if reported.get("input_tokens") is not None:
+        # A provider's own count is used only when believable: a negative or absurd count
+        # would lower (or blow) the user's budget, so an estimate stands in for it.
+        input_tokens = reported_tokens(reported["input_tokens"])
+        output_tokens = reported_tokens(reported.get("output_tokens", 0))
+    estimated = input_tokens is None or output_tokens is None
+    if input_tokens is None:
         input_tokens = sum(estimate_tokens(str(m.content)) for m in prompt)
+    if output_tokens is None:
         output_tokens = estimate_tokens(str(message.content) + str(message.tool_calls))
-        estimated = True
     cost = price(services.settings.prices, tier, input_tokens, output_tokens)
     await services.tasks.record_usage(
         user=context.user_id,

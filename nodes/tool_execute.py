@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from datetime import date
 from typing import Any
 
@@ -18,7 +19,7 @@ from graph.state import State
 from tools.audit import AuditRecord
 from tools.authorization import task_scope
 from tools.schemas import TOOL_ARGS, call_signature
-from tools.store import completed
+from tools.store import call_key, completed
 from tools.tasks import Call, run_tool
 
 log = logging.getLogger(__name__)
@@ -31,21 +32,26 @@ async def tool_execute(state: State, runtime: Runtime[Context]) -> dict[str, Any
     context = runtime.context
     info = runtime.execution_info
     owner = context.user_id
+    thread_id = (info.thread_id or "") if info else ""
+    # This step's identity: the same on a replay of this step after a crash, new otherwise.
+    step_ns = info.checkpoint_ns if info else f"unbound:{uuid.uuid4()}"
     messages: list[ToolMessage] = []
     executed = list(state.get("executed_calls", []))
-    for call in state.get("pending_calls", []):
+    for position, call in enumerate(state.get("pending_calls", [])):
         args = TOOL_ARGS[call["name"]].model_validate(call["args"])
         outcome = ""
+        key = call_key(thread_id, step_ns, position, call["id"])
         audit = AuditRecord(
             "tool",
             user=owner,
             role=context.role,
-            thread_id=(info.thread_id or "") if info else "",
+            thread_id=thread_id,
             run_id=(info.run_id or "") if info else "",
             step=state.get("model_calls", 0),
             tool=call["name"],
             tool_call_id=call["id"],
             arguments=call["args"],
+            call_key=key,
         )
         try:
             result = await asyncio.wait_for(
@@ -55,14 +61,22 @@ async def tool_execute(state: State, runtime: Runtime[Context]) -> dict[str, Any
                     args,
                     owner=owner,
                     scope=task_scope(context.role, owner),
-                    call=Call(call["id"], date.today(), audit),
+                    call=Call(
+                        call["id"],
+                        date.today(),
+                        audit,
+                        key=key,
+                        thread_id=thread_id,
+                        for_model=True,
+                        approval=call.get("approval"),
+                    ),
                 ),
                 timeout,
             )
         except TimeoutError:
             # A mutation may have committed just before the deadline (and was audited with it);
             # otherwise the call did not happen, and the audit says it timed out.
-            stored = await services.tasks.stored_result(call["id"])
+            stored = await services.tasks.stored_result(key)
             result = stored or {"ok": False, "error": f"{call['name']} timed out after {timeout}s."}
             if stored is None:
                 outcome = "timeout"

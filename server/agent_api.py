@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import uuid
 from typing import Annotated, Any, Literal, cast
 
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from graph.context import TIER_NAMES, Context, TierName
+from server.client_input import RefusedInput, check_run_request
 from server.deps import context_of, runner_of, runs_of
 from server.jsonable import to_jsonable
 from server.runner import AgentRunner, TurnError
@@ -152,18 +152,14 @@ async def _thread_json(
 
 
 @router.post("/threads")
-async def create_thread(body: ThreadCreate, context: Ctx, runner: Runner) -> dict[str, Any]:
+async def create_thread(
+    body: ThreadCreate, context: Ctx, runner: Runner, runs: Runs
+) -> dict[str, Any]:
     """Create a thread (a client may choose its id; `if_exists` says what a clash does)."""
     thread_id = body.thread_id or str(uuid.uuid4())
-    existing = await runner.threads.get(thread_id)
-    if existing is not None:
-        if body.if_exists == "do_nothing" and existing.owner == context.user_id:
-            return await _thread_json(runner, existing)
+    info, created = await runs.create_thread(context, thread_id, body.metadata)
+    if not created and (body.if_exists == "raise" or info.owner != context.user_id):
         raise TurnError(409, f"Thread {thread_id} already exists.")
-    try:
-        info = await runner.threads.create(thread_id, context.user_id, body.metadata)
-    except sqlite3.IntegrityError:
-        raise TurnError(409, f"Thread {thread_id} already exists.") from None
     return await _thread_json(runner, info)
 
 
@@ -221,6 +217,19 @@ def _checkpoint(config: RunnableConfig | None) -> dict[str, Any] | None:
     }
 
 
+def error_name(error: BaseException | str | None) -> str | None:
+    """Name the exception a task stopped with (its text stays in the server log).
+
+    A checkpoint keeps a task's error as the exception's repr, e.g. "ValueError('...')".
+    """
+    if error is None:
+        return None
+    if isinstance(error, BaseException):
+        return type(error).__name__
+    match = re.match(r"[A-Za-z_][\w.]*", error)
+    return match.group(0) if match else "Error"
+
+
 def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
     """Return a StateSnapshot the way the Agent Server shows a thread state."""
     return {
@@ -230,7 +239,7 @@ def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
             {
                 "id": task.id,
                 "name": task.name,
-                "error": type(task.error).__name__ if task.error else None,
+                "error": error_name(task.error),
                 "interrupts": to_jsonable(list(task.interrupts)),
                 "checkpoint": None,
                 "state": None,
@@ -364,12 +373,14 @@ async def _create_run(
     stream_modes(body.stream_mode)
     if body.input is None and body.command is None:
         raise TurnError(422, "A run needs input or command (e.g. command={'resume': ...}).")
-    if body.command is not None and "resume" not in body.command:
-        raise TurnError(422, "Only command.resume is supported.")
-    if thread_id is not None and await runner.threads.get(thread_id) is None:
-        if body.if_not_exists != "create":
-            raise TurnError(404, f"Thread {thread_id} not found.")
-        await runner.threads.create(thread_id, context.user_id, {})
+    try:
+        # Before anything is created: a refused input leaves no run and no thread behind.
+        check_run_request(body.input, body.command, runner.services.settings)
+    except RefusedInput as exc:
+        raise TurnError(422, str(exc)) from None
+    if thread_id is not None and body.if_not_exists == "create":
+        # Another user's thread of that id stays theirs: admission answers 404 for it.
+        await runs.create_thread(context, thread_id)
     payload = {"input": body.input, "command": body.command, "stream_mode": body.stream_mode}
     return await runs.create(
         context=_run_context(context, body),

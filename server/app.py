@@ -17,8 +17,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from graph.settings import Settings, get_settings
+from models.providers import Reachability
 from server import admin_api, agent_api, chat_api, ops_api, tasks_api
 from server.auth import KeyRing
+from server.browser_guard import protect
 from server.logs import REQUEST_ID_HEADER, RequestContext, request_id_of
 from server.ratelimit import RateLimiter
 from server.runner import AgentRunner, TurnError
@@ -52,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.keyring = KeyRing.from_settings(settings)
         app.state.limiter = limiter
         app.state.audit = runner.services.tasks
+        reachability = app.state.reachability = Reachability(runner.services.tiers)
+        await reachability.check()  # an unreachable model is reported once, at start-up
+        prober = asyncio.create_task(reachability.watch())
         resumed = await runs.recover()
         if resumed:
             log.warning("resumed %d run(s) left unfinished by the previous process", len(resumed))
@@ -59,18 +64,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, prober):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await runs.shutdown(settings.shutdown_grace_s)
             await store.close()
             await runner.close()
 
+    docs = settings.api_docs  # Swagger UI and ReDoc load their scripts from a CDN: opt-in.
     app = FastAPI(
         title="taskagent",
         version=agent_api.VERSION,
         description="A task-management agent on an explicit LangGraph state machine.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
 
     @app.exception_handler(TurnError)
@@ -108,8 +117,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             database = "ok" if await asyncio.wait_for(ping, HEALTH_DB_TIMEOUT_S) else "error"
         except Exception:
             database = "error"
+        reachability: Reachability = request.app.state.reachability
         tiers = [
-            TierHealth(name=t.name, label=t.label, breaker=t.breaker.state)
+            TierHealth(
+                name=t.name,
+                label=t.label,
+                breaker=t.breaker.state,
+                status=reachability.status(t)[0],
+                reason=reachability.status(t)[1],
+            )
             for t in runner.services.tiers
         ]
         return HealthResponse(
@@ -129,6 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks_api.router, responses=errors)
     app.include_router(ops_api.router)
     app.add_middleware(RejectLoneSurrogates)
+    hosts, origins = [*settings.allowed_hosts, settings.host.lower()], settings.allowed_origins
+    protect(app, hosts, origins, csp_exempt={"/docs", "/docs/oauth2-redirect", "/redoc"})
     app.add_middleware(RequestContext)  # outermost: its id is on every response, 422s included
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import socket
+import sys
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from graph.settings import get_settings
+from graph.settings import ConfigError, get_settings
 from server.auth import ROLES, KeyError_, KeyRing, add_key
 from server.cli_chat import CHAT_EXAMPLES, chat
-from server.cli_options import ApiKey, AsJson, Url, run_client
-from server.cli_render import console, print_json, threads_table
+from server.cli_options import ApiKey, AsJson, Url, prepare_data_dir, run_client
+from server.cli_render import console, plain, print_json, threads_table
 from server.cli_tasks import tasks_app
 from server.mcp_server import mcp_command
 
@@ -37,6 +40,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Return why `host`:`port` cannot be bound (in use, no permission), or None."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As uvicorn binds: a port left in TIME_WAIT by a stopped server is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -50,27 +66,39 @@ def serve(
     from graph.redaction import Redactor
     from server.app import create_app
     from server.logs import log_config
+    from server.proxies import behind_proxies
 
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
     try:
         keys_enabled = KeyRing.from_settings(settings).enabled
-    except (KeyError_, ValueError) as exc:
-        console.print(f"[red]Invalid key configuration: {exc}[/]", soft_wrap=True)
-        raise typer.Exit(2) from None
+    except KeyError_ as exc:
+        raise ConfigError(str(exc)) from None
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"the keys file {settings.keys_path} (TASKAGENT_KEYS_FILE) is unreadable ({exc});"
+            " restore it or remove it and create keys with `taskagent keys add`."
+        ) from None
     if not keys_enabled and not is_loopback(host):
         # Without keys everyone is the local admin: that must not be reachable from outside.
-        console.print(
-            f"[red]Refusing to bind {host}: without API keys the server only serves loopback."
-            " Create keys with `taskagent keys add` or set TASKAGENT_API_KEYS.[/]",
-            soft_wrap=True,
+        raise ConfigError(
+            f"refusing to bind {host} (HOST or --host): without API keys the server only serves"
+            " loopback. Create keys with `taskagent keys add` or set TASKAGENT_API_KEYS."
         )
-        raise typer.Exit(2)
+    prepare_data_dir(settings)
+    if (problem := port_problem(host, port)) is not None:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({problem}); stop what uses the port or choose"
+            " another with PORT or --port (and check HOST or --host)."
+        )
     uvicorn.run(
-        create_app(settings),
+        behind_proxies(create_app(settings), settings.forwarded_allow_ips),
         host=host,
         port=port,
+        # Forwarded headers are honoured only from TASKAGENT_FORWARDED_ALLOW_IPS (behind_proxies);
+        # uvicorn's own default would trust them from any local process.
+        proxy_headers=False,
         log_level=settings.log_level.lower(),
         log_config=log_config(
             settings.log_level, settings.log_format, redactor=Redactor.from_settings(settings)
@@ -119,7 +147,7 @@ def keys_list(as_json: AsJson = False) -> None:
         return
     table = Table("key id", "user", "role", "label", "created")
     for key in keys:
-        table.add_row(*key.values())
+        table.add_row(*(plain(value) for value in key.values()))
     console.print(table)
 
 
@@ -137,5 +165,16 @@ def threads_command(as_json: AsJson = False, url: Url = None, api_key: ApiKey = 
         console.print(threads_table(threads))
 
 
+def main() -> None:
+    """Run `taskagent`; a configuration error is one line on stderr and exit status 2."""
+    # Everything the service writes (databases, WAL files, keys) is for this user only.
+    os.umask(0o077)
+    try:
+        app()
+    except ConfigError as exc:
+        sys.stderr.write(f"taskagent: configuration error: {exc}\n")
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app()
+    main()

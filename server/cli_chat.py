@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.text import Text
 
 from server.cli_options import ApiKey, AsJson, Url, run_client
@@ -19,11 +18,13 @@ from server.cli_render import (
     errors,
     footer,
     health_lines,
+    plain,
     print_history,
     print_json,
     threads_table,
 )
 from server.client import AgentClient, ClientError
+from tools.text import printable
 
 HELP_TEXT = (
     "Type a message for the agent, or a command: /new (start a new thread), /threads (list"
@@ -101,6 +102,14 @@ def interruptible() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def answer(approved: bool, question: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the resume value answering `question`, naming it so it answers nothing else."""
+    bound: dict[str, Any] = {
+        k: question[k] for k in ("tool_call_id", "approval_id") if question and k in question
+    }
+    return {"approved": approved, **bound}
+
+
 class ChatSession:
     """One `taskagent chat`: the current thread, rendering, and inline approvals."""
 
@@ -117,13 +126,13 @@ class ChatSession:
             self.thread_id = thread_id
             pending = view.interrupt
             if not self.as_json:
-                console.print(f"[dim]Resuming thread {thread_id}[/]")
+                console.print(plain(f"Resuming thread {thread_id}", style="dim"))
                 print_history(console, view.messages, last=6)
         if approve is not None:
-            done = await self.turn(resume={"approved": approve})
+            done = await self.turn(resume=answer(approve, pending))
         elif message is not None:
             if pending is not None and not self.as_json:
-                await self.turn(resume={"approved": self.ask(pending)})
+                await self.turn(resume=answer(self.ask(pending), pending))
             done = await self.turn(message=message)
         else:
             await self.converse(pending)
@@ -137,7 +146,7 @@ class ChatSession:
             f"[bold]taskagent[/] [dim]({self.client.where})[/] — {GREETING}", highlight=False
         )
         if pending is not None:
-            await self.turn(resume={"approved": self.ask(pending)})
+            await self.turn(resume=answer(self.ask(pending), pending))
         while True:
             try:
                 with interruptible():
@@ -150,7 +159,7 @@ class ChatSession:
             try:
                 await self.command(text)
             except ClientError as exc:
-                errors.print(f"[red]{escape(exc.message)}[/]", soft_wrap=True, highlight=False)
+                errors.print(plain(exc.message, style="red"), soft_wrap=True, highlight=False)
 
     async def command(self, text: str) -> None:
         """Run one slash command, or send `text` to the agent."""
@@ -184,7 +193,7 @@ class ChatSession:
             interrupt = done.get("interrupt")
             if self.as_json or not interrupt:
                 return done
-            message, resume = None, {"approved": self.ask(interrupt)}
+            message, resume = None, answer(self.ask(interrupt), interrupt)
 
     async def _stream(self, message: str | None, resume: dict[str, Any] | None) -> dict[str, Any]:
         view = None if self.as_json else TurnView(console)
@@ -208,7 +217,7 @@ class ChatSession:
 
     def ask(self, interrupt: dict[str, Any]) -> bool:
         """Ask the approval question on the terminal; anything but y/yes is a no."""
-        question = str(interrupt.get("question", "Approve?"))
+        question = printable(str(interrupt.get("question", "Approve?")))
         try:
             with interruptible():
                 answer = console.input(

@@ -7,10 +7,11 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.markup import escape
 
-from server.cli_render import errors
+from graph.settings import ConfigError, Settings, get_settings
+from server.cli_render import errors, plain
 from server.client import AgentClient, ClientError, open_client
+from tools.sqlite import secure_data_dir
 
 T = TypeVar("T")
 
@@ -46,10 +47,23 @@ AsJson = Annotated[
 ]
 
 
+def prepare_data_dir(settings: Settings) -> None:
+    """Make the data directory private to this user; ConfigError when it cannot be used."""
+    try:
+        secure_data_dir(settings.data_dir)
+    except OSError as exc:
+        raise ConfigError(
+            f"TASKAGENT_DATA_DIR={settings.data_dir} cannot be used ({exc.strerror or exc});"
+            " point it at a directory this user can create and write."
+        ) from None
+
+
 def run_client(
     url: str | None, api_key: str | None, work: Callable[[AgentClient], Coroutine[Any, Any, T]]
 ) -> T:
     """Run `work` against the local or remote agent; a refusal is one red line and exit 1."""
+    if url is None:
+        prepare_data_dir(get_settings())
 
     async def main() -> T:
         async with open_client(url, api_key) as client:
@@ -58,7 +72,7 @@ def run_client(
     try:
         return asyncio.run(main())
     except ClientError as exc:
-        errors.print(f"[red]{escape(exc.message)}[/]", soft_wrap=True, highlight=False)
+        errors.print(plain(exc.message, style="red"), soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         errors.print("[dim]Interrupted.[/]")

@@ -1,4 +1,8 @@
-"""What `taskagent` prints: live markdown answers, one-line tool calls, tables and JSON."""
+"""What `taskagent` prints: live markdown answers, one-line tool calls, tables and JSON.
+
+Task titles, answers and errors may hold another user's words: they are printed as `Text`
+(never parsed as Rich markup) and without control characters (see `tools.text`).
+"""
 
 from __future__ import annotations
 
@@ -15,17 +19,26 @@ from rich.table import Table
 from rich.text import Text
 
 from server.client import ChatEvent
+from tools.text import printable
 
 console = Console()
 errors = Console(stderr=True)
 
 _BARE = re.compile(r"[\w.:@+-]+")
 MAX_VALUE_CHARS = 60
+# Characters a terminal may act on even inside a JSON string (json.dumps escapes only C0).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(value: Any, style: str = "") -> Text:
+    """Return `value` as text shown literally: no markup, no control characters."""
+    return Text(printable(str(value)), style=style)
 
 
 def print_json(value: Any) -> None:
     """Write `value` as JSON on stdout, bypassing rich so nothing but JSON is printed."""
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")
+    text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
     sys.stdout.flush()
 
 
@@ -39,8 +52,8 @@ def _argument(value: Any) -> str:
 
 def tool_call_line(tool: str, arguments: dict[str, Any]) -> Text:
     """Return `→ create_task title="…" priority=high`."""
-    args = " ".join(f"{name}={_argument(value)}" for name, value in arguments.items())
-    line = Text(f"  → {tool}", style="bold yellow")
+    args = printable(" ".join(f"{name}={_argument(value)}" for name, value in arguments.items()))
+    line = plain(f"  → {tool}", style="bold yellow")
     if args:
         line.append(" " + args, style="yellow")
     return line
@@ -74,7 +87,7 @@ def tool_outcome(tool: str, result: Any) -> tuple[bool, str]:
 def tool_result_line(tool: str, result: Any) -> Text:
     """Return `✓ TASK-0007 created` or `✗ <why it failed>`."""
     ok, words = tool_outcome(tool, result)
-    return Text(f"  {'✓' if ok else '✗'} {words}", style="green" if ok else "red")
+    return plain(f"  {'✓' if ok else '✗'} {words}", style="green" if ok else "red")
 
 
 class TurnView:
@@ -106,6 +119,7 @@ class TurnView:
             self.console.print(line, soft_wrap=True)
 
     def _token(self, text: str) -> None:
+        text = printable(text)
         if not text:
             return
         if not self._labelled:
@@ -117,15 +131,15 @@ class TurnView:
             return
         self._text += text
         if self._display is None:
-            self._display = Live(Markdown(self._text), console=self.console, refresh_per_second=12)
+            self._display = Live(_markdown(self._text), console=self.console, refresh_per_second=12)
             self._display.start()
         else:
-            self._display.update(Markdown(self._text))
+            self._display.update(_markdown(self._text))
 
     def _pause(self) -> None:
         """End the current stretch of answer text so a tool line can follow it."""
         if self._display is not None:
-            self._display.update(Markdown(self._text))
+            self._display.update(_markdown(self._text))
             self._display.stop()
             self._display = None
         if self._mid_line:
@@ -137,10 +151,15 @@ class TurnView:
         self._pause()
 
 
+def _markdown(text: str) -> Markdown:
+    # A link's address is shown, not hidden behind its words (an OSC 8 hyperlink).
+    return Markdown(text, hyperlinks=False)
+
+
 def footer(done: dict[str, Any]) -> Text:
     """Return `model: … · thread <id>` under an answer."""
     fallback = " (fallback)" if done.get("fallback_used") else ""
-    return Text(
+    return plain(
         f"  model: {done.get('model_used')}{fallback} · thread {done.get('thread_id')}",
         style="dim",
     )
@@ -153,12 +172,14 @@ def print_history(
     shown = [m for m in messages if m.get("role") in ("user", "assistant")]
     for message in shown[-last:] if last else shown:
         if message["role"] == "user":
-            console.print(Text("you> ", style="cyan") + Text(message["content"]), soft_wrap=True)
+            console.print(Text("you> ", style="cyan") + plain(message["content"]), soft_wrap=True)
             continue
         for call in message.get("tool_calls") or []:
             console.print(tool_call_line(call["tool"], call["arguments"]), soft_wrap=True)
         if message.get("content"):
-            console.print(Text("agent> ", style="green") + Text(message["content"]), soft_wrap=True)
+            console.print(
+                Text("agent> ", style="green") + plain(message["content"]), soft_wrap=True
+            )
 
 
 def threads_table(threads: list[dict[str, Any]]) -> Table:
@@ -168,11 +189,12 @@ def threads_table(threads: list[dict[str, Any]]) -> Table:
     table.add_column("updated", no_wrap=True, min_width=16)
     table.add_column("title", overflow="ellipsis", no_wrap=True)
     for info in threads:
-        title = Text(info["title"] or "")
+        title = plain(info["title"] or "")
         if info.get("status") not in (None, "idle"):
             waiting = "waiting for approval" if info["status"] == "interrupted" else info["status"]
             title.append(f" ({waiting})", style="yellow")
-        table.add_row(info["thread_id"], str(info["updated_at"])[:16].replace("T", " "), title)
+        updated = str(info["updated_at"])[:16].replace("T", " ")
+        table.add_row(plain(info["thread_id"]), plain(updated), title)
     return table
 
 
@@ -182,12 +204,12 @@ def tasks_table(tasks: list[dict[str, Any]]) -> Table:
     styles = {"urgent": "bold red", "high": "yellow", "low": "dim"}
     for task in tasks:
         table.add_row(
-            task["id"],
-            task["title"],
-            Text(task["priority"], style=styles.get(task["priority"], "")),
-            task["status"],
-            task.get("due_date") or "",
-            ", ".join(task.get("tags") or []),
+            plain(task["id"]),
+            plain(task["title"]),
+            plain(task["priority"], style=styles.get(task["priority"], "")),
+            plain(task["status"]),
+            plain(task.get("due_date") or ""),
+            plain(", ".join(task.get("tags") or [])),
         )
     return table
 
@@ -196,13 +218,15 @@ def task_line(task: dict[str, Any]) -> Text:
     """Return one task on one line: id, title, priority, status, due date."""
     due = f", due {task['due_date']}" if task.get("due_date") else ""
     return Text.assemble(
-        (task["id"], "bold"), f' "{task["title"]}" ({task["priority"]}, {task["status"]}{due})'
+        (printable(task["id"]), "bold"),
+        printable(f' "{task["title"]}" ({task["priority"]}, {task["status"]}{due})'),
     )
 
 
 def health_lines(health: dict[str, Any]) -> list[Text]:
     """Return the database state and one line per model tier."""
-    lines = [Text(f"  database: {health.get('database')}")]
+    lines = [plain(f"  database: {health.get('database')}")]
     for tier in health.get("tiers", []):
-        lines.append(Text(f"  {tier['label']}: breaker {tier['breaker']}"))
+        down = f", unreachable: {tier.get('reason')}" if tier.get("status") == "unreachable" else ""
+        lines.append(plain(f"  {tier['label']}: breaker {tier['breaker']}{down}"))
     return lines

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 import click
 import typer
-from rich.markup import escape
 
 from server.cli_options import ApiKey, AsJson, Url, run_client
-from server.cli_render import console, errors, print_json, task_line, tasks_table
+from server.cli_render import console, errors, plain, print_json, task_line, tasks_table
 from server.client import AgentClient
 from tools.schemas import Priority, Status
+from tools.text import printable
 
 tasks_app = typer.Typer(
     help="List and change tasks directly, without the model (same rules and audit as the agent).",
@@ -111,7 +111,7 @@ def tasks_show(
     else:
         console.print(task_line(task))
         if task.get("description"):
-            console.print(task["description"], highlight=False)
+            console.print(plain(task["description"]), highlight=False)
 
 
 @tasks_app.command("done")
@@ -139,7 +139,7 @@ def tasks_delete(
     async def delete(client: AgentClient) -> dict[str, Any] | None:
         if not yes:
             task = await client.get_task(task_id)
-            question = f'Delete {task["id"]} "{task["title"]}"?'
+            question = printable(f'Delete {task["id"]} "{task["title"]}"?')
             if not click.confirm(question, default=False, err=True, abort=False):
                 return None
         return await client.delete_task(task_id)
@@ -149,9 +149,10 @@ def tasks_delete(
     except click.Abort:
         result = None
     if result is None:
-        errors.print(f"Kept {task_id.upper()}.")
+        errors.print(plain(f"Kept {task_id.upper()}."))
         raise typer.Exit(1)
     if as_json:
         print_json(result)
     else:
-        console.print(f'Deleted {result["deleted"]["id"]} "{escape(result["deleted"]["title"])}"')
+        deleted = result["deleted"]
+        console.print(plain(f'Deleted {deleted["id"]} "{deleted["title"]}"'))

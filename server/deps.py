@@ -46,7 +46,9 @@ async def principal_of(
         audit = getattr(request.app.state, "audit", None)
         if audit is not None:
             await audit.login_failed(
-                request.url.path, request.client.host if request.client else ""
+                request.url.path,
+                request.client.host if request.client else "",
+                peer=getattr(request.state, "peer", None),
             )
         raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     logs.bind(user=principal.user_id)

@@ -120,6 +120,35 @@ class TextFormatter(logging.Formatter):
         return f"{line} {extras}" if extras else line
 
 
+# Libraries whose DEBUG lines carry user data: aiosqlite prints every SQL parameter (task
+# text, key digests), sse-starlette every event sent, openai every request body. They never
+# log below these levels, whatever TASKAGENT_LOG_LEVEL says.
+QUIET_LOGGERS = {
+    "aiosqlite": "WARNING",
+    "sse_starlette": "INFO",
+    "openai": "INFO",
+    "httpcore": "INFO",
+}
+
+
+# Loggers whose records carry a traceback for an expected failure (a model server that is
+# down): the message already names the error, the stack says nothing more.
+NO_TRACEBACK_LOGGERS = ("langgraph.pregel._retry",)
+
+
+class DropTraceback(logging.Filter):
+    """Keep the record's message, drop its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Strip `exc_info` from `record` and let it through."""
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _at_least(level: str, floor: str) -> str:
+    return max(level.upper(), floor, key=logging.getLevelName)
+
+
 def log_config(
     level: str = "INFO", log_format: LogFormat = "json", *, redactor: Redactor
 ) -> dict[str, Any]:
@@ -128,6 +157,7 @@ def log_config(
     Every line is redacted with `redactor` (the process's secrets and prompt).
     """
     formatter = JsonFormatter if log_format == "json" else TextFormatter
+    quiet = {name: {"level": _at_least(level, floor)} for name, floor in QUIET_LOGGERS.items()}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -137,6 +167,7 @@ def log_config(
                 "redactor": redactor,
             }
         },
+        "filters": {"no_traceback": {"()": f"{__name__}.DropTraceback"}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
@@ -147,8 +178,12 @@ def log_config(
         "root": {"handlers": ["stderr"], "level": level.upper()},
         # uvicorn's loggers keep no handlers of their own: they reach stderr through the root.
         "loggers": {
-            name: {"handlers": [], "level": level.upper(), "propagate": True}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            **{
+                name: {"handlers": [], "level": level.upper(), "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+            **quiet,
+            **{name: {"filters": ["no_traceback"]} for name in NO_TRACEBACK_LOGGERS},
         },
     }
 

@@ -9,7 +9,6 @@ request presents its own key the way the HTTP API does. The tools live in
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ import typer
 from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
 from server.auth import KeyError_, KeyRing, Principal, local_principal, presented_key
+from server.browser_guard import header_map, host_refusal, is_loopback_host
 from tools.store import TaskStore
 
 if TYPE_CHECKING:
@@ -30,12 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("taskagent.mcp")
 
 DEFAULT_HTTP_PORT = 8765
-LOOPBACK_ORIGINS = [
-    f"{scheme}://{host}:*"
-    for scheme in ("http", "https")
-    for host in ("127.0.0.1", "localhost", "[::1]")
-]
-LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 
 
 class IdentityError(Exception):
@@ -68,16 +62,6 @@ def resolve_principal(settings: Settings, presented: str | None) -> Principal:
 # --- HTTP ----------------------------------------------------------------------------------
 
 
-def is_loopback_host(host: str) -> bool:
-    """Return whether `host` names an interface only this machine can reach."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def is_local_origin(origin: str) -> bool:
     """Return whether a browser Origin is a page served from this machine."""
     scheme, _, rest = origin.partition("://")
@@ -92,23 +76,36 @@ def is_local_origin(origin: str) -> bool:
 
 
 class LoopbackGate:
-    """Refuse foreign browser origins (403) and, with keys configured, unkeyed requests (401).
+    """Refuse foreign Host names (400), foreign origins (403) and, with keys, unkeyed calls (401).
 
-    A web page the user visits can reach a loopback port; its Origin header gives it away.
+    A web page the user visits can reach a loopback port; its Host and Origin give it away.
+    The Host rule is the HTTP API's (`server/browser_guard.py`); local pages and the
+    origins on TASKAGENT_ALLOWED_ORIGINS may call (MCP inspectors run on localhost).
     """
 
     def __init__(self, app: ASGIApp, service: TaskAgentMCP) -> None:
         self.app = app
         self.service = service
+        self.allowed_hosts = service.settings.allowed_hosts
+        self.allowed_origins = frozenset(service.settings.allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass allowed requests on to the MCP app."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = header_map(scope)
+        refusal = host_refusal(headers, self.allowed_hosts)
+        if refusal is not None:
+            log.warning("refused a request: %s", refusal)
+            await _reply(send, 400, refusal)
+            return
         origin = headers.get("origin")
-        if origin is not None and not is_local_origin(origin):
+        if (
+            origin is not None
+            and not is_local_origin(origin)
+            and origin.lower().rstrip("/") not in self.allowed_origins
+        ):
             log.warning("refused a request from origin %r", origin)
             await _reply(
                 send, 403, "Forbidden: requests from web pages on other sites are refused."
@@ -154,11 +151,9 @@ def http_app(service: TaskAgentMCP, host: str) -> ASGIApp:
     from mcp.server.transport_security import TransportSecuritySettings
 
     server = service.build()
-    security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=LOOPBACK_HOSTS,
-        allowed_origins=LOOPBACK_ORIGINS,
-    )
+    # LoopbackGate checks Host and Origin with the HTTP API's rule (it knows *.localhost and
+    # TASKAGENT_ALLOWED_HOSTS, which the SDK's exact host:port list cannot express).
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     app = server.streamable_http_app(host=host, transport_security=security)
     return LoopbackGate(app, service)
 
@@ -196,10 +191,12 @@ def mcp_command(
     """
     import logging.config
 
+    from server.cli_options import prepare_data_dir
     from server.logs import bind, log_config
     from server.mcp_tools import TaskAgentMCP
 
     settings = get_settings()
+    prepare_data_dir(settings)
     # stdout is the protocol channel over stdio: every log line goes to stderr.
     redactor = Redactor.from_settings(settings)
     logging.config.dictConfig(
@@ -236,6 +233,7 @@ def mcp_command(
         http_app(service, host),
         host=host,
         port=port,
+        proxy_headers=False,  # a local process must not choose the address the audit records
         log_level=settings.log_level.lower(),
         log_config=log_config(settings.log_level, settings.log_format, redactor=redactor),
     )

@@ -75,6 +75,9 @@ class PendingApproval(BaseModel):
     question: str = Field(description="What to ask the user, e.g. 'Delete TASK-0003 \"x\"?'.")
     tool: str = Field(description="The tool waiting for approval.")
     task_id: str | None = Field(default=None, description="The task concerned.")
+    tool_call_id: str | None = Field(
+        default=None, description="Pass it to answer_approval to answer this very question."
+    )
 
 
 class AgentReply(BaseModel):
@@ -120,10 +123,12 @@ def agent_reply(result: TurnResult) -> AgentReply:
             question=question,
             tool=str(interrupt.get("tool", "")),
             task_id=interrupt.get("task_id"),
+            tool_call_id=interrupt.get("tool_call_id"),
         )
         reply.next_step = (
             f"Ask the user: {question} Then call answer_approval with"
-            f' thread_id="{result.thread_id}" and approved=true or false.'
+            f' thread_id="{result.thread_id}",'
+            f' tool_call_id="{interrupt.get("tool_call_id", "")}" and approved=true or false.'
         )
     return reply
 
@@ -304,10 +309,17 @@ class TaskAgentMCP:
         thread_id: Annotated[str, Field(description="The thread waiting for approval.")],
         approved: Annotated[bool, Field(description="true to go ahead, false to refuse.")],
         ctx: ToolContext[Any, Any],
+        tool_call_id: Annotated[
+            str | None,
+            Field(description="pending_approval.tool_call_id: the question this answers."),
+        ] = None,
     ) -> AgentReply:
         """Answer the approval question a thread is waiting on, and let the agent finish."""
         principal = await self._caller(ctx, "answer_approval")
-        return await self._turn(principal, thread_id=thread_id, resume={"approved": approved})
+        answer: dict[str, Any] = {"approved": approved}
+        if tool_call_id is not None:
+            answer["tool_call_id"] = tool_call_id
+        return await self._turn(principal, thread_id=thread_id, resume=answer)
 
     async def _turn(
         self,

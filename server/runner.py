@@ -29,10 +29,12 @@ from graph.checkpointer import open_saver
 from graph.context import Context
 from graph.services import Services, install_services, open_services
 from graph.settings import Settings, get_settings
+from server.client_input import RefusedInput, user_messages
 from server.event_redaction import EventRedactor
 from server.retention import prune_before
 from server.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from server.tracing import Tracer, finish
+from tools.text import printable
 
 EventKind = Literal["metadata", "token", "tool_call", "tool_result", "interrupt", "error", "done"]
 
@@ -228,7 +230,7 @@ class AgentRunner:
                 raise TurnError(
                     409, f"Thread {thread_id} is not waiting for an answer; nothing to resume."
                 )
-            run_input: Any = Command(resume=resume)
+            run_input: Any = Command(resume=await self._bound_answer(thread_id, resume))
         elif message is not None or graph_input is not None:
             if strict_pending and info is not None and info.status == "interrupted":
                 question = (info.interrupt or {}).get("question", "an approval")
@@ -240,11 +242,61 @@ class AgentRunner:
             if message is not None:
                 run_input = {"messages": [HumanMessage(content=message, id=str(uuid.uuid4()))]}
             else:
-                run_input = graph_input
-                title = title_of(graph_input)
+                # Only user messages, each checked, ever enter the graph from a client.
+                try:
+                    run_input = {"messages": user_messages(graph_input, self.services.settings)}
+                except RefusedInput as exc:
+                    raise TurnError(422, str(exc)) from None
+                title = title_of(run_input)
         else:
             run_input = None
         return PreparedRun(thread_id=thread_id, info=info, graph_input=run_input, title=title)
+
+    async def _bound_answer(self, thread_id: str, answer: Any) -> dict[str, Any]:
+        """Bind an approval answer to the one question the thread waits on, or refuse it.
+
+        The answer may name the call it answers (`tool_call_id`, and `approval_id` from the
+        question); the plain `{"approved": true}` answers the question waiting, when exactly
+        one is. The graph acts on an answer only for the question it was bound to here.
+        """
+        if not isinstance(answer, dict) or not isinstance(answer.get("approved"), bool):
+            raise TurnError(
+                422,
+                'Answer an approval with {"approved": true} or {"approved": false}, and the'
+                ' "tool_call_id" of the call it answers.',
+            )
+        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        asked = [
+            dict(item.value)
+            for item in state.interrupts
+            if isinstance(item.value, dict) and item.value.get("type") == "approval"
+        ]
+        matching = [
+            question
+            for question in asked
+            if answer.get("tool_call_id") in (None, question.get("tool_call_id"))
+            and answer.get("approval_id") in (None, question.get("approval_id"))
+        ]
+        if not asked:
+            raise TurnError(
+                409, f"Thread {thread_id} is not waiting for an answer; nothing to resume."
+            )
+        if len(matching) != 1:
+            waiting = "; ".join(
+                f"{q.get('question', 'an approval')} (tool_call_id {q.get('tool_call_id')})"
+                for q in asked
+            )
+            raise TurnError(
+                409,
+                f"Thread {thread_id} is waiting for: {waiting}. This answer is not for"
+                " exactly one of them; nothing was done.",
+            )
+        question = matching[0]
+        return {
+            "approved": answer["approved"],
+            "tool_call_id": question.get("tool_call_id"),
+            "approval_id": question.get("approval_id"),
+        }
 
     async def execute(
         self,
@@ -493,7 +545,7 @@ def title_of(graph_input: Any) -> str:
     if isinstance(graph_input, dict):
         for message in reversed(graph_input.get("messages") or []):
             if isinstance(message, dict):
-                return str(message.get("content", ""))[:80]
+                return printable(str(message.get("content", "")))[:80]
             if isinstance(message, BaseMessage):
-                return _text(message)[:80]
+                return printable(_text(message))[:80]
     return ""

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +33,7 @@ from graph.settings import Settings
 from server import logs
 from server.event_redaction import EventRedactor
 from server.jsonable import to_jsonable
+from server.keyed_locks import KeyedLocks
 from server.ratelimit import RateLimiter
 from server.retention import delete_run_checkpoints
 from server.runner import (
@@ -44,6 +46,7 @@ from server.runner import (
 )
 from server.storage_errors import EVENT_ERROR as STORAGE_ERROR
 from server.storage_errors import classify
+from server.threads import ThreadInfo, ThreadLimitReached
 from tools.audit import summarize
 from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 
@@ -134,6 +137,23 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class KeyBinding:
+    """An `Idempotency-Key` of an owner and the fingerprint of the request it came with."""
+
+    owner: str
+    key: str
+    fingerprint: str
+
+
+class QueueFull(Exception):
+    """The owner already has as many pending runs as allowed; nothing was stored."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"pending run limit {limit} reached")
+        self.limit = limit
+
+
+@dataclass(frozen=True)
 class RunEvent:
     """One logged event: its sequence number (the SSE id), name and JSON data."""
 
@@ -174,10 +194,38 @@ class RunStore:
         """Close the connection."""
         await self._conn.close()
 
-    async def insert(self, run: RunRecord) -> None:
-        """Store a new run."""
+    async def insert(
+        self, run: RunRecord, *, key: KeyBinding | None = None, max_pending: int | None = None
+    ) -> None:
+        """Store a new run, and the idempotency key that asked for it, in one transaction.
+
+        With `max_pending`, raises QueueFull (storing nothing) when the run's owner already
+        has that many pending runs; sqlite3.IntegrityError means the key is taken.
+        """
         async with self._write:
-            await self._insert(run)
+            # IMMEDIATE: the count and the inserts see and leave one consistent state, even
+            # against another process on the same file.
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                if max_pending is not None:
+                    row = await fetch_one(
+                        self._conn,
+                        "SELECT COUNT(*) FROM runs WHERE owner = ? AND status = 'pending'",
+                        (run.owner,),
+                    )
+                    if row is not None and row[0] >= max_pending:
+                        raise QueueFull(max_pending)
+                await self._insert(run)
+                if key is not None:
+                    await self._conn.execute(
+                        "INSERT INTO idempotency (owner, key, fingerprint, run_id, created_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (key.owner, key.key, key.fingerprint, run.run_id, now_iso()),
+                    )
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
 
     async def _insert(self, run: RunRecord) -> None:
         await self._conn.execute(
@@ -245,16 +293,17 @@ class RunStore:
         attempt: int | None = None,
     ) -> None:
         """Record a run's new status (and error or attempt number)."""
-        detail = {"run_id": run_id, "status": status} | ({"error": error} if error else {})
-        log.info("run %s", status, extra=detail)
-        if status in FINISHED:
-            metrics.RUNS.labels(status).inc()
         async with self._write:
             await self._conn.execute(
                 "UPDATE runs SET status = ?, error = COALESCE(?, error),"
                 " attempt = COALESCE(?, attempt), updated_at = ? WHERE run_id = ?",
                 (status, error, attempt, now_iso(), run_id),
             )
+        # Only once it is recorded: a write that failed is retried and must count once.
+        detail = {"run_id": run_id, "status": status} | ({"error": error} if error else {})
+        log.info("run %s", status, extra=detail)
+        if status in FINISHED:
+            metrics.RUNS.labels(status).inc()
 
     async def delete(self, run_id: str) -> None:
         """Delete a run and its events."""
@@ -328,15 +377,6 @@ class RunStore:
             (owner, key),
         )
         return None if row is None else (str(row[0]), str(row[1]))
-
-    async def remember_key(self, owner: str, key: str, fingerprint: str, run_id: str) -> None:
-        """Bind an idempotency key to the run it created."""
-        async with self._write:
-            await self._conn.execute(
-                "INSERT INTO idempotency (owner, key, fingerprint, run_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (owner, key, fingerprint, run_id, now_iso()),
-            )
 
     async def prune_events(self, older_than: timedelta) -> int:
         """Delete the event logs of runs that finished longer ago than `older_than`."""
@@ -465,11 +505,16 @@ class RunManager:
         self.limiter = limiter
         self._channels: dict[str, RunChannel] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # A thread's runs take turns through its lock; both maps lose the thread with its
+        # last run.
         self._thread_locks: dict[str, asyncio.Lock] = {}
         self._thread_runs: dict[str, list[str]] = {}
         self._cancel_actions: dict[str, str] = {}
         self._stopping = False
-        self._idempotency = asyncio.Lock()
+        # Admission (check the thread, then register the run) is one step per thread, and a
+        # key's lookup and storing one step per (owner, key): other threads and keys go on.
+        self._admission = KeyedLocks()
+        self._idempotency = KeyedLocks()
 
     @property
     def settings(self) -> Settings:
@@ -502,7 +547,7 @@ class RunManager:
         fingerprint = hashlib.sha256(
             json.dumps([kind, thread_id, payload, strategy], sort_keys=True).encode()
         ).hexdigest()
-        async with self._idempotency:
+        async with self._idempotency.hold((context.user_id, idempotency_key)):
             known = await self.store.idempotent_run(
                 context.user_id, idempotency_key, timedelta(seconds=self.settings.idempotency_ttl_s)
             )
@@ -514,13 +559,41 @@ class RunManager:
                         " use a new key for a new request.",
                     )
                 original = await self.store.get(known[1])
-                if original is not None:
-                    return original
-            run = await self._create(
-                context, thread_id, kind, payload, strategy, metadata, assistant_id
+                if original is None:
+                    raise TurnError(
+                        410,
+                        "The run this Idempotency-Key created has been deleted; send the"
+                        " request with a new key to run it again.",
+                    )
+                return original
+            key = KeyBinding(context.user_id, idempotency_key, fingerprint)
+            return await self._create(
+                context, thread_id, kind, payload, strategy, metadata, assistant_id, key
             )
-            await self.store.remember_key(context.user_id, idempotency_key, fingerprint, run.run_id)
-            return run
+
+    async def create_thread(
+        self,
+        context: Context,
+        thread_id: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        title: str = "",
+    ) -> tuple[ThreadInfo, bool]:
+        """Create a thread for the user, or find the one with the id; say whether it is new.
+
+        Refused with 429, creating nothing, when the user has the most threads allowed.
+        """
+        limit = self.settings.max_threads_per_user
+        try:
+            return await self.runner.threads.create(
+                thread_id, context.user_id, metadata, title=title, limit=limit
+            )
+        except ThreadLimitReached:
+            raise TurnError(
+                429,
+                f"You already have {limit} threads, the most allowed per user; delete threads"
+                " you no longer need before creating more.",
+            ) from None
 
     async def _create(
         self,
@@ -531,7 +604,32 @@ class RunManager:
         strategy: MultitaskStrategy,
         metadata: dict[str, Any] | None,
         assistant_id: str,
+        key: KeyBinding | None = None,
     ) -> RunRecord:
+        if thread_id is None:
+            # A new thread: no other request can know its id yet.
+            return await self._admit(
+                context, None, kind, payload, strategy, metadata, assistant_id, key
+            )
+        # The check of the thread's runs and the registration of this one must not be split by
+        # another request's admission (both would pass `reject`).
+        async with self._admission.hold(thread_id):
+            return await self._admit(
+                context, thread_id, kind, payload, strategy, metadata, assistant_id, key
+            )
+
+    async def _admit(
+        self,
+        context: Context,
+        thread_id: str | None,
+        kind: RunKind,
+        payload: dict[str, Any],
+        strategy: MultitaskStrategy,
+        metadata: dict[str, Any] | None,
+        assistant_id: str,
+        key: KeyBinding | None,
+    ) -> RunRecord:
+        new_thread = thread_id is None
         if thread_id is not None:
             await self.runner.check_access(thread_id, context.user_id)
         active = self.active_runs(thread_id) if thread_id else []
@@ -568,10 +666,25 @@ class RunManager:
                 "request_id": context.request_id,
             },
         )
-        if thread_id not in self._thread_runs and await self.runner.threads.get(thread_id) is None:
-            await self.runner.threads.start_run(thread_id, context.user_id, _title(payload))
-            await self.runner.threads.finish_run(thread_id, "idle")
-        await self.store.insert(run)
+        if new_thread:
+            await self.create_thread(context, thread_id, title=_title(payload))
+        queued = bool(active) and strategy == "enqueue"
+        limit = self.settings.max_queued_runs_per_user
+        try:
+            await self.store.insert(run, key=key, max_pending=limit if queued else None)
+        except (QueueFull, sqlite3.IntegrityError) as exc:
+            if new_thread:
+                await self.runner.threads.delete(thread_id)
+            if isinstance(exc, QueueFull):
+                raise TurnError(
+                    429,
+                    f"You already have {limit} runs waiting to start, the most allowed per"
+                    " user; wait for them or cancel some before queueing more.",
+                ) from None
+            # Only the key can clash (run ids are new): another process stored it just now.
+            raise TurnError(
+                409, "A request with this Idempotency-Key is being handled; retry it."
+            ) from None
         self._start(run, context, next_seq=1)
         return run
 
@@ -649,7 +762,9 @@ class RunManager:
             if run.run_id in runs:
                 runs.remove(run.run_id)
             if not runs:
+                # Every run that waits for the lock is listed: with none left, nobody needs it.
                 self._thread_runs.pop(run.thread_id, None)
+                self._thread_locks.pop(run.thread_id, None)
             self._tasks.pop(run.run_id, None)
             self._channels.pop(run.run_id, None)
 

@@ -25,7 +25,9 @@ class ChatRequest(BaseModel):
         default=None, max_length=200, description="Continue this thread; omit to start a new one."
     )
     resume: dict[str, Any] | None = Field(
-        default=None, description='Answer to a pending approval, e.g. {"approved": true}.'
+        default=None,
+        description='Answer to the pending approval, e.g. {"approved": true, "tool_call_id":'
+        ' "call_abc"}; the tool_call_id (from the interrupt) makes sure it answers that call.',
     )
 
     @model_validator(mode="after")
@@ -74,6 +76,12 @@ class TierHealth(BaseModel):
     name: str
     label: str
     breaker: str
+    status: str = Field(
+        default="unchecked",
+        description="ok; unreachable: its server did not answer the last probe (every 30 s);"
+        " unchecked: a hosted API, not probed.",
+    )
+    reason: str | None = Field(default=None, description="Why the tier's server is unreachable.")
 
 
 class HealthResponse(BaseModel):

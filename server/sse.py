@@ -13,6 +13,9 @@ from graph.settings import get_settings
 from server.runs import RunEvent
 
 SEND_TIMEOUT_SECONDS = 30
+# The event loop keeps only weak references to tasks: a disconnect handler nobody else
+# refers to could be garbage-collected half-way. It stays here until it is done.
+_disconnect_tasks: set[asyncio.Task[None]] = set()
 
 
 def last_event_id(header: str | None) -> int:
@@ -49,7 +52,9 @@ def event_stream(
             metrics.ACTIVE_STREAMS.dec()
             if not finished and on_disconnect is not None:
                 # The generator is being torn down (client gone): act outside its cancellation.
-                asyncio.get_running_loop().create_task(on_disconnect())
+                task = asyncio.get_running_loop().create_task(on_disconnect())
+                _disconnect_tasks.add(task)
+                task.add_done_callback(_disconnect_tasks.discard)
 
     return EventSourceResponse(
         frames(),

@@ -34,6 +34,14 @@ CREATE INDEX IF NOT EXISTS threads_owner ON threads (owner, updated_at);
 """
 
 
+class ThreadLimitReached(Exception):
+    """The owner already has as many threads as allowed; nothing was created."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"thread limit {limit} reached")
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class ThreadInfo:
     """One row of the thread index."""
@@ -93,17 +101,52 @@ class ThreadIndex:
             (status, json.dumps(interrupt) if interrupt else None, now_iso(), thread_id),
         )
 
-    async def create(self, thread_id: str, owner: str, metadata: dict[str, Any]) -> ThreadInfo:
-        """Create an idle thread; raises sqlite3.IntegrityError if the id exists."""
-        stamp = now_iso()
-        await self._conn.execute(
-            "INSERT INTO threads (thread_id, owner, metadata, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (thread_id, owner, json.dumps(metadata), stamp, stamp),
-        )
-        info = await self.get(thread_id)
-        assert info is not None
-        return info
+    async def create(
+        self,
+        thread_id: str,
+        owner: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        title: str = "",
+        limit: int | None = None,
+    ) -> tuple[ThreadInfo, bool]:
+        """Create an idle thread, or find the one that has the id; return it and whether it is new.
+
+        The existence check, the owner's thread count and the insert are one statement, so
+        concurrent creations of one id all get the same thread and `limit` is never overshot.
+        Raises ThreadLimitReached, creating nothing, when `owner` already has `limit` threads.
+        """
+        while True:
+            stamp = now_iso()
+            cursor = await self._conn.execute(
+                "INSERT INTO threads (thread_id, owner, title, metadata, created_at, updated_at)"
+                " SELECT ?, ?, ?, ?, ?, ?"
+                " WHERE ? IS NULL OR (SELECT COUNT(*) FROM threads WHERE owner = ?) < ?"
+                " ON CONFLICT (thread_id) DO NOTHING",
+                (
+                    thread_id,
+                    owner,
+                    title[:80],
+                    json.dumps(metadata or {}),
+                    stamp,
+                    stamp,
+                    limit,
+                    owner,
+                    limit,
+                ),
+            )
+            info = await self.get(thread_id)
+            if info is not None:
+                return info, cursor.rowcount == 1
+            assert limit is not None  # without a limit the insert or the clash leaves a row
+            if await self.count(owner) >= limit:
+                raise ThreadLimitReached(limit)
+            # The clashing thread was deleted between the two statements: try again.
+
+    async def count(self, owner: str) -> int:
+        """Return how many threads `owner` has."""
+        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM threads WHERE owner = ?", (owner,))
+        return int(row[0]) if row else 0
 
     async def update_metadata(self, thread_id: str, metadata: dict[str, Any]) -> None:
         """Merge `metadata` into the thread's metadata."""

@@ -34,12 +34,14 @@ CREATE TABLE IF NOT EXISTS audit (
     error TEXT NOT NULL DEFAULT '',
     latency_ms REAL NOT NULL DEFAULT 0,
     cost_usd REAL NOT NULL DEFAULT 0,
-    detail TEXT NOT NULL DEFAULT '{}'
+    detail TEXT NOT NULL DEFAULT '{}',
+    call_key TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_user ON audit (user, ts);
 CREATE INDEX IF NOT EXISTS audit_kind ON audit (kind, ts);
--- A tool call is audited once per kind even when a node re-runs after a resume or crash.
-CREATE UNIQUE INDEX IF NOT EXISTS audit_once ON audit (kind, tool_call_id) WHERE tool_call_id != '';
+-- A tool call is audited once per kind even when a node re-runs after a resume or crash;
+-- keyed by the run's identity (tools.store.call_key), as providers reuse tool call ids.
+CREATE UNIQUE INDEX IF NOT EXISTS audit_call_once ON audit (kind, call_key) WHERE call_key != '';
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -48,7 +50,7 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 
 COLUMNS = (
     "ts, kind, user, role, thread_id, run_id, step, tool, tool_call_id, arguments,"
-    " result_summary, success, error, latency_ms, cost_usd, detail"
+    " result_summary, success, error, latency_ms, cost_usd, detail, call_key"
 )
 
 
@@ -72,6 +74,7 @@ class AuditRecord:
     cost_usd: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
     ts: str = field(default_factory=now_iso)
+    call_key: str = ""
 
 
 def summarize(result: dict[str, Any]) -> str:

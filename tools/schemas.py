@@ -6,7 +6,9 @@ import json
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tools.text import check_plain_text
 
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["pending", "in_progress", "completed"]
@@ -17,6 +19,15 @@ STATUSES: tuple[Status, ...] = ("pending", "in_progress", "completed")
 
 class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        # Task text is shown to other users and on terminals: no control or bidi characters.
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                check_plain_text(text)
+        return value
 
 
 class CreateTaskArgs(_Args):

@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+# What the service writes into its data directory; nothing else there is touched.
+DATA_FILE_PATTERNS = ("*.sqlite", "*.sqlite-wal", "*.sqlite-shm", "*.sqlite-journal", "keys.json")
+
+
+def secure_data_dir(path: Path) -> None:
+    """Create `path` readable by this user only (0700) and make the service's files in it 0600.
+
+    Raises OSError when the directory cannot be created, changed or written.
+    """
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    path.chmod(PRIVATE_DIR_MODE)
+    for pattern in DATA_FILE_PATTERNS:
+        for file in path.glob(pattern):
+            file.chmod(PRIVATE_FILE_MODE)
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+
+def _private_database(path: Path) -> None:
+    # SQLite gives -wal and -shm the main file's mode bits: the main file must be 0600 first.
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists():
+            file.chmod(PRIVATE_FILE_MODE)
 
 
 async def open_sqlite(
@@ -20,7 +50,7 @@ async def open_sqlite(
     (kill -9): the WAL is written before commit returns; only an OS crash or power
     loss can drop the newest commits, which FULL additionally protects against.
     """
-    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(_private_database, path)
     conn = await aiosqlite.connect(path, isolation_level=None)
     await conn.execute("PRAGMA journal_mode=WAL")
     await conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")

@@ -35,8 +35,12 @@ CREATE TABLE IF NOT EXISTS tasks (
     completed_at TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner, status, due_date);
+-- One row per executed mutation, keyed by the run's identity (see `call_key`), not by the
+-- model's call id alone: providers reuse ids ("create_task:0") across users and turns.
 CREATE TABLE IF NOT EXISTS tool_results (
-    call_id TEXT PRIMARY KEY,
+    call_key TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL DEFAULT '',
     owner TEXT NOT NULL,
     tool TEXT NOT NULL,
     arguments TEXT NOT NULL,
@@ -52,11 +56,69 @@ CREATE TABLE IF NOT EXISTS message_archive (
 );
 """
 
+SCHEMA_VERSION = 1
+
 TASK_COLUMNS = (
     "id, title, description, priority, status, due_date, tags, created_at, updated_at, completed_at"
 )
 
 Mutation = Callable[[aiosqlite.Connection], Awaitable[dict[str, Any]]]
+
+
+def call_key(thread_id: str, checkpoint_ns: str, position: int, call_id: str) -> str:
+    """Return the exactly-once key of one tool call made by one step of a graph run.
+
+    `checkpoint_ns` is the step's task namespace, which ends with LangGraph's task id: that id
+    is derived from the checkpoint the step started from, so a replay of the same step after
+    a crash gets the same key, while any other step (another thread, a later turn, another
+    model message) gets another. `position` keeps two calls of one message apart when the
+    provider gave both the same id. JSON keeps the parts unambiguous whatever they contain.
+    """
+    return json.dumps([thread_id, checkpoint_ns, position, call_id])
+
+
+async def migrate(conn: aiosqlite.Connection) -> None:
+    """Bring a store written by an older version up to `SCHEMA_VERSION`, in one transaction.
+
+    Version 1 keys stored tool results (and the audit's once-per-call index) by the run's
+    identity instead of the model's call id. Rows from before keep their place under a
+    `legacy:` key that no new call can produce, so they are never returned for a new call.
+    """
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int((await fetch_one(conn, "PRAGMA user_version"))[0])
+        if version < 1:
+            await _migrate_to_1(conn)
+        await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+
+
+async def _columns(conn: aiosqlite.Connection, table: str) -> set[str]:
+    return {str(row[1]) for row in await fetch_all(conn, f"PRAGMA table_info({table})")}
+
+
+async def _migrate_to_1(conn: aiosqlite.Connection) -> None:
+    results = await _columns(conn, "tool_results")
+    if results and "call_key" not in results:
+        await conn.execute(
+            "CREATE TABLE tool_results_v1 (call_key TEXT PRIMARY KEY, call_id TEXT NOT NULL,"
+            " thread_id TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL, tool TEXT NOT NULL,"
+            " arguments TEXT NOT NULL, result TEXT NOT NULL, created_at TEXT NOT NULL)"
+        )
+        await conn.execute(
+            "INSERT INTO tool_results_v1 (call_key, call_id, owner, tool, arguments, result,"
+            " created_at) SELECT 'legacy:' || call_id, call_id, owner, tool, arguments, result,"
+            " created_at FROM tool_results"
+        )
+        await conn.execute("DROP TABLE tool_results")
+        await conn.execute("ALTER TABLE tool_results_v1 RENAME TO tool_results")
+    audit = await _columns(conn, "audit")
+    if audit and "call_key" not in audit:
+        await conn.execute("ALTER TABLE audit ADD COLUMN call_key TEXT NOT NULL DEFAULT ''")
+        await conn.execute("DROP INDEX IF EXISTS audit_once")
 
 
 class ToolError(Exception):
@@ -71,7 +133,7 @@ def _task(row: aiosqlite.Row | tuple[Any, ...]) -> dict[str, Any]:
 
 
 class TaskStore:
-    """Tasks per owner; every mutation is keyed by its tool_call_id and applied at most once."""
+    """Tasks per owner; every mutation is keyed by its run's identity and applied at most once."""
 
     def __init__(self, conn: aiosqlite.Connection, redactor: Redactor | None = None) -> None:
         self._conn = conn
@@ -92,6 +154,7 @@ class TaskStore:
     ) -> TaskStore:
         """Open (and create if needed) the store at `path`; `redactor` scrubs audit rows."""
         conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+        await migrate(conn)
         await conn.executescript(SCHEMA + AUDIT_SCHEMA + USAGE_SCHEMA)
         return cls(conn, redactor)
 
@@ -105,33 +168,37 @@ class TaskStore:
 
     # --- idempotency -------------------------------------------------------------------
 
-    async def stored_result(self, call_id: str) -> dict[str, Any] | None:
-        """Return the recorded result of tool call `call_id`, if it already ran."""
+    async def stored_result(self, key: str) -> dict[str, Any] | None:
+        """Return the recorded result of the tool call keyed `key`, if it already ran."""
         row = await fetch_one(
-            self._conn, "SELECT result FROM tool_results WHERE call_id = ?", (call_id,)
+            self._conn, "SELECT result FROM tool_results WHERE call_key = ?", (key,)
         )
         return None if row is None else dict(json.loads(row[0]))
 
     async def apply_once(
         self,
-        call_id: str,
+        key: str,
         owner: str,
         tool: str,
         arguments: dict[str, Any],
         mutation: Mutation,
         audit: AuditRecord | None = None,
+        *,
+        call_id: str = "",
+        thread_id: str = "",
     ) -> dict[str, Any]:
-        """Run `mutation` and record its result in one transaction, unless `call_id` already ran.
+        """Run `mutation` and record its result in one transaction, unless `key` already ran.
 
-        The side effect, its result and its audit row commit together, so after a crash a
-        call either happened (and replays its stored result) or did not happen at all, and
-        executed calls always equal audit rows.
+        `key` identifies the call within its run (see `call_key`); `call_id` is the model's
+        own id, kept for the record. The side effect, its result and its audit row commit
+        together, so after a crash a call either happened (and replays its stored result) or
+        did not happen at all, and executed calls always equal audit rows.
         """
         async with self._lock:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
                 row = await fetch_one(
-                    self._conn, "SELECT result FROM tool_results WHERE call_id = ?", (call_id,)
+                    self._conn, "SELECT result FROM tool_results WHERE call_key = ?", (key,)
                 )
                 if row is not None:
                     await self._conn.execute("ROLLBACK")
@@ -142,9 +209,18 @@ class TaskStore:
                 except ToolError as exc:
                     result = {"ok": False, "error": str(exc)}
                 await self._conn.execute(
-                    "INSERT INTO tool_results (call_id, owner, tool, arguments, result, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (call_id, owner, tool, json.dumps(arguments), json.dumps(result), now_iso()),
+                    "INSERT INTO tool_results (call_key, call_id, thread_id, owner, tool,"
+                    " arguments, result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        call_id or key,
+                        thread_id,
+                        owner,
+                        tool,
+                        json.dumps(arguments),
+                        json.dumps(result),
+                        now_iso(),
+                    ),
                 )
                 if audit is not None:
                     await insert_audit(
@@ -165,13 +241,12 @@ class TaskStore:
         async with self._lock:
             await insert_audit(self._conn, record, self.redactor)
 
-    async def login_failed(self, path: str, client: str) -> None:
-        """Audit a request whose API key was missing or wrong."""
-        await self.audit(
-            AuditRecord(
-                "login_failed", user="?", success=False, detail={"path": path, "client": client}
-            )
-        )
+    async def login_failed(self, path: str, client: str, peer: str | None = None) -> None:
+        """Audit a request whose API key was missing or wrong (`peer`: the socket's address)."""
+        detail = {"path": path, "client": client}
+        if peer is not None:
+            detail["peer"] = peer
+        await self.audit(AuditRecord("login_failed", user="?", success=False, detail=detail))
 
     async def audit_rows(self, **filters: Any) -> list[dict[str, Any]]:
         """Return audit rows, newest first (see `query_audit` for the filters)."""
@@ -198,6 +273,23 @@ class TaskStore:
     async def get(self, owner: str | None, task_id: str) -> dict[str, Any] | None:
         """Return one task of `owner` (any owner when None), or None."""
         return await _fetch_task(self._conn, owner, task_id)
+
+    async def owned(self, scope: str | None, task_id: str) -> tuple[dict[str, Any], str] | None:
+        """Return one task within `scope` (any owner when None) and whose it is, or None."""
+        task = await _fetch_task(self._conn, scope, task_id)
+        if task is None:
+            return None
+        return task, await task_owner(self._conn, task["id"])
+
+    async def owners(self, task_ids: list[str]) -> dict[str, str]:
+        """Return the owner of each of `task_ids` that exists."""
+        if not task_ids:
+            return {}
+        marks = ", ".join("?" * len(task_ids))
+        rows = await fetch_all(
+            self._conn, f"SELECT id, owner FROM tasks WHERE id IN ({marks})", task_ids
+        )
+        return {str(task_id): str(owner) for task_id, owner in rows}
 
     async def find(
         self,
@@ -355,6 +447,14 @@ async def insert_task(
     task = await _fetch_task(conn, owner, task_id)
     assert task is not None
     return task
+
+
+async def task_owner(conn: aiosqlite.Connection, task_id: str) -> str:
+    """Return the owner of an existing task (inside the caller's transaction)."""
+    row = await fetch_one(conn, "SELECT owner FROM tasks WHERE id = ?", (task_id.upper(),))
+    if row is None:
+        raise ToolError(f"Task {task_id.upper()} not found.")
+    return str(row[0])
 
 
 async def require_task(

@@ -11,6 +11,7 @@ from typing import Any
 import aiosqlite
 from pydantic import BaseModel
 
+from tools.approval import UNTRUSTED_NOTICE, binding_problem, mark_untrusted, needs_approval
 from tools.audit import AuditRecord
 from tools.dates import parse_date
 from tools.schemas import (
@@ -29,10 +30,33 @@ from tools.store import (
     completed,
     delete_row,
     insert_task,
+    require_task,
+    task_owner,
     update_fields,
 )
 
 ToolResult = dict[str, Any]
+
+
+async def _check_target(
+    conn: aiosqlite.Connection, scope: str | None, task_id: str, actor: str, call: Call
+) -> str:
+    """Refuse a model's change that needs an approval it lacks; return the task's owner.
+
+    Runs inside the change's transaction, so the task checked is the task changed.
+    """
+    task = await require_task(conn, scope, task_id)
+    owner = await task_owner(conn, task["id"])
+    if call.for_model and needs_approval(call.tool, actor, owner):
+        problem = binding_problem(call.tool, call.approval, task, owner)
+        if problem is not None:
+            raise ToolError(problem)
+    return owner
+
+
+def _whose(task: dict[str, Any], owner: str, actor: str) -> dict[str, Any]:
+    mark_untrusted([task], {str(task["id"]): owner}, actor)
+    return task
 
 
 def _due(value: str | None, today: date, field: str) -> date | None:
@@ -75,7 +99,8 @@ async def update_task(
         raise ToolError("Nothing to change: give at least one field to update.")
 
     async def mutate(conn: aiosqlite.Connection) -> ToolResult:
-        task = await update_fields(conn, scope, args.task_id, changes)
+        whose = await _check_target(conn, scope, args.task_id, owner, call)
+        task = _whose(await update_fields(conn, scope, args.task_id, changes), whose, owner)
         return {"ok": True, "task": task, "changed": sorted(changes)}
 
     return await call.apply(store, owner, args, mutate)
@@ -87,8 +112,9 @@ async def complete_task(
     """Mark a task completed."""
 
     async def mutate(conn: aiosqlite.Connection) -> ToolResult:
+        whose = await _check_target(conn, scope, args.task_id, owner, call)
         task = await update_fields(conn, scope, args.task_id, {"status": "completed"})
-        return {"ok": True, "task": task}
+        return {"ok": True, "task": _whose(task, whose, owner)}
 
     return await call.apply(store, owner, args, mutate)
 
@@ -99,7 +125,11 @@ async def delete_task(
     """Delete a task."""
 
     async def mutate(conn: aiosqlite.Connection) -> ToolResult:
-        return {"ok": True, "deleted": await delete_row(conn, scope, args.task_id)}
+        whose = await _check_target(conn, scope, args.task_id, owner, call)
+        return {
+            "ok": True,
+            "deleted": _whose(await delete_row(conn, scope, args.task_id), whose, owner),
+        }
 
     return await call.apply(store, owner, args, mutate)
 
@@ -157,12 +187,22 @@ HANDLERS: dict[str, Handler] = {
 
 @dataclass
 class Call:
-    """One tool call being executed: its idempotency key, date, and audit record."""
+    """One tool call being executed: its ids, date, audit record and the approval it carries.
+
+    `key` is the exactly-once key (see `tools.store.call_key`; the call id when empty).
+    `for_model` marks a call the model proposed: a change that needs the user's approval
+    then runs only with `approval` (the task as shown to the user) and only on that task.
+    A person's own calls (the /tasks routes, the CLI) are their own approval.
+    """
 
     call_id: str
     today: date
     audit: AuditRecord | None = None
     tool: str = ""
+    key: str = ""
+    thread_id: str = ""
+    for_model: bool = False
+    approval: dict[str, Any] | None = None
 
     async def apply(
         self,
@@ -173,7 +213,14 @@ class Call:
     ) -> ToolResult:
         """Apply a mutation at most once, audited in the same transaction."""
         return await store.apply_once(
-            self.call_id, owner, self.tool, args.model_dump(), mutation, self.audit
+            self.key or self.call_id,
+            owner,
+            self.tool,
+            args.model_dump(),
+            mutation,
+            self.audit,
+            call_id=self.call_id,
+            thread_id=self.thread_id,
         )
 
 
@@ -198,9 +245,21 @@ async def run_tool(
         )
     except ToolError as exc:
         result = {"ok": False, "error": str(exc)}
+    if scope is None and name not in MUTATING_TOOLS:
+        read = _tasks_in(result)
+        mark_untrusted(read, await store.owners([str(t["id"]) for t in read]), owner)
+    if any(t.get("untrusted") for t in _tasks_in(result)):
+        result["notice"] = UNTRUSTED_NOTICE
     if name not in MUTATING_TOOLS and call.audit is not None:
         await store.audit(completed(call.audit, result, time.perf_counter() - started))
     return result
+
+
+def _tasks_in(result: ToolResult) -> list[dict[str, Any]]:
+    """The task objects a result carries (a list, one task, or what was deleted)."""
+    found = list(result.get("tasks") or [])
+    found += [result[key] for key in ("task", "deleted") if isinstance(result.get(key), dict)]
+    return found
 
 
 __all__ = ["HANDLERS", "Call", "run_tool"]

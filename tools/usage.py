@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -99,6 +100,23 @@ def _amount(value: float) -> str:
     )
 
 
+# No model reads or writes this many tokens in one call: a larger report is a provider fault.
+MAX_REPORTED_TOKENS = 10_000_000
+
+
+def reported_tokens(value: object) -> int | None:
+    """Return a provider-reported token count if it is believable, else None.
+
+    Believable is a whole number from 0 to `MAX_REPORTED_TOKENS`: a negative count would
+    lower the user's spent budget, a fraction or a string is not a count at all.
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= MAX_REPORTED_TOKENS else None
+
+
 def estimate_tokens(text: str) -> int:
     """Estimate tokens for a model that reports none: about four characters per token."""
     return max(1, len(text) // 4)
@@ -129,7 +147,9 @@ async def record_usage(
     cost_usd: float,
     estimated: bool,
 ) -> None:
-    """Append one model call's usage."""
+    """Append one model call's usage (counts and cost below zero are stored as zero)."""
+    input_tokens, output_tokens = max(0, input_tokens), max(0, output_tokens)
+    cost_usd = cost_usd if math.isfinite(cost_usd) and cost_usd > 0 else 0.0
     await conn.execute(
         "INSERT INTO usage (ts, day, user, thread_id, run_id, tier, input_tokens, output_tokens,"
         " tokens, cost_usd, estimated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

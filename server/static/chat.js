@@ -153,7 +153,7 @@ function showApproval(value) {
       approve.disabled = reject.disabled = true;
       box.classList.add("answered");
       box.append(el("p", "answer", approved ? "Approved" : "Rejected"));
-      resume(approved);
+      resume(approved, value);
     });
   }
   const actions = el("div", "actions");
@@ -386,10 +386,16 @@ function send(text) {
   return stream(postRequest(body));
 }
 
-function resume(approved) {
+// The answer names the question it answers, so it can never approve a different one.
+function resume(approved, question) {
   newTurn();
   state.run = null;
-  return stream(postRequest({ thread_id: state.threadId, resume: { approved } }));
+  const answer = {
+    approved,
+    tool_call_id: question.tool_call_id,
+    approval_id: question.approval_id,
+  };
+  return stream(postRequest({ thread_id: state.threadId, resume: answer }));
 }
 
 function leaveStream() {

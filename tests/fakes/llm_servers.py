@@ -26,6 +26,10 @@ unless changed — answers when the queue is empty):
   until the server stops), then drop the connection.
 * `cut_mid_stream(text)`            — start answering, then drop the connection mid-body.
 
+`max_prompt_chars=N` makes the server answer 400 (without consuming a behaviour) to a chat
+request whose `messages` JSON is longer than N, as a provider refuses an oversized prompt.
+`FakeOpenAIServer.usage` (a dict) replaces the token usage it reports.
+
 `refused_url()` / `refused_endpoint()` give a URL where nothing listens.
 """
 
@@ -239,9 +243,16 @@ class _FakeLLMServer:
     chat_path = ""
     model_name = "fake-model"
 
-    def __init__(self, *, default: Behaviour | None = None, chunk_size: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        default: Behaviour | None = None,
+        chunk_size: int = 4,
+        max_prompt_chars: int | None = None,
+    ) -> None:
         self.default: Behaviour = default or text("ok")
         self.chunk_size = chunk_size
+        self.max_prompt_chars = max_prompt_chars
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
@@ -323,9 +334,15 @@ class _FakeLLMServer:
     # -- protocol
     def _handle(self, handler: _Handler, request: RecordedRequest) -> None:
         if request.path == self.chat_path and request.method == "POST":
+            body = request.body if isinstance(request.body, dict) else {}
+            prompt_chars = len(json.dumps(body.get("messages", [])))
+            if self.max_prompt_chars is not None and prompt_chars > self.max_prompt_chars:
+                too_long = f"prompt of {prompt_chars} characters; this model takes at most"
+                request.behaviour = status(400, message=f"{too_long} {self.max_prompt_chars}")
+                self._error(handler, request.behaviour)
+                return
             behaviour = self._next()
             request.behaviour = behaviour
-            body = request.body if isinstance(request.body, dict) else {}
             if isinstance(behaviour, Hang):
                 self._stopping.wait(behaviour.seconds)
                 handler.drop_connection()
@@ -509,6 +526,11 @@ class FakeOpenAIServer(_FakeLLMServer):
 
     chat_path = "/v1/chat/completions"
     model_name = "gpt-4o-mini"
+    usage: dict[str, Any] | None = None  # reported as is instead of the approximate count
+
+    # Tool call ids as some providers make them, e.g. "{name}:{index}" ("create_task:0"),
+    # the same in every reply; None: a fresh random id per call, as OpenAI does.
+    call_id_format: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -531,7 +553,9 @@ class FakeOpenAIServer(_FakeLLMServer):
     def _arguments(args: dict[str, Any] | str) -> str:
         return args if isinstance(args, str) else json.dumps(args)
 
-    def _usage(self, body: dict[str, Any], behaviour: Reply) -> dict[str, int]:
+    def _usage(self, body: dict[str, Any], behaviour: Reply) -> dict[str, Any]:
+        if self.usage is not None:
+            return dict(self.usage)
         prompt = _approx_tokens(body.get("messages", []))
         completion = max(1, (len(behaviour.content) + len(json.dumps(behaviour.calls))) // 4)
         return {
@@ -581,11 +605,13 @@ class FakeOpenAIServer(_FakeLLMServer):
 
         calls: list[dict[str, Any]] = [
             {
-                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "id": self.call_id_format.format(name=name, index=index)
+                if self.call_id_format
+                else f"call_{uuid.uuid4().hex[:24]}",
                 "type": "function",
                 "function": {"name": name, "arguments": self._arguments(args)},
             }
-            for name, args in behaviour.calls
+            for index, (name, args) in enumerate(behaviour.calls)
         ]
         finish = "tool_calls" if calls else "stop"
         usage = self._usage(body, behaviour)

@@ -60,12 +60,15 @@ def inject_tool_faults(point: str) -> None:
 
     async def apply_once(
         self: TaskStore,
-        call_id: str,
+        key: str,
         owner: str,
         tool: str,
         arguments: dict[str, Any],
         mutation: Mutation,
         audit: AuditRecord | None = None,
+        *,
+        call_id: str = "",
+        thread_id: str = "",
     ) -> dict[str, Any]:
         if point == "before_tool_commit":
 
@@ -74,8 +77,28 @@ def inject_tool_faults(point: str) -> None:
                 die(point)
                 raise AssertionError("unreachable")
 
-            return await original(self, call_id, owner, tool, arguments, mutate_then_never, audit)
-        result = await original(self, call_id, owner, tool, arguments, mutation, audit)
+            return await original(
+                self,
+                key,
+                owner,
+                tool,
+                arguments,
+                mutate_then_never,
+                audit,
+                call_id=call_id,
+                thread_id=thread_id,
+            )
+        result = await original(
+            self,
+            key,
+            owner,
+            tool,
+            arguments,
+            mutation,
+            audit,
+            call_id=call_id,
+            thread_id=thread_id,
+        )
         if point == "after_tool_commit":
             # The task and its stored result are committed; tool_execute's checkpoint is not.
             die(point)

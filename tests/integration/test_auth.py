@@ -111,7 +111,7 @@ def test_public_interface_needs_keys(tmp_path):
         text=True,
         timeout=60,
     )
-    assert refused.returncode == 2 and "taskagent keys add" in refused.stdout
+    assert refused.returncode == 2 and "taskagent keys add" in refused.stderr
     bad = subprocess.run(
         [sys.executable, "-m", "server.cli", "serve", "--port", "1"],
         cwd=REPO,
@@ -120,7 +120,7 @@ def test_public_interface_needs_keys(tmp_path):
         text=True,
         timeout=60,
     )
-    assert bad.returncode == 2 and "<key>:<user>:<role>" in bad.stdout
+    assert bad.returncode == 2 and "<key>:<user>:<role>" in bad.stderr
 
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path):

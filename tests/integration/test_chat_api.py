@@ -91,7 +91,15 @@ def test_health_reports_database_and_tiers(live_server):
     assert health == {
         "status": "ok",
         "database": "ok",
-        "tiers": [{"name": "offline", "label": "offline-engine", "breaker": "closed"}],
+        "tiers": [
+            {
+                "name": "offline",
+                "label": "offline-engine",
+                "breaker": "closed",
+                "status": "ok",
+                "reason": None,
+            }
+        ],
     }
 
 
@@ -105,7 +113,7 @@ def test_serve_refuses_a_public_interface_without_keys(tmp_path):
         timeout=60,
     )
     assert done.returncode == 2
-    assert "only serves loopback" in done.stdout
+    assert "only serves loopback" in done.stderr
 
 
 def test_idempotency_key_returns_the_original_answer_and_runs_nothing_twice(live_server):

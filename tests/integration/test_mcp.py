@@ -416,6 +416,13 @@ async def test_http_serves_keyed_callers_on_loopback_and_refuses_foreign_origins
                 },
             )
             assert foreign.status_code == 403
+            rebound = http.post(
+                url,
+                json=initialize,
+                headers={**accept, "Authorization": "Bearer alice-key", "Host": "evil.example"},
+            )
+            assert rebound.status_code == 400
+            assert "TASKAGENT_ALLOWED_HOSTS" in rebound.json()["detail"]
             unkeyed = http.post(url, json=initialize, headers=accept)
             assert unkeyed.status_code == 401
             assert "Missing or invalid API key" in unkeyed.json()["detail"]

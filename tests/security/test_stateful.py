@@ -143,7 +143,7 @@ class TaskAgentMachine(RuleBasedStateMachine):
         self.lifespan = self.app.router.lifespan_context(self.app)
         self.run(self.lifespan.__aenter__())
         self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://taskagent", timeout=60
+            transport=httpx.ASGITransport(app=self.app), base_url="http://localhost", timeout=60
         )
         self.db = Database(self.data_dir)
         self.thread: dict[str, str | None] = dict.fromkeys(USERS)
@@ -309,18 +309,23 @@ class TaskAgentMachine(RuleBasedStateMachine):
         STEPS["approve" if approved else "reject"] += 1
         thread = data.draw(st.sampled_from(sorted(self.pending)), label="thread")
         user, interrupt = self.pending[thread]
-        existed = self.db.owner(interrupt["task_id"]) is not None
+        before = self.db.tasks().get(interrupt["task_id"])
         response = self.post(user, {"thread_id": thread, "resume": {"approved": approved}})
         assert response.status_code == 200, response.text
         del self.pending[thread]
         answer = response.json()
         if answer["interrupt"] is not None:
             self.pending[thread] = (user, answer["interrupt"])
-        gone = self.db.owner(interrupt["task_id"]) is None
+        after = self.db.tasks().get(interrupt["task_id"])
+        if interrupt["tool"] != "delete_task":
+            # An admin's change to another user's task, asked about like a deletion.
+            if not approved:
+                assert after == before, f"rejected {interrupt['tool']} happened: {after}"
+            return
         if approved:
-            assert gone, f"approved deletion of {interrupt['task_id']} did not happen"
-        elif existed:
-            assert not gone, f"rejected deletion of {interrupt['task_id']} happened"
+            assert after is None, f"approved deletion of {interrupt['task_id']} did not happen"
+        elif before is not None:
+            assert after is not None, f"rejected deletion of {interrupt['task_id']} happened"
 
     @rule(user=st.sampled_from(USERS))
     def list_tasks(self, user: str) -> None:

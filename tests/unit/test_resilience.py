@@ -28,6 +28,7 @@ from models.resilience import (
     CircuitBreaker,
     CircuitOpenError,
     backoff_delay,
+    blames_request,
     is_transient,
     retry_after_seconds,
 )
@@ -198,6 +199,48 @@ def test_transient(exc: BaseException) -> None:
 @pytest.mark.parametrize("exc", NOT_TRANSIENT.values(), ids=NOT_TRANSIENT.keys())
 def test_not_transient(exc: BaseException) -> None:
     assert is_transient(exc) is False
+
+
+BLAMES_REQUEST = {
+    "openai 400": openai_status(400),
+    "openai 413": openai_status(413),
+    "openai 422": openai_status(422),
+    "langchain OpenAIInvalidRequestError": OpenAIInvalidRequestError(
+        "bad", response=hx2_response(400), body=None
+    ),
+    "ContextOverflowError": ContextOverflowError("too long"),
+    "httpx 400": httpx_status(400),
+    "ollama 400": ollama_error(400),
+    "wrapped openai 400 (cause)": wrapped(openai_status(400)),
+}
+
+# Faults of the tier itself, which every user meets: these count toward its breaker.
+BLAMES_TIER = {
+    "openai 401 (bad key)": openai_status(401),
+    "openai 403": openai_status(403),
+    "openai 404 (no such model)": openai_status(404),
+    "openai 429": openai_status(429),
+    "openai 500": openai_status(500),
+    "openai 503": openai_status(503),
+    "openai.APIConnectionError": openai.APIConnectionError(request=hx2_request()),
+    "httpx.ConnectError": httpx.ConnectError("refused", request=hx_request()),
+    "ollama 404 (model not found)": ollama_error(404),
+    "ollama in-stream error (-1)": ollama.ResponseError("model requires more memory"),
+    "ModelRateLimitError": ModelRateLimitError("slow down"),
+    "TimeoutError": TimeoutError(),
+    "RuntimeError": RuntimeError("unknown"),
+    "wrapped openai 503 (cause)": wrapped(openai_status(503)),
+}
+
+
+@pytest.mark.parametrize("exc", BLAMES_REQUEST.values(), ids=BLAMES_REQUEST.keys())
+def test_refusals_of_one_request_blame_the_request(exc: BaseException) -> None:
+    assert blames_request(exc) is True
+
+
+@pytest.mark.parametrize("exc", BLAMES_TIER.values(), ids=BLAMES_TIER.keys())
+def test_server_side_faults_blame_the_tier(exc: BaseException) -> None:
+    assert blames_request(exc) is False
 
 
 def test_outermost_recognised_error_decides() -> None:
@@ -421,3 +464,14 @@ def test_invalid_configuration() -> None:
         CircuitBreaker(0, 1.0)
     with pytest.raises(ValueError):
         CircuitBreaker(1, -1.0)
+
+
+def test_release_frees_the_half_open_trial_without_moving_the_breaker() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(threshold=1, cooldown_s=10, clock=clock)
+    breaker.record_failure()
+    clock.now += 10
+    assert breaker.allow() is True and breaker.allow() is False
+    breaker.release()
+    assert breaker.state == "half_open" and breaker.consecutive_failures == 1
+    assert breaker.allow() is True

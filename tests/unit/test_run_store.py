@@ -119,3 +119,40 @@ async def test_runs_stored_before_identities_resume_read_only(tmp_path):
         assert run.context().role == "read"
     finally:
         await store.close()
+
+
+async def test_a_finished_run_is_counted_once_when_its_status_write_is_retried(tmp_path):
+    from prometheus_client import REGISTRY
+
+    from server.runs import FINISHED
+
+    def finished_count() -> float:
+        return sum(
+            REGISTRY.get_sample_value("taskagent_runs_total", {"status": status}) or 0.0
+            for status in FINISHED
+        )
+
+    path = tmp_path / "runs.sqlite"
+    store = await RunStore.open(path, busy_timeout_ms=0, synchronous="NORMAL")
+    try:
+        await store.insert(
+            RunRecord("r1", "t1", "me", "agent", "chat", "running", "enqueue", {}, {})
+        )
+        before = finished_count()
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the database: the write fails
+        try:
+            await store.set_status("r1", "success")
+        except sqlite3.OperationalError:
+            pass
+        else:
+            raise AssertionError("the status write should have failed while the lock was held")
+        assert finished_count() == before
+        other.execute("ROLLBACK")
+        other.close()
+        await store.set_status("r1", "success")  # the retry goes through
+        assert finished_count() == before + 1
+        [status] = [r.status for r in await store.for_thread("t1")]
+        assert status == "success"
+    finally:
+        await store.close()
