@@ -77,9 +77,7 @@ def stream(client: httpx.Client, method: str, url: str, **kwargs: Any) -> tuple[
 
 def files(data: Path, prefix: str) -> str:
     """The raw bytes of a SQLite database and its journal files, as text."""
-    return "".join(
-        path.read_bytes().decode("utf-8", "replace") for path in data.glob(f"{prefix}*")
-    )
+    return "".join(path.read_bytes().decode("utf-8", "replace") for path in data.glob(f"{prefix}*"))
 
 
 def rows(db: Path, sql: str) -> str:
