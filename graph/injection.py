@@ -1,4 +1,4 @@
-"""Prompt-injection heuristics: flag suspicious user text, block clear attacks, redact echoes.
+"""Prompt-injection heuristics: flag suspicious user text, block clear attacks.
 
 Pure functions, no I/O. The detector is a first line of defence, not the security boundary:
 authorization is enforced in code at the tool boundary whatever the model is talked into.
@@ -14,13 +14,8 @@ import base64
 import binascii
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-REDACTED = "[redacted]"
-MIN_SECRET_CHARS = 6
-MIN_ECHO_CHARS = 40
-MIN_ECHO_WORDS = 8
 
 
 @dataclass(frozen=True)
@@ -427,103 +422,3 @@ def detect_injection(text: str) -> InjectionVerdict:
             flags.extend(f for f in ["encoding_obfuscation", *inner_flags] if f not in flags)
             block = block or inner_block
     return InjectionVerdict(flags=list(dict.fromkeys(flags)), block=block)
-
-
-# --- output redaction -------------------------------------------------------------------
-
-
-def _squash(text: str) -> tuple[str, list[int]]:
-    """Lower-case `text` with whitespace runs collapsed, and each kept char's original index."""
-    chars: list[str] = []
-    index: list[int] = []
-    in_space = False
-    for position, char in enumerate(text):
-        if char.isspace():
-            if in_space or not chars:
-                continue
-            in_space = True
-            chars.append(" ")
-        else:
-            in_space = False
-            chars.append(char.lower())
-        index.append(position)
-    return "".join(chars), index
-
-
-def _word_spans(text: str) -> list[tuple[str, int, int]]:
-    """Return (normalized word, start, end) for each word of `text`."""
-    spans: list[tuple[str, int, int]] = []
-    for match in re.finditer(r"\S+", text):
-        word = re.sub(r"^\W+|\W+$", "", match.group(0).lower())
-        if word:
-            spans.append((word, match.start(), match.end()))
-    return spans
-
-
-def _echo_ranges(text: str, system_prompt: str) -> list[tuple[int, int]]:
-    """Character ranges of `text` that repeat a long verbatim fragment of `system_prompt`."""
-    ranges: list[tuple[int, int]] = []
-    prompt, _ = _squash(system_prompt)
-    squashed, index = _squash(text)
-    if len(prompt) >= MIN_ECHO_CHARS:
-        grams = {prompt[i : i + MIN_ECHO_CHARS] for i in range(len(prompt) - MIN_ECHO_CHARS + 1)}
-        for i in range(len(squashed) - MIN_ECHO_CHARS + 1):
-            if squashed[i : i + MIN_ECHO_CHARS] in grams:
-                ranges.append((index[i], index[i + MIN_ECHO_CHARS - 1] + 1))
-    prompt_words = [word for word, _, _ in _word_spans(system_prompt)]
-    word_grams = {
-        tuple(prompt_words[i : i + MIN_ECHO_WORDS])
-        for i in range(len(prompt_words) - MIN_ECHO_WORDS + 1)
-    }
-    spans = _word_spans(text)
-    for i in range(len(spans) - MIN_ECHO_WORDS + 1):
-        window = spans[i : i + MIN_ECHO_WORDS]
-        if tuple(word for word, _, _ in window) in word_grams:
-            ranges.append((window[0][1], window[-1][2]))
-    return ranges
-
-
-def _merge(text: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Join overlapping ranges, then trim the spaces and punctuation at their edges."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    trimmed: list[tuple[int, int]] = []
-    for start, end in merged:
-        while start < end and not text[start].isalnum():
-            start += 1
-        while end > start and not text[end - 1].isalnum():
-            end -= 1
-        if start < end:
-            trimmed.append((start, end))
-    return trimmed
-
-
-def redact_output(text: str, *, secrets: Sequence[str], system_prompt: str) -> tuple[str, bool]:
-    """Return `text` with configured secrets and long system-prompt echoes replaced.
-
-    A secret is any configured string of at least six characters; an echo is a verbatim
-    fragment of the system prompt of at least 40 characters or 8 consecutive words
-    (case and whitespace ignored). The second value says whether anything was redacted.
-    """
-    ranges: list[tuple[int, int]] = []
-    for secret in {s for s in secrets if len(s) >= MIN_SECRET_CHARS}:
-        start = text.find(secret)
-        while start != -1:
-            ranges.append((start, start + len(secret)))
-            start = text.find(secret, start + 1)
-    if system_prompt.strip():
-        ranges.extend(_echo_ranges(text, system_prompt))
-    if not ranges:
-        return text, False
-    pieces: list[str] = []
-    cursor = 0
-    for start, end in _merge(text, ranges):
-        pieces.append(text[cursor:start])
-        pieces.append(REDACTED)
-        cursor = end
-    pieces.append(text[cursor:])
-    return "".join(pieces), True

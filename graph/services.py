@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import cached_property
 
+from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
 from models.providers import Tier, build_tiers
 from tools.store import TaskStore
@@ -23,6 +25,11 @@ class Services:
     settings: Settings
     tiers: list[Tier]
     tasks: TaskStore
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """Removes this process's secrets and system-prompt echoes from what leaves it."""
+        return Redactor.from_settings(self.settings)
 
 
 _installed: Services | None = None
@@ -42,6 +49,7 @@ async def open_services(settings: Settings | None = None) -> Services:
         settings.tasks_db,
         busy_timeout_ms=settings.busy_timeout_ms,
         synchronous=settings.sqlite_synchronous,
+        redactor=Redactor.from_settings(settings),
     )
     return Services(settings=settings, tiers=build_tiers(settings), tasks=tasks)
 

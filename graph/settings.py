@@ -8,7 +8,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 _LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
@@ -135,6 +142,12 @@ class Settings(BaseSettings):
     max_metadata_depth: int = Field(default=10, ge=1, le=100, alias="TASKAGENT_MAX_METADATA_DEPTH")
     auth_failures_per_minute: int = Field(
         default=20, ge=0, alias="TASKAGENT_AUTH_FAILURES_PER_MINUTE"
+    )
+
+    # Redaction: the langsmith client reads its key itself; it is read here too so that every
+    # answer, event, log line, audit row and trace is scrubbed of it.
+    langsmith_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY")
     )
 
     # Persistence

@@ -24,10 +24,14 @@ EMERGENCY_ANSWER = (
 
 async def fallback(state: State, error: NodeError) -> Command[Any]:
     """Advance to the next model tier after the current one failed for good."""
-    tiers = (await get_services()).tiers
+    services = await get_services()
+    tiers = services.tiers
     current = state.get("tier", 0)
     label = tiers[current].label if current < len(tiers) else "unknown"
-    reason = f"{label}: {type(error.error).__name__}: {str(error.error)[:200]}"
+    # A provider's error text can echo the key it was sent ("Incorrect API key provided:
+    # sk-..."): redacted whole before it is cut, so no fragment of a key survives.
+    detail = services.redactor.text(str(error.error))[:200]
+    reason = f"{label}: {type(error.error).__name__}: {detail}"
     log.warning("model tier failed", extra={"tier": label, "reason": reason})
     failures = [*state.get("failures", []), reason]
     name = tiers[current].name if current < len(tiers) else "unknown"

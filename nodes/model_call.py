@@ -14,8 +14,8 @@ from langgraph.runtime import Runtime
 
 from graph import metrics
 from graph.context import Context
-from graph.injection import redact_output
 from graph.prompts import system_prompt
+from graph.redaction import Redactor
 from graph.services import get_services
 from graph.state import State
 from graph.window import fit_chars, window
@@ -94,13 +94,7 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         raise TypeError(f"{tier.label} returned {type(response).__name__}, not an AIMessage")
     allowed = {name: TOOL_ARGS[name] for name in names}
     message = normalize_tool_calls(response, allowed)
-    if isinstance(message.content, str) and message.content:
-        cleaned, redacted = redact_output(
-            message.content, secrets=configured_secrets(settings), system_prompt=rendered_prompt
-        )
-        if redacted:
-            log.warning("redacted an answer", extra={"user": context.user_id, "tier": tier.label})
-            message = message.model_copy(update={"content": cleaned})
+    message = _redacted(services.redactor, message, context, tier.label)
     usage = await _record_usage(services, tier.label, prompt, message, context, info)
     metrics.model_usage(tier.name, usage["input_tokens"], usage["output_tokens"], usage["cost_usd"])
     now = await services.tasks.usage_totals(context.user_id, thread_id)
@@ -139,13 +133,23 @@ async def _audit_budget(
     )
 
 
-def configured_secrets(settings: Any) -> list[str]:
-    """Return every secret the answer must never contain: model and API keys."""
-    secrets = [settings.openai_api_key.get_secret_value()] if settings.openai_api_key else []
-    if settings.api_keys:
-        entries = settings.api_keys.get_secret_value().split(",")
-        secrets += [entry.split(":", 1)[0].strip() for entry in entries]
-    return [s for s in secrets if s and s != "not-needed"]
+def _redacted(redactor: Redactor, message: AIMessage, context: Context, tier: str) -> AIMessage:
+    """Return `message` without secrets or prompt echoes, in its text and its tool arguments.
+
+    Before anything acts on it: a task never stores a key or the prompt the model wrote into it.
+    """
+    update: dict[str, Any] = {}
+    if isinstance(message.content, str) and message.content:
+        cleaned = redactor.text(message.content)
+        if cleaned != message.content:
+            update["content"] = cleaned
+    calls = [{**call, "args": redactor.value(call["args"])} for call in message.tool_calls]
+    if calls != message.tool_calls:
+        update["tool_calls"] = calls
+    if not update:
+        return message
+    log.warning("redacted an answer", extra={"user": context.user_id, "tier": tier})
+    return message.model_copy(update=update)
 
 
 def _run_cancelled(exc: BaseException, started: float, timeout_s: float) -> bool:

@@ -63,6 +63,7 @@ def serve(
     """Start the HTTP API server."""
     import uvicorn
 
+    from graph.redaction import Redactor
     from server.app import create_app
     from server.logs import log_config
     from server.proxies import behind_proxies
@@ -99,7 +100,9 @@ def serve(
         # uvicorn's own default would trust them from any local process.
         proxy_headers=False,
         log_level=settings.log_level.lower(),
-        log_config=log_config(settings.log_level, settings.log_format),
+        log_config=log_config(
+            settings.log_level, settings.log_format, redactor=Redactor.from_settings(settings)
+        ),
         # h11, not httptools: httptools buffers a request head of any size (hundreds of MB),
         # h11 answers 431 once the head passes this limit. The cost is ~0.1 ms a request.
         http="h11",

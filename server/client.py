@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from graph.context import Context
+from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
 from server.task_calls import TaskCallError, call_task_tool
 from tools.store import TaskStore
@@ -179,6 +180,7 @@ class LocalClient:
                 self.settings.tasks_db,
                 busy_timeout_ms=self.settings.busy_timeout_ms,
                 synchronous=self.settings.sqlite_synchronous,
+                redactor=Redactor.from_settings(self.settings),
             )
         return self._store
 

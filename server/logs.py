@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph import metrics
+from graph.redaction import Redactor
 
 LogFormat = Literal["json", "text"]
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -74,6 +75,11 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ts, level, logger, message, context fields and extras."""
 
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        """Format records, redacting every value with `redactor` (default: key shapes only)."""
+        super().__init__()
+        self.redactor = redactor or Redactor()
+
     def format(self, record: logging.LogRecord) -> str:
         """Render `record` as a single line of JSON."""
         entry: dict[str, Any] = {
@@ -88,14 +94,21 @@ class JsonFormatter(logging.Formatter):
             entry["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack_info"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        clean = self.redactor.value(json.loads(json.dumps(entry, default=str)))
+        return json.dumps(clean, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):
     """Human-readable lines for a terminal: the same fields as key=value after the message."""
 
-    def __init__(self) -> None:
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        """Format records, redacting each line with `redactor` (default: key shapes only)."""
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.redactor = redactor or Redactor()
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render `record` (with its traceback, if any), redacted."""
+        return self.redactor.text(super().format(record))
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         """Render the first line: the message followed by its context fields and extras."""
@@ -136,14 +149,24 @@ def _at_least(level: str, floor: str) -> str:
     return max(level.upper(), floor, key=logging.getLevelName)
 
 
-def log_config(level: str = "INFO", log_format: LogFormat = "json") -> dict[str, Any]:
-    """Return a `logging.config.dictConfig` (also uvicorn's `log_config`): all logs to stderr."""
+def log_config(
+    level: str = "INFO", log_format: LogFormat = "json", *, redactor: Redactor
+) -> dict[str, Any]:
+    """Return a `logging.config.dictConfig` (also uvicorn's `log_config`): all logs to stderr.
+
+    Every line is redacted with `redactor` (the process's secrets and prompt).
+    """
     formatter = JsonFormatter if log_format == "json" else TextFormatter
     quiet = {name: {"level": _at_least(level, floor)} for name, floor in QUIET_LOGGERS.items()}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"default": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "formatters": {
+            "default": {
+                "()": f"{formatter.__module__}.{formatter.__qualname__}",
+                "redactor": redactor,
+            }
+        },
         "filters": {"no_traceback": {"()": f"{__name__}.DropTraceback"}},
         "handlers": {
             "stderr": {

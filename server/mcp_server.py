@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
 from server.auth import KeyError_, KeyRing, Principal, local_principal, presented_key
 from server.browser_guard import header_map, host_refusal, is_loopback_host
@@ -208,7 +209,10 @@ def mcp_command(
     settings = get_settings()
     prepare_data_dir(settings)
     # stdout is the protocol channel over stdio: every log line goes to stderr.
-    logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
+    redactor = Redactor.from_settings(settings)
+    logging.config.dictConfig(
+        log_config(settings.log_level, settings.log_format, redactor=redactor)
+    )
     if http and not is_loopback_host(host):
         raise _fail(
             f"refusing to bind {host}: the MCP HTTP server only serves loopback"
@@ -242,7 +246,7 @@ def mcp_command(
         port=port,
         proxy_headers=False,  # a local process must not choose the address the audit records
         log_level=settings.log_level.lower(),
-        log_config=log_config(settings.log_level, settings.log_format),
+        log_config=log_config(settings.log_level, settings.log_format, redactor=redactor),
     )
 
 
@@ -252,6 +256,7 @@ def _audit_login_failed(settings: Settings) -> None:
             settings.tasks_db,
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
+            redactor=Redactor.from_settings(settings),
         )
         try:
             await store.login_failed("mcp", "stdio")

@@ -30,6 +30,7 @@ from graph.context import Context
 from graph.services import Services, install_services, open_services
 from graph.settings import Settings, get_settings
 from server.client_input import RefusedInput, user_messages
+from server.event_redaction import EventRedactor
 from server.retention import prune_before
 from server.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from server.tracing import Tracer, finish
@@ -144,7 +145,7 @@ class AgentRunner:
         self.threads = threads
         # Threads with a run in progress in this process; any other "busy" thread was cut off.
         self._active: set[str] = set()
-        self.tracer = Tracer(services.settings)
+        self.tracer = Tracer(services.redactor)
 
     @classmethod
     async def open(
@@ -375,12 +376,20 @@ class AgentRunner:
         resume: dict[str, Any] | None = None,
         run_id: str | None = None,
     ) -> AsyncIterator[TurnEvent]:
-        """Run one turn (a new message, a resume answer, or neither to finish a cut-off run)."""
+        """Run one turn (a new message, a resume answer, or neither to finish a cut-off run).
+
+        For in-process callers (the local CLI, MCP); the events are redacted as the run
+        engine's channel redacts what it logs and sends.
+        """
         prepared = await self.prepare(
             context=context, thread_id=thread_id, message=message, resume=resume
         )
+        redaction = EventRedactor(self.services.redactor)
         async for event in self.chat_events(prepared, context, run_id or str(uuid.uuid4())):
-            yield event
+            for kind, data in redaction.events(event.kind, event.data):
+                yield TurnEvent(cast(EventKind, kind), data)
+        for kind, data in redaction.flush():
+            yield TurnEvent(cast(EventKind, kind), data)
 
     async def chat_events(
         self, prepared: PreparedRun, context: Context, run_id: str, attempt: int = 1

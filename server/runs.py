@@ -28,8 +28,10 @@ from langchain_core.runnables import RunnableConfig
 
 from graph import metrics
 from graph.context import TIER_NAMES, Context
+from graph.redaction import Redactor
 from graph.settings import Settings
 from server import logs
+from server.event_redaction import EventRedactor
 from server.jsonable import to_jsonable
 from server.keyed_locks import KeyedLocks
 from server.ratelimit import RateLimiter
@@ -391,7 +393,15 @@ class RunStore:
 class RunChannel:
     """A run's live event stream: logged first, then delivered to every subscriber."""
 
-    def __init__(self, store: RunStore, run_id: str, next_seq: int, kind: str = "chat") -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        next_seq: int,
+        kind: str = "chat",
+        *,
+        redactor: Redactor,
+    ) -> None:
         self.run_id = run_id
         self.kind = kind
         self.accepted_at = time.monotonic()
@@ -403,13 +413,18 @@ class RunChannel:
         self._store = store
         self._next_seq = next_seq
         self._pending: list[RunEvent] = []
+        self._redaction = EventRedactor(redactor)
         self._changed = asyncio.Condition()
         self._wake = asyncio.Event()
         self._closing = False
         self._writer = asyncio.create_task(self._write_loop())
 
     def publish(self, event: str, data: Any) -> None:
-        """Queue an event; it reaches subscribers once it is on disk."""
+        """Queue an event, redacted; it reaches subscribers once it is on disk.
+
+        This is the one door to the log and the clients, so secrets and system-prompt echoes
+        are removed here; streamed text keeps a short tail back until its message ends.
+        """
         if self.failure is not None:
             return
         if self.first_token_at is None and metrics.is_first_token(event, data):
@@ -417,12 +432,18 @@ class RunChannel:
             metrics.TIME_TO_FIRST_TOKEN.labels(self.kind).observe(
                 self.first_token_at - self.accepted_at
             )
-        self._pending.append(RunEvent(self._next_seq, event, json.dumps(to_jsonable(data))))
-        self._next_seq += 1
+        self._queue(self._redaction.events(event, to_jsonable(data)))
+
+    def _queue(self, events: list[tuple[str, Any]]) -> None:
+        for name, payload in events:
+            self._pending.append(RunEvent(self._next_seq, name, json.dumps(payload)))
+            self._next_seq += 1
         self._wake.set()
 
     async def close(self) -> None:
-        """Write what is queued, mark the stream finished and stop the writer."""
+        """Write what is queued (and any held tail), mark the stream finished, stop the writer."""
+        if self.failure is None:
+            self._queue(self._redaction.flush())
         self._closing = True
         self._wake.set()
         await self._writer
@@ -691,7 +712,13 @@ class RunManager:
         )
 
     def _start(self, run: RunRecord, context: Context, *, next_seq: int) -> None:
-        channel = RunChannel(self.store, run.run_id, next_seq, kind=run.kind)
+        channel = RunChannel(
+            self.store,
+            run.run_id,
+            next_seq,
+            kind=run.kind,
+            redactor=self.runner.services.redactor,
+        )
         self._channels[run.run_id] = channel
         self._thread_runs.setdefault(run.thread_id, []).append(run.run_id)
         lock = self._thread_locks.setdefault(run.thread_id, asyncio.Lock())

@@ -4,13 +4,13 @@ With `LANGSMITH_TRACING=true` (plus `LANGSMITH_API_KEY`, optionally `LANGSMITH_P
 `LANGSMITH_ENDPOINT`) every run becomes one trace whose root, "taskagent turn", carries what a
 person filters on: thread, run, user, role, model tier and whether a fallback answered. The
 graph's own runs (nodes, model and tool calls) nest under it. Everything sent passes through
-`scrub` first, so keys and secret-looking fields never leave the process.
+the process's redactor first (`graph.redaction`), so keys, secret-named fields and echoes
+of the system prompt never leave the process.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,60 +19,23 @@ from langsmith.run_trees import RunTree
 from langsmith.utils import tracing_is_enabled
 
 from graph.context import Context
-from graph.settings import Settings
-from nodes.model_call import configured_secrets
-from tools.audit import SECRET_VALUES
-
-REDACTED = "[redacted]"
-# Narrower than the audit log's pattern: "max_tokens" and "input_tokens" are not secrets.
-_SECRET_KEYS = re.compile(
-    r"^(pass(word)?|secret|api[_-]?key|authorization|credentials?|(access|refresh|auth)[_-]?token)$"
-    r"|(_|^)(api[_-]?key|secret|password)$",
-    re.I,
-)
-
-
-def scrubber(secrets: list[str]) -> Callable[[Any], Any]:
-    """Return a function that copies a payload with secrets and secret-named fields redacted."""
-    literals = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
-
-    def scrub_text(text: str) -> str:
-        for secret in literals:
-            text = text.replace(secret, REDACTED)
-        return SECRET_VALUES.sub(REDACTED, text)
-
-    def scrub(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: REDACTED if _SECRET_KEYS.search(str(k)) else scrub(v) for k, v in value.items()
-            }
-        if isinstance(value, list | tuple):
-            return [scrub(v) for v in value]
-        if isinstance(value, str):
-            return scrub_text(value)
-        if hasattr(value, "model_dump"):
-            # Messages and other pydantic objects reach the client before serialization.
-            return scrub(value.model_dump())
-        return value
-
-    return scrub
+from graph.redaction import Redactor
 
 
 class Tracer:
     """The process's LangSmith client, created only when tracing is switched on."""
 
-    def __init__(self, settings: Settings) -> None:
-        scrub = scrubber(configured_secrets(settings))
+    def __init__(self, redactor: Redactor) -> None:
         self._client: Client | None = None
-        self._scrub = scrub
+        self._redactor = redactor
 
     @property
     def client(self) -> Client:
         """The client, created on first use: it reads the LANGSMITH_* environment then."""
         if self._client is None:
-            self._client = Client(
-                hide_inputs=self._scrub, hide_outputs=self._scrub, hide_metadata=self._scrub
-            )
+            # The anonymizer sees inputs, outputs, metadata and error texts (a provider's
+            # error can echo the key it was sent), already turned into plain JSON.
+            self._client = Client(anonymizer=self._redactor.value)
         return self._client
 
     @asynccontextmanager

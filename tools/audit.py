@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import aiosqlite
 
+from graph.redaction import Redactor
 from tools.sqlite import fetch_all, fetch_one, now_iso
 
 log = logging.getLogger("taskagent.audit")
@@ -67,10 +67,6 @@ AGGREGATED_KINDS: frozenset[AuditKind] = frozenset({"login_failed", "rate_limit"
 AGGREGATE_WINDOW_S = 60
 MAX_DETAIL_CHARS = 200
 
-_SECRET_KEYS = re.compile(r"(pass(word)?|secret|token|api[_-]?key|authorization|credential)", re.I)
-# Key shapes (OpenAI, ours, GitHub) that must never be logged or traced.
-SECRET_VALUES = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|tak_[A-Za-z0-9_-]{8,}|ghp_[A-Za-z0-9]{8,})")
-
 
 @dataclass
 class AuditRecord:
@@ -95,19 +91,6 @@ class AuditRecord:
     call_key: str = ""
 
 
-def redact(value: Any) -> Any:
-    """Return `value` with secret-looking keys and values replaced by "[redacted]"."""
-    if isinstance(value, dict):
-        return {
-            k: "[redacted]" if _SECRET_KEYS.search(str(k)) else redact(v) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return SECRET_VALUES.sub("[redacted]", value)
-    return value
-
-
 def summarize(result: dict[str, Any]) -> str:
     """Return a one-line summary of a tool result for the audit row."""
     if not result.get("ok"):
@@ -123,11 +106,14 @@ def summarize(result: dict[str, Any]) -> str:
     return "ok"
 
 
-async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord) -> None:
-    """Append a row (inside the caller's transaction, if any) and log it (under "audit")."""
+async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord, redactor: Redactor) -> None:
+    """Append a row (inside the caller's transaction, if any) and log it (under "audit").
+
+    Arguments, details and error texts are redacted first: secrets never reach the trail.
+    """
     row = asdict(record)
-    row["arguments"] = redact(row["arguments"])
-    row["detail"] = redact(row["detail"])
+    for name in ("arguments", "detail", "error", "result_summary"):
+        row[name] = redactor.value(row[name])
     values = [
         json.dumps(row[name]) if name in ("arguments", "detail") else row[name]
         for name in (c.strip() for c in COLUMNS.split(","))
@@ -139,15 +125,20 @@ async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord) -> None:
 
 
 async def count_audit(
-    conn: aiosqlite.Connection, record: AuditRecord, window_s: float = AGGREGATE_WINDOW_S
+    conn: aiosqlite.Connection,
+    record: AuditRecord,
+    redactor: Redactor,
+    window_s: float = AGGREGATE_WINDOW_S,
 ) -> None:
     """Count a repeated noise event: one row per kind, user, tool and client per window.
 
     The first event of a window is appended with `detail.count` 1 (its strings cut to
     MAX_DETAIL_CHARS); later ones in the window add one to that count and set `last_ts`.
     """
+    # Redacted before it is cut, so a secret cut in half is still found whole.
     detail = {
-        k: v[:MAX_DETAIL_CHARS] if isinstance(v, str) else v for k, v in record.detail.items()
+        k: v[:MAX_DETAIL_CHARS] if isinstance(v, str) else v
+        for k, v in redactor.value(record.detail).items()
     }
     client = detail.get("client")
     since = (datetime.now(UTC) - timedelta(seconds=window_s)).isoformat(timespec="seconds")
@@ -158,7 +149,7 @@ async def count_audit(
         (record.kind, record.user, record.tool, since, client),
     )
     if row is None:
-        await insert_audit(conn, replace(record, detail={**detail, "count": 1}))
+        await insert_audit(conn, replace(record, detail={**detail, "count": 1}), redactor)
         return
     await conn.execute(
         "UPDATE audit SET detail = json_set(detail, '$.count',"

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiosqlite
 
+from graph.redaction import Redactor
 from tools.audit import (
     AGGREGATED_KINDS,
     AuditRecord,
@@ -142,21 +143,28 @@ def _task(row: aiosqlite.Row | tuple[Any, ...]) -> dict[str, Any]:
 class TaskStore:
     """Tasks per owner; every mutation is keyed by its run's identity and applied at most once."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, redactor: Redactor | None = None) -> None:
         self._conn = conn
+        # Without the process's redactor, audit rows lose key-shaped values only.
+        self.redactor = redactor or Redactor()
         # One aiosqlite connection runs statements in order, but a transaction spans several
         # awaits: the lock keeps two coroutines' transactions from interleaving.
         self._lock = asyncio.Lock()
 
     @classmethod
     async def open(
-        cls, path: Path, *, busy_timeout_ms: int = 5000, synchronous: str = "NORMAL"
+        cls,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        synchronous: str = "NORMAL",
+        redactor: Redactor | None = None,
     ) -> TaskStore:
-        """Open (and create if needed) the store at `path`."""
+        """Open (and create if needed) the store at `path`; `redactor` scrubs audit rows."""
         conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
         await migrate(conn)
         await conn.executescript(SCHEMA + AUDIT_SCHEMA + USAGE_SCHEMA)
-        return cls(conn)
+        return cls(conn, redactor)
 
     async def close(self) -> None:
         """Close the underlying connection."""
@@ -224,7 +232,9 @@ class TaskStore:
                 )
                 if audit is not None:
                     await insert_audit(
-                        self._conn, completed(audit, result, time.perf_counter() - started)
+                        self._conn,
+                        completed(audit, result, time.perf_counter() - started),
+                        self.redactor,
                     )
                 await self._conn.execute("COMMIT")
                 return result
@@ -238,9 +248,9 @@ class TaskStore:
         """Append an audit row on its own (failed logins and refusals count per window)."""
         async with self._lock:
             if record.kind in AGGREGATED_KINDS:
-                await count_audit(self._conn, record)
+                await count_audit(self._conn, record, self.redactor)
             else:
-                await insert_audit(self._conn, record)
+                await insert_audit(self._conn, record, self.redactor)
 
     async def login_failed(self, path: str, client: str, peer: str | None = None) -> None:
         """Audit a missing or wrong key, one row per client a minute (`peer`: socket address)."""

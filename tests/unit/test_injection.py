@@ -9,8 +9,9 @@ from datetime import date
 import pytest
 
 from graph.context import Context
-from graph.injection import REDACTED, detect_injection, redact_output
+from graph.injection import detect_injection
 from graph.prompts import system_prompt
+from graph.redaction import REDACTED, redact_output
 from graph.state import GuardVerdict
 from nodes.guard_input import INJECTION_REASON, check_injection
 from tests.conftest import RunnerFactory

@@ -63,16 +63,18 @@ async def test_concurrent_appends_from_many_runs_do_not_collide(tmp_path):
 async def test_a_log_that_cannot_be_written_ends_streams_with_an_error_not_a_hang(tmp_path):
     import asyncio
 
+    from graph.redaction import Redactor
     from server.runs import RunChannel
 
     store = await RunStore.open(
         tmp_path / "runs.sqlite", busy_timeout_ms=1000, synchronous="NORMAL"
     )
-    channel = RunChannel(store, "r1", next_seq=1)
+    channel = RunChannel(store, "r1", next_seq=1, redactor=Redactor())
     channel.publish("metadata", {"run_id": "r1"})
     await channel.wait_past(0)
     await store.close()  # the log's database goes away mid-run
-    channel.publish("token", {"text": "lost"})
+    # Long enough that the redactor's held-back tail (the last words) is not all of it.
+    channel.publish("token", {"text": "this text is lost"})
     await asyncio.wait_for(channel.wait_past(1), timeout=5)
     assert channel.done and channel.failure is not None
     channel.publish("token", {"text": "ignored"})  # later events are dropped, not raised

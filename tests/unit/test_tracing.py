@@ -1,10 +1,10 @@
 from langchain_core.messages import HumanMessage
 
-from server.tracing import REDACTED, scrubber
+from graph.redaction import REDACTED, Redactor
 
 
 def test_scrub_redacts_configured_and_key_shaped_secrets_but_keeps_token_counts():
-    scrub = scrubber(["my-configured-key-42"])
+    scrub = Redactor(["my-configured-key-42"]).value
     message = HumanMessage(content="use my-configured-key-42 and sk-abcdefghijkl now")
     payload = {
         "messages": [message],
