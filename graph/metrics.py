@@ -46,7 +46,7 @@ RUNS_RUNNING = Gauge("taskagent_runs_running", "Runs executing now.")
 MODEL_CALLS = Counter(
     "taskagent_model_calls",
     "Model call attempts by tier and outcome (ok, error, timeout, cancelled, refused: the "
-    "tier's circuit breaker was open).",
+    "tier's circuit breaker was open; too_large: a reply over the output limit, discarded).",
     ["tier", "outcome"],
 )
 FALLBACKS = Counter(

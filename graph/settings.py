@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     )
     max_input_messages: int = Field(default=20, ge=1, alias="TASKAGENT_MAX_INPUT_MESSAGES")
 
+    # Model output: the most characters of text plus tool-call arguments one model reply may
+    # carry; a longer reply is stopped while it streams and discarded (nothing runs).
+    max_model_output_chars: int = Field(
+        default=64_000, ge=1_000, alias="TASKAGENT_MAX_MODEL_OUTPUT_CHARS"
+    )
+
     # Tool calls
     max_tool_calls_per_message: int = Field(
         default=16, ge=1, le=1000, alias="TASKAGENT_MAX_TOOL_CALLS_PER_MESSAGE"

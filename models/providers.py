@@ -57,9 +57,11 @@ def build_ollama_model(settings: Settings) -> BaseChatModel:
 def build_openai_model(settings: Settings) -> BaseChatModel:
     """ChatOpenAI for OpenAI or any compatible server; timeout set, client retries off."""
     import openai
-    from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(
+    from models.bounded_openai import BoundedChatOpenAI
+
+    return BoundedChatOpenAI(
+        max_output_chars=settings.max_model_output_chars,
         model=settings.openai_model,
         api_key=settings.openai_api_key,
         base_url=settings.openai_base_url,

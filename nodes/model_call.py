@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
+from langchain_core.runnables.config import ensure_config, merge_configs
 from langgraph.runtime import Runtime
 
 from graph import metrics
@@ -19,6 +20,7 @@ from graph.redaction import Redactor
 from graph.services import get_services
 from graph.state import State
 from graph.window import fit_chars, window
+from models.output_limit import ModelOutputTooLarge, OutputLimit, reply_chars
 from models.resilience import (
     CircuitOpenError,
     RetryAfterTooLong,
@@ -69,8 +71,32 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     )
     prompt = [SystemMessage(content=rendered_prompt), *recent]
     started = time.monotonic()
+    limit = OutputLimit(settings.max_model_output_chars)
     try:
-        response = await model.ainvoke(prompt)
+        response = await model.ainvoke(
+            prompt, merge_configs(ensure_config(), {"callbacks": [limit]})
+        )
+        # A reply that was not streamed past the callback is measured whole.
+        chars = reply_chars(response) if isinstance(response, BaseMessage) else 0
+        if chars > limit.limit:
+            raise ModelOutputTooLarge(chars, limit.limit)
+    except ModelOutputTooLarge as exc:
+        # The tier answered, so it is up; what it said is unusable, not a sign of an outage.
+        tier.breaker.release()
+        metrics.MODEL_CALLS.labels(tier.name, "too_large").inc()
+        log.warning(
+            "discarded an oversized model reply",
+            extra={"user": context.user_id, "tier": tier.label, "chars": exc.chars},
+        )
+        answer = _oversized_answer(exc, tier.label, bool(state.get("fallback_used")))
+        usage = await _record_usage(services, tier.label, prompt, answer, context, info, exc.chars)
+        now = await services.tasks.usage_totals(context.user_id, thread_id)
+        return {
+            "messages": [answer],
+            "model_calls": state.get("model_calls", 0) + 1,
+            "model_used": tier.label,
+            "usage": {**now.as_dict(limits), "last_call": usage, "warning": now.nearly(limits)},
+        }
     except BaseException as exc:
         # A node timeout arrives as a cancellation and counts against the tier; a run cancelled
         # by its client (a hang-up with on_disconnect=cancel, an interrupt) or a request the
@@ -115,6 +141,18 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "model_used": tier.label,
         "usage": {**now.as_dict(limits), "last_call": usage, "warning": warning},
     }
+
+
+def _oversized_answer(exc: ModelOutputTooLarge, label: str, fallback_used: bool) -> AIMessage:
+    """The turn's answer in place of a reply over the output limit, none of which is kept."""
+    return AIMessage(
+        content=(
+            f"The model's reply was too long ({exc.chars:,} characters or more; the limit is"
+            f" {exc.limit:,}), so it was discarded and nothing was done. Please ask for"
+            " something smaller."
+        ),
+        response_metadata={"model_used": label, "fallback_used": fallback_used},
+    )
 
 
 async def _audit_budget(
@@ -166,6 +204,7 @@ async def _record_usage(
     message: AIMessage,
     context: Context,
     info: Any,
+    output_chars: int | None = None,
 ) -> dict[str, Any]:
     reported: Any = message.usage_metadata or {}
     input_tokens: int | None = None
@@ -178,6 +217,9 @@ async def _record_usage(
     estimated = input_tokens is None or output_tokens is None
     if input_tokens is None:
         input_tokens = sum(estimate_tokens(str(m.content)) for m in prompt)
+    if output_tokens is None and output_chars is not None:
+        # A discarded reply still cost what it streamed: estimate_tokens' 4 characters a token.
+        output_tokens = max(1, output_chars // 4)
     if output_tokens is None:
         output_tokens = estimate_tokens(str(message.content) + str(message.tool_calls))
     cost = price(services.settings.prices, tier, input_tokens, output_tokens)

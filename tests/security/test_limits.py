@@ -202,8 +202,8 @@ def test_thread_and_run_metadata_are_bounded_and_nothing_is_stored(server: LiveS
 
 
 def test_a_model_cannot_store_an_oversized_task(tmp_path: Path) -> None:
-    # 100 KB per field: a multi-megabyte tool call stalls the model client itself
-    # before any guard sees it (reported separately); the field limits are what is tested.
+    # 100 KB per field, under a raised model output limit: the field limits are what is
+    # tested here; a reply over the output limit is tests/security/test_model_output_limits.py.
     big = 100_000
     orders: dict[str, tuple[str, dict[str, Any]]] = {
         "add the giant tags task": ("create_task", {"title": "giant", "tags": ["x" * big]}),
@@ -221,6 +221,7 @@ def test_a_model_cannot_store_an_oversized_task(tmp_path: Path) -> None:
             "TASKAGENT_API_KEYS": KEYS,
             "OPENAI_BASE_URL": model.base_url,
             "OPENAI_MODEL": "obedient",
+            "TASKAGENT_MAX_MODEL_OUTPUT_CHARS": "1000000",
         }
         server = LiveServer(tmp_path / "data", env=env)
         try:
