@@ -14,7 +14,14 @@ from graph import metrics
 from graph.context import Context
 from graph.services import get_services
 from graph.state import State
-from tools.approval import CHANGING_TOOLS, answers, approval_request, binding, needs_approval
+from tools.approval import (
+    CHANGING_TOOLS,
+    answers,
+    approval_request,
+    binding,
+    names_no_call,
+    needs_approval,
+)
 from tools.audit import AuditRecord
 from tools.authorization import argument_problem, may_call, task_scope
 from tools.schemas import DESTRUCTIVE_TOOLS, TOOL_ARGS, call_signature
@@ -132,6 +139,26 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
             )
         )
 
+    step_key = json.dumps([thread_id, step_ns])
+    shown = await services.tasks.shown_approvals(step_key)
+    pauses = 0
+
+    async def ask(request: dict[str, Any]) -> bool:
+        # LangGraph hands resume values to a node's interrupt() calls by position, so the
+        # question shown at each position is recorded before pausing on it: a plain answer
+        # then counts only for the question the user saw there.
+        nonlocal pauses
+        while True:
+            position, pauses = pauses, pauses + 1
+            if position not in shown:
+                shown[position] = request["approval_id"]
+                await services.tasks.record_shown(step_key, position, request["approval_id"])
+            answer = interrupt(request)
+            if answers(answer, request) or (
+                names_no_call(answer) and shown[position] == request["approval_id"]
+            ):
+                return bool(answer["approved"])
+
     async def refuse(position: int, call: ToolCall, reason: str, why: str) -> None:
         await audit("denied", position, call, False, reason)
         tool = call["name"] if call["name"] in TOOL_ARGS else "unknown"  # model-written
@@ -176,12 +203,9 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
                 request = approval_request(
                     call["id"] or "", call["name"], args, task, owner, context.user_id
                 )
-                answer = interrupt(request)
-                while not answers(answer, request):
-                    # An answer to another question (one asked before the calls or tasks
-                    # changed) approves nothing: ask this one.
-                    answer = interrupt(request)
-                yes = answer["approved"] is True
+                # An answer to another question (one asked before the calls or tasks
+                # changed) approves nothing: this one is asked.
+                yes = await ask(request)
                 verb = "approved" if yes else "rejected"
                 await audit(
                     "approval", position, call, yes, f"{verb} {call['name']} on {task['id']}"

@@ -104,6 +104,16 @@ def answers(answer: Any, request: dict[str, Any]) -> bool:
     )
 
 
+def names_no_call(answer: Any) -> bool:
+    """Return whether a resume value is a plain yes/no that names no call or question."""
+    return (
+        isinstance(answer, dict)
+        and isinstance(answer.get("approved"), bool)
+        and answer.get("approval_id") is None
+        and answer.get("tool_call_id") is None
+    )
+
+
 def binding_problem(
     tool: str, bound: dict[str, Any] | None, task: dict[str, Any], owner: str
 ) -> str | None:

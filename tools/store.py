@@ -55,6 +55,16 @@ CREATE TABLE IF NOT EXISTS tool_results (
     result TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+-- The approval questions a step showed, in the order it paused on them: an answer that names
+-- no call (as LangGraph Studio sends it) answers the question shown at its position, never
+-- a question the step derives differently after a task vanished or changed.
+CREATE TABLE IF NOT EXISTS approvals_shown (
+    step_key TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    approval_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (step_key, position)
+);
 CREATE TABLE IF NOT EXISTS message_archive (
     thread_id TEXT NOT NULL,
     message_id TEXT NOT NULL,
@@ -173,6 +183,26 @@ class TaskStore:
     async def ping(self) -> bool:
         """Return True when the database answers a trivial query."""
         return (await fetch_one(self._conn, "SELECT 1")) is not None
+
+    # --- approvals ---------------------------------------------------------------------
+
+    async def shown_approvals(self, step_key: str) -> dict[int, str]:
+        """Return the approval ids a step asked about, by the position of its pause."""
+        rows = await fetch_all(
+            self._conn,
+            "SELECT position, approval_id FROM approvals_shown WHERE step_key = ?",
+            (step_key,),
+        )
+        return {int(row[0]): str(row[1]) for row in rows}
+
+    async def record_shown(self, step_key: str, position: int, approval_id: str) -> None:
+        """Remember the question a step is about to pause on (kept if already recorded)."""
+        async with self._lock:
+            await self._conn.execute(
+                "INSERT OR IGNORE INTO approvals_shown (step_key, position, approval_id,"
+                " created_at) VALUES (?, ?, ?, ?)",
+                (step_key, position, approval_id, now_iso()),
+            )
 
     # --- idempotency -------------------------------------------------------------------
 

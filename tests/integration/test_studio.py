@@ -18,6 +18,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from tests.fakes.obedient import ObedientOpenAIServer
 from tests.integration.conftest import REPO, free_port, offline_env
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ class LanggraphDev:
     checkpointer factory, env) is the file as committed.
     """
 
-    def __init__(self, workdir: Path, data_dir: Path) -> None:
+    def __init__(self, workdir: Path, data_dir: Path, **env: str) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         config = json.loads((REPO / "langgraph.json").read_text())
         config["dependencies"] = [str(REPO)]
@@ -47,6 +48,7 @@ class LanggraphDev:
             LANGSMITH_TRACING="false",
             LANGGRAPH_CLI_NO_ANALYTICS="1",
             LANGGRAPH_NO_VERSION_CHECK="true",
+            **env,
         )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -188,3 +190,48 @@ async def test_a_tool_calling_turn_then_approve_and_reject_interrupts(studio):
     assert contents(again["values"]) == contents(final["values"])
     listed = await client.runs.wait(tid, "agent", input=human("list my tasks"), context=WRITER)
     assert "You have no tasks yet" in last_ai(listed)
+
+
+async def test_a_plain_answer_in_studio_never_approves_a_question_it_did_not_see(tmp_path):
+    """Studio resumes with a bare {"approved": ...}: it answers the question shown, no other."""
+    with ObedientOpenAIServer() as model:
+        model.teach(
+            "add two",
+            [("create_task", {"title": "Keep me"}), ("create_task", {"title": "Old plan"})],
+        )
+        model.teach(
+            "tidy up",
+            [("delete_task", {"task_id": "TASK-0002"}), ("delete_task", {"task_id": "TASK-0001"})],
+        )
+        data_dir = tmp_path / "data"
+        server = LanggraphDev(
+            tmp_path / "work", data_dir, OPENAI_BASE_URL=model.base_url, OPENAI_MODEL="obedient"
+        )
+        try:
+            client = get_client(url=server.url)
+            tid = (await client.threads.create())["thread_id"]
+            await client.runs.wait(tid, "agent", input=human("add two"), context=WRITER)
+            assert [row[2] for row in tasks_in(data_dir)] == ["Keep me", "Old plan"]
+
+            await client.runs.wait(tid, "agent", input=human("tidy up"), context=WRITER)
+            [asked] = (await client.threads.get_state(tid))["interrupts"]
+            assert asked["value"]["task_id"] == "TASK-0002"
+
+            # The task asked about goes by another route before the user answers.
+            with sqlite3.connect(data_dir / "tasks.sqlite") as conn:
+                conn.execute("DELETE FROM tasks WHERE id = 'TASK-0002'")
+
+            await client.runs.wait(
+                tid, "agent", command={"resume": {"approved": True}}, context=WRITER
+            )
+            assert [row[0] for row in tasks_in(data_dir)] == ["TASK-0001"]
+            [asked] = (await client.threads.get_state(tid))["interrupts"]
+            assert asked["value"]["task_id"] == "TASK-0001"
+
+            await client.runs.wait(
+                tid, "agent", command={"resume": {"approved": False}}, context=WRITER
+            )
+            assert [row[0] for row in tasks_in(data_dir)] == ["TASK-0001"]
+            assert (await client.threads.get_state(tid))["interrupts"] == []
+        finally:
+            server.stop()
