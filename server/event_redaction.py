@@ -1,19 +1,25 @@
 """Redacting a run's events before they are logged or sent: streamed text with a held tail.
 
 Chat `token` events and agent-protocol `messages` chunks carry a model's answer a few
-characters at a time, so each stream goes through a `StreamRedactor` that holds back a short
-tail and releases it when the message ends (its last chunk, or any other event). Every
-other event, and everything else in a chunk, is redacted whole.
+characters at a time, and its tool calls' arguments likewise, so each of these streams goes
+through a `StreamRedactor` that holds back a short tail and releases it when the message ends
+(its last chunk, or any other event). Every other event, and everything else in a chunk, is
+redacted whole.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from langchain_core.messages import AIMessageChunk
+
 from graph.redaction import Redactor, StreamRedactor
 
 Event = tuple[str, Any]
-_CHAT = "chat"
+# A stream of text: (message id, None) for a message's text, (message id, i) for the arguments
+# of its i-th tool call; the chat vocabulary's tokens are one stream of their own.
+StreamKey = tuple[str, int | None]
+_CHAT: StreamKey = ("chat", None)
 
 
 class EventRedactor:
@@ -21,7 +27,7 @@ class EventRedactor:
 
     def __init__(self, redactor: Redactor) -> None:
         self._redactor = redactor
-        self._streams: dict[str, StreamRedactor] = {}
+        self._streams: dict[StreamKey, StreamRedactor] = {}
         # The last chunk of each open agent-protocol stream, the template of its tail's chunk.
         self._last: dict[str, Event] = {}
 
@@ -42,19 +48,20 @@ class EventRedactor:
         """The run ended: return the held tails of every open stream."""
         return self._flush()
 
-    def _stream(self, key: str) -> StreamRedactor:
+    def _stream(self, key: StreamKey) -> StreamRedactor:
         if key not in self._streams:
             self._streams[key] = self._redactor.stream()
         return self._streams[key]
 
     def _chunk(self, chunk_id: str, data: list[Any]) -> list[Event]:
         chunk, meta = data
-        stream = self._stream(chunk_id)
+        stream = self._stream((chunk_id, None))
         content = chunk.get("content")
         if isinstance(content, str):
             released: Any = stream.feed(content)
         else:
             released = [self._block(stream, block) for block in content]
+        calls = [self._call_chunk(chunk_id, call) for call in chunk.get("tool_call_chunks") or []]
         last = chunk.get("chunk_position") == "last"
         if last:
             tail = stream.flush()
@@ -62,42 +69,84 @@ class EventRedactor:
                 released += tail
             elif tail:
                 released.append({"type": "text", "text": tail})
-            del self._streams[chunk_id]
+            del self._streams[(chunk_id, None)]
+            calls += self._call_tails(chunk_id)
             self._last.pop(chunk_id, None)
         else:
             self._last[chunk_id] = ("messages", [chunk, meta])
-        rest = self._redactor.value({k: v for k, v in chunk.items() if k != "content"})
+        rest = self._redactor.value({k: v for k, v in chunk.items() if k not in _STREAMED})
         if not last and content and not released and not _carries_more(chunk):
             return []  # all of its text is held back; nothing else to say yet
-        return [("messages", [{**rest, "content": released}, self._redactor.value(meta)])]
+        out = {**rest, "content": released, **_tool_call_fields(calls)}
+        return [("messages", [out, self._redactor.value(meta)])]
+
+    def _call_chunk(self, chunk_id: str, call: Any) -> Any:
+        """Return a tool-call chunk whose argument text is released through its stream."""
+        if not isinstance(call, dict) or not isinstance(call.get("args"), str):
+            return self._redactor.value(call)
+        index = call.get("index") if isinstance(call.get("index"), int) else 0
+        stream = self._stream((chunk_id, index))
+        others = self._redactor.value({k: v for k, v in call.items() if k != "args"})
+        return {**others, "args": stream.feed(call["args"])}
+
+    def _call_tails(self, chunk_id: str) -> list[dict[str, Any]]:
+        """Flush the argument streams of one message: its calls' held tails, as chunks."""
+        tails: list[dict[str, Any]] = []
+        for key in [k for k in self._streams if k[0] == chunk_id and k[1] is not None]:
+            tail = self._streams.pop(key).flush()
+            if tail:
+                tails.append(
+                    {"type": "tool_call_chunk", "index": key[1], "id": None, "name": None}
+                    | {"args": tail}
+                )
+        return tails
 
     def _block(self, stream: StreamRedactor, block: Any) -> Any:
         if isinstance(block, dict) and block.get("type") == "text":
             return {**self._redactor.value(block), "text": stream.feed(str(block.get("text")))}
         return self._redactor.value(block)
 
-    def _flush(self, keep: str | None = None) -> list[Event]:
+    def _flush(self, keep: StreamKey | str | None = None) -> list[Event]:
         out: list[Event] = []
-        for key in [k for k in self._streams if k != keep]:
-            tail = self._streams.pop(key).flush()
-            if not tail:
-                self._last.pop(key, None)
-                continue
-            if key == _CHAT:
+        if keep != _CHAT and _CHAT in self._streams:
+            tail = self._streams.pop(_CHAT).flush()
+            if tail:
                 out.append(("token", {"text": tail}))
+        for chunk_id in dict.fromkeys(k[0] for k in self._streams if k != _CHAT):
+            if chunk_id == keep:
                 continue
-            _, (chunk, meta) = self._last.pop(key)
+            text_stream = self._streams.pop((chunk_id, None), None)
+            tail = text_stream.flush() if text_stream is not None else ""
+            calls = self._call_tails(chunk_id)
+            last = self._last.pop(chunk_id, None)
+            if (not tail and not calls) or last is None:
+                continue
+            _, (chunk, meta) = last
             held = {
-                **self._redactor.value(chunk),
+                **self._redactor.value({k: v for k, v in chunk.items() if k not in _STREAMED}),
                 "content": tail if isinstance(chunk.get("content"), str) else [_text(tail)],
-                "tool_call_chunks": [],
-                "tool_calls": [],
-                "invalid_tool_calls": [],
+                **_tool_call_fields(calls),
                 "usage_metadata": None,
                 "response_metadata": {},
             }
             out.append(("messages", [held, self._redactor.value(meta)]))
         return out
+
+
+# A chunk's fields that carry streamed text (or are parsed from it), rebuilt after release.
+_STREAMED = ("content", "tool_call_chunks", "tool_calls", "invalid_tool_calls")
+
+
+def _tool_call_fields(calls: list[Any]) -> dict[str, Any]:
+    """A chunk's tool-call fields from its released call chunks, parsed as LangChain does."""
+    if not calls:
+        return {"tool_call_chunks": [], "tool_calls": [], "invalid_tool_calls": []}
+    parsed = AIMessageChunk(content="", tool_call_chunks=calls)
+    return {
+        "tool_call_chunks": calls,
+        "tool_calls": [dict(call) for call in parsed.tool_calls],
+        "invalid_tool_calls": [dict(call) for call in parsed.invalid_tool_calls],
+    }
 
 
 def _text(text: str) -> dict[str, str]:

@@ -95,7 +95,12 @@ def test_streamed_answers_events_state_logs_and_audit_carry_no_secret(
     tmp_path: Path, model: FakeOpenAIServer
 ) -> None:
     # The model first writes the keys into a task, then answers with the keys and the prompt.
-    model.script(tool_call("create_task", {"title": f"rotate {OPENAI_KEY} for {ALICE_KEY}"}))
+    # In the agent-protocol run it writes them into a tool call whose arguments stream in pieces.
+    model.script(
+        tool_call("create_task", {"title": f"rotate {OPENAI_KEY} for {ALICE_KEY}"}),
+        text(REPLY),
+        tool_call("create_task", {"title": f"note {OPENAI_KEY}", "description": PROMPT_LINE}),
+    )
     env = {
         "OPENAI_BASE_URL": model.base_url,
         "OPENAI_API_KEY": OPENAI_KEY,
@@ -133,7 +138,13 @@ def test_streamed_answers_events_state_logs_and_audit_carry_no_secret(
             seen["messages-tuple and values"] = raw
             events = sse(raw)
             chunks = [data[0] for name, data in events if name == "messages"]
-            answer = next(c["id"] for c in chunks if c["type"] == "AIMessageChunk")
+            # What a client assembles from the streamed tool-call argument pieces.
+            pieces = [call for c in chunks for call in c.get("tool_call_chunks", [])]
+            seen["messages-tuple tool-call arguments"] = "".join(
+                str(call.get("args") or "") for call in pieces
+            )
+            assert "[redacted]" in seen["messages-tuple tool-call arguments"]
+            answer = [c["id"] for c in chunks if c["type"] == "AIMessageChunk"][-1]
             streamed = "".join(c["content"] for c in chunks if c["id"] == answer)
             final = [name_data for name_data in events if name_data[0] == "values"][-1][1]
             assert streamed == final["messages"][-1]["content"]

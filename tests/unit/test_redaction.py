@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import date
 
 import pytest
+from langchain_core.messages import AIMessageChunk
 
 from graph.prompts import system_prompt
 from graph.redaction import MAX_HOLD_CHARS, REDACTED, Redactor
@@ -84,6 +86,38 @@ def test_agent_protocol_chunks_release_their_tail_at_the_last_chunk_or_the_next_
         assert "".join(texts) == redactor.text(LEAKY), ending
         assert out[-1] == ("values", {"messages": [{"content": f"key {REDACTED}"}]})
         assert leaked(repr(out)) == []
+
+
+def call_chunk(args: str, *, first: bool = False, last: bool = False) -> list[object]:
+    call = {"type": "tool_call_chunk", "index": 0, "args": args}
+    call |= {"id": "call_1", "name": "create_task"} if first else {"id": None, "name": None}
+    message = {"type": "AIMessageChunk", "id": "run-2", "content": "", "tool_call_chunks": [call]}
+    if last:
+        message["chunk_position"] = "last"
+    return [message, {"langgraph_node": "model_call"}]
+
+
+def test_tool_call_arguments_streamed_in_pieces_never_show_a_secret() -> None:
+    redactor = Redactor(SECRETS, PROMPT)
+    arguments = json.dumps({"title": LEAKY, "description": f"{SECRETS[0]} and so: {LINE}"})
+    for ending in ("last chunk", "next event"):
+        events = EventRedactor(redactor)
+        out = events.events("messages", call_chunk("", first=True))
+        for i in range(0, len(arguments), 3):
+            out += events.events("messages", call_chunk(arguments[i : i + 3]))
+        if ending == "last chunk":
+            out += events.events("messages", call_chunk("", last=True))
+        out += events.events("values", {"done": True})
+        chunks = [data[0] for name, data in out if name == "messages"]
+        sent = "".join(c["args"] for chunk in chunks for c in chunk["tool_call_chunks"])
+        assert sent == redactor.text(arguments), ending
+        assert json.loads(sent)["title"] == redactor.text(LEAKY)
+        assert leaked(repr(out)) == [], ending
+        whole = AIMessageChunk(content="", tool_call_chunks=[])
+        for chunk in chunks:
+            whole += AIMessageChunk(content="", tool_call_chunks=chunk["tool_call_chunks"])
+        assert whole.tool_calls[0]["name"] == "create_task"
+        assert whole.tool_calls[0]["args"]["title"] == redactor.text(LEAKY)
 
 
 def echo_windows(text: str) -> list[str]:
