@@ -200,7 +200,12 @@ async def patch_thread(
         check_json_size(merge_patch(info.metadata, body.metadata), "merged metadata")
     except ValueError as exc:
         raise TurnError(422, str(exc)) from None
-    await runner.threads.update_metadata(thread_id, body.metadata)
+    limit = runner.services.settings.max_metadata_bytes
+    if not await runner.threads.update_metadata(thread_id, body.metadata, max_bytes=limit):
+        await runner.check_access(thread_id, context.user_id)  # deleted meanwhile: 404
+        raise TurnError(
+            422, f"merged metadata would be over the limit of {limit} bytes; nothing was changed."
+        )
     return await _thread_json(runner, await runner.check_access(thread_id, context.user_id))
 
 

@@ -148,13 +148,22 @@ class ThreadIndex:
         row = await fetch_one(self._conn, "SELECT COUNT(*) FROM threads WHERE owner = ?", (owner,))
         return int(row[0]) if row else 0
 
-    async def update_metadata(self, thread_id: str, metadata: dict[str, Any]) -> None:
-        """Merge `metadata` into the thread's metadata."""
-        await self._conn.execute(
+    async def update_metadata(
+        self, thread_id: str, metadata: dict[str, Any], *, max_bytes: int | None = None
+    ) -> bool:
+        """Merge `metadata` into the thread's metadata; False if the result passes `max_bytes`.
+
+        The merge and the size check are one statement, so concurrent patches that each fit
+        cannot together grow a thread past the limit.
+        """
+        patch = json.dumps(metadata)
+        cursor = await self._conn.execute(
             "UPDATE threads SET metadata = json_patch(metadata, ?), updated_at = ?"
-            " WHERE thread_id = ?",
-            (json.dumps(metadata), now_iso(), thread_id),
+            " WHERE thread_id = ? AND (? IS NULL OR"
+            " length(CAST(json_patch(metadata, ?) AS BLOB)) <= ?)",
+            (patch, now_iso(), thread_id, max_bytes, patch, max_bytes),
         )
+        return cursor.rowcount == 1
 
     async def delete(self, thread_id: str) -> None:
         """Forget the thread."""

@@ -236,3 +236,28 @@ def test_a_model_cannot_store_an_oversized_task(tmp_path: Path) -> None:
             log = server.stop()
     assert rows(tmp_path / "data", "SELECT count(*) FROM tasks") == [(0,)]
     assert "Traceback" not in log
+
+
+def test_concurrent_patches_cannot_grow_metadata_past_the_limit(server: LiveServer) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        made = client.post("/threads", json={"metadata": {}}, headers=ALICE)
+        thread_id = made.json()["thread_id"]
+
+    def patch(key: str) -> int:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            body = {"metadata": {key: "z" * 3000}}
+            return client.patch(f"/threads/{thread_id}", json=body, headers=ALICE).status_code
+
+    # Each patch fits alone; five of them fit together (16 KiB), twenty do not.
+    statuses: list[int] = []
+    workers = [
+        threading.Thread(target=lambda k=f"k{i}": statuses.append(patch(k))) for i in range(20)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stored = rows(server.data_dir, "SELECT metadata FROM threads WHERE thread_id=?", thread_id)
+    assert len(stored[0][0].encode()) <= 16_384
+    assert sorted(set(statuses)) == [200, 422]
+    assert statuses.count(200) == stored[0][0].count('"k')
