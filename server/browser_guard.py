@@ -24,7 +24,6 @@ out, shared by the HTTP API and `taskagent mcp --http`:
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import re
 from collections.abc import Collection, Iterable, Mapping
@@ -32,6 +31,8 @@ from collections.abc import Collection, Iterable, Mapping
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.asgi_reply import refuse
 
 log = logging.getLogger(__name__)
 
@@ -141,22 +142,6 @@ def _shown(value: str) -> str:
 def header_map(scope: Scope) -> dict[str, str]:
     """Return a request's headers as a dict of lowercased names (the last value wins)."""
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-async def refuse(send: Send, status: int, detail: str) -> None:
-    """Answer `{"detail": detail}` with `status` straight from ASGI middleware."""
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class BrowserGuard:

@@ -14,6 +14,10 @@ from pydantic import AfterValidator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.settings import get_settings
+from server.asgi_reply import refuse
+
+# The unread rest of an oversized request makes the connection unusable.
+_CLOSE = [(b"connection", b"close")]
 
 
 class RequestSizeLimit:
@@ -38,20 +42,22 @@ class RequestSizeLimit:
         header_bytes = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
         header_bytes += sum(len(name) + len(value) + 4 for name, value in headers)
         if header_bytes > self.max_header_bytes:
-            await _refuse(
+            await refuse(
                 send,
                 431,
                 f"Request headers are {header_bytes} bytes; the limit is {self.max_header_bytes}.",
+                _CLOSE,
             )
             return
         declared = [value for name, value in headers if name == b"content-length"]
         if declared:
             length = int(declared[0]) if declared[0].strip().isdigit() else 0
             if length > self.max_body_bytes:
-                await _refuse(
+                await refuse(
                     send,
                     413,
                     f"Request body is {length} bytes; the limit is {self.max_body_bytes} bytes.",
+                    _CLOSE,
                 )
                 return
             await self.app(scope, receive, send)
@@ -68,8 +74,11 @@ class RequestSizeLimit:
                 break
             received += len(message.get("body", b""))
             if received > self.max_body_bytes:
-                await _refuse(
-                    send, 413, f"Request body is over the limit of {self.max_body_bytes} bytes."
+                await refuse(
+                    send,
+                    413,
+                    f"Request body is over the limit of {self.max_body_bytes} bytes.",
+                    _CLOSE,
                 )
                 return
             if not message.get("more_body"):
@@ -79,23 +88,6 @@ class RequestSizeLimit:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
-
-
-async def _refuse(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                # The unread rest of the request makes the connection unusable.
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def json_depth(value: Any) -> int:

@@ -9,7 +9,6 @@ request presents its own key the way the HTTP API does. The tools live in
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from typing import TYPE_CHECKING, Annotated
@@ -18,6 +17,7 @@ import typer
 
 from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
+from server.asgi_reply import refuse
 from server.auth import KeyError_, KeyRing, Principal, local_principal, presented_key
 from server.browser_guard import header_map, host_refusal, is_loopback_host
 from server.ratelimit import too_many_failures
@@ -99,7 +99,7 @@ class LoopbackGate:
         refusal = host_refusal(headers, self.allowed_hosts)
         if refusal is not None:
             log.warning("refused a request: %s", refusal)
-            await _reply(send, 400, refusal)
+            await refuse(send, 400, refusal)
             return
         origin = headers.get("origin")
         if (
@@ -108,7 +108,7 @@ class LoopbackGate:
             and origin.lower().rstrip("/") not in self.allowed_origins
         ):
             log.warning("refused a request from origin %r", origin)
-            await _reply(
+            await refuse(
                 send, 403, "Forbidden: requests from web pages on other sites are refused."
             )
             return
@@ -117,7 +117,7 @@ class LoopbackGate:
             client = (scope.get("client") or ("", 0))[0]
             blocked = self.service.auth_failures.retry_after(client)
             if blocked is not None:
-                await _reply(
+                await refuse(
                     send,
                     429,
                     too_many_failures(client, blocked),
@@ -128,7 +128,7 @@ class LoopbackGate:
             if keyring.authenticate(presented) is None:
                 self.service.auth_failures.failed(client)
                 await self.service.audit_login_failed(scope.get("path", ""), client)
-                await _reply(
+                await refuse(
                     send,
                     401,
                     "Missing or invalid API key. Send it as Authorization: Bearer <key>"
@@ -137,24 +137,6 @@ class LoopbackGate:
                 )
                 return
         await self.app(scope, receive, send)
-
-
-async def _reply(
-    send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(extra or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def http_app(service: TaskAgentMCP, host: str) -> ASGIApp:

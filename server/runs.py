@@ -10,6 +10,7 @@ every run the previous process left unfinished (as a new attempt).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -606,14 +607,11 @@ class RunManager:
         assistant_id: str,
         key: KeyBinding | None = None,
     ) -> RunRecord:
-        if thread_id is None:
-            # A new thread: no other request can know its id yet.
-            return await self._admit(
-                context, None, kind, payload, strategy, metadata, assistant_id, key
-            )
         # The check of the thread's runs and the registration of this one must not be split by
-        # another request's admission (both would pass `reject`).
-        async with self._admission.hold(thread_id):
+        # another request's admission (both would pass `reject`). A new thread needs no lock:
+        # no other request can know its id yet.
+        hold = self._admission.hold(thread_id) if thread_id else contextlib.nullcontext()
+        async with hold:
             return await self._admit(
                 context, thread_id, kind, payload, strategy, metadata, assistant_id, key
             )
