@@ -20,15 +20,18 @@ import json
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolCall
 from langchain_core.messages.tool import tool_call as make_tool_call
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 INVALID_ARGUMENTS_KEY = "__invalid_arguments__"
 """Args key marking a call whose raw argument string could not be parsed."""
 
+# Qwen's chat template writes calls as <tool_call>{…}</tool_call>; a closing tag may be missing.
+_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|tool_call|tool_code)?[ \t]*\n?(.*?)```", re.DOTALL)
 _NAME_KEYS = ("name", "tool", "tool_name", "function_name")
 _ARGS_KEYS = ("arguments", "args", "parameters", "input", "tool_input")
@@ -170,7 +173,11 @@ def _as_call(obj: Any) -> tuple[str, Any] | None:
     if not isinstance(obj, dict):
         return None
     function = obj.get("function")
-    if isinstance(function, dict):  # {"type": "function", "function": {"name", "arguments"}}
+    if isinstance(function, str):  # {"function": "create_task", "arguments": {...}}
+        if any(key in obj for key in _NAME_KEYS):
+            return None
+        obj = {**{k: v for k, v in obj.items() if k != "function"}, "name": function}
+    elif isinstance(function, dict):  # {"type": "function", "function": {"name", "arguments"}}
         if not set(obj) <= _ENVELOPE_KEYS:
             return None
         obj = function
@@ -207,106 +214,228 @@ def _coerce_args(raw_args: Any) -> dict[str, Any] | None:
     return None
 
 
-def _build_calls(
-    value: Any, allowed: Mapping[str, type[BaseModel]], *, validate: bool
-) -> list[ToolCall] | None:
-    """Tool calls for `value` if every entry names an allowed tool (and validates)."""
-    shapes = _as_calls(value)
-    if shapes is None:
-        return None
-    calls: list[ToolCall] = []
-    for name, raw_args in shapes:
-        model = allowed.get(name)
-        args = _coerce_args(raw_args)
-        if model is None or args is None:
-            return None
-        if validate:
-            try:
-                model.model_validate(args)
-            except ValidationError:
-                return None
-        calls.append(make_tool_call(name=name, args=args, id=new_tool_call_id()))
-    return calls
+def _undouble(text: str) -> str:
+    """Halve doubled braces outside strings: ``{{"name": …}}`` as llama.cpp/Qwen templates write.
 
-
-def _load(text: str) -> Any:
-    """Parse `text` as JSON, falling back to one repair pass; raise ValueError if neither.
-
-    Several JSON values one after another (one call per line) are read as a list.
+    A run of n braces becomes ceil(n / 2), so ``}}}}}`` (one brace too many) leaves one
+    closer over, which the JSON decoder then ignores as trailing text.
     """
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
+    out: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if quote:
+            out.append(char)
+            if char == "\\" and i + 1 < len(text):
+                out.append(text[i + 1])
+                i += 1
+            elif char == quote:
+                quote = ""
+            i += 1
+            continue
+        if char in "\"'":
+            quote = char
+        elif char in "{}":
+            run = i
+            while run < len(text) and text[run] == char:
+                run += 1
+            out.append(char * ((run - i + 1) // 2))
+            i = run
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def _decode_all(text: str) -> list[Any]:
+    """Every JSON value in `text`, one after another (one call per line); [] unless all parse.
+
+    Closing braces left over after the last value (a model's miscount) are ignored.
+    """
     values: list[Any] = []
     decoder = json.JSONDecoder()
     index = 0
-    try:
-        while index < len(text):
+    while index < len(text):
+        if text[index].isspace() or text[index] == ",":
+            index += 1
+            continue
+        try:
             value, index = decoder.raw_decode(text, index)
-            values.append(value)
-            while index < len(text) and (text[index].isspace() or text[index] == ","):
-                index += 1
-    except ValueError:
-        values = []
-    if len(values) > 1:
-        return values
+        except ValueError:
+            if values and not text[index:].strip(_LEFTOVER_CHARS):
+                break
+            return []
+        values.append(value)
+    return values
+
+
+def _load(text: str) -> list[Any]:
+    """The JSON values `text` holds, trying it as written, undoubled, then repaired.
+
+    Raise ValueError if none of these parse.
+    """
+    text = text.strip()
+    variants = [text] if "{{" not in text else [text, _undouble(text)]
+    for variant in variants:
+        values = _decode_all(variant)
+        if values:
+            return values
     if len(text) > _MAX_REPAIR_CHARS:
         raise ValueError("too long to repair")
-    return json.loads(repair_json(text))
+    for variant in variants:
+        try:
+            return [json.loads(repair_json(variant))]
+        except (ValueError, RecursionError):
+            continue
+    raise ValueError("not JSON")
 
 
 def _significant_len(text: str) -> int:
     return len("".join(text.split()))
 
 
+def _json_end(text: str, start: int) -> int:
+    """Where the bracketed value opening at `start` closes (string-aware), or the text's end."""
+    depth = 0
+    quote = ""
+    i = start
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char == '"':
+            quote = char
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return len(text)
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Where a written call sits in the text, and the calls it holds."""
+
+    start: int
+    end: int
+    calls: list[tuple[str, Any]]
+    tagged: bool
+
+
+def _span_calls(candidate: str) -> list[tuple[str, Any]] | None:
+    try:
+        values = _load(candidate)
+    except (ValueError, RecursionError):
+        return None
+    shapes: list[tuple[str, Any]] = []
+    for value in values:
+        found = _as_calls(value)
+        if found is None:
+            return None
+        shapes.extend(found)
+    return shapes
+
+
+def _call_spans(text: str) -> list[_Span]:
+    """Every stretch of `text` that is a call written out: tagged, fenced or bare JSON."""
+    spans: list[_Span] = []
+
+    def taken(index: int) -> bool:
+        return any(span.start <= index < span.end for span in spans)
+
+    for match in _TAG.finditer(text):
+        shapes = _span_calls(match.group(1))
+        if shapes:
+            spans.append(_Span(match.start(), match.end(), shapes, tagged=True))
+    for match in _FENCE.finditer(text):
+        if taken(match.start()):
+            continue
+        shapes = _span_calls(match.group(1))
+        if shapes:
+            spans.append(_Span(match.start(), match.end(), shapes, tagged=False))
+    index = 0
+    while True:
+        found = re.compile(r"[{\[]").search(text, index)
+        if found is None:
+            break
+        start = found.start()
+        if taken(start):
+            index = start + 1
+            continue
+        end = _json_end(text, start)
+        shapes = _span_calls(text[start:end])
+        if shapes:
+            spans.append(_Span(start, end, shapes, tagged=False))
+            index = end
+        else:
+            index = start + 1
+    return sorted(spans, key=lambda span: span.start)
+
+
 def _extract_text_calls(
     text: str, allowed: Mapping[str, type[BaseModel]]
 ) -> tuple[list[ToolCall], str] | None:
-    """Find tool calls written as JSON in `text`; return them and the remaining text."""
+    """Find tool calls written out in `text`; return them and the remaining text.
+
+    Calls are taken when the text is clearly made of them: inside ``<tool_call>`` tags, or
+    when the prose around them is shorter than the calls. Such a call naming an allowed
+    tool becomes a real call even if its arguments do not validate — the guard answers the
+    model with the error to correct, and the user never sees the JSON. Text that merely
+    quotes a call, or names a tool we do not offer, is left alone.
+    """
     stripped = text.strip()
     if not stripped:
         return None
-    # 1. The whole content is the call (bare or fenced): intent is unambiguous, so an
-    #    allowed name is enough — invalid args go to the guard, which explains the error.
-    whole = _strip_fence(stripped)
-    if whole[:1] in "{[":
-        try:
-            value = _load(whole)
-        except (ValueError, RecursionError):
-            value = None
-        if value is not None:
-            calls = _build_calls(value, allowed, validate=False)
-            if calls:
-                return calls, ""
-    # 2. The call is mainly the content, with a little prose around it: only accept JSON
-    #    that names an allowed tool *and* whose arguments validate.
-    spans: list[tuple[int, int, str]] = [
-        (m.start(), m.end(), m.group(1).strip()) for m in _FENCE.finditer(stripped)
-    ]
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"[{\[]", stripped):
-        start = match.start()
-        if any(s <= start < e for s, e, _ in spans):
-            continue
-        try:
-            _, end = decoder.raw_decode(stripped, start)
-        except ValueError:
-            continue
-        spans.append((start, end, stripped[start:end]))
-    for start, end, candidate in sorted(spans):
-        try:
-            value = _load(candidate)
-        except (ValueError, RecursionError):
-            continue
-        calls = _build_calls(value, allowed, validate=True)
-        if not calls:
-            continue
-        rest = (stripped[:start].rstrip() + "\n" + stripped[end:].lstrip()).strip()
-        if _significant_len(rest) > _significant_len(candidate):
-            continue  # mostly prose that merely quotes a call: leave it alone
-        return calls, rest
-    return None
+    spans = _call_spans(stripped)
+    if not spans:
+        return None
+    pieces: list[str] = []
+    position = 0
+    for span in spans:
+        pieces.append(stripped[position : span.start])
+        position = span.end
+    pieces.append(stripped[position:])
+    rest = clean_answer("\n".join(p.strip() for p in pieces if p.strip()))
+    calls_size = sum(_significant_len(stripped[s.start : s.end]) for s in spans)
+    if not all(s.tagged for s in spans) and _significant_len(rest) > calls_size:
+        return None  # mostly prose that merely quotes a call: leave it alone
+    shapes = [shape for span in spans for shape in span.calls]
+    calls: list[ToolCall] = []
+    for name, raw_args in shapes:
+        args = _coerce_args(raw_args)
+        if name not in allowed:
+            return None
+        if args is None:
+            args = {INVALID_ARGUMENTS_KEY: raw_args if isinstance(raw_args, str) else str(raw_args)}
+        calls.append(make_tool_call(name=name, args=args, id=new_tool_call_id()))
+    return calls, rest
+
+
+_LEFTOVER_CHARS = " \t\r\n{}[],;"
+_EMPTY_TAGS = re.compile(r"<tool_call>\s*</tool_call>|</?tool_call>")
+_EMPTY_FENCE = re.compile(r"```[ \t]*[A-Za-z_]*[ \t]*\n?[\s{}\[\],]*```")
+_BRACE_LINE = re.compile(r"^[ \t{}\[\],;]*$", re.MULTILINE)
+
+
+def clean_answer(text: str) -> str:
+    """Return `text` without what a written call leaves behind.
+
+    Removes empty or stray ``<tool_call>`` tags, empty fences and lines made only of
+    braces or brackets; an answer that is only ``{ }`` becomes empty, so the model never
+    finds such an answer in its history to imitate.
+    """
+    cleaned = _EMPTY_TAGS.sub("", text)
+    cleaned = _EMPTY_FENCE.sub("", cleaned)
+    cleaned = _BRACE_LINE.sub("", cleaned)
+    cleaned = re.sub(r"\n{3,}", "\n\n", cleaned).strip()
+    return "" if not cleaned.strip(_LEFTOVER_CHARS) else cleaned
 
 
 def _text_of(content: str | list[str | dict[str, Any]]) -> str | None:
@@ -358,6 +487,9 @@ def normalize_tool_calls(message: AIMessage, allowed: Mapping[str, type[BaseMode
         found = _extract_text_calls(text, allowed) if text is not None else None
         if found is not None:
             tool_calls, content = found
+    text = _text_of(content)
+    if text and clean_answer(text) != text.strip():
+        content = clean_answer(text)
     return AIMessage(
         content=content,
         additional_kwargs=dict(message.additional_kwargs),
