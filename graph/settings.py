@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     openai_model: str = Field(default="gpt-4o-mini", alias="OPENAI_MODEL")
 
+    # Context budget per tier (issue 11): the model's context window in tokens, the tokens
+    # reserved for its answer (sent as max_tokens / num_predict) and the sampling temperature.
+    # Every prompt is fitted so that tools + system prompt + window + reserved <= context.
+    ollama_context_tokens: int = Field(
+        default=8192, ge=1024, le=10_000_000, alias="TASKAGENT_OLLAMA_CONTEXT_TOKENS"
+    )
+    ollama_max_tokens: int = Field(default=512, ge=16, alias="TASKAGENT_OLLAMA_MAX_TOKENS")
+    ollama_temperature: float = Field(default=0.2, ge=0, le=2, alias="TASKAGENT_OLLAMA_TEMPERATURE")
+    openai_context_tokens: int = Field(
+        default=128_000, ge=1024, le=10_000_000, alias="TASKAGENT_OPENAI_CONTEXT_TOKENS"
+    )
+    openai_max_tokens: int = Field(default=512, ge=16, alias="TASKAGENT_OPENAI_MAX_TOKENS")
+    openai_temperature: float = Field(default=0.2, ge=0, le=2, alias="TASKAGENT_OPENAI_TEMPERATURE")
+
     offline_token_delay_ms: float = Field(
         default=0.0, ge=0, le=10_000, alias="TASKAGENT_OFFLINE_TOKEN_DELAY_MS"
     )
@@ -214,6 +228,15 @@ class Settings(BaseSettings):
         if self.sqlite_synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
             raise ValueError("TASKAGENT_SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
         self.sqlite_synchronous = self.sqlite_synchronous.upper()
+        for tier in ("ollama", "openai"):
+            reserved = getattr(self, f"{tier}_max_tokens")
+            context = getattr(self, f"{tier}_context_tokens")
+            if reserved > context // 2:
+                raise ValueError(
+                    f"TASKAGENT_{tier.upper()}_MAX_TOKENS ({reserved}) must be at most half of"
+                    f" TASKAGENT_{tier.upper()}_CONTEXT_TOKENS ({context}), to leave room for the"
+                    " prompt"
+                )
         if self.openai_base_url is None and self.openai_api_key is None:
             return self
         if self.openai_api_key is None and self.openai_base_url is not None:

@@ -33,6 +33,10 @@ class Tier:
     """The chat model; call `model.bind_tools(...).ainvoke(messages)`."""
     breaker: CircuitBreaker
     """This tier's own circuit breaker."""
+    context_tokens: int | None = None
+    """The model's context window in tokens; None: no budget (the offline engine)."""
+    reserved_tokens: int = 0
+    """Tokens of the context kept free for the model's answer (its max_tokens)."""
 
 
 def _breaker(name: str, settings: Settings) -> CircuitBreaker:
@@ -51,6 +55,11 @@ def build_ollama_model(settings: Settings) -> BaseChatModel:
         base_url=settings.ollama_base_url,
         model=settings.ollama_model,
         client_kwargs={"timeout": settings.model_timeout_s},
+        # Ollama's default context (2048 or 4096 tokens) silently drops the start of a longer
+        # prompt — the system prompt and tools first; the window is fitted to this size.
+        num_ctx=settings.ollama_context_tokens,
+        num_predict=settings.ollama_max_tokens,
+        temperature=settings.ollama_temperature,
     )
 
 
@@ -71,6 +80,10 @@ def build_openai_model(settings: Settings) -> BaseChatModel:
         timeout=openai.Timeout(settings.model_timeout_s),
         max_retries=0,  # our RetryPolicy retries; the SDK must not retry underneath it
         stream_usage=True,
+        # Sent as max_completion_tokens (llama-server and LiteLLM read it too): a small model
+        # must not generate until its context is full.
+        max_tokens=settings.openai_max_tokens,
+        temperature=settings.openai_temperature,
     )
 
 
@@ -100,6 +113,8 @@ def build_tiers(settings: Settings) -> list[Tier]:
                 label=f"ollama:{settings.ollama_model}",
                 model=build_ollama_model(settings),
                 breaker=_breaker("ollama", settings),
+                context_tokens=settings.ollama_context_tokens,
+                reserved_tokens=settings.ollama_max_tokens,
             )
         )
     if settings.openai_api_key is not None or settings.openai_base_url:
@@ -109,6 +124,8 @@ def build_tiers(settings: Settings) -> list[Tier]:
                 label=f"openai:{settings.openai_model}",
                 model=build_openai_model(settings),
                 breaker=_breaker("openai", settings),
+                context_tokens=settings.openai_context_tokens,
+                reserved_tokens=settings.openai_max_tokens,
             )
         )
     tiers.append(

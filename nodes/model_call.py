@@ -19,8 +19,17 @@ from graph.prompts import system_prompt
 from graph.redaction import Redactor
 from graph.services import get_services
 from graph.state import State
-from graph.window import fit_chars, window
+from graph.window import (
+    MESSAGE_TOKENS,
+    fit_chars,
+    fit_tokens,
+    message_tokens,
+    text_tokens,
+    tools_tokens,
+    window,
+)
 from models.output_limit import ModelOutputTooLarge, OutputLimit, reply_chars
+from models.providers import Tier
 from models.resilience import (
     CircuitOpenError,
     RetryAfterTooLong,
@@ -59,17 +68,34 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         )
         return {"messages": [refusal], "model_used": "budget", "usage": spent.as_dict(limits)}
     tier = services.tiers[state.get("tier", 0)]
+    names = tools_for(runtime.context.role)
+    definitions = [tool_definition(name) for name in names]
+    rendered_prompt = system_prompt(date.today())
+    recent = window(state["messages"], settings.context_messages)
+    if tier.context_tokens is not None:
+        # What the tier's context must hold besides the conversation: the system prompt, the
+        # tool definitions and the tokens reserved for the answer.
+        fixed = (
+            text_tokens(rendered_prompt)
+            + MESSAGE_TOKENS
+            + tools_tokens(definitions)
+            + tier.reserved_tokens
+        )
+        recent = fit_tokens(recent, tier.context_tokens - fixed)
+        needed = fixed + sum(message_tokens(m) for m in recent)
+        if needed > tier.context_tokens:
+            # Only the newest user message is left and it does not fit: sending it would earn
+            # a 400 from the provider and a silent fallback, so the user is told instead.
+            return {
+                "messages": [_too_long_answer(needed, tier, bool(state.get("fallback_used")))],
+                "model_used": tier.label,
+            }
+    recent = fit_chars(recent, settings.max_model_input_chars - len(rendered_prompt))
+    prompt = [SystemMessage(content=rendered_prompt), *recent]
     if not tier.breaker.allow():
         metrics.MODEL_CALLS.labels(tier.name, "refused").inc()
         raise CircuitOpenError(tier.name, tier.breaker.seconds_until_half_open())
-    names = tools_for(runtime.context.role)
-    model = tier.model.bind_tools([tool_definition(name) for name in names])
-    rendered_prompt = system_prompt(date.today())
-    recent = fit_chars(
-        window(state["messages"], settings.context_messages),
-        settings.max_model_input_chars - len(rendered_prompt),
-    )
-    prompt = [SystemMessage(content=rendered_prompt), *recent]
+    model = tier.model.bind_tools(definitions)
     started = time.monotonic()
     limit = OutputLimit(settings.max_model_output_chars)
     try:
@@ -141,6 +167,18 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "model_used": tier.label,
         "usage": {**now.as_dict(limits), "last_call": usage, "warning": warning},
     }
+
+
+def _too_long_answer(needed: int, tier: Tier, fallback_used: bool) -> AIMessage:
+    """The turn's answer when the newest message cannot fit in the tier's context."""
+    return AIMessage(
+        content=(
+            f"Your message is too long for the model ({tier.label}): with the task tools and"
+            f" room for an answer it needs about {needed:,} tokens, and the model reads at most"
+            f" {tier.context_tokens or 0:,}. Nothing was done; please send a shorter message."
+        ),
+        response_metadata={"model_used": tier.label, "fallback_used": fallback_used},
+    )
 
 
 def _oversized_answer(exc: ModelOutputTooLarge, label: str, fallback_used: bool) -> AIMessage:
