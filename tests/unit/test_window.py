@@ -95,9 +95,9 @@ def tokens(messages: list[BaseMessage]) -> int:
     return sum(message_tokens(m) for m in messages)
 
 
-def test_token_estimates_count_digits_and_non_ascii_as_a_token_each() -> None:
-    assert text_tokens("a" * 32) == 10  # plain text at 3.2 characters a token
-    assert text_tokens("2026-12-07") == 8 + 1  # eight digits, two dashes
+def test_token_estimates_count_digits_and_non_ascii_as_a_token_each_punctuation_as_half() -> None:
+    assert text_tokens("a" * 35) == 10  # letters at 3.5 characters a token
+    assert text_tokens("2026-12-07") == 8 + 1  # eight digits, two dashes at half a token
     assert text_tokens("会议记录") == 4
     assert message_tokens(HumanMessage("")) == MESSAGE_TOKENS
 
