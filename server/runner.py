@@ -482,6 +482,10 @@ class ChatProjection:
 
     def __init__(self) -> None:
         self._streamed: set[str] = set()
+        # A reply that opens like a tool call written out as text is held back: the model
+        # call's update then carries it with the call lifted out (models/toolcalls.py), so
+        # the user never sees the JSON or a leftover "{ }".
+        self._held: dict[str, str] = {}
 
     def events(self, mode: str, payload: Any) -> list[TurnEvent]:
         """Return the chat events for one (mode, payload) part."""
@@ -489,8 +493,14 @@ class ChatProjection:
             chunk, meta = payload
             if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "model_call":
                 text = _text(chunk)
+                key = chunk.id or ""
+                if text and key not in self._streamed:
+                    text = self._held.pop(key, "") + text
+                    if text.lstrip()[:1] in ("", "{", "[", "`", "<"):
+                        self._held[key] = text
+                        return []
                 if text:
-                    self._streamed.add(chunk.id or "")
+                    self._streamed.add(key)
                     return [TurnEvent("token", {"text": text})]
             return []
         if mode != "updates" or not isinstance(payload, dict):

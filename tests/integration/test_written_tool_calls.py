@@ -117,3 +117,40 @@ def test_several_calls_in_one_reply_all_run_and_an_empty_brace_answer_is_dropped
     assert "{" not in reply["message"] and "tool_call" not in reply["message"], reply["message"]
     texts = assistant_texts(server, reply["thread_id"])
     assert not any("{" in t or "tool_call" in t for t in texts), texts
+
+
+def test_a_streamed_answer_never_shows_the_written_call(
+    server: LiveServer, fake: FakeOpenAIServer
+) -> None:
+    before = len(tasks(server))
+    fake.reset()
+    fake.script(
+        json_text(
+            '```json\n{{"name": "create_task", "arguments": {{"title": "Water plants"}}}}\n```'
+        ),
+        text("{ }"),
+        json_text('<tool_call>\n{"function": "task_summary", "arguments": {}}\n</tool_call>'),
+        text("You have a few open tasks."),
+    )
+    events: list[tuple[str, Any]] = []
+    thread_id: str | None = None
+    for message in ("Add water plants", "How am I doing?"):
+        body: dict[str, Any] = {"message": message}
+        if thread_id:
+            body["thread_id"] = thread_id
+        with httpx.stream("POST", f"{server.url}/chat/stream", json=body, timeout=60) as response:
+            assert response.status_code == 200
+            kind = ""
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    kind = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    events.append((kind, json.loads(line.removeprefix("data: "))))
+        thread_id = next(data["thread_id"] for kind, data in events if kind == "metadata")
+    assert tasks(server)[before:] == [("Water plants", "normal")]
+    assert [data["tool"] for kind, data in events if kind == "tool_call"] == [
+        "create_task",
+        "task_summary",
+    ]
+    shown = "".join(data["text"] for kind, data in events if kind == "token")
+    assert shown == "You have a few open tasks.", shown
