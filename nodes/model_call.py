@@ -87,7 +87,9 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             # Only the newest user message is left and it does not fit: sending it would earn
             # a 400 from the provider and a silent fallback, so the user is told instead.
             return {
-                "messages": [_too_long_answer(needed, tier, bool(state.get("fallback_used")))],
+                "messages": [
+                    _too_long_answer(needed, fixed, tier, bool(state.get("fallback_used")))
+                ],
                 "model_used": tier.label,
             }
     recent = fit_chars(recent, settings.max_model_input_chars - len(rendered_prompt))
@@ -169,14 +171,24 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     }
 
 
-def _too_long_answer(needed: int, tier: Tier, fallback_used: bool) -> AIMessage:
+def _too_long_answer(needed: int, fixed: int, tier: Tier, fallback_used: bool) -> AIMessage:
     """The turn's answer when the newest message cannot fit in the tier's context."""
-    return AIMessage(
-        content=(
+    context = tier.context_tokens or 0
+    if fixed >= context:
+        text = (
+            f"The model ({tier.label}) is configured with a context of {context:,} tokens, too"
+            f" small for the task tools and the room its answer needs (about {fixed:,} tokens),"
+            f" so nothing was done. Raise TASKAGENT_{tier.name.upper()}_CONTEXT_TOKENS to what"
+            " the model server allows."
+        )
+    else:
+        text = (
             f"Your message is too long for the model ({tier.label}): with the task tools and"
             f" room for an answer it needs about {needed:,} tokens, and the model reads at most"
-            f" {tier.context_tokens or 0:,}. Nothing was done; please send a shorter message."
-        ),
+            f" {context:,}. Nothing was done; please send a shorter message."
+        )
+    return AIMessage(
+        content=text,
         response_metadata={"model_used": tier.label, "fallback_used": fallback_used},
     )
 

@@ -148,3 +148,23 @@ def test_a_message_that_cannot_fit_gets_a_clear_answer_not_a_fallback(
     assert "too long for the model" in reply["message"]
     assert "Nothing was done" in reply["message"]
     assert fake.chat_requests == []
+
+
+def test_a_context_too_small_for_the_tools_is_named_in_the_answer(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with FakeOpenAIServer() as tiny:
+        env = {
+            "OPENAI_BASE_URL": tiny.base_url,
+            "TASKAGENT_OPENAI_CONTEXT_TOKENS": "1024",
+            "TASKAGENT_MODEL_TIMEOUT_S": "10",
+        }
+        live = LiveServer(tmp_path_factory.mktemp("tiny") / "data", env=env)
+        try:
+            reply = chat(live, "Add a task to buy milk", None)
+        finally:
+            live.stop()
+        assert tiny.chat_requests == []
+    assert "context of 1,024 tokens" in reply["message"]
+    assert "TASKAGENT_OPENAI_CONTEXT_TOKENS" in reply["message"]
+    assert reply["fallback_used"] is False and task_titles(live) == []
