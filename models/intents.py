@@ -59,6 +59,8 @@ class TaskRef:
     task_id: str | None = None
     words: str | None = None
     pronoun: bool = False
+    position: int | None = None
+    """1-based place in the list just shown ("the second one")."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,14 @@ def loosen(words: str) -> str:
     return " ".join(trimmed)
 
 
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
+_POSITION = re.compile(
+    r"^(?:the\s+)?(?:(?P<word>first|second|third|fourth|fifth)|(?P<n>[1-9])(?:st|nd|rd|th))\s+"
+    r"(?:one|task|item|entry)(?:\s+(?:on|in|from|of)\s+(?:the|my|that|this)\s+list)?$",
+    _FLAGS,
+)
+
+
 def _ref(text: str) -> TaskRef | None:
     """Turn the words naming a task into a reference, or None if nothing is named."""
     cleaned = _strip_quotes(_clean(text))
@@ -181,6 +191,10 @@ def _ref(text: str) -> TaskRef | None:
         return TaskRef(task_id=ids[0])
     if _PRONOUN.match(cleaned):
         return TaskRef(pronoun=True)
+    position = _POSITION.match(cleaned)
+    if position:
+        word = position["word"]
+        return TaskRef(position=_ORDINALS[word.lower()] if word else int(position["n"]))
     words = _REF_TAIL.sub("", _REF_LEAD.sub("", cleaned, count=1), count=1).strip(" ,.:;'\"")
     return TaskRef(words=words) if words else None
 
@@ -352,7 +366,7 @@ def _extract_date(text: str, today: date) -> tuple[str | None, str]:
 _CREATE_PREFIX = re.compile(
     r"^(?:"
     r"(?:create|add|new|log|record|track|schedule|set\s+up|jot\s+down|note\s+down|put|make)"
-    r"\s+(?:me\s+)?(?:(?:the\s+following|a\s+few|a\s+couple\s+of|these|those|some|several|two|"
+    r"(?:\s*:\s*|\s+)(?:me\s+)?(?:(?:\d{1,2}|the\s+following|a\s+few|a\s+couple\s+of|these|those|some|several|two|"
     r"three|four|five|another|one|an|a|the)\b(?:\s+|\s*:\s*))?(?:new\s+)?"
     r"(?:(?:task|to-?do|reminder|item|entry)s?\b\s*(?:called|named|titled|to\s+(?=\w)|for|about|"
     r"regarding|that\s+says|saying|:|-|\u2013|\u2014)?\s*(?:the\s+)?)?"
@@ -396,6 +410,8 @@ def _parse_create(text: str, today: date) -> Intent | None:
         title = (quoted["q"] or quoted["s"]).strip()
     if not title or _GENERIC_REF.match(title):
         return TextIntent("clarify_title")
+    if _ID_LIST.match(title):
+        return None  # "make task 5 high priority" changes task 5
     if _READ_REQUEST.search(title) and re.match(
         r"^(?:see|check|view|know|look|review|list)\b", title, _FLAGS
     ):
@@ -730,7 +746,7 @@ _GET = re.compile(
 _LIST_SIGNAL = re.compile(
     r"\b(?:tasks|to-?dos|plate|agenda|overdue|due|pending|completed|finished|in[\s-]progress|"
     r"backlog|list|late|outstanding|open\s+items|what\s+do\s+i\s+have|what'?s\s+(?:left|next|up)|"
-    r"anything|something)\b",
+    r"anything|something|(?:need|have|got)\s+to\s+do)\b",
     _FLAGS,
 )
 _READ_VERB = re.compile(
@@ -846,11 +862,7 @@ def _list_dates(text: str, today: date, args: dict[str, Any]) -> str:
         (_RANGE_THIS_MONTH, (today.replace(day=1), parse_date("end of month", today))),
         (_RANGE_SOON, (today, today + timedelta(days=7))),
     ]
-    for pattern, (after, before) in ranges:
-        match = pattern.search(text)
-        if match:
-            args["due_after"], args["due_before"] = after.isoformat(), before.isoformat()
-            return _cut(text, match.span())
+    # "before next week" is a bound, not the range "next week".
     for pattern, key in ((_BEFORE, "due_before"), (_AFTER, "due_after")):
         match = pattern.search(text)
         if match:
@@ -858,6 +870,11 @@ def _list_dates(text: str, today: date, args: dict[str, Any]) -> str:
             if found is not None:
                 args[key] = found.isoformat()
                 return _cut(text, (match.start(), match.start("d") + length))
+    for pattern, (after, before) in ranges:
+        match = pattern.search(text)
+        if match:
+            args["due_after"], args["due_before"] = after.isoformat(), before.isoformat()
+            return _cut(text, match.span())
     located = find_date(text, today)
     if located is not None:
         args["due_after"] = args["due_before"] = located[0].isoformat()
@@ -946,12 +963,12 @@ _GREETING = re.compile(
     r"^(?:hi|hello|hey|hiya|yo|good\s+(?:morning|afternoon|evening)|greetings|howdy)(?:\s+there)?$",
     _FLAGS,
 )
-_THANKS = re.compile(
-    r"^(?:thanks?(?:\s+(?:a\s+lot|so\s+much|you|again))*|thank\s+you(?:\s+so\s+much)?|thx|ty|cheers|"
-    r"great|cool|nice|perfect|awesome|ok(?:ay)?|got\s+it|sounds\s+good|good|great,?\s+thanks|"
-    r"bye|goodbye|see\s+you)$",
-    _FLAGS,
+_PLEASANTRY = (
+    r"(?:thanks?(?:\s+(?:a\s+lot|so\s+much|you|again))*|thank\s+you(?:\s+(?:so\s+much|again))?|thx|"
+    r"ty|cheers|great|cool|nice|perfect|awesome|excellent|lovely|ok(?:ay)?|got\s+it|sounds\s+good|"
+    r"good|that'?s\s+(?:great|perfect|good))"
 )
+_THANKS = re.compile(rf"^{_PLEASANTRY}(?:[\s,!.]+{_PLEASANTRY})*$", _FLAGS)
 _THANKS_WORD = (
     r"(?:thanks?(?:\s+(?:a\s+lot|so\s+much|you|again))*|thank\s+you(?:\s+so\s+much)?|thx|ty|"
     r"cheers|great|cool|nice|perfect|awesome|ok(?:ay)?|alright|good|no|nope|nah|that'?s\s+great)"
@@ -965,8 +982,13 @@ _GOODBYE = re.compile(
     _FLAGS,
 )
 _YES = re.compile(r"^(?:yes|yeah|yep|yup|y|sure|of\s+course|go\s+ahead|do\s+it)$", _FLAGS)
+_INTERJECTION = re.compile(
+    r"^(?:(?:oh|oops|ah|hmm+|um+|wait|actually|sorry|no|nope|nah|never\s*mind|nvm|my\s+bad|wrong|"
+    r"that'?s\s+(?:wrong|not\s+(?:right|what\s+i\s+(?:meant|wanted))|a\s+mistake))\b[\s,.!]*)+",
+    _FLAGS,
+)
 _UNDO = re.compile(
-    r"^(?:oops[\s,!.]*)?(?:undo|revert|reverse|roll\s*back|take\s+(?:that|it)\s+back|"
+    r"^(?:undo|revert|reverse|roll\s*back|take\s+(?:that|it)\s+back|scratch\s+that|"
     r"cancel\s+(?:that|the)\s+last\s+(?:change|action)|put\s+it\s+back(?:\s+the\s+way\s+it\s+was)?)"
     r"(?:\s+(?:that|it|this|(?:the|my|your)\s+last(?:\s+(?:change|action|one|thing|step|edit))?|"
     r"(?:the\s+)?last\s+(?:change|action|one|thing|step|edit)|what\s+you\s+(?:just\s+)?did|"
@@ -1075,7 +1097,8 @@ _ADVICE = re.compile(
     _FLAGS,
 )
 _POLITE = re.compile(
-    r"^(?:(?:please|pls|plz|kindly|ok(?:ay)?|so|and|also|now|then|alright|hey)\s*,?\s+|"
+    r"^(?:(?:please|pls|plz|kindly|ok(?:ay)?|so|and|also|now|then|alright|hey|actually|oh|wait|"
+    r"oh\s+wait|hmm+|um+|oops|sorry|right|great|cool|perfect|thanks|thank\s+you)\s*,?\s+|"
     r"(?:can|could|would|will)\s+(?:you|u)\s+(?:please\s+)?|go\s+ahead\s+and\s+|"
     r"i'?d\s+like\s+(?:you\s+)?to\s+|i\s+want\s+(?:you\s+)?to\s+|let'?s\s+)",
     _FLAGS,
@@ -1152,6 +1175,8 @@ def parse_intent(text: str, today: date) -> Intent:
     cleaned = _clean(text)
     question = cleaned.endswith("?") or text.rstrip().endswith("?")
     cleaned = fix_typos(cleaned.rstrip("?").strip())
+    if _UNDO.match(_POLITE.sub("", _INTERJECTION.sub("", cleaned), count=1)):
+        return UndoIntent()
     conversational = _conversational(cleaned)
     if conversational is not None:
         return conversational
@@ -1164,15 +1189,14 @@ def parse_intent(text: str, today: date) -> Intent:
     conversational = _conversational(body)
     if conversational is not None:
         return conversational
-    if _UNDO.match(body):
-        return UndoIntent()
     for pattern in _YES_NO_READ:
         match = pattern.match(body)
         if match and not _GENERIC_REF.match(_clean(match["ref"])):
             return _read_instead(ToolIntent("complete_task", {}, _ref(match["ref"])))
     intent = _parse_command(body, today)
     if intent is None:
-        return _suggestion(body, today) or TextIntent("unknown", cleaned[:80])
+        offer = None if question or _QUESTION_WORD.match(body) else _suggestion(body, today)
+        return offer or TextIntent("unknown", cleaned[:80])
     if isinstance(intent, TextIntent) and intent.kind == "clarify_title" and question:
         return TextIntent("capability", "create_task")
     if question and not polite:
@@ -1183,6 +1207,11 @@ def parse_intent(text: str, today: date) -> Intent:
     return intent
 
 
+_QUESTION_WORD = re.compile(
+    r"^(?:what|which|when|where|who|whom|whose|why|how|is|are|was|were|do|does|did|can|could|"
+    r"should|will|would|shall|may|might|have|has|am)\b",
+    _FLAGS,
+)
 _SUGGESTIBLE = re.compile(r"^[a-z][\w'-]*(?:\s+[\w'-]+){1,8}$", _FLAGS)
 
 

@@ -148,6 +148,16 @@ def _recent_task_id(history: Sequence[BaseMessage]) -> str | None:
     return block[0] if len(block) == 1 else None
 
 
+def _recent_list(history: Sequence[BaseMessage]) -> list[str]:
+    """Ids of the newest task list shown in the conversation, in the order shown."""
+    for message in reversed(history):
+        if isinstance(message, ToolMessage):
+            tasks = _payload(message).get("tasks")
+            if isinstance(tasks, list):
+                return [str(t["id"]) for t in tasks if isinstance(t, dict) and "id" in t]
+    return []
+
+
 def _pair(calls: list[ToolCall], answers: list[ToolMessage]) -> list[tuple[ToolCall, ToolMessage]]:
     """Match tool calls with their results by id (or in order, if no id matches at all)."""
     by_id = {m.tool_call_id: m for m in answers}
@@ -302,6 +312,11 @@ def _start(
     if target.pronoun:
         recent = _recent_task_id(history)
         return _call(intent.tool, recent, intent.args) if recent else Reply(need_task_reply())
+    if target.position is not None:
+        listed = _recent_list(history)
+        if len(listed) < target.position:
+            return Reply(need_task_reply())
+        return _call(intent.tool, listed[target.position - 1], intent.args)
     words = target.words or ""
     if "list_tasks" not in allowed:
         return Reply(ask_for_id_reply(words))

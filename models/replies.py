@@ -99,8 +99,11 @@ def help_text() -> str:
         '"tasks about report"\n'
         '- "Rename TASK-0002 to Budget draft", "set the quarterly review to urgent", '
         '"move it to next Monday"\n'
-        '- "Start TASK-0004", "mark TASK-0003 done", "I finished the report"\n'
+        '- "Start TASK-0004", "mark TASK-0003 done", "I finished the report", '
+        '"mark 2 and 3 done"\n'
         '- "Delete TASK-0002" (deleting needs your approval)\n'
+        '- "Add milk, eggs and bread", "what\'s due in the next 7 days?", "tasks tagged home"\n'
+        '- "Undo that" reverses my last change in this conversation (a deletion can\'t be undone)\n'
         '- "Give me a summary"\n'
         "Due dates can be written as 2026-12-03, tomorrow, next Friday, by Dec 3 or in 2 weeks."
     )

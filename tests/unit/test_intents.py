@@ -44,6 +44,8 @@ def calls(intent: Intent) -> list[Call] | str:
             who = target.task_id
         elif target.pronoun:
             who = "it"
+        elif target.position is not None:
+            who = f"#{target.position}"
         else:
             who = f"lookup:{target.words}"
         found.append((part.tool, who, part.args))
@@ -201,6 +203,42 @@ PHRASINGS: list[tuple[str, list[Call] | str]] = [
     ("make it urgent", one("update_task", "it", priority="urgent")),
     ("delete it", one("delete_task", "it")),
     ("delete that", one("delete_task", "it")),
+    # more of what newcomers type
+    (
+        "what do I need to do today?",
+        one("list_tasks", due_after="2026-11-22", due_before="2026-11-22"),
+    ),
+    ("please add: milk; eggs", [("create_task", None, {"title": t}) for t in ("Milk", "Eggs")]),
+    (
+        "add 3 tasks: laundry, dishes, vacuum",
+        [("create_task", None, {"title": t}) for t in ("Laundry", "Dishes", "Vacuum")],
+    ),
+    (
+        "todo: clean garage, wash car, mow lawn",
+        [("create_task", None, {"title": t}) for t in ("Clean garage", "Wash car", "Mow lawn")],
+    ),
+    ("make task 5 high priority", one("update_task", "TASK-0005", priority="high")),
+    ("actually, make that high priority", one("update_task", "it", priority="high")),
+    ("can you make it due friday", one("update_task", "it", due_date="2026-11-27")),
+    ("rename it to Pay the rent", one("update_task", "it", title="Pay the rent")),
+    ("mark the first one done", one("complete_task", "#1")),
+    ("delete the 2nd one", one("delete_task", "#2")),
+    ("make the third task urgent", one("update_task", "#3", priority="urgent")),
+    ("tasks due before next week", one("list_tasks", due_before="2026-11-23")),
+    ("oh wait, undo that", "undo"),
+    ("never mind, undo", "undo"),
+    ("scratch that", "undo"),
+    ("nope that's wrong, undo it", "undo"),
+    ("what do I need to do?", one("list_tasks")),
+    (
+        "what's on my list for tomorrow?",
+        one("list_tasks", due_after="2026-11-23", due_before="2026-11-23"),
+    ),
+    ("got anything urgent for me?", one("list_tasks", priority="urgent")),
+    # a question is never offered as a task to add
+    ("what do you think about Friday, urgent?", "text:unknown"),
+    ("perfect, thank you!", "text:thanks"),
+    ("great thanks, bye", "text:goodbye"),
     # closing the conversation
     ("thanks, that's all", "text:goodbye"),
     ("no thanks, I'm done", "text:goodbye"),

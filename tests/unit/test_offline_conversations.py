@@ -9,8 +9,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
 from graph.context import Context
-from models.offline import OfflineChatModel
+from models.offline import OfflineChatModel, plan_reply
+from tools.schemas import TOOL_ARGS
 
 ME = Context(user_id="alice", role="write")
 
@@ -227,3 +230,36 @@ async def test_thanks_thats_all_closes_politely(open_runner: Any) -> None:
     answer = await talk.say("thanks, that's all")
     assert "Bye" in answer
     assert await talk.titles() == ["Call mom"]
+
+
+async def test_the_second_one_is_the_second_task_just_listed(open_runner: Any) -> None:
+    talk = await chat(open_runner)
+    await talk.say("add 3 tasks: laundry, dishes, vacuum")
+    await talk.say("list my tasks")
+    await talk.say("mark the second one done")
+    statuses = {t["title"]: t["status"] for t in (await talk.tasks()).values()}
+    assert statuses == {"Laundry": "pending", "Dishes": "completed", "Vacuum": "pending"}
+    answer = await talk.say("delete the fifth one")
+    assert "Which task do you mean?" in answer
+    assert len(await talk.tasks()) == 3
+
+
+async def test_actually_make_that_changes_the_task_just_created(open_runner: Any) -> None:
+    talk = await chat(open_runner)
+    await talk.say("add renew passport")
+    await talk.say("add book flights")
+    await talk.say("actually, make that high priority")
+    priorities = {t["title"]: t["priority"] for t in (await talk.tasks()).values()}
+    assert priorities == {"Renew passport": "normal", "Book flights": "high"}
+
+
+def test_calls_naming_the_task_with_the_newer_task_key_count_for_it() -> None:
+    history = [
+        HumanMessage("show the report task"),
+        AIMessage("", tool_calls=[{"name": "get_task", "args": {"task": "TASK-0005"}, "id": "c1"}]),
+        ToolMessage('{"ok": false, "error": "timed out"}', tool_call_id="c1"),
+        AIMessage("I couldn't do that: timed out"),
+        HumanMessage("delete it"),
+    ]
+    reply = plan_reply(history, date(2026, 11, 22), frozenset(TOOL_ARGS))
+    assert reply.tool_calls == [("delete_task", {"task_id": "TASK-0005"})]
