@@ -46,6 +46,7 @@ TextKind = Literal[
     "clarify_task",
     "clarify_change",
     "clarify_mixed",
+    "clarify_dates",
     "too_many",
     "suggest_create",
     "unknown",
@@ -366,9 +367,10 @@ def _extract_date(text: str, today: date) -> tuple[str | None, str]:
 _CREATE_PREFIX = re.compile(
     r"^(?:"
     r"(?:create|add|new|log|record|track|schedule|set\s+up|jot\s+down|note\s+down|put|make)"
-    r"(?:\s*:\s*|\s+)(?:me\s+)?(?:(?:\d{1,2}|the\s+following|a\s+few|a\s+couple\s+of|these|those|some|several|two|"
-    r"three|four|five|another|one|an|a|the)\b(?:\s+|\s*:\s*))?(?:new\s+)?"
-    r"(?:(?:task|to-?do|reminder|item|entry)s?\b\s*(?:called|named|titled|to\s+(?=\w)|for|about|"
+    r"(?:\s*:\s*|\s+)(?:me\s+)?(?:(?:\d{1,2}|the\s+following|a\s+few|a\s+couple\s+of|these|"
+    r"those|some|several|two|three|four|five|another|one|an|a|the)\b(?:\s+|\s*:\s*))?(?:new\s+)?"
+    r"(?:(?:task|to-?do|reminder|item|entry|note)s?\b\s*(?:called|named|titled|to\s+(?=\w)|"
+    r"for\s+me\s+to\s+|for\s+me\s+|for|about|"
     r"regarding|that\s+says|saying|:|-|\u2013|\u2014)?\s*(?:the\s+)?)?"
     r"|(?:new\s+)?(?:task|to-?do)\s*(?::|[\-\u2013\u2014](?=\s))\s*"
     r"|remind\s+me\s+(?:to|about|of|that)?\s*"
@@ -379,7 +381,8 @@ _CREATE_PREFIX = re.compile(
 )
 # "make" only creates when a task noun follows; otherwise it is an update ("make it urgent").
 _MAKE_WITHOUT_TASK = re.compile(
-    r"^make\s+(?!(?:me\s+)?(?:an?\s+|another\s+)?(?:new\s+)?(?:task|to-?do|reminder))", _FLAGS
+    r"^make\s+(?!(?:me\s+)?(?:an?\s+|another\s+)?(?:new\s+)?(?:task|to-?do|reminder|note))",
+    _FLAGS,
 )
 _LIST_SUFFIX = re.compile(
     r"\s+(?:to|on|onto|in)\s+(?:my|the)\s+(?:(?:task|to-?do|shopping|todo)\s+)?(?:list|tasks|to-?dos)$",
@@ -389,9 +392,30 @@ _LEADING_ARTICLE = re.compile(r"^(?:a|an|the)\s+(?=\w)", _FLAGS)
 _READ_REQUEST = re.compile(r"\b(?:my|the)\s+(?:tasks|list|to-?dos?|agenda)\b", _FLAGS)
 
 
-def _parse_create(text: str, today: date) -> Intent | None:
+def _several_dated(body: str, today: date) -> Intent:
+    """Read "call mom tomorrow and pay rent on friday" as one task per part, each dated.
+
+    When the parts don't each read as a task, ask rather than guess which date goes where.
+    """
+    parts = [p for p in re.split(r"\s*(?:[,;]\s*(?:and\s+)?|\band\s+(?:also\s+)?)\s*", body) if p]
+    creates = [_parse_create("add " + part, today, split=False) for part in parts]
+    single = [
+        c
+        for c in creates
+        if isinstance(c, ToolIntent)
+        and "due_date" in c.args
+        and find_date(str(c.args["title"]), today) is None
+    ]
+    if len(parts) < 2 or len(single) != len(parts) or len(parts) > MAX_BATCH:
+        return TextIntent("clarify_dates")
+    return BatchIntent(tuple(single))
+
+
+def _parse_create(text: str, today: date, split: bool = True) -> Intent | None:
     if _MAKE_WITHOUT_TASK.match(text) or not _CREATE_PREFIX.match(text):
         return None
+    lead = _CREATE_PREFIX.match(text)
+    body = text[lead.end() :] if lead else text
     args: dict[str, Any] = {}
     quoted = _QUOTED.search(text)
     description = _DESCRIPTION.search(text)
@@ -422,6 +446,8 @@ def _parse_create(text: str, today: date) -> Intent | None:
         args["due_date"] = due
     if tags:
         args["tags"] = tags
+    if split and not quoted and re.search(r"[;,]|\band\b", body) and find_date(title, today):
+        return _several_dated(body, today)
     titles = [title] if quoted else _items(raw, plural)
     if len(titles) > MAX_BATCH:
         return TextIntent("too_many", str(len(titles)))
@@ -447,7 +473,8 @@ def _capital(text: str) -> str:
 
 def _title(text: str) -> str:
     """Tidy what is left of a title once dates, priorities and tags were cut out."""
-    return _LEADING_ARTICLE.sub("", _tidy(_TRAILING_FILLER.sub("", _tidy(text))))
+    text = re.sub(r"\(\s*\)|\[\s*\]", " ", text)
+    return _LEADING_ARTICLE.sub("", _tidy(_TRAILING_FILLER.sub("", _tidy(" ".join(text.split())))))
 
 
 def _items(title: str, plural: bool) -> list[str]:
@@ -1026,7 +1053,12 @@ def _inflections(words: tuple[str, ...]) -> frozenset[str]:
     return frozenset(w + e for w in words for e in endings) | {w[:-1] + "ing" for w in words}
 
 
-_REAL_WORDS = _inflections(_VERBS + _SHORT_VERBS + _KEYWORDS) | {"last", "lost", "most", "stat"}
+# Real words one letter away from a command word: never "corrected".
+_NEAR_MISSES = (
+    "charge", "chance", "crate", "remote", "finnish", "compete", "rewind", "remand", "upstate",
+    "starch", "competed", "impotent", "spending", "reminder", "creator",
+)  # fmt: skip
+_REAL_WORDS = _inflections(_VERBS + _SHORT_VERBS + _KEYWORDS + _NEAR_MISSES)
 
 
 def _closest(word: str, vocabulary: tuple[str, ...], limit: int) -> str | None:
@@ -1036,6 +1068,16 @@ def _closest(word: str, vocabulary: tuple[str, ...], limit: int) -> str | None:
     for known in vocabulary:
         if _typo_distance(lowered, known) <= limit and lowered[0] in known[:2]:
             return known
+    return None
+
+
+def _swapped(word: str) -> str | None:
+    """A short command word with two letters swapped ("shwo", "lsit"); "shop" stays "shop"."""
+    lowered = word.lower()
+    for known in _SHORT_VERBS:
+        if lowered != known and sorted(lowered) == sorted(known):
+            if _typo_distance(lowered, known) == 1:
+                return known
     return None
 
 
@@ -1065,9 +1107,7 @@ def fix_typos(text: str) -> str:
         fixed = _task_noun(piece)
         if fixed is None and not seen_command and piece.lower() not in _COURTESY:
             seen_command = True
-            fixed = _closest(piece, _VERBS, 1 if len(piece) < 8 else 2) or (
-                _closest(piece, _SHORT_VERBS, 1) if len(piece) == 4 else None
-            )
+            fixed = _closest(piece, _VERBS, 1 if len(piece) < 8 else 2) or _swapped(piece)
         if fixed is None and len(piece) >= 5:
             fixed = _closest(piece, _KEYWORDS, 1 if len(piece) < 8 else 2)
         if fixed is not None:

@@ -186,6 +186,12 @@ def text_reply(intent: TextIntent) -> str:
             f'haven\'t changed anything. Try "{verb} TASK-0002 and TASK-0003", or name one task '
             "at a time."
         )
+    if kind == "clarify_dates":
+        return (
+            "I found more than one date in that and I'm not sure which task each belongs to, so I "
+            "haven't added anything. Try one task per message, or \"add call mom tomorrow; pay "
+            'rent on friday".'
+        )
     if kind == "too_many":
         return (
             f"That's {topic} tasks in one message; I handle at most 10 at a time, so I haven't "

@@ -235,6 +235,44 @@ PHRASINGS: list[tuple[str, list[Call] | str]] = [
         one("list_tasks", due_after="2026-11-23", due_before="2026-11-23"),
     ),
     ("got anything urgent for me?", one("list_tasks", priority="urgent")),
+    # two tasks with a date each; a date that can't be placed gets a question
+    (
+        "remind me to call mom tomorrow and pay rent on friday",
+        [
+            ("create_task", None, {"title": "Call mom", "due_date": "2026-11-23"}),
+            ("create_task", None, {"title": "Pay rent", "due_date": "2026-11-27"}),
+        ],
+    ),
+    (
+        "add call mom tomorrow; pay rent on friday",
+        [
+            ("create_task", None, {"title": "Call mom", "due_date": "2026-11-23"}),
+            ("create_task", None, {"title": "Pay rent", "due_date": "2026-11-27"}),
+        ],
+    ),
+    ("add plan Monday and Tuesday on friday", "text:clarify_dates"),
+    (
+        "add prepare for Monday standup tomorrow",
+        one("create_task", title="Prepare for Monday standup", due_date="2026-11-23"),
+    ),
+    (
+        "can you add a task for me to renew my car insurance before Dec 15?",
+        one("create_task", title="Renew my car insurance", due_date="2026-12-15"),
+    ),
+    (
+        "add task: Prepare Q4 report (due Friday)",
+        one("create_task", title="Prepare Q4 report", due_date="2026-11-27"),
+    ),
+    ("make a note to check the oil", one("create_task", title="Check the oil")),
+    (
+        "add a task to email Sarah about the budget by next Friday, high priority",
+        one(
+            "create_task",
+            title="Email Sarah about the budget",
+            due_date="2026-11-27",
+            priority="high",
+        ),
+    ),
     # a question is never offered as a task to add
     ("what do you think about Friday, urgent?", "text:unknown"),
     ("perfect, thank you!", "text:thanks"),
@@ -270,6 +308,11 @@ def test_phrasing(text: str, expected: list[Call] | str) -> None:
         ("deleted tasks", "deleted tasks"),
         ("add ask Bob about the tusk", "add ask Bob about the tusk"),
         ("park the car", "park the car"),
+        ("shop for a gift", "shop for a gift"),
+        ("charge the phone tomorrow", "charge the phone tomorrow"),
+        ("compete in the race", "compete in the race"),
+        ("lsit my tasks", "list my tasks"),
+        ("mrak 2 done", "mark 2 done"),
     ],
 )
 def test_typos_are_fixed_only_where_they_carry_the_command(typed: str, read: str) -> None:

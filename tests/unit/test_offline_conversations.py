@@ -96,6 +96,15 @@ async def test_titles_are_clean(open_runner: Any) -> None:
     assert tasks[0]["due_date"] == tasks[1]["due_date"] == friday.isoformat()
 
 
+async def test_two_tasks_with_their_own_dates_in_one_message(open_runner: Any) -> None:
+    talk = await chat(open_runner)
+    await talk.say("remind me to call mom tomorrow and pay rent on friday")
+    tasks = {t["title"]: t["due_date"] for t in (await talk.tasks()).values()}
+    friday = date.today() + timedelta(days=(4 - date.today().weekday() - 1) % 7 + 1)
+    tomorrow = date.today() + timedelta(days=1)
+    assert tasks == {"Call mom": tomorrow.isoformat(), "Pay rent": friday.isoformat()}
+
+
 async def test_a_bare_task_line_is_offered_and_added_on_yes(open_runner: Any) -> None:
     talk = await chat(open_runner)
     answer = await talk.say("Book dentist appointment, low prio")
