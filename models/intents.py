@@ -1101,7 +1101,7 @@ def fix_typos(text: str) -> str:
     pieces = _WORD.findall(text)
     seen_command = False
     for index, piece in enumerate(pieces):
-        if not piece[0].isalpha():
+        if not piece[0].isalpha() or len(piece) > 12:
             seen_command = seen_command or any(c.isalnum() for c in piece)
             continue
         fixed = _task_noun(piece)
