@@ -16,6 +16,8 @@ from tools.dates import find_date, parse_date, week_bounds
 from tools.schemas import MUTATING_TOOLS, Priority, Status
 
 __all__ = [
+    "ADD_TAGS",
+    "REMOVE_TAGS",
     "BatchIntent",
     "Intent",
     "TaskRef",
@@ -528,7 +530,8 @@ _COMPLETE = [
     ),
 ]
 _DELETE = re.compile(
-    r"^(?:delete|remove|drop|trash|erase|discard|scrap|get\s+rid\s+of|cancel|kill)\s+(?P<ref>.+)$",
+    r"^(?:delete|remove|drop|trash|erase|discard|scrap|get\s+rid\s+of|cancel|kill|clear|purge)\s+"
+    r"(?P<ref>.+)$",
     _FLAGS,
 )
 
@@ -704,7 +707,28 @@ def _values_in(rest: str, today: date) -> tuple[dict[str, Any], int]:
     return args, min(starts) if starts else len(rest)
 
 
+_PRIORITY_STEP = re.compile(
+    r"^(?P<verb>lower|raise|increase|decrease|reduce|bump\s+up|bump\s+down)\s+(?:the\s+)?"
+    r"priority\s+(?:of|for|on)\s+(?P<ref>.+)$",
+    _FLAGS,
+)
+_SHOULD_BE = re.compile(
+    r"^(?!(?:what|which|who|it|this|that|there)\b)(?P<ref>.+?)\s+(?:should|must|needs\s+to|has\s+to|"
+    r"ought\s+to)\s+be\s+(?P<value>.+)$",
+    _FLAGS,
+)
+
+
 def _parse_update(text: str, today: date) -> Intent | None:
+    match = _PRIORITY_STEP.match(text)
+    if match:
+        down = match["verb"].lower() in {"lower", "decrease", "reduce", "bump down"}
+        return _targeted("update_task", match["ref"], {"priority": "low" if down else "high"})
+    match = _SHOULD_BE.match(text)
+    if match:
+        wanted, _ = _values_in(" " + match["value"], today)
+        if wanted:
+            return _targeted("update_task", match["ref"], wanted)
     for pattern in _RENAME:
         match = pattern.match(text)
         if match:
@@ -800,7 +824,7 @@ _LIST_STATUS: list[tuple[re.Pattern[str], Status]] = [
     (
         re.compile(
             r"\b(?:pending|open|outstanding|incomplete|unfinished|remaining|not\s+(?:done|started|"
-            r"completed|finished)|left\s+to\s+do)\b",
+            r"completed|finished)|left\s+to\s+do|left)\b",
             _FLAGS,
         ),
         "pending",
@@ -828,6 +852,9 @@ _RANGE_SOON = re.compile(
     r"\b(?:due\s+)?(?:soon|(?:within|in|over|during)\s+(?:the\s+)?(?:next|coming)\s+week|"
     r"(?:in\s+the\s+)?coming\s+week|within\s+(?:a|one|1)\s+week|upcoming)\b",
     _FLAGS,
+)
+_RANGE_TODAY_TOMORROW = re.compile(
+    r"\b(?:due\s+)?(?:today|tonight)\s+(?:or|and|&|\+)\s+(?:tomorrow|tmrw)\b", _FLAGS
 )
 _RANGE_WEEKEND = re.compile(r"\b(?:due\s+)?(?:this\s+|over\s+the\s+|the\s+)?weekend\b", _FLAGS)
 _RANGE_NEXT_N = re.compile(
@@ -883,6 +910,7 @@ def _list_dates(text: str, today: date, args: dict[str, Any]) -> str:
         args["due_after"], args["due_before"] = after.isoformat(), before.isoformat()
         return _cut(text, ahead.span())
     ranges = [
+        (_RANGE_TODAY_TOMORROW, (today, today + timedelta(days=1))),
         (_RANGE_NEXT_WEEK, (monday + timedelta(days=7), sunday + timedelta(days=7))),
         (_RANGE_THIS_WEEK, (monday, sunday)),
         (_RANGE_WEEKEND, (max(today, monday + timedelta(days=5)), sunday)),
@@ -958,11 +986,22 @@ def _parse_get(text: str, today: date) -> Intent | None:
         return None
     raw = match["ref"]
     ref = _ref(raw)
+    if ref is not None and ref.words is not None and _ONE_TASK.search(_clean(raw)):
+        # "show me the laundry task": one task named by its title, looked up.
+        return ToolIntent("list_tasks", {"text": ref.words})
     if ref is None or ref.words is not None:
         return None
     if _LIST_SIGNAL.search(raw) and ref.task_id is None:
         return None
     return ToolIntent("get_task", {}, ref)
+
+
+_ONE_TASK = re.compile(r"^(?:the|my|that)\s+.+\s+(?:task|to-?do|item|reminder)$", _FLAGS)
+_ABOUT_ONE = re.compile(
+    r"^(?:(?:what(?:'s|\s+is)\s+the\s+)?status\s+(?:of|on)\s+(?P<a>.+)|"
+    r"when(?:'s|\s+is)\s+(?P<b>.+?)\s+due)$",
+    _FLAGS,
+)
 
 
 def _parse_summary(text: str, today: date) -> Intent | None:
@@ -1016,6 +1055,7 @@ _INTERJECTION = re.compile(
 )
 _UNDO = re.compile(
     r"^(?:undo|revert|reverse|roll\s*back|take\s+(?:that|it)\s+back|scratch\s+that|"
+    r"(?:change|set|turn)\s+(?:it|that)\s+back(?:\s+(?:again|to\s+(?:how|what)\s+it\s+was))?|"
     r"cancel\s+(?:that|the)\s+last\s+(?:change|action)|put\s+it\s+back(?:\s+the\s+way\s+it\s+was)?)"
     r"(?:\s+(?:that|it|this|(?:the|my|your)\s+last(?:\s+(?:change|action|one|thing|step|edit))?|"
     r"(?:the\s+)?last\s+(?:change|action|one|thing|step|edit)|what\s+you\s+(?:just\s+)?did|"
@@ -1217,6 +1257,10 @@ def parse_intent(text: str, today: date) -> Intent:
     cleaned = fix_typos(cleaned.rstrip("?").strip())
     if _UNDO.match(_POLITE.sub("", _INTERJECTION.sub("", cleaned), count=1)):
         return UndoIntent()
+    about = _ABOUT_ONE.match(cleaned)
+    named = (about["a"] or about["b"]) if about else ""
+    if named and not _GENERIC_REF.match(_clean(named)) and not _LIST_SIGNAL.search(named):
+        return _read_instead(ToolIntent("get_task", {}, _ref(named)))
     conversational = _conversational(cleaned)
     if conversational is not None:
         return conversational
@@ -1268,10 +1312,78 @@ def _suggestion(text: str, today: date) -> TextIntent | None:
     return TextIntent("suggest_create", cleaned)
 
 
+ADD_TAGS = "add_tags"
+REMOVE_TAGS = "remove_tags"
+"""Keys of an update that adds or removes tags: the task's current tags must be read first."""
+
+_TAG_LIST = r"#?[\w-]+(?:\s*(?:,|\band\b|&)?\s*#?[\w-]+)*?"
+_CLEAR_FIELD = re.compile(
+    r"^(?:clear|remove|delete|drop|erase|take\s+off)\s+(?:all\s+)?(?:the\s+|its\s+)?"
+    r"(?P<field>tags|labels|due\s+date|deadline|date|notes?|description)\s+(?:from|of|on|for|off)\s+"
+    r"(?P<ref>.+)$|^(?:untag|unlabel)\s+(?P<untag>.+)$",
+    _FLAGS,
+)
+_TAG_EDIT = [
+    (
+        re.compile(
+            rf"^(?:add|put|attach|apply|stick)\s+(?:the\s+|a\s+)?(?:tags?|labels?)\s*:?\s+"
+            rf"(?P<tags>{_TAG_LIST})\s+(?:to|on|onto)\s+(?P<ref>.+)$"
+            rf"|^(?:add|put|attach|apply|stick)\s+(?P<hash>#[\w-]+(?:\s*(?:,|\band\b|&)?\s*#[\w-]+)*)"
+            rf"\s+(?:to|on|onto)\s+(?P<ref2>.+)$",
+            _FLAGS,
+        ),
+        ADD_TAGS,
+    ),
+    (
+        re.compile(
+            rf"^(?:remove|delete|drop|take\s+off|take|strip)\s+(?:the\s+)?(?:(?:tags?|labels?)\s*:?\s+)?"
+            rf"(?P<tags>#?{_TAG_LIST})(?:\s+(?:tags?|labels?))?\s+(?:from|off(?:\s+of)?)\s+(?P<ref>.+)$",
+            _FLAGS,
+        ),
+        REMOVE_TAGS,
+    ),
+]
+
+
+def _tag_words(raw: str) -> list[str]:
+    words = re.split(r"\s*(?:,|\band\b|&|\s)\s*", raw)
+    return list(dict.fromkeys(w.lstrip("#").lower() for w in words if w.lstrip("#")))
+
+
+def _parse_tag_edit(text: str, today: date) -> Intent | None:
+    """Add or remove single tags, or clear a field: "add tag work to task 3", "untag it"."""
+    match = _CLEAR_FIELD.match(text)
+    if match:
+        if match["untag"]:
+            return _targeted("update_task", match["untag"], {"tags": []})
+        field_name = match["field"].lower()
+        if field_name in {"tags", "labels"}:
+            return _targeted("update_task", match["ref"], {"tags": []})
+        if field_name.startswith(("due", "deadline", "date")):
+            return _targeted("update_task", match["ref"], {"due_date": ""})
+        return _targeted("update_task", match["ref"], {"description": ""})
+    for pattern, key in _TAG_EDIT:
+        match = pattern.match(text)
+        if match is None:
+            continue
+        raw_tags = match["tags"] if match["tags"] else match.groupdict().get("hash") or ""
+        ref = match["ref"] if match["ref"] else match.groupdict().get("ref2") or ""
+        # "remove the report from my list" names a task, not a tag: only explicit tags count.
+        explicit = "#" in raw_tags or re.search(r"\b(?:tags?|labels?)\b", match[0], _FLAGS)
+        if not explicit:
+            return None
+        tags = _tag_words(raw_tags)
+        return _targeted("update_task", ref, {key: tags}) if tags else None
+    return None
+
+
 def _parse_command(text: str, today: date) -> Intent | None:
     match = _ADD_NOTE.match(text)
     if match:
         return _targeted("update_task", match["ref"], {"description": match["value"].strip()})
+    edit = _parse_tag_edit(text, today)
+    if edit is not None:
+        return edit
     match = _BARE_ACTION.match(text)
     if match:
         # "complete" / "delete" alone mean the task just talked about, if there is one.

@@ -36,6 +36,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from models.intents import (
+    ADD_TAGS,
+    REMOVE_TAGS,
     BatchIntent,
     Intent,
     TaskRef,
@@ -59,6 +61,7 @@ from models.replies import (
     not_allowed_reply,
     nothing_to_undo_reply,
     results_reply,
+    tag_unchanged_reply,
     text_reply,
     undo_lost_reply,
 )
@@ -215,8 +218,28 @@ def _intent(messages: Sequence[BaseMessage], user_index: int, today: date) -> In
 
 
 def _call(tool: str, task_id: str | None, args: dict[str, Any]) -> Reply:
+    if task_id and _edits_tags(args):
+        # Adding or removing one tag needs the task's current tags: read it first.
+        return Reply(tool_calls=[("get_task", {"task_id": task_id})])
     full = ({"task_id": task_id} if task_id else {}) | args
     return Reply(tool_calls=[(tool, full)])
+
+
+def _edits_tags(args: dict[str, Any]) -> bool:
+    return ADD_TAGS in args or REMOVE_TAGS in args
+
+
+def _tag_edit(intent: ToolIntent, task: dict[str, Any]) -> Reply:
+    """The update that adds or removes the asked-for tags on `task`, or why nothing changes."""
+    current = [t for t in task.get("tags") or [] if isinstance(t, str)]
+    added = [t for t in intent.args.get(ADD_TAGS, []) if t not in current]
+    removed = [t for t in intent.args.get(REMOVE_TAGS, []) if t in current]
+    if not added and not removed:
+        return Reply(tag_unchanged_reply(task, intent.args.get(ADD_TAGS, [])))
+    rest = {k: v for k, v in intent.args.items() if k not in {ADD_TAGS, REMOVE_TAGS}}
+    tags = [t for t in current if t not in removed] + added
+    full = {"task_id": str(task.get("id"))} | rest | {"tags": tags}
+    return Reply(tool_calls=[("update_task", full)])
 
 
 def _turns(history: Sequence[BaseMessage]) -> list[tuple[str, list[ToolOutcome]]]:
@@ -364,6 +387,8 @@ def _after_lookup(intent: ToolIntent, outcome: ToolOutcome, today: date) -> Repl
         return Reply(lookup_none_reply(intent.tool, words))
     if len(matches) > 1:
         return Reply(lookup_many_reply(intent.tool, words, matches, today))
+    if _edits_tags(intent.args):
+        return _tag_edit(intent, matches[0])
     return _call(intent.tool, str(matches[0].get("id")), intent.args)
 
 
@@ -395,6 +420,15 @@ def plan_reply(messages: Sequence[BaseMessage], today: date, allowed: frozenset[
         if intent.tool not in allowed:
             return Reply(not_allowed_reply(intent.tool))
         return _after_lookup(intent, outcomes[0], today)
+    if (
+        rounds < _MAX_TOOL_ROUNDS
+        and isinstance(intent, ToolIntent)
+        and _edits_tags(intent.args)
+        and [o.name for o in outcomes] == ["get_task"]
+        and outcomes[0].payload.get("ok")
+        and isinstance(task := outcomes[0].payload.get("task"), dict)
+    ):
+        return _tag_edit(intent, task)
     return Reply(results_reply(outcomes, today))
 
 

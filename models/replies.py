@@ -25,6 +25,7 @@ __all__ = [
     "not_allowed_reply",
     "nothing_to_undo_reply",
     "results_reply",
+    "tag_unchanged_reply",
     "text_reply",
     "undo_lost_reply",
 ]
@@ -286,6 +287,14 @@ def undo_lost_reply(changes: list[ToolOutcome]) -> str:
         f"I can't undo a deletion: {names} {verb} gone for good. "
         f'Say "add {deleted[0].get("title", "")}" to create it again as a new task.'
     )
+
+
+def tag_unchanged_reply(task: dict[str, Any], added: list[str]) -> str:
+    """Say that a tag edit would change nothing (the tag is already there, or was never there)."""
+    head = f'{task.get("id", "?")} "{task.get("title", "")}"'
+    tags = ", ".join(f"#{t}" for t in task.get("tags") or []) or "no tags"
+    state = "already has" if added else "doesn't have"
+    return f"{head} {state} that tag, so nothing changed (its tags: {tags})."
 
 
 def ask_for_id_reply(words: str) -> str:

@@ -273,6 +273,32 @@ PHRASINGS: list[tuple[str, list[Call] | str]] = [
             priority="high",
         ),
     ),
+    # tags one at a time, clearing a field, priority steps, "should be"
+    ("add tag work to task 3", one("update_task", "TASK-0003", add_tags=["work"])),
+    (
+        "add #work and #q4 to the report",
+        one("update_task", "lookup:report", add_tags=["work", "q4"]),
+    ),
+    ("remove the tag home from task 2", one("update_task", "TASK-0002", remove_tags=["home"])),
+    ("take #home off it", one("update_task", "it", remove_tags=["home"])),
+    ("clear the tags from task 2", one("update_task", "TASK-0002", tags=[])),
+    ("remove the due date from TASK-0004", one("update_task", "TASK-0004", due_date="")),
+    ("remove the report from my list", one("delete_task", "lookup:report")),
+    ("lower the priority of the laundry", one("update_task", "lookup:laundry", priority="low")),
+    ("the report should be urgent", one("update_task", "lookup:report", priority="urgent")),
+    ("clear completed tasks", "text:bulk"),
+    # one task asked about by title is looked up, never changed
+    ("what's the status of the report?", one("list_tasks", text="report")),
+    ("when is the dentist due?", one("list_tasks", text="dentist")),
+    ("when is TASK-0003 due?", one("get_task", "TASK-0003")),
+    ("show me the laundry task", one("list_tasks", text="laundry")),
+    ("how's it going?", one("task_summary")),
+    ("how many tasks do I have left?", one("list_tasks", status="pending")),
+    (
+        "what's due today or tomorrow?",
+        one("list_tasks", due_after="2026-11-22", due_before="2026-11-23"),
+    ),
+    ("change it back", "undo"),
     # a question is never offered as a task to add
     ("what do you think about Friday, urgent?", "text:unknown"),
     ("perfect, thank you!", "text:thanks"),
@@ -292,7 +318,8 @@ def test_phrasing(text: str, expected: list[Call] | str) -> None:
     for tool, who, args in found if isinstance(found, list) else []:
         # What the engine will send must pass the tool's own argument model.
         task = {"task_id": who} if who and who.startswith("TASK-") else {}
-        if who is None or task:
+        # add_tags / remove_tags are resolved against the task's current tags before sending.
+        if (who is None or task) and not {"add_tags", "remove_tags"} & set(args):
             TOOL_ARGS[tool].model_validate(args | task)
 
 

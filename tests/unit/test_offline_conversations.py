@@ -272,3 +272,28 @@ def test_calls_naming_the_task_with_the_newer_task_key_count_for_it() -> None:
     ]
     reply = plan_reply(history, date(2026, 11, 22), frozenset(TOOL_ARGS))
     assert reply.tool_calls == [("delete_task", {"task_id": "TASK-0005"})]
+
+
+async def test_tags_are_added_and_removed_one_at_a_time(open_runner: Any) -> None:
+    talk = await chat(open_runner)
+    await talk.say("add write report #work")
+    await talk.say("add tag q4 to task 1")
+    assert (await talk.tasks())["TASK-0001"]["tags"] == ["work", "q4"]
+    await talk.say("remove the tag work from the report")
+    assert (await talk.tasks())["TASK-0001"]["tags"] == ["q4"]
+    answer = await talk.say("remove the tag home from task 1")
+    assert "doesn't have that tag" in answer
+    assert (await talk.tasks())["TASK-0001"]["tags"] == ["q4"]
+    await talk.say("undo")  # the last change that happened: #work removed
+    assert (await talk.tasks())["TASK-0001"]["tags"] == ["work", "q4"]
+
+
+async def test_clearing_a_due_date_and_asking_about_one_task(open_runner: Any) -> None:
+    talk = await chat(open_runner)
+    await talk.say("add dentist appointment tomorrow")
+    answer = await talk.say("when is the dentist due?")
+    assert "Dentist appointment" in answer
+    await talk.say("remove the due date from TASK-0001")
+    assert (await talk.tasks())["TASK-0001"]["due_date"] is None
+    await talk.say("the dentist appointment should be urgent")
+    assert (await talk.tasks())["TASK-0001"]["priority"] == "urgent"
