@@ -1316,7 +1316,8 @@ ADD_TAGS = "add_tags"
 REMOVE_TAGS = "remove_tags"
 """Keys of an update that adds or removes tags: the task's current tags must be read first."""
 
-_TAG_LIST = r"#?[\w-]+(?:\s*(?:,|\band\b|&)?\s*#?[\w-]+)*?"
+# Every item after the first needs a separator: "[\w-]+" runs can't be split two ways.
+_TAG_LIST = r"#?[\w-]+(?:(?:\s*[,&]\s*|\s+)#?[\w-]+)*?"
 _CLEAR_FIELD = re.compile(
     r"^(?:clear|remove|delete|drop|erase|take\s+off)\s+(?:all\s+)?(?:the\s+|its\s+)?"
     r"(?P<field>tags|labels|due\s+date|deadline|date|notes?|description)\s+(?:from|of|on|for|off)\s+"
@@ -1328,7 +1329,7 @@ _TAG_EDIT = [
         re.compile(
             rf"^(?:add|put|attach|apply|stick)\s+(?:the\s+|a\s+)?(?:tags?|labels?)\s*:?\s+"
             rf"(?P<tags>{_TAG_LIST})\s+(?:to|on|onto)\s+(?P<ref>.+)$"
-            rf"|^(?:add|put|attach|apply|stick)\s+(?P<hash>#[\w-]+(?:\s*(?:,|\band\b|&)?\s*#[\w-]+)*)"
+            rf"|^(?:add|put|attach|apply|stick)\s+(?P<hash>#[\w-]+(?:(?:\s*[,&]\s*|\s+and\s+|\s+)#[\w-]+)*)"
             rf"\s+(?:to|on|onto)\s+(?P<ref2>.+)$",
             _FLAGS,
         ),

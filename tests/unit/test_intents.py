@@ -7,6 +7,7 @@ task named by title, "it" for the task just talked about, or the kind of text an
 
 from __future__ import annotations
 
+import time
 from datetime import date
 from typing import Any
 
@@ -359,3 +360,18 @@ def test_a_single_id_still_gives_one_call() -> None:
 
 def test_there_are_many_phrasings() -> None:
     assert len(PHRASINGS) >= 60
+
+
+REPETITIVE = [
+    prefix + " ".join([word] * 400)
+    for prefix in ("remove ", "add tag ", "add #", "add ", "mark ", "tagged ", "remind me to ")
+    for word in ("and", "a", "#a", "1,", "&", "tomorrow", "tags")
+] + ["remove " + "a" * 3000 + "!", "add tag " + "a" * 3000 + "!", "add " + "#a " * 1300]
+
+
+def test_parsing_stays_fast_on_repetitive_input() -> None:
+    # A regex that can split the same run of words two ways backtracks exponentially.
+    for text in REPETITIVE:
+        started = time.perf_counter()
+        parse_intent(text[:4000], TODAY)
+        assert time.perf_counter() - started < 0.5, text[:40]
