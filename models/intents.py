@@ -430,6 +430,8 @@ def _parse_create(text: str, today: date, split: bool = True) -> Intent | None:
     prefix = _CREATE_PREFIX.match(text)
     title = text[prefix.end() :] if prefix else text
     plural = prefix is not None and bool(_PLURAL_NOUN.search(prefix[0]))
+    # "a task called …" / "a reminder to …" promise one task, whatever its title holds.
+    single = prefix is not None and bool(_SINGULAR_NOUN.search(prefix[0]))
     raw = _tidy(_LIST_SUFFIX.sub("", _TRAILING_FILLER.sub("", title.strip(" .!"))))
     title = _title(raw)
     if quoted:
@@ -450,7 +452,7 @@ def _parse_create(text: str, today: date, split: bool = True) -> Intent | None:
         args["tags"] = tags
     if split and not quoted and re.search(r"[;,]|\band\b", body) and find_date(title, today):
         return _several_dated(body, today)
-    titles = [title] if quoted else _items(raw, plural)
+    titles = [title] if quoted or single else _items(raw, plural)
     if len(titles) > MAX_BATCH:
         return TextIntent("too_many", str(len(titles)))
     creates = tuple(
@@ -460,6 +462,9 @@ def _parse_create(text: str, today: date, split: bool = True) -> Intent | None:
     return creates[0] if len(creates) == 1 else BatchIntent(creates)
 
 
+_SINGULAR_NOUN = re.compile(
+    r"\b(?:a|an|one|another)\s+(?:new\s+)?(?:task|to-?do|reminder|item|entry|note)\b(?!s)", _FLAGS
+)
 _PLURAL_NOUN = re.compile(
     r"\b(?:tasks|to-?dos|items|reminders|entries|things|these|following)\b", _FLAGS
 )
@@ -482,9 +487,12 @@ def _title(text: str) -> str:
 def _items(title: str, plural: bool) -> list[str]:
     """Split "milk, eggs and bread" or "A; B" into titles; anything else stays one title.
 
-    Semicolons and new lines always separate; commas only in a list of three or more short
-    items ("milk, eggs and bread") or after a plural noun ("tasks: call mom, pay rent");
-    a plain "and" only after a plural noun, since "call mom and dad" is one task.
+    Semicolons and new lines always separate. After a plural noun ("tasks: call mom, pay
+    rent") commas and "and" separate. Otherwise a comma list is split only when it reads as
+    separate tasks: all one-word items ("milk, eggs and bread"), or three or more short
+    items that each carry their own verb ("call mom, pay rent and book flights"). One-word
+    items after a longer first one share its verb ("buy milk, eggs and bread", "review Q1,
+    Q2 and Q3 numbers") and stay one task; so does "call mom and dad".
     """
     if re.search(r"[;\n]", title):
         parts = re.split(r"\s*[;\n]+\s*", title)
@@ -492,8 +500,10 @@ def _items(title: str, plural: bool) -> list[str]:
         parts = re.split(r"\s*,\s*(?:and\s+|&\s*)?", title)
         if len(parts) > 1 or plural:
             parts = parts[:-1] + re.split(r"\s+(?:and|&)\s+", parts[-1])
-        short = all(len(p.split()) <= 5 for p in parts)
-        if not (plural or (len(parts) >= 3 and short)):
+        sizes = [len(p.split()) for p in parts]
+        nouns = len(parts) >= 2 and max(sizes) == 1
+        tasks = len(parts) >= 3 and max(sizes) <= 5 and min(sizes[1:]) >= 2
+        if not (plural or nouns or tasks):
             return [_title(title)]
     titles = [_title(p) for p in parts]
     found = list(dict.fromkeys(t for t in titles if t and not _GENERIC_REF.match(t)))

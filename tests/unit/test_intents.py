@@ -115,6 +115,20 @@ PHRASINGS: list[tuple[str, list[Call] | str]] = [
     # one task whose title happens to hold "and" or a comma stays one task
     ("add call mom and dad", one("create_task", title="Call mom and dad")),
     ("add call Bob, the plumber", one("create_task", title="Call Bob, the plumber")),
+    ("add buy milk, eggs and bread", one("create_task", title="Buy milk, eggs and bread")),
+    ("add review Q1, Q2, Q3 numbers", one("create_task", title="Review Q1, Q2, Q3 numbers")),
+    (
+        "create a task called Review Q1, Q2 and Q3 numbers",
+        one("create_task", title="Review Q1, Q2 and Q3 numbers"),
+    ),
+    ("add milk, eggs", [("create_task", None, {"title": t}) for t in ("Milk", "Eggs")]),
+    (
+        "add call the bank, renew passport and book flights",
+        [
+            ("create_task", None, {"title": t})
+            for t in ("Call the bank", "Renew passport", "Book flights")
+        ],
+    ),
     # date ranges, not limits; weeks run Monday to Sunday
     (
         "tasks due in the next 7 days",
