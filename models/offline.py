@@ -36,10 +36,14 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from models.intents import (
+    ADD_TAGS,
+    REMOVE_TAGS,
+    BatchIntent,
     Intent,
     TaskRef,
     TextIntent,
     ToolIntent,
+    UndoIntent,
     bare_task_id,
     loosen,
     parse_intent,
@@ -47,16 +51,21 @@ from models.intents import (
 )
 from models.replies import (
     CLARIFYING_QUESTIONS,
+    SUGGESTION,
     ToolOutcome,
     ask_for_id_reply,
+    call_task_id,
     lookup_many_reply,
     lookup_none_reply,
     need_task_reply,
     not_allowed_reply,
+    nothing_to_undo_reply,
     results_reply,
+    tag_unchanged_reply,
     text_reply,
+    undo_lost_reply,
 )
-from tools.schemas import TOOL_ARGS
+from tools.schemas import MUTATING_TOOLS, TOOL_ARGS
 
 __all__ = ["OfflineChatModel", "Reply", "plan_reply"]
 
@@ -119,19 +128,37 @@ def _ids_in(message: BaseMessage) -> list[str]:
         # Only the calls count: reply text may quote example ids ("say delete TASK-0002").
         return list(
             dict.fromkeys(
-                str(c["args"]["task_id"]) for c in message.tool_calls if "task_id" in c["args"]
+                task_id for c in message.tool_calls if (task_id := call_task_id(c["args"]))
             )
         )
     return []
 
 
 def _recent_task_id(history: Sequence[BaseMessage]) -> str | None:
-    """The task most recently mentioned: the newest message naming ids decides, if it names one."""
+    """The task most recently mentioned: the newest message naming ids decides, if it names one.
+
+    The results of one reply's calls count as one message: after three tasks were created
+    together, "it" is ambiguous rather than the last of them.
+    """
+    block: list[str] = []
     for message in reversed(history):
-        ids = _ids_in(message)
+        if isinstance(message, ToolMessage):
+            block += [i for i in _ids_in(message) if i not in block]
+            continue
+        ids = block or _ids_in(message)
         if ids:
             return ids[0] if len(ids) == 1 else None
-    return None
+    return block[0] if len(block) == 1 else None
+
+
+def _recent_list(history: Sequence[BaseMessage]) -> list[str]:
+    """Ids of the newest task list shown in the conversation, in the order shown."""
+    for message in reversed(history):
+        if isinstance(message, ToolMessage):
+            tasks = _payload(message).get("tasks")
+            if isinstance(tasks, list):
+                return [str(t["id"]) for t in tasks if isinstance(t, dict) and "id" in t]
+    return []
 
 
 def _pair(calls: list[ToolCall], answers: list[ToolMessage]) -> list[tuple[ToolCall, ToolMessage]]:
@@ -158,18 +185,28 @@ def _last_round(after_user: Sequence[BaseMessage]) -> tuple[int, list[ToolOutcom
 
 
 def _intent(messages: Sequence[BaseMessage], user_index: int, today: date) -> Intent:
-    """Parse the latest user message; a bare id answering our question reuses the request."""
+    """Parse the latest user message; a bare id answering our question reuses the request.
+
+    A "yes" to our offer to add a task ("Should I add it as a task?") adds it.
+    """
     text = _text(messages[user_index])
+    earlier = messages[:user_index]
+    previous_user = next((m for m in reversed(earlier) if isinstance(m, HumanMessage)), None)
     chosen = bare_task_id(text)
     if chosen is None:
-        return parse_intent(text, today)
-    earlier = messages[:user_index]
+        intent = parse_intent(text, today)
+        last = earlier[-1] if earlier else None
+        offered = isinstance(last, AIMessage) and SUGGESTION in _text(last)
+        if intent == TextIntent("acknowledge") and offered and previous_user is not None:
+            previous = parse_intent(_text(previous_user), today)
+            if isinstance(previous, TextIntent) and previous.kind == "suggest_create":
+                return parse_intent("add " + previous.topic, today)
+        return intent
     asked = (
         bool(earlier)
         and isinstance(earlier[-1], AIMessage)
         and any(marker in _text(earlier[-1]) for marker in CLARIFYING_QUESTIONS)
     )
-    previous_user = next((m for m in reversed(earlier) if isinstance(m, HumanMessage)), None)
     if asked and previous_user is not None:
         previous = parse_intent(_text(previous_user), today)
         if isinstance(previous, ToolIntent) and previous.target is not None:
@@ -181,14 +218,113 @@ def _intent(messages: Sequence[BaseMessage], user_index: int, today: date) -> In
 
 
 def _call(tool: str, task_id: str | None, args: dict[str, Any]) -> Reply:
+    if task_id and _edits_tags(args):
+        # Adding or removing one tag needs the task's current tags: read it first.
+        return Reply(tool_calls=[("get_task", {"task_id": task_id})])
     full = ({"task_id": task_id} if task_id else {}) | args
     return Reply(tool_calls=[(tool, full)])
 
 
-def _start(intent: Intent, history: Sequence[BaseMessage], allowed: frozenset[str]) -> Reply:
+def _edits_tags(args: dict[str, Any]) -> bool:
+    return ADD_TAGS in args or REMOVE_TAGS in args
+
+
+def _tag_edit(intent: ToolIntent, task: dict[str, Any]) -> Reply:
+    """The update that adds or removes the asked-for tags on `task`, or why nothing changes."""
+    current = [t for t in task.get("tags") or [] if isinstance(t, str)]
+    added = [t for t in intent.args.get(ADD_TAGS, []) if t not in current]
+    removed = [t for t in intent.args.get(REMOVE_TAGS, []) if t in current]
+    if not added and not removed:
+        return Reply(tag_unchanged_reply(task, intent.args.get(ADD_TAGS, [])))
+    rest = {k: v for k, v in intent.args.items() if k not in {ADD_TAGS, REMOVE_TAGS}}
+    tags = [t for t in current if t not in removed] + added
+    full = {"task_id": str(task.get("id"))} | rest | {"tags": tags}
+    return Reply(tool_calls=[("update_task", full)])
+
+
+def _turns(history: Sequence[BaseMessage]) -> list[tuple[str, list[ToolOutcome]]]:
+    """Each user message of `history` with the changes that succeeded in reply to it."""
+    turns: list[tuple[str, list[ToolOutcome]]] = []
+    for index, message in enumerate(history):
+        if isinstance(message, HumanMessage):
+            turns.append((_text(message), []))
+        elif isinstance(message, AIMessage) and message.tool_calls and turns:
+            answers: list[ToolMessage] = []
+            for later in history[index + 1 :]:
+                if not isinstance(later, ToolMessage):
+                    break
+                answers.append(later)
+            turns[-1][1].extend(
+                ToolOutcome(call["name"], dict(call["args"]), payload)
+                for call, answer in _pair(message.tool_calls, answers)
+                if call["name"] in MUTATING_TOOLS and (payload := _payload(answer)).get("ok")
+            )
+    return turns
+
+
+def _last_changes(history: Sequence[BaseMessage], today: date) -> list[ToolOutcome]:
+    """The changes an "undo" now reverses: the newest turn's that no later undo reversed."""
+    pending_undos = 0
+    for text, changes in reversed(_turns(history)):
+        if not changes:
+            continue
+        if isinstance(parse_intent(text, today), UndoIntent):
+            pending_undos += 1
+        elif pending_undos:
+            pending_undos -= 1
+        else:
+            return changes
+    return []
+
+
+def _reversal(change: ToolOutcome) -> tuple[str, dict[str, Any]] | None:
+    """The call that puts one change back, or None for a deletion (it cannot be undone)."""
+    task = change.payload.get("task")
+    task_id = str(task.get("id")) if isinstance(task, dict) else call_task_id(change.args)
+    if change.name == "create_task" and task_id:
+        return "delete_task", {"task_id": task_id}
+    previous = change.payload.get("previous")
+    if change.name in {"update_task", "complete_task"} and task_id:
+        if not isinstance(previous, dict) or not previous:
+            previous = {"status": "pending"} if change.name == "complete_task" else {}
+        # An empty due date clears it; None would mean "leave as it is".
+        values = {k: ("" if v is None else v) for k, v in sorted(previous.items())}
+        return ("update_task", {"task_id": task_id} | values) if values else None
+    return None
+
+
+def _undo(history: Sequence[BaseMessage], today: date, allowed: frozenset[str]) -> Reply:
+    """Reverse the last change made in this conversation, or say honestly why not."""
+    changes = _last_changes(history, today)
+    if not changes:
+        return Reply(nothing_to_undo_reply())
+    calls = [call for change in reversed(changes) if (call := _reversal(change)) is not None]
+    if not calls:
+        return Reply(undo_lost_reply(changes))
+    refused = next((name for name, _ in calls if name not in allowed), None)
+    if refused is not None:
+        return Reply(not_allowed_reply(refused))
+    return Reply(tool_calls=calls)
+
+
+def _start(
+    intent: Intent, history: Sequence[BaseMessage], allowed: frozenset[str], today: date
+) -> Reply:
     """First step for a fresh user message: answer, or call the tool (or a look-up first)."""
     if isinstance(intent, TextIntent):
         return Reply(text_reply(intent))
+    if isinstance(intent, UndoIntent):
+        return _undo(history, today, allowed)
+    if isinstance(intent, BatchIntent):
+        refused = next((i.tool for i in intent.intents if i.tool not in allowed), None)
+        if refused is not None:
+            return Reply(not_allowed_reply(refused))
+        return Reply(
+            tool_calls=[
+                _call(i.tool, i.target.task_id if i.target else None, i.args).tool_calls[0]
+                for i in intent.intents
+            ]
+        )
     target = intent.target
     if intent.tool not in allowed:
         return Reply(not_allowed_reply(intent.tool, target.task_id if target else None))
@@ -199,6 +335,11 @@ def _start(intent: Intent, history: Sequence[BaseMessage], allowed: frozenset[st
     if target.pronoun:
         recent = _recent_task_id(history)
         return _call(intent.tool, recent, intent.args) if recent else Reply(need_task_reply())
+    if target.position is not None:
+        listed = _recent_list(history)
+        if len(listed) < target.position:
+            return Reply(need_task_reply())
+        return _call(intent.tool, listed[target.position - 1], intent.args)
     words = target.words or ""
     if "list_tasks" not in allowed:
         return Reply(ask_for_id_reply(words))
@@ -246,6 +387,8 @@ def _after_lookup(intent: ToolIntent, outcome: ToolOutcome, today: date) -> Repl
         return Reply(lookup_none_reply(intent.tool, words))
     if len(matches) > 1:
         return Reply(lookup_many_reply(intent.tool, words, matches, today))
+    if _edits_tags(intent.args):
+        return _tag_edit(intent, matches[0])
     return _call(intent.tool, str(matches[0].get("id")), intent.args)
 
 
@@ -262,7 +405,13 @@ def plan_reply(messages: Sequence[BaseMessage], today: date, allowed: frozenset[
     intent = _intent(messages, user_index, today)
     rounds, outcomes = _last_round(messages[user_index + 1 :])
     if rounds == 0 or not outcomes:
-        return _start(intent, messages[:user_index], allowed)
+        return _start(intent, messages[:user_index], allowed, today)
+    if isinstance(intent, UndoIntent):
+        lost = [c for c in _last_changes(messages[:user_index], today) if _reversal(c) is None]
+        done = results_reply(outcomes, today)
+        if any(o.payload.get("ok") for o in outcomes):
+            done = f"Undid your last change. {done}"
+        return Reply(done + (f"\n{undo_lost_reply(lost)}" if lost else ""))
     if (
         rounds < _MAX_TOOL_ROUNDS
         and isinstance(intent, ToolIntent)
@@ -271,6 +420,15 @@ def plan_reply(messages: Sequence[BaseMessage], today: date, allowed: frozenset[
         if intent.tool not in allowed:
             return Reply(not_allowed_reply(intent.tool))
         return _after_lookup(intent, outcomes[0], today)
+    if (
+        rounds < _MAX_TOOL_ROUNDS
+        and isinstance(intent, ToolIntent)
+        and _edits_tags(intent.args)
+        and [o.name for o in outcomes] == ["get_task"]
+        and outcomes[0].payload.get("ok")
+        and isinstance(task := outcomes[0].payload.get("task"), dict)
+    ):
+        return _tag_edit(intent, task)
     return Reply(results_reply(outcomes, today))
 
 

@@ -14,15 +14,20 @@ from models.intents import TextIntent
 
 __all__ = [
     "CLARIFYING_QUESTIONS",
+    "SUGGESTION",
     "ToolOutcome",
     "ask_for_id_reply",
+    "call_task_id",
     "describe_task",
     "lookup_many_reply",
     "lookup_none_reply",
     "need_task_reply",
     "not_allowed_reply",
+    "nothing_to_undo_reply",
     "results_reply",
+    "tag_unchanged_reply",
     "text_reply",
+    "undo_lost_reply",
 ]
 
 ENGINE = "the built-in offline engine"
@@ -54,6 +59,8 @@ _WHICH_TASK = "Which task do you mean?"
 _WHICH_ONE = "Which one should I"
 CLARIFYING_QUESTIONS = (_WHICH_TASK, _WHICH_ONE)
 """Phrases that mark a reply asking which task was meant; a bare id answers them."""
+SUGGESTION = "Should I add it as a task?"
+"""Marks our offer to add a message that reads like a task; "yes" accepts it."""
 _STATUS_WORDS = {"pending": "pending", "in_progress": "in progress", "completed": "completed"}
 _NOT_DONE = re.compile(
     r"approv|reject|denied|deny|declin|not\s+allowed|permission|forbidden|refused|cancel",
@@ -68,6 +75,12 @@ class ToolOutcome:
     name: str
     args: dict[str, Any]
     payload: dict[str, Any]
+
+
+def call_task_id(args: dict[str, Any]) -> str | None:
+    """The task a call names: `task_id`, or `task` (the newer name for the same argument)."""
+    value = args.get("task_id", args.get("task"))
+    return str(value) if isinstance(value, str) and value else None
 
 
 # --- text-only answers ----------------------------------------------------------------------
@@ -87,8 +100,11 @@ def help_text() -> str:
         '"tasks about report"\n'
         '- "Rename TASK-0002 to Budget draft", "set the quarterly review to urgent", '
         '"move it to next Monday"\n'
-        '- "Start TASK-0004", "mark TASK-0003 done", "I finished the report"\n'
+        '- "Start TASK-0004", "mark TASK-0003 done", "I finished the report", '
+        '"mark 2 and 3 done"\n'
         '- "Delete TASK-0002" (deleting needs your approval)\n'
+        '- "Add milk, eggs and bread", "what\'s due in the next 7 days?", "tasks tagged home"\n'
+        '- "Undo that" reverses my last change in this conversation (a deletion can\'t be undone)\n'
         '- "Give me a summary"\n'
         "Due dates can be written as 2026-12-03, tomorrow, next Friday, by Dec 3 or in 2 weeks."
     )
@@ -162,6 +178,29 @@ def text_reply(intent: TextIntent) -> str:
         )
     if kind == "thanks":
         return "You're welcome! Anything else I can do for your tasks?"
+    if kind == "goodbye":
+        return "You're welcome, glad I could help. Bye for now!"
+    if kind == "clarify_mixed":
+        verb = _VERBS.get(topic, "change")
+        return (
+            f"I can {verb} several tasks in one go only when you give all of their ids, so I "
+            f'haven\'t changed anything. Try "{verb} TASK-0002 and TASK-0003", or name one task '
+            "at a time."
+        )
+    if kind == "clarify_dates":
+        return (
+            "I found more than one date in that and I'm not sure which task each belongs to, so I "
+            "haven't added anything. Try one task per message, or \"add call mom tomorrow; pay "
+            'rent on friday".'
+        )
+    if kind == "too_many":
+        return (
+            f"That's {topic} tasks in one message; I handle at most 10 at a time, so I haven't "
+            "changed anything. Please split the list."
+        )
+    if kind == "suggest_create":
+        return f'"{topic}" sounds like a task. {SUGGESTION} Say "yes", or tell me what you meant.'
+
     if kind == "acknowledge":
         return (
             'OK. Tell me what to do with your tasks, for example "list my tasks" or '
@@ -230,6 +269,32 @@ def not_allowed_reply(tool: str, task_id: str | None = None) -> str:
         f"I'm not allowed to {action} here: the {tool} tool isn't available to me in this "
         "conversation, so I didn't do it."
     )
+
+
+def nothing_to_undo_reply() -> str:
+    """Say there is no change in this conversation to undo."""
+    return "There's nothing to undo: I haven't changed any task in this conversation yet."
+
+
+def undo_lost_reply(changes: list[ToolOutcome]) -> str:
+    """Say which changes cannot be undone: deleted tasks are gone, and how to add them again."""
+    deleted = [d for c in changes if isinstance(d := c.payload.get("deleted"), dict)]
+    if not deleted:
+        return "I can't undo that change: I don't know what the task looked like before it."
+    names = " and ".join(f'{d.get("id", "?")} "{d.get("title", "")}"' for d in deleted)
+    verb = "is" if len(deleted) == 1 else "are"
+    return (
+        f"I can't undo a deletion: {names} {verb} gone for good. "
+        f'Say "add {deleted[0].get("title", "")}" to create it again as a new task.'
+    )
+
+
+def tag_unchanged_reply(task: dict[str, Any], added: list[str]) -> str:
+    """Say that a tag edit would change nothing (the tag is already there, or was never there)."""
+    head = f'{task.get("id", "?")} "{task.get("title", "")}"'
+    tags = ", ".join(f"#{t}" for t in task.get("tags") or []) or "no tags"
+    state = "already has" if added else "doesn't have"
+    return f"{head} {state} that tag, so nothing changed (its tags: {tags})."
 
 
 def ask_for_id_reply(words: str) -> str:
@@ -322,7 +387,7 @@ def lookup_many_reply(tool: str, words: str, tasks: list[dict[str, Any]], today:
 def _error_reply(outcome: ToolOutcome) -> str:
     error = str(outcome.payload.get("error") or "something went wrong.").strip()
     if _NOT_DONE.search(error):
-        task_id = outcome.args.get("task_id")
+        task_id = call_task_id(outcome.args)
         action = _ACTIONS.get(outcome.name, f"run {outcome.name}")
         if task_id:
             action = action.replace("that task", str(task_id))
@@ -351,6 +416,8 @@ def _filters_phrase(args: dict[str, Any]) -> str:
         words.append(f"due by {_day(before)}")
     elif after:
         words.append(f"due on or after {_day(after)}")
+    if args.get("tag"):
+        words.append(f"tagged #{args['tag']}")
     if args.get("text"):
         words.append(f'matching "{args["text"]}"')
     return " ".join(words)
@@ -413,8 +480,12 @@ def _summary_reply(payload: dict[str, Any], today: date) -> str:
 def _update_reply(payload: dict[str, Any], args: dict[str, Any], today: date) -> str:
     task = payload.get("task") or {}
     changed = payload.get("changed")
-    fields = list(changed) if isinstance(changed, list) else [k for k in args if k != "task_id"]
-    head = f'{task.get("id", args.get("task_id", "?"))} "{task.get("title", "")}"'
+    fields = (
+        list(changed)
+        if isinstance(changed, list)
+        else [k for k in args if k not in {"task_id", "task"}]
+    )
+    head = f'{task.get("id", call_task_id(args) or "?")} "{task.get("title", "")}"'
     if not fields:
         return f"{head} already had those values, so nothing changed."
     parts = []
@@ -449,7 +520,7 @@ def _outcome_reply(outcome: ToolOutcome, today: date) -> str:
         return f'Marked {task.get("id", "?")} "{task.get("title", "")}" as completed.'
     if outcome.name == "delete_task":
         deleted = payload.get("deleted") or {}
-        task_id = deleted.get("id", outcome.args.get("task_id", "?"))
+        task_id = deleted.get("id", call_task_id(outcome.args) or "?")
         return f'Deleted {task_id} "{deleted.get("title", "")}".'
     if outcome.name == "list_tasks":
         return _list_reply(outcome, today)

@@ -8,6 +8,10 @@ Weeks run Monday to Sunday. The readings chosen for the ambiguous phrases:
   On a Sunday that is the same day as plain ``friday``; on a Wednesday it is nine days out.
 * ``last friday``: the most recent Friday before today.
 * ``end of week`` / ``this week``: Friday of the current week, or today once Friday has passed.
+  That is the reading for a single due date; asked to *list* what is due ``this week``, the
+  offline engine covers the whole calendar week from `week_bounds` (Monday to Sunday), so on
+  a Sunday it still includes the week's earlier days, and ``next week`` is the following
+  Monday to Sunday.
 * ``weekend`` / ``this weekend``: the coming Saturday, or today on a Saturday or Sunday.
 * ``next week``: Monday of next week. ``end of next week``: Friday of next week.
 * ``end of month``: the last day of the current month. ``next month``: its first day.

@@ -82,6 +82,7 @@ class ListTasksArgs(_Args):
         default=None, max_length=MAX_DATE_CHARS, description="Due on or after this date."
     )
     overdue: bool = Field(default=False, description="Only open tasks whose due date has passed.")
+    tag: str | None = Field(default=None, max_length=MAX_TAG_CHARS, description="Only this tag.")
     text: SearchText = Field(
         default=None,
         max_length=MAX_TEXT_CHARS,

@@ -342,6 +342,7 @@ class TaskStore:
         due_after: date | None = None,
         overdue_on: date | None = None,
         text: str | None = None,
+        tag: str | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
         """Return `owner`'s tasks (everyone's when None) matching every filter, soonest first."""
@@ -365,6 +366,9 @@ class TaskStore:
         if overdue_on:
             where.append("status != 'completed' AND due_date IS NOT NULL AND due_date < ?")
             params.append(overdue_on.isoformat())
+        if tag:
+            where.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE lower(value) = ?)")
+            params.append(tag.strip().lstrip("#").lower())
         words = (text or "").split()
         if len(words) > MAX_TEXT_WORDS:
             # One LIKE pair per word: thousands would overflow SQLite's expression limits.

@@ -100,8 +100,10 @@ async def update_task(
 
     async def mutate(conn: aiosqlite.Connection) -> ToolResult:
         whose = await _check_target(conn, scope, args.task_id, owner, call)
+        before = await require_task(conn, scope, args.task_id)
         task = _whose(await update_fields(conn, scope, args.task_id, changes), whose, owner)
-        return {"ok": True, "task": task, "changed": sorted(changes)}
+        previous = {name: before[name] for name in sorted(changes)}
+        return {"ok": True, "task": task, "changed": sorted(changes), "previous": previous}
 
     return await call.apply(store, owner, args, mutate)
 
@@ -113,8 +115,10 @@ async def complete_task(
 
     async def mutate(conn: aiosqlite.Connection) -> ToolResult:
         whose = await _check_target(conn, scope, args.task_id, owner, call)
+        before = await require_task(conn, scope, args.task_id)
         task = await update_fields(conn, scope, args.task_id, {"status": "completed"})
-        return {"ok": True, "task": _whose(task, whose, owner)}
+        previous = {"status": before["status"]}
+        return {"ok": True, "task": _whose(task, whose, owner), "previous": previous}
 
     return await call.apply(store, owner, args, mutate)
 
@@ -160,6 +164,7 @@ async def list_tasks(
         due_after=_due(args.due_after, today, "due_after"),
         overdue_on=today if args.overdue else None,
         text=args.text,
+        tag=args.tag,
         limit=args.limit,
     )
     return {"ok": True, "count": len(tasks), "tasks": tasks}

@@ -298,9 +298,9 @@ READS: list[tuple[str, str, dict[str, Any]]] = [
     ("what's overdue?", "list_tasks", {"overdue": True}),
     ("show my high priority tasks", "list_tasks", {"priority": "high"}),
     (
-        "pending tasks due this week",  # the week ends today, a Sunday
+        "pending tasks due this week",  # the whole week, Monday to today (a Sunday)
         "list_tasks",
-        {"status": "pending", "due_after": "2026-11-22", "due_before": "2026-11-22"},
+        {"status": "pending", "due_after": "2026-11-16", "due_before": "2026-11-22"},
     ),
     ("what's on my plate", "list_tasks", {}),
     ("tasks about report", "list_tasks", {"text": "report"}),
