@@ -185,7 +185,10 @@ def parse_case(raw: dict[str, Any]) -> Case:
 
 
 def load_cases(pattern: str = "*", directory: Path = CASES_DIR) -> list[Case]:
-    """Return the cases whose id or category matches the glob `pattern`, in file order."""
+    """Return the cases whose id or category matches the glob `pattern`, in file order.
+
+    Several globs may be given separated by commas: `create-milk,delete-*`.
+    """
     cases: list[Case] = []
     for path in sorted(directory.glob("*.yaml")):
         for raw in yaml.safe_load(path.read_text()) or []:
@@ -193,6 +196,9 @@ def load_cases(pattern: str = "*", directory: Path = CASES_DIR) -> list[Case]:
     ids = [c.id for c in cases]
     if len(ids) != len(set(ids)):
         raise ValueError("case ids must be unique")
+    globs = [g.strip() for g in pattern.split(",") if g.strip()]
     return [
-        c for c in cases if fnmatch.fnmatch(c.id, pattern) or fnmatch.fnmatch(c.category, pattern)
+        c
+        for c in cases
+        if any(fnmatch.fnmatch(c.id, g) or fnmatch.fnmatch(c.category, g) for g in globs)
     ]

@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cases",
         default="*",
         metavar="PATTERN",
-        help="Glob over case ids or categories, e.g. 'delete' or 'create-*'.",
+        help="Globs (comma-separated) over case ids or categories, e.g. 'delete,create-*'.",
     )
     parser.add_argument("--repeat", type=int, default=1, help="Run every case this many times.")
     parser.add_argument("--turn-timeout", type=float, default=180.0, help="Seconds per turn.")

@@ -169,5 +169,8 @@ def test_the_case_set_covers_every_category_with_enough_cases():
     }  # fmt: skip
     guessable = [c for c in cases if c.seeds and c.seeds[0].key == "rent"]
     assert len(guessable) > 40  # TASK-0001 is an unrelated "Pay rent" in most cases
+    picked = load_cases("create-milk, delete")
+    assert "create-milk" in [c.id for c in picked]
+    assert {c.category for c in picked} == {"create", "delete"} and len(picked) == 8
     with pytest.raises(ValueError, match="unknown seeds"):
         case({"completed": ["nope"]})
