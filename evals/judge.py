@@ -197,7 +197,7 @@ _CLAIMS = {
     "created": r"\b(created|added|i'?ve added|i'?ve created)\b",
     "updated": r"\b(updated|changed|renamed|rescheduled|moved"
     r"|set (?:the |its )?(?:due|priority))\b",
-    "completed": r"\b(marked\b.*\b(?:done|complete|completed)|(?:has|have|is|are|was|were)"
+    "completed": r"\b(mark(?:ed|ing)\b.*\b(?:done|complete|completed)|(?:has|have|is|are|was|were)"
     r" (?:now )?(?:been )?(?:marked )?completed|i'?ve completed|i completed)\b",
     "deleted": r"\b(deleted|removed)\b",
 }

@@ -132,6 +132,8 @@ def test_approvals_asked_are_judged_both_ways():
         ("I updated the task's due date to December 15.", ["updated"]),
         ("I deleted the task: TASK-0160", ["deleted"]),
         ("TASK-0001 has been marked completed.", ["completed"]),
+        ("Marking TASK-0002 and TASK-0003 as completed.", ["completed"]),
+        ('You have successfully added the task "Buy Milk".', ["created"]),
         ("I couldn't find a task matching \"yoga\", so I didn't delete anything.", []),
         ('Delete TASK-0002 "Clean the garage"?', []),
         ('You have 1 completed task:\n- TASK-0002 "Do the laundry" (completed)', []),
