@@ -68,7 +68,7 @@ def table(results: list[CaseResult], title: str) -> str:
         "| measure | value |",
         "|---|---:|",
         f"| silent wrong writes | {s['silent_wrong_writes']} |",
-        f"| false claims (keyword heuristic) | {s['false_claims']} |",
+        f"| false claims (answers claiming a change not made; heuristic) | {s['false_claims']} |",
         f"| tool-call errors (denied or failed calls, audit) | {s['tool_call_errors']} |",
         f"| fallbacks (answers not from the configured tier) | {s['fallbacks']} |",
         f"| turn latency median / p95 | {s['latency_median_s']:.2f} s"

@@ -159,7 +159,7 @@ async def run_case(target: Target, case: Case, model: ModelChoice) -> CaseResult
         result.problems.append(result.error)
     result.passed = not result.problems
     result.silent_wrong_writes = verdict.silent_wrong_writes
-    result.false_claims = sum(len(t.false_claims) for t in result.turns)
+    result.false_claims = sum(bool(t.false_claims) for t in result.turns)  # answers, not kinds
     result.tool_errors = sum(
         row["kind"] == "denied" or (row["kind"] == "tool" and not row["success"]) for row in audit
     )
