@@ -51,6 +51,16 @@ bench: install ## Benchmarks (≈12 min) → docs/BENCHMARKS.md; `uv run python 
 faults: install ## Fault injection (≈15–20 min) → docs/RELIABILITY.md; `uv run python -m faults --quick` for the short set
 	$(UV) run --frozen python -m faults
 
+# The eval: offline it runs the app in process (about a minute); with a model, a fresh server
+# subprocess per case, started while the previous case runs.
+MODEL_BASE_URL ?=
+OLLAMA_URL ?=
+MODEL ?=
+EVAL_ARGS ?=
+.PHONY: eval
+eval: install ## Outcome eval judged from the database; on a model: MODEL_BASE_URL=… (or OLLAMA_URL=…) MODEL=…
+	$(UV) run --frozen python -m evals $(if $(MODEL_BASE_URL),--model-base-url $(MODEL_BASE_URL),$(if $(OLLAMA_URL),--ollama $(OLLAMA_URL),--in-process)) $(if $(MODEL),--model $(MODEL)) $(EVAL_ARGS)
+
 .PHONY: help
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
