@@ -246,3 +246,49 @@ def test_the_honest_answer_says_what_did_and_did_not_happen():
         "I only updated TASK-0002. I didn't delete anything else: no tool call did what the"
         " answer claimed."
     )
+
+
+# What a user says to the offline engine in one thread, and the approval answers it needs.
+OFFLINE_THREAD: list[tuple[str, bool | None]] = [
+    ("Create a high-priority task for the quarterly review due next Friday", None),
+    ("add buy milk to my list #home", None),
+    ("remind me to call mom tomorrow", None),
+    ("rename TASK-0002 to Buy oat milk", None),
+    ("set TASK-0001 to urgent", None),
+    ("move TASK-0003 to next Monday", None),
+    ("start TASK-0003", None),
+    ("mark TASK-0002 done", None),
+    ("list my tasks", None),
+    ("what's overdue?", None),
+    ("completed tasks", None),
+    ("give me a summary", None),
+    ("show TASK-0001", None),
+    ("delete TASK-0003", True),
+    ("delete TASK-0001", False),
+]
+
+
+async def test_the_offline_engine_is_never_withdrawn_in_a_real_thread(open_runner):
+    from graph.context import Context
+
+    me = Context(user_id="alice", role="write")
+    runner = await open_runner()
+    thread = None
+    for message, approve in OFFLINE_THREAD:
+        result = await runner.run_turn(context=me, message=message, thread_id=thread)
+        thread = result.thread_id
+        if approve is not None:
+            assert result.interrupt is not None, message
+            result = await runner.run_turn(
+                context=me, thread_id=thread, resume={"approved": approve}
+            )
+        assert result.model_used == "offline-engine"
+        assert not result.message.startswith(("I didn't change anything", "I only ")), (
+            message,
+            result.message,
+        )
+    assert await runner.services.tasks.get("alice", "TASK-0003") is None
+    done = await runner.services.tasks.get("alice", "TASK-0002")
+    assert done is not None and done["status"] == "completed"
+    first = await runner.services.tasks.get("alice", "TASK-0001")
+    assert first is not None and first["priority"] == "urgent"
