@@ -9,6 +9,7 @@ from graph.context import Context
 from graph.settings import Settings, get_settings
 from graph.state import InputState, State
 from models.resilience import is_transient
+from nodes.answer_check import after_answer_check, answer_check
 from nodes.fallback import fallback
 from nodes.guard_input import after_guard_input, guard_input
 from nodes.guard_tools import after_guard_tools, guard_tools
@@ -37,6 +38,7 @@ def build_graph(settings: Settings | None = None) -> StateGraph[State, Context, 
     )
     builder.add_node(guard_tools)
     builder.add_node(tool_execute)
+    builder.add_node(answer_check)
 
     builder.add_edge(START, "guard_input")
     builder.add_conditional_edges(
@@ -44,7 +46,10 @@ def build_graph(settings: Settings | None = None) -> StateGraph[State, Context, 
     )
     builder.add_conditional_edges("router", after_router, {"agent": "model_call", "direct": END})
     builder.add_conditional_edges(
-        "model_call", after_model_call, {"tools": "guard_tools", "done": END}
+        "model_call", after_model_call, {"tools": "guard_tools", "done": "answer_check"}
+    )
+    builder.add_conditional_edges(
+        "answer_check", after_answer_check, {"retry": "model_call", "done": END}
     )
     builder.add_conditional_edges(
         "guard_tools",

@@ -45,3 +45,8 @@ class State(InputState, total=False):
     halted: bool
     history_floor: str
     usage: dict[str, Any]
+    # The claim check: a note for the next model call, and how many answers it withdrew.
+    correction: str
+    corrections: int
+    # Why earlier tiers failed this turn, in plain words ("ollama:tiny (timed out)").
+    fallback_reasons: list[str]

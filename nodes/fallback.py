@@ -13,6 +13,7 @@ from langgraph.types import Command
 from graph import metrics
 from graph.services import get_services
 from graph.state import State
+from models.failure_words import plain_reason
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,18 @@ async def fallback(state: State, error: NodeError) -> Command[Any]:
     reason = f"{label}: {type(error.error).__name__}: {detail}"
     log.warning("model tier failed", extra={"tier": label, "reason": reason})
     failures = [*state.get("failures", []), reason]
+    said = [*state.get("fallback_reasons", []), f"{label} — {plain_reason(error.error)}"]
     name = tiers[current].name if current < len(tiers) else "unknown"
     if current + 1 < len(tiers):
         metrics.FALLBACKS.labels(name, tiers[current + 1].name).inc()
         return Command(
             goto="model_call",
-            update={"tier": current + 1, "fallback_used": True, "failures": failures},
+            update={
+                "tier": current + 1,
+                "fallback_used": True,
+                "failures": failures,
+                "fallback_reasons": said,
+            },
         )
     metrics.FALLBACKS.labels(name, "none").inc()
     answer = AIMessage(
@@ -51,6 +58,7 @@ async def fallback(state: State, error: NodeError) -> Command[Any]:
         update={
             "messages": [answer],
             "failures": failures,
+            "fallback_reasons": said,
             "fallback_used": True,
             "model_used": "none",
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import date
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from graph.window import (
     tools_tokens,
     window,
 )
+from models.failure_words import fallback_notice
 from models.output_limit import ModelOutputTooLarge, OutputLimit, reply_chars
 from models.providers import Tier
 from models.resilience import (
@@ -97,6 +99,9 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if not tier.breaker.allow():
         metrics.MODEL_CALLS.labels(tier.name, "refused").inc()
         raise CircuitOpenError(tier.name, tier.breaker.seconds_until_half_open())
+    if state.get("correction"):
+        # After the latest messages, where a small model still reads it.
+        prompt.append(SystemMessage(content=state["correction"]))
     model = tier.model.bind_tools(definitions)
     started = time.monotonic()
     limit = OutputLimit(settings.max_model_output_chars)
@@ -158,16 +163,25 @@ async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         runtime.stream_writer({"type": "budget_warning", "message": warning})
         await _audit_budget(services, context, thread_id, warning, refused=False)
     fallback_used = bool(state.get("fallback_used"))
+    notice = ""
+    if fallback_used and not message.tool_calls:
+        notice = fallback_notice(state.get("fallback_reasons", []), tier.label)
+        message = message.model_copy(update={"content": f"{notice}\n\n{message.text}"})
     message.response_metadata = {
         **message.response_metadata,
         "model_used": tier.label,
         "fallback_used": fallback_used,
+        **({"fallback_notice": notice} if notice else {}),
     }
+    if not message.id:
+        # The answer check withdraws an answer by its id.
+        message.id = f"answer-{uuid.uuid4()}"
     return {
         "messages": [message],
         "model_calls": state.get("model_calls", 0) + 1,
         "model_used": tier.label,
         "usage": {**now.as_dict(limits), "last_call": usage, "warning": warning},
+        "correction": "",
     }
 
 

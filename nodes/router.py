@@ -50,6 +50,9 @@ async def router(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "pending_calls": [],
         "halted": False,
         "usage": {},
+        "correction": "",
+        "corrections": 0,
+        "fallback_reasons": [],
     }
     kept: Any = None
     if len(messages) > 2 * limit:

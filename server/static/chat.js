@@ -193,9 +193,9 @@ function apply(kind, data) {
       showError(data.message || "The run failed.");
       break;
     case "done":
-      if (!turn().text.textContent && data.message && !data.interrupt) {
-        turn().text.textContent = data.message;
-      }
+      // The delivered answer wins over the streamed tokens: a streamed answer can be withdrawn
+      // (it claimed a change that never happened) or get a fallback notice in front.
+      if (data.message && !data.interrupt) turn().text.textContent = data.message;
       showBadge(data);
       break;
   }

@@ -349,3 +349,28 @@ def test_a_server_with_keys_asks_for_one_and_remembers_it(browser: Browser, tmp_
     finally:
         context.close()
         server.stop()
+
+
+def test_a_withdrawn_claim_is_replaced_by_the_delivered_answer(
+    open_page: Callable[[str], Watched], tmp_path: Path
+) -> None:
+    from tests.fakes.llm_servers import FakeOpenAIServer, text
+
+    with FakeOpenAIServer() as fake:
+        fake.script(text("I deleted the task: TASK-0160."), text("TASK-0160 has been deleted."))
+        live = LiveServer(tmp_path / "data", env={"OPENAI_BASE_URL": fake.base_url})
+        try:
+            page = open_page(live.url).page
+            chat = ChatPage(page)
+            page.goto("/")
+            chat.send("Delete it")
+            chat.wait_finished()
+            honest = "I didn't change anything: no tool was called to do it in this turn."
+            expect(chat.answer_text()).to_have_text(honest)
+            expect(page.locator(".msg.assistant")).not_to_contain_text("I deleted the task")
+            # A reload renders the stored thread: the withdrawn answer is not in it either.
+            page.reload()
+            expect(chat.answer_text()).to_have_text(honest)
+            expect(page.locator(".msg.assistant")).not_to_contain_text("has been deleted")
+        finally:
+            live.stop()

@@ -61,7 +61,10 @@ async def test_ollama_500s_fall_back_to_openai_which_calls_a_tool(tmp_path, peer
     try:
         result = await runner.run_turn(context=ME, message="add pay rent, high priority")
         assert result.model_used == "openai:small" and result.fallback_used is True
-        assert result.message == "Created TASK-0001."
+        assert result.message == (
+            "(The configured model ollama:tiny didn't answer — had a server error (HTTP 500) —"
+            " so openai:small answered.)\n\nCreated TASK-0001."
+        )
         assert "ollama:tiny" in result.failures[0]
         assert len(ollama.chat_requests) == 2  # retried once (max attempts 2), then fell back
         task = await runner.services.tasks.get("alice", "TASK-0001")
@@ -103,7 +106,9 @@ async def test_client_error_is_not_retried_and_falls_through(tmp_path, peers):
     runner = await open_chain(tmp_path, ollama.url, openai.base_url)
     try:
         result = await runner.run_turn(context=ME, message="status report please")
-        assert result.message == "hello from openai"
+        assert result.message.endswith(
+            "— refused the request (HTTP 400) — so openai:small answered.)\n\nhello from openai"
+        )
         assert len(ollama.chat_requests) == 1
     finally:
         await runner.close()
@@ -173,7 +178,10 @@ async def test_a_retry_after_beyond_the_limit_moves_to_the_next_tier_at_once(tmp
     try:
         started = time.monotonic()
         result = await runner.run_turn(context=ME, message="anything new?")
-        assert result.message == "openai answers instead" and result.fallback_used is True
+        assert result.message.endswith(
+            "— rate-limited — so openai:small answered.)\n\nopenai answers instead"
+        )
+        assert result.fallback_used is True
         assert len(ollama.chat_requests) == 1
         assert "asked to retry after 120 s" in result.failures[0]
         assert time.monotonic() - started < 5

@@ -183,12 +183,16 @@ async def test_circuit_breaker_opens(open_runner):
     breaker = runner.services.tiers[0].breaker
 
     first = await runner.run_turn(context=WRITER, message="first question")
-    assert first.message == "backup one" and first.fallback_used
+    assert first.message.endswith("— unreachable — so offline:scripted answered.)\n\nbackup one")
+    assert first.fallback_used
     assert "ConnectError" in first.failures[0]
     assert breaker.state == "open" and len(dead.calls) == 3
 
     second = await runner.run_turn(context=WRITER, message="second question")
-    assert second.message == "backup two" and second.model_used == "offline:scripted"
+    assert second.message.endswith(
+        "— circuit open after repeated failures — so offline:scripted answered.)\n\nbackup two"
+    )
+    assert second.model_used == "offline:scripted"
     assert "CircuitOpenError" in second.failures[0]
     assert len(dead.calls) == 3  # the open breaker kept the turn away from the dead tier
 

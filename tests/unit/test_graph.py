@@ -49,7 +49,11 @@ async def test_a_failing_tier_falls_back_to_the_next_and_says_so(open_runner):
     offline = ScriptedChatModel(script=["I am the backup."])
     runner = await open_runner(("ollama", broken), ("offline", offline))
     result = await runner.run_turn(context=ME, message="what is on my list?")
-    assert result.message == "I am the backup."
+    # Issue 11 item 6: the answer says in words that a fallback happened, and why.
+    assert result.message == (
+        "(The configured model ollama:scripted didn't answer — unreachable — so"
+        " offline:scripted answered.)\n\nI am the backup."
+    )
     assert result.model_used == "offline:scripted"
     assert result.fallback_used is True
     assert len(result.failures) == 1 and "ConnectError" in result.failures[0]
@@ -61,7 +65,8 @@ async def test_client_errors_are_not_retried(open_runner):
     offline = ScriptedChatModel(script=["backup"])
     runner = await open_runner(("openai", broken), ("offline", offline))
     result = await runner.run_turn(context=ME, message="hello there agent")
-    assert result.message == "backup"
+    assert result.message.endswith("\n\nbackup")
+    assert "didn't answer — refused the request (HTTP 400) —" in result.message
     assert len(broken.calls) == 1
 
 
@@ -80,7 +85,8 @@ async def test_breaker_opens_and_skips_a_dead_tier(open_runner):
     await runner.run_turn(context=ME, message="first question")
     assert runner.services.tiers[0].breaker.state == "open"
     second = await runner.run_turn(context=ME, message="second question")
-    assert second.message == "two" and second.fallback_used
+    assert second.message.endswith("\n\ntwo") and second.fallback_used
+    assert "— circuit open after repeated failures —" in second.message
     assert len(dead.calls) == 3  # the open breaker kept the second turn away from it
 
 
@@ -224,7 +230,9 @@ async def test_a_hanging_tier_times_out_and_the_next_answers(open_runner):
         ("ollama", hanging), ("offline", backup), model_timeout_s=0.2, model_max_attempts=2
     )
     result = await runner.run_turn(context=ME, message="anything due?")
-    assert result.message == "answered by the backup"
+    assert result.message.endswith(
+        "— timed out — so offline:scripted answered.)\n\nanswered by the backup"
+    )
     assert result.fallback_used and "NodeTimeoutError" in result.failures[0]
     assert len(hanging.calls) == 2  # the timeout is transient: retried once, then fallback
     assert runner.services.tiers[0].breaker.consecutive_failures == 2
