@@ -119,7 +119,9 @@ def _ids_in(message: BaseMessage) -> list[str]:
         # Only the calls count: reply text may quote example ids ("say delete TASK-0002").
         return list(
             dict.fromkeys(
-                str(c["args"]["task_id"]) for c in message.tool_calls if "task_id" in c["args"]
+                str(c["args"].get("task", c["args"].get("task_id")))
+                for c in message.tool_calls
+                if "task" in c["args"] or "task_id" in c["args"]
             )
         )
     return []
