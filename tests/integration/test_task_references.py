@@ -222,6 +222,10 @@ def test_list_tasks_filters_by_tag_and_pages_compactly(
         create(gus, "Office chore", tags=["work"])
         model.teach("what is tagged home?", [("list_tasks", {"tag": "#Home", "limit": 2})])
         answer = chat(gus, {"message": "what is tagged home?"})
+        page = gus.get("/tasks", params={"tag": "home", "limit": 2})
+    assert page.status_code == 200 and page.json()["total"] == 3 and page.json()["count"] == 2
+    assert page.json()["more"] == "1 more; narrow the filters or raise limit"
+    assert all("created_at" in t for t in page.json()["tasks"])  # people get whole tasks
     listed = only_result(answer, "list_tasks")
     assert listed["count"] == 2 and listed["total"] == 3
     assert listed["more"] == "1 more; narrow the filters or raise limit"
