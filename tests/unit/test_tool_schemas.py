@@ -43,7 +43,7 @@ def test_each_definition_is_the_arguments_the_guard_accepts(name: str) -> None:
 
 
 def test_dates_are_described_the_same_way_as_in_the_prompt() -> None:
-    _, prompt = offered()
+    prompt = " ".join(offered()[1].split())
     assert "the user's own words ('next Friday', 'December 15') or YYYY-MM-DD" in prompt
     assert "or YYYY-MM-DD; do not compute dates" in prompt
     for name in ("create_task", "update_task"):
