@@ -65,7 +65,7 @@ from models.replies import (
     text_reply,
     undo_lost_reply,
 )
-from tools.schemas import MUTATING_TOOLS, TOOL_ARGS
+from tools.schemas import MUTATING_TOOLS, TOOL_ARGS, UpdateTaskArgs
 
 __all__ = ["OfflineChatModel", "Reply", "plan_reply"]
 
@@ -287,8 +287,10 @@ def _reversal(change: ToolOutcome) -> tuple[str, dict[str, Any]] | None:
     if change.name in {"update_task", "complete_task"} and task_id:
         if not isinstance(previous, dict) or not previous:
             previous = {"status": "pending"} if change.name == "complete_task" else {}
-        # An empty due date clears it; None would mean "leave as it is".
-        values = {k: ("" if v is None else v) for k, v in sorted(previous.items())}
+        # An empty due date clears it; None would mean "leave as it is". Bookkeeping such as
+        # completed_at follows the status and is not an argument update_task takes.
+        fields = UpdateTaskArgs.model_fields.keys() - {"task"}
+        values = {k: ("" if v is None else v) for k, v in sorted(previous.items()) if k in fields}
         return ("update_task", {"task_id": task_id} | values) if values else None
     return None
 

@@ -24,6 +24,15 @@ from tools.approval import (
 )
 from tools.audit import AuditRecord
 from tools.authorization import argument_problem, may_call, task_scope
+from tools.references import (
+    as_task_id,
+    current_request,
+    ids_in,
+    names_title,
+    resolve_for,
+    seen_ids,
+    unseen_id_problem,
+)
 from tools.schemas import DESTRUCTIVE_TOOLS, TOOL_ARGS, call_signature
 from tools.store import call_key
 
@@ -31,9 +40,9 @@ INVALID_ARGUMENTS = "__invalid_arguments__"
 REPEATED_CALL = "was already called with exactly these arguments in this turn"
 
 
-def _denied(call: ToolCall, reason: str) -> ToolMessage:
+def _denied(call: ToolCall, reason: str, **details: Any) -> ToolMessage:
     return ToolMessage(
-        content=json.dumps({"ok": False, "error": reason}),
+        content=json.dumps({"ok": False, "error": reason, **details}),
         tool_call_id=call["id"] or "",
         name=call["name"],
         status="error",
@@ -159,11 +168,11 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
             ):
                 return bool(answer["approved"])
 
-    async def refuse(position: int, call: ToolCall, reason: str, why: str) -> None:
+    async def refuse(position: int, call: ToolCall, reason: str, why: str, **details: Any) -> None:
         await audit("denied", position, call, False, reason)
         tool = call["name"] if call["name"] in TOOL_ARGS else "unknown"  # model-written
         refused.append((tool, why))
-        denied_messages.append(_denied(call, reason))
+        denied_messages.append(_denied(call, reason, **details))
 
     cap = services.settings.max_tool_calls_per_message
     excess = last.tool_calls[cap:]
@@ -189,14 +198,39 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
             )
             continue
         approval: dict[str, Any] | None = None
+        scope = task_scope(context.role, context.user_id)
+        if "task" in args:
+            # Resolved before any approval, so the user is asked about, and a yes binds, the
+            # very task the call then changes.
+            resolution = await resolve_for(
+                services.tasks, scope, context.user_id, str(args["task"]), call["name"]
+            )
+            if resolution.task_id is None:
+                await refuse(
+                    position, call, resolution.problem, "denied", candidates=resolution.candidates
+                )
+                continue
+            args = {**args, "task": resolution.task_id}
+            if call_signature(call["name"], args) in seen:
+                await refuse(
+                    position,
+                    call,
+                    f"{call['name']} {REPEATED_CALL}; use the earlier result instead of"
+                    " repeating the call.",
+                    "identical_call",
+                )
+                continue
         if call["name"] in CHANGING_TOOLS:
-            scope = task_scope(context.role, context.user_id)
-            found = await services.tasks.owned(scope, str(args["task_id"]))
+            found = await services.tasks.owned(scope, str(args["task"]))
             if found is None and call["name"] in DESTRUCTIVE_TOOLS:
                 # Nothing to show the user, so nothing they could approve: a task created by
                 # another call of this message is deleted by a later call, once it exists.
-                task_id = str(args["task_id"]).upper()
-                await refuse(position, call, _not_there(task_id), "denied")
+                await refuse(position, call, _not_there(str(args["task"])), "denied")
+                continue
+            if found is not None and _guessed(call, *found, context.user_id, state):
+                await refuse(
+                    position, call, unseen_id_problem(found[0]["id"], found[0]["title"]), "denied"
+                )
                 continue
             if found is not None and needs_approval(call["name"], context.user_id, found[1]):
                 task, owner = found
@@ -221,6 +255,24 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         )
     metrics.tool_refusals(refused)
     return {"messages": denied_messages, "pending_calls": approved, "proposed_calls": proposed}
+
+
+def _guessed(call: ToolCall, task: dict[str, Any], owner: str, actor: str, state: State) -> bool:
+    """Return whether an unasked change names by bare id a task nobody brought up.
+
+    Small models guess ids ("TASK-0001" for "the insurance task"). An id the user said or a
+    tool result showed is trusted, so is one whose title the user's request names; a change
+    the user approves shows them the task, so it is left to their answer.
+    """
+    if needs_approval(call["name"], actor, owner):
+        return False
+    reference = str(call["args"].get("task", call["args"].get("task_id", "")))
+    if as_task_id(reference) is None and not ids_in(reference):
+        return False
+    messages = state["messages"]
+    return task["id"] not in seen_ids(messages) and not names_title(
+        str(task["title"]), current_request(messages)
+    )
 
 
 def _rejected(tool: str, task_id: str) -> str:

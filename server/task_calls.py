@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from graph.context import Context
 from tools.audit import AuditRecord
 from tools.authorization import argument_problem, may_call, task_scope
+from tools.references import as_task_id
 from tools.schemas import TOOL_ARGS
 from tools.store import TaskStore
 from tools.tasks import Call, run_tool
@@ -83,8 +84,9 @@ async def call_task_tool(
     )
     if not result.get("ok"):
         error = str(result.get("error", f"{name} failed."))
-        task_id = arguments.get("task_id")
-        if isinstance(task_id, str) and await store.get(scope, task_id) is None:
-            raise TaskCallError(404, f"Task {task_id.upper()} not found.")
+        named = getattr(args, "task", None)
+        task_id = as_task_id(named) if isinstance(named, str) else None
+        if task_id is not None and await store.get(scope, task_id) is None:
+            raise TaskCallError(404, f"Task {task_id} not found.")
         raise TaskCallError(422, error)
     return result

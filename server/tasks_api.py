@@ -46,6 +46,8 @@ class TaskList(BaseModel):
     """The tasks matching a query, soonest due first."""
 
     count: int
+    total: int = Field(description="How many tasks match in all; a page holds up to `limit`.")
+    more: str | None = Field(default=None, description="Set when more tasks match than shown.")
     tasks: list[Task]
 
 

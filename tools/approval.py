@@ -56,7 +56,7 @@ def _changes(args: dict[str, Any]) -> str:
     parts = [
         f"{name} → {quoted(str(value))}"
         for name, value in sorted(args.items())
-        if name != "task_id" and value is not None
+        if name not in ("task", "task_id") and value is not None
     ]
     return ", ".join(parts)
 

@@ -6,7 +6,7 @@ import json
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from tools.text import check_plain_text
 
@@ -50,93 +50,84 @@ class _Args(BaseModel):
         return value
 
 
+DUE_WORDS = "User's words ('next Friday', 'December 15') or YYYY-MM-DD; don't compute"
+TASK_REF = "Id (from results/user) or title words"
+
+
 class CreateTaskArgs(_Args):
-    """Create a new task for the current user."""
+    """Create a task."""
 
     title: str = Field(
-        min_length=1, max_length=MAX_TITLE_CHARS, description="Short title of the task."
+        min_length=1,
+        max_length=MAX_TITLE_CHARS,
     )
     description: str = Field(
-        default="", max_length=MAX_DESCRIPTION_CHARS, description="Optional longer notes."
+        default="",
+        max_length=MAX_DESCRIPTION_CHARS,
     )
-    priority: Priority = Field(default="normal", description="low, normal, high or urgent.")
-    due_date: str | None = Field(
-        default=None,
-        max_length=MAX_DATE_CHARS,
-        description="Due date as YYYY-MM-DD (natural phrases like 'tomorrow' are accepted).",
-    )
-    tags: list[Tag] = Field(
-        default_factory=list, max_length=MAX_TAGS, description="Free-form labels."
-    )
+    priority: Priority = Field(default="normal")
+    due_date: str | None = Field(default=None, max_length=MAX_DATE_CHARS, description=DUE_WORDS)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
 
 
 class ListTasksArgs(_Args):
-    """List the current user's tasks, optionally filtered."""
+    """List tasks, filtered."""
 
-    status: Status | None = Field(default=None, description="Only tasks with this status.")
-    priority: Priority | None = Field(default=None, description="Only tasks with this priority.")
-    due_before: str | None = Field(
-        default=None, max_length=MAX_DATE_CHARS, description="Due on or before this date."
-    )
-    due_after: str | None = Field(
-        default=None, max_length=MAX_DATE_CHARS, description="Due on or after this date."
-    )
-    overdue: bool = Field(default=False, description="Only open tasks whose due date has passed.")
-    tag: str | None = Field(default=None, max_length=MAX_TAG_CHARS, description="Only this tag.")
+    status: Status | None = None
+    priority: Priority | None = None
+    tag: str | None = Field(default=None, max_length=MAX_TAG_CHARS)
+    # Dates here are read like due_date (the prompt says so once for all of them).
+    due_before: str | None = Field(default=None, max_length=MAX_DATE_CHARS)
+    due_after: str | None = Field(default=None, max_length=MAX_DATE_CHARS)
+    overdue: bool = False
     text: SearchText = Field(
-        default=None,
-        max_length=MAX_TEXT_CHARS,
-        description="Words that must appear in title/notes (up to 20).",
+        default=None, max_length=MAX_TEXT_CHARS, description="Words in title/notes"
     )
-    limit: int = Field(default=50, ge=1, le=200, description="Maximum number of tasks returned.")
-    owner: str | None = Field(
-        default=None,
-        max_length=200,
-        description="Admins only: list this user's tasks, or '*' for everyone's.",
-    )
+    limit: int = Field(default=20, ge=1, le=200)
+    owner: str | None = Field(default=None, max_length=200, description="Admins: user or '*'")
 
 
-class TaskIdArgs(_Args):
-    """Identify one task by its id."""
+class TaskRefArgs(_Args):
+    """Name one task: by id where one is known, else by words from its title."""
 
-    task_id: str = Field(
-        description="Task id such as TASK-0003.", pattern=r"^[Tt][Aa][Ss][Kk]-\d{1,9}$"
+    # `task_id` is what callers and the offline engine sent before references existed.
+    task: str = Field(
+        min_length=1,
+        max_length=MAX_TITLE_CHARS,
+        validation_alias=AliasChoices("task", "task_id"),
+        description=TASK_REF,
     )
 
 
-class GetTaskArgs(TaskIdArgs):
+class GetTaskArgs(TaskRefArgs):
     """Show one task in full."""
 
 
-class UpdateTaskArgs(TaskIdArgs):
-    """Change fields of an existing task; omitted fields stay as they are."""
+class UpdateTaskArgs(TaskRefArgs):
+    """Change fields of a task."""
 
     title: str | None = Field(
-        default=None, min_length=1, max_length=MAX_TITLE_CHARS, description="New title."
+        default=None,
+        min_length=1,
+        max_length=MAX_TITLE_CHARS,
     )
-    description: str | None = Field(
-        default=None, max_length=MAX_DESCRIPTION_CHARS, description="New notes."
-    )
-    priority: Priority | None = Field(default=None, description="New priority.")
-    status: Status | None = Field(default=None, description="New status.")
-    due_date: str | None = Field(
-        default=None, max_length=MAX_DATE_CHARS, description="New due date (YYYY-MM-DD)."
-    )
-    tags: list[Tag] | None = Field(
-        default=None, max_length=MAX_TAGS, description="Replace the tags."
-    )
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    priority: Priority | None = None
+    status: Status | None = None
+    due_date: str | None = Field(default=None, max_length=MAX_DATE_CHARS, description=DUE_WORDS)
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS, description="Replaces tags")
 
 
-class CompleteTaskArgs(TaskIdArgs):
-    """Mark a task as completed."""
+class CompleteTaskArgs(TaskRefArgs):
+    """Mark a task completed."""
 
 
-class DeleteTaskArgs(TaskIdArgs):
-    """Delete a task permanently (asks the user for approval first)."""
+class DeleteTaskArgs(TaskRefArgs):
+    """Delete a task (user approves)."""
 
 
 class TaskSummaryArgs(_Args):
-    """Counts by status and priority, overdue tasks and tasks due this week."""
+    """Counts, overdue, due this week."""
 
 
 TOOL_ARGS: dict[str, type[_Args]] = {
@@ -159,18 +150,44 @@ def call_signature(name: str, args: dict[str, Any]) -> str:
     return name + json.dumps(args, sort_keys=True, default=str)
 
 
+_DROPPED = frozenset(
+    {"title", "default", "maxLength", "minLength", "maxItems", "maximum", "minimum"}
+)
+
+
+def _compact(spec: dict[str, Any]) -> dict[str, Any]:
+    """Return one field's schema without what a model does not need to call the tool right.
+
+    Pydantic titles repeat the field names, a `null` alternative and `default: null` say only
+    that the field may be left out (it is then not `required`), an enum's values say its type,
+    and limits are checked by the guard, which tells the model when one is exceeded.
+    Enums are short, so they stay inline rather than in `$defs`.
+    """
+    options = [o for o in spec.get("anyOf", []) if o != {"type": "null"}]
+    if len(options) == 1:
+        spec = {**options[0], **{k: v for k, v in spec.items() if k != "anyOf"}}
+    compact = {k: v for k, v in spec.items() if k not in _DROPPED}
+    if "enum" in compact:
+        compact.pop("type", None)
+    if isinstance(compact.get("items"), dict):
+        compact["items"] = _compact(compact["items"])
+    return compact
+
+
 @cache
 def tool_definition(name: str) -> dict[str, Any]:
-    """Return the OpenAI-style function definition the model is offered for `name`."""
+    """Return the compact OpenAI-style function definition the model is offered for `name`."""
     model = TOOL_ARGS[name]
     schema = model.model_json_schema()
-    schema.pop("title", None)
-    schema.pop("description", None)
+    properties = {field: _compact(spec) for field, spec in schema.get("properties", {}).items()}
+    parameters: dict[str, Any] = {"type": "object", "properties": properties}
+    if schema.get("required"):
+        parameters["required"] = schema["required"]
     return {
         "type": "function",
         "function": {
             "name": name,
             "description": (model.__doc__ or name).strip(),
-            "parameters": schema,
+            "parameters": parameters,
         },
     }

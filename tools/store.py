@@ -140,7 +140,18 @@ async def _migrate_to_1(conn: aiosqlite.Connection) -> None:
 
 
 class ToolError(Exception):
-    """A problem the model should be told about in plain words (unknown id, bad date...)."""
+    """A problem the model should be told about in plain words (unknown id, bad date...).
+
+    `details` go into the result next to the error (the candidates for an unclear task).
+    """
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+    def result(self) -> dict[str, Any]:
+        """Return the tool result that reports this problem."""
+        return {**self.details, "ok": False, "error": str(self)}
 
 
 def _task(row: aiosqlite.Row | tuple[Any, ...]) -> dict[str, Any]:
@@ -245,7 +256,7 @@ class TaskStore:
                 try:
                     result = await mutation(self._conn)
                 except ToolError as exc:
-                    result = {"ok": False, "error": str(exc)}
+                    result = exc.result()
                 await self._conn.execute(
                     "INSERT INTO tool_results (call_key, call_id, thread_id, owner, tool,"
                     " arguments, result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -338,50 +349,41 @@ class TaskStore:
         *,
         status: str | None = None,
         priority: str | None = None,
+        tag: str | None = None,
         due_before: date | None = None,
         due_after: date | None = None,
         overdue_on: date | None = None,
         text: str | None = None,
-        tag: str | None = None,
         limit: int = 50,
     ) -> list[dict[str, Any]]:
         """Return `owner`'s tasks (everyone's when None) matching every filter, soonest first."""
-        where: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        if owner is not None:
-            where.append("owner = ?")
-            params.append(owner)
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        if priority:
-            where.append("priority = ?")
-            params.append(priority)
-        if due_before:
-            where.append("due_date IS NOT NULL AND due_date <= ?")
-            params.append(due_before.isoformat())
-        if due_after:
-            where.append("due_date IS NOT NULL AND due_date >= ?")
-            params.append(due_after.isoformat())
-        if overdue_on:
-            where.append("status != 'completed' AND due_date IS NOT NULL AND due_date < ?")
-            params.append(overdue_on.isoformat())
-        if tag:
-            where.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE lower(value) = ?)")
-            params.append(tag.strip().lstrip("#").lower())
-        words = (text or "").split()
-        if len(words) > MAX_TEXT_WORDS:
-            # One LIKE pair per word: thousands would overflow SQLite's expression limits.
-            raise ToolError(f"text has {len(words)} words; the limit is {MAX_TEXT_WORDS}.")
-        for word in words:
-            where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')")
-            pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            params += [pattern, pattern]
+        condition, params = _filters(
+            owner, status, priority, tag, due_before, due_after, overdue_on, text
+        )
         sql = (
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)}"
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE {condition}"
             " ORDER BY due_date IS NULL, due_date, seq LIMIT ?"
         )
         return [_task(row) for row in await fetch_all(self._conn, sql, (*params, limit))]
+
+    async def count_matching(
+        self,
+        owner: str | None,
+        *,
+        status: str | None = None,
+        priority: str | None = None,
+        tag: str | None = None,
+        due_before: date | None = None,
+        due_after: date | None = None,
+        overdue_on: date | None = None,
+        text: str | None = None,
+    ) -> int:
+        """Return how many tasks `find` would return with no limit."""
+        condition, params = _filters(
+            owner, status, priority, tag, due_before, due_after, overdue_on, text
+        )
+        row = await fetch_one(self._conn, f"SELECT COUNT(*) FROM tasks WHERE {condition}", params)
+        return int(row[0]) if row else 0
 
     async def summary(self, owner: str, today: date) -> dict[str, Any]:
         """Return counts by status and priority, overdue tasks and tasks due this week."""
@@ -448,6 +450,51 @@ class TaskStore:
 
 _STATUSES = ("pending", "in_progress", "completed")
 _PRIORITIES = ("low", "normal", "high", "urgent")
+
+
+def _filters(
+    owner: str | None,
+    status: str | None,
+    priority: str | None,
+    tag: str | None,
+    due_before: date | None,
+    due_after: date | None,
+    overdue_on: date | None,
+    text: str | None,
+) -> tuple[str, list[Any]]:
+    """Return the WHERE condition and its parameters for the task filters."""
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    if owner is not None:
+        where.append("owner = ?")
+        params.append(owner)
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if priority:
+        where.append("priority = ?")
+        params.append(priority)
+    if tag is not None and tag.strip().lstrip("#"):
+        where.append("EXISTS (SELECT 1 FROM json_each(tags) WHERE lower(value) = lower(?))")
+        params.append(tag.strip().lstrip("#"))
+    if due_before:
+        where.append("due_date IS NOT NULL AND due_date <= ?")
+        params.append(due_before.isoformat())
+    if due_after:
+        where.append("due_date IS NOT NULL AND due_date >= ?")
+        params.append(due_after.isoformat())
+    if overdue_on:
+        where.append("status != 'completed' AND due_date IS NOT NULL AND due_date < ?")
+        params.append(overdue_on.isoformat())
+    words = (text or "").split()
+    if len(words) > MAX_TEXT_WORDS:
+        # One LIKE pair per word: thousands would overflow SQLite's expression limits.
+        raise ToolError(f"text has {len(words)} words; the limit is {MAX_TEXT_WORDS}.")
+    for word in words:
+        where.append("(title LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')")
+        pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params += [pattern, pattern]
+    return " AND ".join(where), params
 
 
 async def _fetch_task(
@@ -539,7 +586,7 @@ async def update_fields(
 
 
 async def delete_row(conn: aiosqlite.Connection, owner: str | None, task_id: str) -> dict[str, Any]:
-    """Delete a task inside the caller's transaction and return what was deleted."""
+    """Delete a task inside the caller's transaction and return it whole, as it was."""
     task = await require_task(conn, owner, task_id)
     await conn.execute("DELETE FROM tasks WHERE id = ?", (task["id"],))
-    return {"id": task["id"], "title": task["title"]}
+    return task

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from tools.approval import UNTRUSTED_NOTICE, binding_problem, mark_untrusted, needs_approval
 from tools.audit import AuditRecord
 from tools.dates import parse_date
+from tools.references import resolve_for
 from tools.schemas import (
     MUTATING_TOOLS,
     CompleteTaskArgs,
@@ -38,10 +39,20 @@ from tools.store import (
 ToolResult = dict[str, Any]
 
 
+async def _task_id(
+    store: TaskStore, scope: str | None, actor: str, reference: str, tool: str
+) -> str:
+    """Return the id of the one task `reference` names, or raise ToolError with candidates."""
+    resolution = await resolve_for(store, scope, actor, reference, tool)
+    if resolution.task_id is None:
+        raise ToolError(resolution.problem, {"candidates": resolution.candidates})
+    return resolution.task_id
+
+
 async def _check_target(
     conn: aiosqlite.Connection, scope: str | None, task_id: str, actor: str, call: Call
-) -> str:
-    """Refuse a model's change that needs an approval it lacks; return the task's owner.
+) -> tuple[dict[str, Any], str]:
+    """Refuse a model's change that needs an approval it lacks; return the task and its owner.
 
     Runs inside the change's transaction, so the task checked is the task changed.
     """
@@ -51,7 +62,21 @@ async def _check_target(
         problem = binding_problem(call.tool, call.approval, task, owner)
         if problem is not None:
             raise ToolError(problem)
-    return owner
+    return task, owner
+
+
+LISTED_FIELDS = ("id", "title", "status", "priority", "due_date", "tags")
+LISTED_DESCRIPTION_CHARS = 80
+
+
+def compact(task: dict[str, Any]) -> dict[str, Any]:
+    """Return the short form of a task for lists: get_task shows the rest."""
+    short = {name: task[name] for name in LISTED_FIELDS if name in task}
+    notes = str(task.get("description") or "")
+    if notes:
+        cut = LISTED_DESCRIPTION_CHARS
+        short["description"] = notes if len(notes) <= cut else notes[: cut - 1].rstrip() + "…"
+    return short
 
 
 def _whose(task: dict[str, Any], owner: str, actor: str) -> dict[str, Any]:
@@ -90,8 +115,8 @@ async def create_task(
 async def update_task(
     store: TaskStore, args: UpdateTaskArgs, *, owner: str, scope: str | None, call: Call
 ) -> ToolResult:
-    """Change the given fields of a task."""
-    changes = args.model_dump(exclude_unset=True, exclude_none=True, exclude={"task_id"})
+    """Change the given fields of a task; the result says what they were before."""
+    changes = args.model_dump(exclude_unset=True, exclude_none=True, exclude={"task"})
     if "due_date" in changes:
         due = _due(changes["due_date"], call.today, "due_date")
         changes["due_date"] = due.isoformat() if due else None
@@ -99,9 +124,9 @@ async def update_task(
         raise ToolError("Nothing to change: give at least one field to update.")
 
     async def mutate(conn: aiosqlite.Connection) -> ToolResult:
-        whose = await _check_target(conn, scope, args.task_id, owner, call)
-        before = await require_task(conn, scope, args.task_id)
-        task = _whose(await update_fields(conn, scope, args.task_id, changes), whose, owner)
+        task_id = await _task_id(store, scope, owner, args.task, call.tool)
+        before, whose = await _check_target(conn, scope, task_id, owner, call)
+        task = _whose(await update_fields(conn, scope, task_id, changes), whose, owner)
         previous = {name: before[name] for name in sorted(changes)}
         return {"ok": True, "task": task, "changed": sorted(changes), "previous": previous}
 
@@ -111,13 +136,13 @@ async def update_task(
 async def complete_task(
     store: TaskStore, args: CompleteTaskArgs, *, owner: str, scope: str | None, call: Call
 ) -> ToolResult:
-    """Mark a task completed."""
+    """Mark a task completed; the result says what its status was before."""
 
     async def mutate(conn: aiosqlite.Connection) -> ToolResult:
-        whose = await _check_target(conn, scope, args.task_id, owner, call)
-        before = await require_task(conn, scope, args.task_id)
-        task = await update_fields(conn, scope, args.task_id, {"status": "completed"})
-        previous = {"status": before["status"]}
+        task_id = await _task_id(store, scope, owner, args.task, call.tool)
+        before, whose = await _check_target(conn, scope, task_id, owner, call)
+        task = await update_fields(conn, scope, task_id, {"status": "completed"})
+        previous = {"status": before["status"], "completed_at": before["completed_at"]}
         return {"ok": True, "task": _whose(task, whose, owner), "previous": previous}
 
     return await call.apply(store, owner, args, mutate)
@@ -129,10 +154,11 @@ async def delete_task(
     """Delete a task."""
 
     async def mutate(conn: aiosqlite.Connection) -> ToolResult:
-        whose = await _check_target(conn, scope, args.task_id, owner, call)
+        task_id = await _task_id(store, scope, owner, args.task, call.tool)
+        _, whose = await _check_target(conn, scope, task_id, owner, call)
         return {
             "ok": True,
-            "deleted": _whose(await delete_row(conn, scope, args.task_id), whose, owner),
+            "deleted": _whose(await delete_row(conn, scope, task_id), whose, owner),
         }
 
     return await call.apply(store, owner, args, mutate)
@@ -141,33 +167,47 @@ async def delete_task(
 async def get_task(
     store: TaskStore, args: GetTaskArgs, *, owner: str, scope: str | None, call: Call
 ) -> ToolResult:
-    """Return one task."""
-    task = await store.get(scope, args.task_id)
+    """Return one task, in full."""
+    task_id = await _task_id(store, scope, owner, args.task, call.tool)
+    task = await store.get(scope, task_id)
     if task is None:
-        raise ToolError(f"Task {args.task_id.upper()} not found.")
+        raise ToolError(f"Task {task_id} not found.")
     return {"ok": True, "task": task}
 
 
 async def list_tasks(
     store: TaskStore, args: ListTasksArgs, *, owner: str, scope: str | None, call: Call
 ) -> ToolResult:
-    """Return the tasks matching the filters (admins may name another owner, or '*')."""
+    """Return the tasks matching the filters (admins may name another owner, or '*').
+
+    A page holds at most `limit` tasks; `total` and `more` say how many others match.
+    """
     today = call.today
     listed: str | None = owner
     if scope is None and args.owner is not None:
         listed = None if args.owner == "*" else args.owner
-    tasks = await store.find(
-        listed,
-        status=args.status,
-        priority=args.priority,
-        due_before=_due(args.due_before, today, "due_before"),
-        due_after=_due(args.due_after, today, "due_after"),
-        overdue_on=today if args.overdue else None,
-        text=args.text,
-        tag=args.tag,
-        limit=args.limit,
-    )
-    return {"ok": True, "count": len(tasks), "tasks": tasks}
+    filters: dict[str, Any] = {
+        "status": args.status,
+        "priority": args.priority,
+        "tag": args.tag,
+        "due_before": _due(args.due_before, today, "due_before"),
+        "due_after": _due(args.due_after, today, "due_after"),
+        "overdue_on": today if args.overdue else None,
+        "text": args.text,
+    }
+    tasks = await store.find(listed, limit=args.limit, **filters)
+    full_page = len(tasks) == args.limit
+    total = await store.count_matching(listed, **filters) if full_page else len(tasks)
+    result: ToolResult = {
+        "ok": True,
+        "count": len(tasks),
+        "total": total,
+        # A person (the /tasks routes, the CLI) gets whole tasks; a model's context is small.
+        "tasks": [compact(task) for task in tasks] if call.for_model else tasks,
+    }
+    if total > len(tasks):
+        result["more"] = f"{total - len(tasks)} more; narrow the filters or raise limit"
+    return result
 
 
 async def task_summary(
@@ -249,7 +289,7 @@ async def run_tool(
             store, args, owner=owner, scope=scope, call=replace(call, tool=name)
         )
     except ToolError as exc:
-        result = {"ok": False, "error": str(exc)}
+        result = exc.result()
     if scope is None and name not in MUTATING_TOOLS:
         read = _tasks_in(result)
         mark_untrusted(read, await store.owners([str(t["id"]) for t in read]), owner)

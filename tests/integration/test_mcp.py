@@ -69,7 +69,7 @@ async def test_tools_are_listed_with_schemas_and_hints(tmp_path):
 
     assert set(tools) == TASK_TOOLS | {"ask_agent", "answer_approval"}
     create = tools["create_task"]
-    assert create.description == "Create a new task for the current user."
+    assert create.description == "Create a task."
     assert create.input_schema["required"] == ["title"]
     assert create.input_schema["additionalProperties"] is False
     assert set(create.input_schema["properties"]["priority"]["enum"]) == {

@@ -445,9 +445,9 @@ def test_a_reflowed_fragment_of_eight_words_is_redacted() -> None:
 
 
 def test_a_forty_character_fragment_of_few_words_is_redacted() -> None:
-    fragment = "(YYYY-MM-DD): the\n   tools resolve phrases exactly"  # 6 words, reflowed
+    fragment = "('next Friday', 'December\n   15') or YYYY-MM-DD"  # 6 words, reflowed
     cleaned, redacted = redact_output(f"I was told {fragment}!", secrets=[], system_prompt=PROMPT)
-    assert redacted and cleaned == f"I was told ({REDACTED}!"
+    assert redacted and cleaned == f"I was told ('{REDACTED}!"
 
 
 def test_short_overlaps_with_the_prompt_are_kept() -> None:
