@@ -42,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--model", help="The model name to ask that server for.")
     parser.add_argument(
+        "--context-tokens",
+        type=int,
+        metavar="N",
+        help="The model's context size in tokens (llama-server's -c), so prompts fit it.",
+    )
+    parser.add_argument(
         "--server", metavar="URL", help="Use this running server instead of starting one."
     )
     parser.add_argument(
@@ -103,7 +109,7 @@ def server_factory(args: argparse.Namespace, model: ModelChoice) -> ServerFactor
 def main(argv: list[str] | None = None) -> int:
     """Run the eval; exit 0 when it ran (the table says how well), 2 on bad flags."""
     args = parse_args(argv)
-    model = ModelChoice(args.model_base_url, args.ollama, args.model)
+    model = ModelChoice(args.model_base_url, args.ollama, args.model, args.context_tokens)
     cases = load_cases(args.cases)
     if not cases:
         print(f"no case matches {args.cases!r}", file=sys.stderr)

@@ -28,6 +28,8 @@ class ModelChoice:
     openai_base_url: str | None = None
     ollama_base_url: str | None = None
     model: str | None = None
+    context_tokens: int | None = None
+    """The model's context size, when smaller than the server's default for the tier."""
 
     @property
     def label(self) -> str:
@@ -51,6 +53,9 @@ class ModelChoice:
                 env["OPENAI_API_KEY"] = os.environ["OPENAI_API_KEY"]
             if self.model:
                 env["OPENAI_MODEL"] = self.model
+        if self.context_tokens:
+            tier = "OLLAMA" if self.ollama_base_url else "OPENAI"
+            env[f"TASKAGENT_{tier}_CONTEXT_TOKENS"] = str(self.context_tokens)
         return env
 
 
@@ -202,6 +207,8 @@ async def in_process_server(
     )
     if model.model:
         settings.ollama_model = settings.openai_model = model.model
+    if model.context_tokens:
+        settings.ollama_context_tokens = settings.openai_context_tokens = model.context_tokens
     if not model.openai_base_url:
         settings.openai_api_key = None  # an OPENAI_API_KEY in the environment adds no tier
     data_dir.mkdir(parents=True, exist_ok=True)
