@@ -1224,7 +1224,8 @@ _ADVICE = re.compile(
 )
 _POLITE = re.compile(
     r"^(?:(?:please|pls|plz|kindly|ok(?:ay)?|so|and|also|now|then|alright|hey|actually|oh|wait|"
-    r"oh\s+wait|hmm+|um+|oops|sorry|right|great|cool|perfect|thanks|thank\s+you)\s*,?\s+|"
+    r"oh\s+wait|hmm+|um+|oops|sorry|right|great|cool|perfect|thanks|thank\s+you|thx|cheers)"
+    r"\s*[,!.]?\s+|"
     r"(?:can|could|would|will)\s+(?:you|u)\s+(?:please\s+)?|go\s+ahead\s+and\s+|"
     r"i'?d\s+like\s+(?:you\s+)?to\s+|i\s+want\s+(?:you\s+)?to\s+|let'?s\s+)",
     _FLAGS,

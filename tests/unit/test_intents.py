@@ -344,6 +344,8 @@ PHRASINGS: list[tuple[str, list[Call] | str]] = [
     ),
     ("complete 'Call mom, as promised'", one("complete_task", "lookup:Call mom, as promised")),
     ("complete call mom and dad", one("complete_task", "lookup:call mom and dad")),
+    ("thank you! add a task to call the bank", one("create_task", title="Call the bank")),
+    ("cheers, remind me to water the plants", one("create_task", title="Water the plants")),
 ]
 
 
