@@ -87,7 +87,7 @@ class TextIntent:
 class BatchIntent:
     """Several tool requests in one message ("mark 2 and 3 done", "add milk, eggs and bread").
 
-    Every part names its task by id (or needs none), so all calls can go out in one reply.
+    Parts name their task by id, by title words (looked up together first), or need none.
     """
 
     intents: tuple[ToolIntent, ...]
@@ -188,7 +188,13 @@ _POSITION = re.compile(
 
 def _ref(text: str) -> TaskRef | None:
     """Turn the words naming a task into a reference, or None if nothing is named."""
-    cleaned = _strip_quotes(_clean(text))
+    cleaned = _clean(text)
+    unquoted = _strip_quotes(cleaned)
+    cleaned = (
+        unquoted
+        if unquoted != cleaned
+        else _REF_REASON.sub("", _TRAILING_FILLER.sub("", cleaned)).strip(" ,;")
+    )
     ids = task_ids_in(cleaned)
     if ids:
         return TaskRef(task_id=ids[0])
@@ -200,6 +206,14 @@ def _ref(text: str) -> TaskRef | None:
         return TaskRef(position=_ORDINALS[word.lower()] if word else int(position["n"]))
     words = _REF_TAIL.sub("", _REF_LEAD.sub("", cleaned, count=1), count=1).strip(" ,.:;'\"")
     return TaskRef(words=words) if words else None
+
+
+# "delete the laundry task, it's done anyway": the clause after the comma gives a reason.
+_REF_REASON = re.compile(
+    r"\s*[,;\u2013\u2014]\s*(?:it'?s|it\s+is|that'?s|they'?re|since|because|as|i\s+(?:already|"
+    r"don'?t|no\s+longer)|no\s+longer|not\s+needed)\b.*$",
+    _FLAGS,
+)
 
 
 def _is_generic(ref: TaskRef | None, raw: str) -> bool:
@@ -436,6 +450,7 @@ def _parse_create(text: str, today: date, split: bool = True) -> Intent | None:
     title = _title(raw)
     if quoted:
         title = (quoted["q"] or quoted["s"]).strip()
+    several = [(q["q"] or q["s"]).strip() for q in _QUOTED.finditer(body)] if quoted else []
     if not title or _GENERIC_REF.match(title):
         return TextIntent("clarify_title")
     if _ID_LIST.match(title):
@@ -452,7 +467,11 @@ def _parse_create(text: str, today: date, split: bool = True) -> Intent | None:
         args["tags"] = tags
     if split and not quoted and re.search(r"[;,]|\band\b", body) and find_date(title, today):
         return _several_dated(body, today)
-    titles = [title] if quoted or single else _items(raw, plural)
+    if len(several) > 1 and not single:
+        # "create tasks 'renew passport' and 'book hotel'": each quote is one title.
+        titles = list(dict.fromkeys(t for t in several if t))
+    else:
+        titles = [title] if quoted or single else _items(raw, plural)
     if len(titles) > MAX_BATCH:
         return TextIntent("too_many", str(len(titles)))
     creates = tuple(
@@ -580,10 +599,23 @@ def _targeted(tool: str, raw: str, args: dict[str, Any] | None = None) -> Intent
     if task_ids_in(raw) and _JOINED.search(raw):
         # "TASK-0002 and the report": acting on the id alone would be a silent partial.
         return TextIntent("clarify_mixed", tool)
+    titles = _SEVERAL_TITLES.split(_clean(raw))
+    several = 1 < len(titles) <= MAX_BATCH and not {ADD_TAGS, REMOVE_TAGS} & set(ordered)
+    if several and all(_DETERMINER.match(t) for t in titles):
+        # "the laundry and the dishes": each part names its own task, looked up one by one.
+        refs = [_ref(t) for t in titles]
+        if all(r is not None and r.words for r in refs):
+            return BatchIntent(tuple(ToolIntent(tool, ordered, r) for r in refs if r))
     ref = _ref(raw)
     if _is_generic(ref, raw):
         return TextIntent("capability", tool)
     return ToolIntent(tool, ordered, ref)
+
+
+_SEVERAL_TITLES = re.compile(
+    r"\s*,\s*(?:and\s+)?(?=(?:the|my)\s)|\s+and\s+(?=(?:the|my)\s)", _FLAGS
+)
+_DETERMINER = re.compile(r"^(?:the|my)\s+\w", _FLAGS)
 
 
 def _parse_complete(text: str, today: date) -> Intent | None:
@@ -640,6 +672,10 @@ _START = [
 _IS_DUE = re.compile(
     r"^(?!(?:what|which|who|anything|something|everything|nothing)\b)(?P<ref>.+?)\s+is\s+"
     r"(?:now\s+)?due\s+(?P<value>.+)$",
+    _FLAGS,
+)
+_ITS_DUE = re.compile(
+    r"^(?P<ref>it|that|this)(?:'s|\s+is)\s+(?:now\s+|actually\s+|also\s+)?due\s+(?P<value>.+)$",
     _FLAGS,
 )
 _TAG = re.compile(r"^(?:tag|label)\s+(?P<ref>.+?)\s+(?:with|as)\s+(?P<value>.+)$", _FLAGS)
@@ -751,7 +787,7 @@ def _parse_update(text: str, today: date) -> Intent | None:
             if isinstance(values, TextIntent):
                 return values
             return _targeted("update_task", match["ref"], values)
-    match = _IS_DUE.match(text)
+    match = _IS_DUE.match(text) or _ITS_DUE.match(text)
     if match:
         values = _field_value("due", match["value"], today)
         return (
@@ -1188,7 +1224,8 @@ _ADVICE = re.compile(
 )
 _POLITE = re.compile(
     r"^(?:(?:please|pls|plz|kindly|ok(?:ay)?|so|and|also|now|then|alright|hey|actually|oh|wait|"
-    r"oh\s+wait|hmm+|um+|oops|sorry|right|great|cool|perfect|thanks|thank\s+you)\s*,?\s+|"
+    r"oh\s+wait|hmm+|um+|oops|sorry|right|great|cool|perfect|thanks|thank\s+you|thx|cheers)"
+    r"\s*[,!.]?\s+|"
     r"(?:can|could|would|will)\s+(?:you|u)\s+(?:please\s+)?|go\s+ahead\s+and\s+|"
     r"i'?d\s+like\s+(?:you\s+)?to\s+|i\s+want\s+(?:you\s+)?to\s+|let'?s\s+)",
     _FLAGS,
@@ -1388,7 +1425,22 @@ def _parse_tag_edit(text: str, today: date) -> Intent | None:
     return None
 
 
+# "the newsletter isn't important, make it low priority": the first clause names the task.
+_SUBJECT_THEN_IT = re.compile(
+    r"^(?P<subject>(?:the|my|that|this)\s+(?:(?!\b(?:it|that)\b)[^,;])+?)(?:'s|\s+(?:is|isn'?t|was|"
+    r"wasn'?t|needs|doesn'?t|does\s+not|has|can)\b)[^,;]*[,;]\s*(?:(?:so|and|then|please|just)\s+)*"
+    r"(?P<command>[^,;]*\b(?:it|that)\b[^,;]*)$",
+    _FLAGS,
+)
+
+
 def _parse_command(text: str, today: date) -> Intent | None:
+    match = _SUBJECT_THEN_IT.match(text)
+    if match:
+        command = re.sub(r"\b(?:it|that)\b", match["subject"], match["command"], count=1)
+        intent = _parse_command(command, today)
+        if isinstance(intent, ToolIntent) and intent.target and intent.target.words:
+            return intent
     match = _ADD_NOTE.match(text)
     if match:
         return _targeted("update_task", match["ref"], {"description": match["value"].strip()})

@@ -54,6 +54,7 @@ from models.replies import (
     SUGGESTION,
     ToolOutcome,
     ask_for_id_reply,
+    batch_lookup_reply,
     call_task_id,
     lookup_many_reply,
     lookup_none_reply,
@@ -321,6 +322,11 @@ def _start(
         refused = next((i.tool for i in intent.intents if i.tool not in allowed), None)
         if refused is not None:
             return Reply(not_allowed_reply(refused))
+        titles = _batch_words(intent)
+        if titles:
+            if "list_tasks" not in allowed:
+                return Reply(ask_for_id_reply(titles[0]))
+            return Reply(tool_calls=[("list_tasks", {"text": w}) for w in titles])
         return Reply(
             tool_calls=[
                 _call(i.tool, i.target.task_id if i.target else None, i.args).tool_calls[0]
@@ -394,6 +400,50 @@ def _after_lookup(intent: ToolIntent, outcome: ToolOutcome, today: date) -> Repl
     return _call(intent.tool, str(matches[0].get("id")), intent.args)
 
 
+def _batch_words(intent: BatchIntent) -> list[str]:
+    """The title words of a batch's parts that name their task that way, in order."""
+    return list(
+        dict.fromkeys(i.target.words for i in intent.intents if i.target and i.target.words)
+    )
+
+
+def _is_batch_lookup(intent: BatchIntent, outcomes: list[ToolOutcome]) -> bool:
+    """Whether the newest results are the look-ups of every title this batch named."""
+    words = _batch_words(intent)
+    return bool(words) and [(o.name, o.args.get("text")) for o in outcomes] == [
+        ("list_tasks", w) for w in words
+    ]
+
+
+def _after_batch_lookup(intent: BatchIntent, outcomes: list[ToolOutcome], today: date) -> Reply:
+    """Act on every task a batch named by title, or change none and say which was unclear."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for outcome in outcomes:
+        if not outcome.payload.get("ok", False):
+            return Reply(results_reply([outcome], today))
+        tasks = [t for t in outcome.payload.get("tasks") or [] if isinstance(t, dict)]
+        found[str(outcome.args.get("text"))] = tasks
+    calls: list[tuple[str, dict[str, Any]]] = []
+    problems: list[str] = []
+    for part in intent.intents:
+        words = part.target.words if part.target else None
+        if not words:
+            calls += _call(
+                part.tool, part.target.task_id if part.target else None, part.args
+            ).tool_calls
+            continue
+        matches = _pick(found.get(words, []), words, part.tool)
+        if len(matches) == 1:
+            calls.append((part.tool, {"task_id": str(matches[0].get("id"))} | part.args))
+        elif matches:
+            problems.append(lookup_many_reply(part.tool, words, matches, today))
+        else:
+            problems.append(lookup_none_reply(part.tool, words))
+    if problems:
+        return Reply(batch_lookup_reply(problems))
+    return Reply(tool_calls=calls)
+
+
 def plan_reply(messages: Sequence[BaseMessage], today: date, allowed: frozenset[str]) -> Reply:
     """Decide the engine's next message for a conversation."""
     user_index = next(
@@ -422,6 +472,12 @@ def plan_reply(messages: Sequence[BaseMessage], today: date, allowed: frozenset[
         if intent.tool not in allowed:
             return Reply(not_allowed_reply(intent.tool))
         return _after_lookup(intent, outcomes[0], today)
+    if (
+        rounds < _MAX_TOOL_ROUNDS
+        and isinstance(intent, BatchIntent)
+        and _is_batch_lookup(intent, outcomes)
+    ):
+        return _after_batch_lookup(intent, outcomes, today)
     if (
         rounds < _MAX_TOOL_ROUNDS
         and isinstance(intent, ToolIntent)

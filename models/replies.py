@@ -17,6 +17,7 @@ __all__ = [
     "SUGGESTION",
     "ToolOutcome",
     "ask_for_id_reply",
+    "batch_lookup_reply",
     "call_task_id",
     "describe_task",
     "lookup_many_reply",
@@ -379,6 +380,11 @@ def lookup_many_reply(tool: str, words: str, tasks: list[dict[str, Any]], today:
         f'I found {len(tasks)} tasks matching "{words}":\n{_bullets(tasks, today)}\n'
         f'{_WHICH_ONE} {verb}? Reply with its id, for example "{first}".'
     )
+
+
+def batch_lookup_reply(problems: list[str]) -> str:
+    """Say which of several tasks named by title could not be pinned down; nothing changed."""
+    return "\n".join(problems) + "\nI haven't changed any of the tasks you named."
 
 
 # --- tool results -----------------------------------------------------------------------------

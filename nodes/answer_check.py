@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
+from datetime import date
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, RemoveMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    RemoveMessage,
+    ToolMessage,
+)
 from langgraph.runtime import Runtime
 
 from graph.claims import honest_answer, turn_writes, unsupported_claims
 from graph.context import Context
 from graph.state import State
+from models.replies import ToolOutcome, results_reply
 
 log = logging.getLogger(__name__)
 
@@ -19,13 +30,67 @@ CORRECTION_NOTE = (
     "call the tool now, or tell the user you did not do it."
 )
 
+NO_ANSWER = "I don't have an answer for that; nothing was changed."
+
+
+def _turn_outcomes(messages: Sequence[AnyMessage]) -> list[ToolOutcome]:
+    """The tool calls answered since the latest user message, with their parsed results."""
+    start = next(
+        (i + 1 for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], HumanMessage)),
+        0,
+    )
+    calls: dict[str, tuple[str, dict[str, Any]]] = {}
+    outcomes: list[ToolOutcome] = []
+    for message in messages[start:]:
+        for call in getattr(message, "tool_calls", None) or []:
+            calls[str(call.get("id"))] = (str(call.get("name")), dict(call.get("args") or {}))
+        if not isinstance(message, ToolMessage):
+            continue
+        name, args = calls.get(message.tool_call_id, (str(message.name), {}))
+        try:
+            payload = json.loads(message.content if isinstance(message.content, str) else "")
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            payload = {"ok": False, "error": str(message.content)[:200] or "no result"}
+        outcomes.append(ToolOutcome(name, args, payload))
+    return outcomes
+
+
+def said_from_results(messages: Sequence[AnyMessage], today: date) -> str:
+    """Say what this turn's tool calls did, for a model that answered nothing at all."""
+    outcomes = _turn_outcomes(messages)
+    if not outcomes:
+        return NO_ANSWER
+    said = results_reply(outcomes, today)
+    return (
+        f"Done: {said[0].lower()}{said[1:]}" if all(o.payload.get("ok") for o in outcomes) else said
+    )
+
+
+def _replace(answer: AIMessage, text: str, **flags: Any) -> list[BaseMessage]:
+    """Withdraw `answer` and put `text` in its place, keeping any fallback notice first."""
+    withdrawn: list[BaseMessage] = [RemoveMessage(id=answer.id)] if answer.id else []
+    notice = str(answer.response_metadata.get("fallback_notice") or "")
+    honest = AIMessage(
+        content=f"{notice}\n\n{text}" if notice else text,
+        response_metadata={**answer.response_metadata, **flags},
+    )
+    return [*withdrawn, honest]
+
 
 async def answer_check(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Withdraw an answer claiming an unmade write: one corrective turn, then an honest answer."""
+    """Withdraw an answer claiming an unmade write: one corrective turn, then an honest answer.
+
+    An empty answer is never delivered: it becomes a sentence built from the turn's results.
+    """
     messages = state["messages"]
     answer = messages[-1] if messages else None
     if not isinstance(answer, AIMessage) or answer.tool_calls:
         return {"correction": ""}
+    if not answer.text.strip():
+        said = said_from_results(messages, date.today())
+        return {"messages": _replace(answer, said, empty_answer_replaced=True), "correction": ""}
     writes = turn_writes(messages)
     claims = unsupported_claims(answer.text, writes)
     if not claims:
@@ -43,12 +108,11 @@ async def answer_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
     if corrections < 1:
         return {"messages": withdrawn, "correction": CORRECTION_NOTE, "corrections": 1}
     text = honest_answer(claims, writes)
-    notice = str(answer.response_metadata.get("fallback_notice") or "")
-    honest = AIMessage(
-        content=f"{notice}\n\n{text}" if notice else text,
-        response_metadata={**answer.response_metadata, "claim_withdrawn": True},
-    )
-    return {"messages": [*withdrawn, honest], "correction": "", "corrections": corrections + 1}
+    return {
+        "messages": _replace(answer, text, claim_withdrawn=True),
+        "correction": "",
+        "corrections": corrections + 1,
+    }
 
 
 def after_answer_check(state: State) -> Literal["retry", "done"]:

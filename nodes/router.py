@@ -17,7 +17,18 @@ from graph.state import State
 from graph.window import window_start
 
 _GREETING = re.compile(r"^\s*(hi|hello|hey|hiya|good (morning|afternoon|evening))\b[\s!.,]*$", re.I)
-_THANKS = re.compile(r"^\s*(thanks|thank you|thx|cheers)\b[\s\w!.,]*$", re.I)
+# Thanks and nothing else: any other word may be a request ("thanks, add milk"), which the
+# agent must see.
+_THANKS_WORDS = (
+    r"(?:many\s+thanks|thanks|thank\s+you|thx|ty|cheers|much\s+appreciated|appreciate\s+it)"
+    r"(?:\s+(?:a\s+lot|so\s+much|very\s+much|again|lots|a\s+bunch|a\s+million))*"
+)
+_PLEASANT = r"(?:great|perfect|awesome|cool|nice|ok(?:ay)?|lovely|brilliant|excellent|wonderful)"
+_THANKS = re.compile(
+    rf"^\s*(?:{_PLEASANT}[\s,!.]+)*{_THANKS_WORDS}(?:[\s,!.]+(?:{_PLEASANT}|{_THANKS_WORDS}))*"
+    r"[\s!.,]*$",
+    re.I,
+)
 
 GREETING_REPLY = (
     'Hello! I manage your tasks. Try: "create a high-priority task for the quarterly review '
@@ -27,10 +38,13 @@ THANKS_REPLY = "You're welcome! Tell me whenever you want to add, change or revi
 
 
 def direct_reply(text: str) -> str | None:
-    """Return a canned reply for a greeting or thanks, or None if the turn needs the agent."""
+    """Return a canned reply for a greeting or thanks, or None if the turn needs the agent.
+
+    Only a message that is a greeting or thanks and nothing else is answered here.
+    """
     if _GREETING.match(text):
         return GREETING_REPLY
-    if _THANKS.match(text) and len(text) < 40:
+    if _THANKS.match(text):
         return THANKS_REPLY
     return None
 

@@ -208,7 +208,7 @@ class ChatSession:
                     done = event.data
         finally:
             if view is not None:
-                view.finish()
+                view.finish(done)
         if done is None:
             raise ClientError("The run ended without an answer.")
         if view is not None:

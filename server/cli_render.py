@@ -94,7 +94,10 @@ class TurnView:
     """Renders one turn as it streams: answer text as live markdown, tool calls as lines.
 
     On a terminal the answer is re-rendered as markdown while tokens arrive; otherwise (a
-    pipe, a test runner) the tokens are written as plain text so the output stays readable.
+    pipe, a test runner) each stretch of answer text is written once it ends, as plain text.
+    The turn's last words are the delivered answer from the `done` event, not the streamed
+    tokens: a streamed answer can be withdrawn (a claim no tool call backs) or prefixed (a
+    fallback notice), as the browser does too.
     """
 
     def __init__(self, console: Console) -> None:
@@ -102,8 +105,6 @@ class TurnView:
         self.live = console.is_terminal
         self._text = ""
         self._display: Live | None = None
-        self._labelled = False
-        self._mid_line = False
 
     def show(self, event: ChatEvent) -> None:
         """Render one event of the turn."""
@@ -122,33 +123,33 @@ class TurnView:
         text = printable(text)
         if not text:
             return
-        if not self._labelled:
-            self._labelled = True
-            self.console.print(Text("agent>", style="bold green"), end="\n" if self.live else " ")
-        if not self.live:
-            self.console.out(text, end="", highlight=False)
-            self._mid_line = not text.endswith("\n")
-            return
         self._text += text
+        if not self.live:
+            return
         if self._display is None:
+            self.console.print(Text("agent>", style="bold green"))
             self._display = Live(_markdown(self._text), console=self.console, refresh_per_second=12)
             self._display.start()
         else:
             self._display.update(_markdown(self._text))
 
-    def _pause(self) -> None:
-        """End the current stretch of answer text so a tool line can follow it."""
+    def _pause(self, delivered: str | None = None) -> None:
+        """End the current stretch of answer text, showing `delivered` in its place if given."""
+        text = self._text if delivered is None else printable(delivered)
         if self._display is not None:
-            self._display.update(_markdown(self._text))
+            self._display.update(_markdown(text))
             self._display.stop()
-            self._display = None
-        if self._mid_line:
-            self.console.out("")
-        self._text, self._mid_line, self._labelled = "", False, False
+        elif text.strip() and self.live:
+            self.console.print(Text("agent>", style="bold green"))
+            self.console.print(_markdown(text))
+        elif text.strip():
+            self.console.out("agent> " + text.rstrip("\n"), highlight=False)
+        self._text, self._display = "", None
 
-    def finish(self) -> None:
-        """Flush the last stretch of answer text."""
-        self._pause()
+    def finish(self, done: dict[str, Any] | None = None) -> None:
+        """End the turn on the answer `done` delivered (or the streamed text, if none)."""
+        delivered = done.get("message") if done and not done.get("interrupt") else None
+        self._pause(delivered if isinstance(delivered, str) and delivered.strip() else None)
 
 
 def _markdown(text: str) -> Markdown:

@@ -12,12 +12,11 @@ from tests.fakes.obedient import ObedientOpenAIServer
 
 pytestmark = pytest.mark.integration
 
-# What main's offline engine reaches today (2026-12-07): 59 of 76 cases, and one false
-# claim ("undo that" after a create answers "Updated TASK-0002 ... status is now pending"
-# while nothing changed). Other work on issue 11 improves the engine in parallel; raise
-# these after merging it. Silent wrong writes are held at zero from the start.
-PASSED_FLOOR = 59
-FALSE_CLAIMS_TODAY = 1
+# What the offline engine reaches today (2026-12-07, after issue 11's engine work): all 76
+# cases and no false claim. A new case the engine misses lowers PASSED_FLOOR only on purpose.
+# Silent wrong writes and false claims are held at zero.
+PASSED_FLOOR = 76
+FALSE_CLAIMS_TODAY = 0
 
 
 async def test_the_offline_engine_passes_the_eval_without_silent_wrong_writes(tmp_path: Path):

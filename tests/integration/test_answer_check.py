@@ -223,3 +223,33 @@ def test_no_fallback_no_notice(client, fake):
     fake.script(text("You have no tasks due today."))
     reply = chat(client, "anything due today?")
     assert reply["message"] == "You have no tasks due today." and reply["fallback_used"] is False
+
+
+NO_ANSWER = "I don't have an answer for that; nothing was changed."
+
+
+def test_an_empty_answer_after_a_create_says_what_was_done(client, fake):
+    fake.script(tool_call("create_task", {"title": "Call mom"}), text("{ }"))
+    reply = chat(client, "add call mom")
+    (created,) = client.get("/tasks", params={"text": "call mom"}).json()["tasks"]
+    assert reply["message"].startswith("Done: ")
+    assert created["id"] in reply["message"] and "Call mom" in reply["message"]
+    assert stored_answers(client, reply["thread_id"]) == [reply["message"]]
+
+
+def test_an_empty_answer_with_no_call_says_nothing_was_changed(client, fake):
+    before = new_task(client, "Pay the bills")
+    fake.script(text("{ }"))
+    reply = chat(client, "do the thing")
+    assert reply["message"] == NO_ANSWER
+    assert stored_answers(client, reply["thread_id"]) == [NO_ANSWER]
+    assert task(client, before["id"]) == before
+
+
+def test_an_empty_streamed_answer_ends_on_the_honest_sentence(client, fake):
+    fake.script(text("{ }"))
+    with client.stream("POST", "/chat/stream", json={"message": "hmm"}) as response:
+        assert response.status_code == 200
+        events = read_events(response)
+    done = events[-1]
+    assert done["event"] == "done" and done["data"]["message"] == NO_ANSWER

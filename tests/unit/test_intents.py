@@ -323,6 +323,29 @@ PHRASINGS: list[tuple[str, list[Call] | str]] = [
     ("no thanks, I'm done", "text:goodbye"),
     ("that's it for now", "text:goodbye"),
     ("ok bye", "text:goodbye"),
+    # phrasings from the outcome eval (evals/cases)
+    ("check off call mom please", one("complete_task", "lookup:call mom")),
+    ("delete the laundry task, it's done anyway", one("delete_task", "lookup:laundry")),
+    ("it's due tomorrow", one("update_task", "it", due_date="2026-11-23")),
+    (
+        "I finished the laundry and the dishes",
+        [("complete_task", "lookup:laundry", {}), ("complete_task", "lookup:dishes", {})],
+    ),
+    (
+        "create tasks 'renew passport' and 'book hotel'",
+        [
+            ("create_task", None, {"title": "Renew passport"}),
+            ("create_task", None, {"title": "Book hotel"}),
+        ],
+    ),
+    (
+        "the newsletter isn't important, make it low priority",
+        one("update_task", "lookup:newsletter", priority="low"),
+    ),
+    ("complete 'Call mom, as promised'", one("complete_task", "lookup:Call mom, as promised")),
+    ("complete call mom and dad", one("complete_task", "lookup:call mom and dad")),
+    ("thank you! add a task to call the bank", one("create_task", title="Call the bank")),
+    ("cheers, remind me to water the plants", one("create_task", title="Water the plants")),
 ]
 
 

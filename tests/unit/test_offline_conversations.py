@@ -297,3 +297,39 @@ async def test_clearing_a_due_date_and_asking_about_one_task(open_runner: Any) -
     assert (await talk.tasks())["TASK-0001"]["due_date"] is None
     await talk.say("the dentist appointment should be urgent")
     assert (await talk.tasks())["TASK-0001"]["priority"] == "urgent"
+
+
+async def test_several_tasks_named_by_title_are_each_looked_up_and_changed(
+    open_runner: Any,
+) -> None:
+    talk = await chat(open_runner)
+    await talk.say("create tasks 'do the laundry' and 'wash the dishes'")
+    await talk.say("add pay rent")
+    assert await talk.titles() == ["Do the laundry", "Wash the dishes", "Pay rent"]
+    answer = await talk.say("I finished the laundry and the dishes")
+    statuses = [t["status"] for t in (await talk.tasks()).values()]
+    assert statuses == ["completed", "completed", "pending"]
+    assert "TASK-0001" in answer and "TASK-0002" in answer
+
+
+async def test_several_titles_with_one_unknown_change_nothing(open_runner: Any) -> None:
+    talk = await chat(open_runner)
+    await talk.say("add do the laundry")
+    answer = await talk.say("mark the laundry and the garage as done")
+    assert 'couldn\'t find a task matching "garage"' in answer
+    assert "haven't changed any" in answer
+    assert [t["status"] for t in (await talk.tasks()).values()] == ["pending"]
+
+
+async def test_a_reason_after_the_task_and_a_date_for_it(open_runner: Any) -> None:
+    talk = await chat(open_runner)
+    await talk.say("add do the laundry")
+    await talk.say("add call the bank")
+    await talk.say("it's due tomorrow")
+    await talk.say("the laundry isn't important, make it low priority")
+    tasks = await talk.tasks()
+    assert tasks["TASK-0002"]["due_date"] == (date.today() + timedelta(days=1)).isoformat()
+    assert tasks["TASK-0001"]["priority"] == "low"
+    await talk.say("delete the laundry task, it's done anyway")
+    assert talk.asked[-1]["task_id"] == "TASK-0001"
+    assert await talk.titles() == ["Call the bank"]

@@ -1,0 +1,38 @@
+"""The router answers bare thanks itself; anything with a request in it reaches the agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from graph.context import Context
+from models.offline import OfflineChatModel
+from nodes.router import THANKS_REPLY
+
+ME = Context(user_id="alice", role="write")
+
+
+@pytest.mark.parametrize(
+    ("said", "title"),
+    [
+        ("thanks, add milk", "Milk"),
+        ("thank you! add a task to call the bank", "Call the bank"),
+        ("cheers, remind me to water the plants", "Water the plants"),
+    ],
+)
+async def test_thanks_with_a_request_goes_to_the_agent(
+    open_runner: Any, said: str, title: str
+) -> None:
+    runner = await open_runner(("offline", OfflineChatModel()))
+    result = await runner.run_turn(context=ME, message=said)
+    assert result.message != THANKS_REPLY and result.model_used != "router"
+    assert [t["title"] for t in await runner.services.tasks.find("alice")] == [title]
+
+
+@pytest.mark.parametrize("said", ["thanks", "Thank you so much!", "great, thanks", "thx"])
+async def test_bare_thanks_is_answered_directly(open_runner: Any, said: str) -> None:
+    runner = await open_runner(("offline", OfflineChatModel()))
+    result = await runner.run_turn(context=ME, message=said)
+    assert (result.message, result.model_used) == (THANKS_REPLY, "router")
+    assert await runner.services.tasks.find("alice") == []
