@@ -318,12 +318,11 @@ def parse_date(text: str, today: date | None = None) -> date:
     )
 
 
-def find_date(text: str, today: date | None = None) -> tuple[date, tuple[int, int]] | None:
-    """Find a date phrase inside a sentence.
+def find_dates(text: str, today: date | None = None) -> list[tuple[date, tuple[int, int], bool]]:
+    """Find every date phrase in a sentence, in order, without overlaps.
 
-    Returns the date and the (start, end) span of the phrase, widened to cover a leading
-    "due", "by" or "on", or None when the sentence holds no date. When there are several,
-    one introduced by "due"/"by"/"on" wins, else the last one.
+    Each is (date, (start, end), introduced): the span is widened to cover a leading "due",
+    "by" or "on", and `introduced` says whether one was there.
     """
     today = today or date.today()
     candidates: list[tuple[int, int, date]] = []
@@ -336,17 +335,28 @@ def find_date(text: str, today: date | None = None) -> tuple[date, tuple[int, in
             candidates.append((match.start(), match.end(), found))
     # Keep only maximal spans: "next friday" rather than the "friday" inside it.
     candidates.sort(key=lambda c: (c[0], -(c[1] - c[0])))
-    chosen: list[tuple[int, int, date, bool]] = []
+    chosen: list[tuple[date, tuple[int, int], bool]] = []
     for start, end, found in candidates:
-        if chosen and start < chosen[-1][1]:
+        if chosen and start < chosen[-1][1][1]:
             continue
         prefix = _PREFIX_BEFORE.search(text, 0, start)
         if prefix is not None and prefix.end() == start:
-            chosen.append((prefix.start(), end, found, True))
+            chosen.append((found, (prefix.start(), end), True))
         else:
-            chosen.append((start, end, found, False))
+            chosen.append((found, (start, end), False))
+    return chosen
+
+
+def find_date(text: str, today: date | None = None) -> tuple[date, tuple[int, int]] | None:
+    """Find a date phrase inside a sentence.
+
+    Returns the date and the (start, end) span of the phrase, widened to cover a leading
+    "due", "by" or "on", or None when the sentence holds no date. When there are several,
+    one introduced by "due"/"by"/"on" wins, else the last one.
+    """
+    chosen = find_dates(text, today)
     if not chosen:
         return None
-    prefixed = [c for c in chosen if c[3]]
-    start, end, found, _ = (prefixed or chosen)[-1]
-    return found, (start, end)
+    introduced = [c for c in chosen if c[2]]
+    found, span, _ = (introduced or chosen)[-1]
+    return found, span

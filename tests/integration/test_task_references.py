@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -17,10 +18,11 @@ import pytest
 
 from tests.fakes.obedient import ObedientOpenAIServer
 from tests.integration.conftest import LiveServer
+from tools.dates import parse_date
 
 pytestmark = pytest.mark.integration
 
-USERS = ("ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal")
+USERS = ("ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal", "ivy")
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +235,21 @@ def test_list_tasks_filters_by_tag_and_pages_compactly(
     for task in listed["tasks"]:
         assert set(task) == {"id", "title", "status", "priority", "due_date", "tags", "description"}
         assert task["tags"] == ["home"] and len(task["description"]) <= 80
+
+
+def test_due_dates_are_the_ones_the_user_said_not_the_models_arithmetic(
+    server: LiveServer, model: ObedientOpenAIServer
+) -> None:
+    friday = parse_date("friday", date.today()).isoformat()
+    with client(server, "ivy") as ivy:
+        model.teach(
+            "add a task to buy oat milk",
+            [("create_task", {"title": "Buy oat milk", "due_date": "next Friday"})],
+        )
+        chat(ivy, {"message": "add a task to buy oat milk"})
+        ask = "add the budget review for friday"
+        wrong = (date.today() + timedelta(days=30)).isoformat()
+        model.teach(ask, [("create_task", {"title": "Budget review friday", "due_date": wrong})])
+        chat(ivy, {"message": ask})
+    titles = {title: due for title, _, due in tasks_of(server, "ivy").values()}
+    assert titles == {"Buy oat milk": None, "Budget review": friday}
