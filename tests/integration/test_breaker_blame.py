@@ -107,7 +107,7 @@ def test_the_whole_model_input_stays_within_its_budget(
     sizes = [prompt_chars(r) for r in requests]
     assert max(sizes) <= INPUT_BUDGET, sizes
     last = requests[-1].body["messages"]
-    assert last[0]["role"] == "system" and "task-management assistant" in last[0]["content"]
+    assert last[0]["role"] == "system" and "You manage the user's tasks" in last[0]["content"]
     assert last[-1]["role"] == "user" and last[-1]["content"].startswith("Turn 4. ")
     # Oldest turns went first, whole: the prompt still carries the turn before the newest.
     users = [m["content"][:7] for m in last if m["role"] == "user"]

@@ -87,7 +87,7 @@ def test_inline_approval_over_http(server):
     assert f'Delete {task_id} "old report"? [y/N]' in deleted.output
     assert f"✓ {task_id} deleted" in deleted.output
     listed = json.loads(cli(server, "dave", "tasks", "list", "--json").stdout)
-    assert listed == {"count": 0, "tasks": []}
+    assert listed == {"count": 0, "total": 0, "more": None, "tasks": []}
 
 
 def test_tasks_add_list_done_delete_over_http(server, monkeypatch):
@@ -105,7 +105,7 @@ def test_tasks_add_list_done_delete_over_http(server, monkeypatch):
     deleted = runner.invoke(app, ["tasks", "delete", task["id"], "--yes"])
     assert f'Deleted {task["id"]} "Renew the passport"' in deleted.output
     with api(server, "erin") as http:
-        assert http.get("/tasks").json() == {"count": 0, "tasks": []}
+        assert http.get("/tasks").json() == {"count": 0, "total": 0, "more": None, "tasks": []}
 
 
 def test_bad_key_read_role_and_unreachable_server_are_one_clear_line(server):

@@ -153,4 +153,7 @@ def test_a_streamed_answer_never_shows_the_written_call(
         "task_summary",
     ]
     shown = "".join(data["text"] for kind, data in events if kind == "token")
-    assert shown == "You have a few open tasks.", shown
+    # The first turn's "{ }" is no answer: the user is told what its call did instead.
+    assert shown.startswith("Done: created TASK-") and '"Water plants"' in shown, shown
+    assert shown.endswith("You have a few open tasks."), shown
+    assert "{" not in shown and "tool_call" not in shown, shown
