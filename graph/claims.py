@@ -82,6 +82,14 @@ _OPENING = re.compile(
     r"(?:task-\w+|[A-Z][A-Z0-9]+(?:-[A-Z0-9]+)+|task\b|it\b|\")",
     re.I,
 )
+# "Task deleted: …", "The task was created" reads as a report of a deed, like "Deleted …".
+_TASK_THEN_VERB = re.compile(
+    r"^\W*(?:the\s+|your\s+)?tasks?\s+(?:\"…\"\s+)?(?:(?:has|have)\s+been\s+|was\s+|were\s+)?"
+    r"(?:successfully\s+)?(?P<verb>deleted|removed|created|added|updated|renamed|rescheduled"
+    r"|changed|completed|marked)\b"
+    r"(?!\s+(?:on|at|in|since|by)\s+\d)(?!\s+(?:yesterday|ago|last|earlier))",
+    re.I,
+)
 _SUCCESSFULLY = re.compile(rf"\bsuccessfully\s+(?P<verb>{_VERBS})\b", re.I)
 _ID_THEN_VERB = re.compile(
     r"\b(?P<id>TASK-[A-Z0-9-]*[A-Z0-9])\s+(?:successfully\s+)?"
@@ -136,7 +144,7 @@ def _normalise(text: str) -> str:
 def _clause_claims(clause: str) -> list[tuple[Kind, int]]:
     """Return (kind, position) for each claim made in one clause."""
     found: list[tuple[Kind, int]] = []
-    for pattern in (_FIRST_PERSON, _PASSIVE, _SUCCESSFULLY, _ID_THEN_VERB):
+    for pattern in (_FIRST_PERSON, _PASSIVE, _SUCCESSFULLY, _ID_THEN_VERB, _TASK_THEN_VERB):
         for match in pattern.finditer(clause):
             verb = (match.groupdict().get("verb") or match.groupdict().get("verb2") or "").lower()
             kind = _VERB_KIND.get(verb)

@@ -327,6 +327,7 @@ class _Span:
     end: int
     calls: list[tuple[str, Any]]
     tagged: bool
+    fenced: bool = False
 
 
 def _span_calls(candidate: str) -> list[tuple[str, Any]] | None:
@@ -359,7 +360,7 @@ def _call_spans(text: str) -> list[_Span]:
             continue
         shapes = _span_calls(match.group(1))
         if shapes:
-            spans.append(_Span(match.start(), match.end(), shapes, tagged=False))
+            spans.append(_Span(match.start(), match.end(), shapes, tagged=False, fenced=True))
     index = 0
     while True:
         found = re.compile(r"[{\[]").search(text, index)
@@ -404,8 +405,13 @@ def _extract_text_calls(
     pieces.append(stripped[position:])
     rest = clean_answer("\n".join(p.strip() for p in pieces if p.strip()))
     calls_size = sum(_significant_len(stripped[s.start : s.end]) for s in spans)
-    if not all(s.tagged for s in spans) and _significant_len(rest) > calls_size:
-        return None  # mostly prose that merely quotes a call: leave it alone
+    # Small models explain a call to the user ("you can use the `delete_task` function:" and a
+    # fenced call) instead of making it: a tagged or fenced call is meant, however much prose
+    # surrounds it. Bare JSON inside mostly prose is only quoted, and left alone.
+    if not all(s.tagged or s.fenced for s in spans) and _significant_len(rest) > calls_size:
+        return None
+    if any(name in rest for name in allowed):
+        rest = ""  # instructions for calling the tool, which has now been called
     shapes = [shape for span in spans for shape in span.calls]
     calls: list[ToolCall] = []
     for name, raw_args in shapes:

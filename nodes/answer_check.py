@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from datetime import date
+from difflib import SequenceMatcher
 from typing import Any, Literal
 
 from langchain_core.messages import (
@@ -18,17 +20,23 @@ from langchain_core.messages import (
 )
 from langgraph.runtime import Runtime
 
+from graph import metrics
 from graph.claims import honest_answer, turn_writes, unsupported_claims
 from graph.context import Context
+from graph.services import get_services
 from graph.state import State
 from models.replies import ToolOutcome, results_reply
+from tools.references import current_request
+from tools.schemas import TOOL_ARGS
 
 log = logging.getLogger(__name__)
 
 CORRECTION_NOTE = (
-    "Your last answer said something was done, but no tool was called for that in this turn: "
-    "call the tool now, or tell the user you did not do it."
+    "Your last answer said a task was created, changed, completed or deleted, but no tool did"
+    " that in this turn. If the user asked for it, call the tool now; otherwise answer the user"
+    " again without saying anything was changed."
 )
+_TOOL_NAME = re.compile(r"\b(?:" + "|".join(TOOL_ARGS) + r")\b")
 
 NO_ANSWER = "I don't have an answer for that; nothing was changed."
 
@@ -79,10 +87,48 @@ def _replace(answer: AIMessage, text: str, **flags: Any) -> list[BaseMessage]:
     return [*withdrawn, honest]
 
 
+def unusable(answer: str, request: str) -> str | None:
+    """Why `answer` does not answer `request` at all (in words for the user), or None.
+
+    Small models echo the request back, or tell the user how to call a tool instead of
+    calling it; neither is an answer, whatever the words.
+    """
+    said, asked = _plain(answer), _plain(request)
+    if said and (said == asked or SequenceMatcher(None, said, asked).ratio() >= 0.85):
+        return "it only repeated the request"
+    if _TOOL_NAME.search(answer):
+        return "it described a tool call instead of making it"
+    return None
+
+
+def _plain(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s-]", " ", text.casefold()).split())
+
+
+async def _hand_off(state: State, answer: AIMessage, why: str) -> dict[str, Any] | None:
+    """Withdraw `answer` and let the next tier answer the turn, as a failed call would."""
+    tiers = (await get_services()).tiers
+    current = state.get("tier", 0)
+    if current + 1 >= len(tiers):
+        return None
+    metrics.FALLBACKS.labels(tiers[current].name, tiers[current + 1].name).inc()
+    log.warning("model answer unusable", extra={"tier": tiers[current].label, "reason": why})
+    return {
+        "messages": [RemoveMessage(id=answer.id)] if answer.id else [],
+        "tier": current + 1,
+        "fallback_used": True,
+        "fallback_reasons": [*state.get("fallback_reasons", []), f"{tiers[current].label} — {why}"],
+        "correction": "",
+        "corrections": 0,
+    }
+
+
 async def answer_check(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Withdraw an answer claiming an unmade write: one corrective turn, then an honest answer.
 
     An empty answer is never delivered: it becomes a sentence built from the turn's results.
+    An answer that is no answer (an echo, instructions for calling a tool) goes to the next
+    tier like a failed call.
     """
     messages = state["messages"]
     answer = messages[-1] if messages else None
@@ -91,6 +137,10 @@ async def answer_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
     if not answer.text.strip():
         said = said_from_results(messages, date.today())
         return {"messages": _replace(answer, said, empty_answer_replaced=True), "correction": ""}
+    why = unusable(answer.text, current_request(messages))
+    handed = await _hand_off(state, answer, why) if why else None
+    if handed is not None:
+        return handed
     writes = turn_writes(messages)
     claims = unsupported_claims(answer.text, writes)
     if not claims:
@@ -117,4 +167,7 @@ async def answer_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
 
 def after_answer_check(state: State) -> Literal["retry", "done"]:
     """Give the model its corrective turn when the check withdrew the answer, else finish."""
-    return "retry" if state.get("correction") else "done"
+    if state.get("correction"):
+        return "retry"
+    # The answer was withdrawn for the next tier: someone still has to answer the turn.
+    return "done" if isinstance(state["messages"][-1], AIMessage) else "retry"

@@ -253,3 +253,27 @@ def test_an_empty_streamed_answer_ends_on_the_honest_sentence(client, fake):
         events = read_events(response)
     done = events[-1]
     assert done["event"] == "done" and done["data"]["message"] == NO_ANSWER
+
+
+def test_an_echo_of_the_request_goes_to_the_next_tier_which_does_it(client, fake):
+    fake.script(text("Add a task to water the ferns"))
+    reply = chat(client, "add a task to water the ferns")
+    assert reply["model_used"] == "offline-engine" and reply["fallback_used"] is True
+    assert reply["message"].startswith(
+        f"(The configured model {MODEL} didn't answer — it only repeated the request — so the"
+        " built-in offline engine answered.)"
+    ), reply["message"]
+    created = [c["result"]["task"] for c in reply["tool_calls"] if c["tool"] == "create_task"]
+    assert [t["title"] for t in created] == ["Water the ferns"]
+    assert task(client, created[0]["id"]) is not None
+    assert not any("Add a task to" in a for a in stored_answers(client, reply["thread_id"]))
+
+
+def test_instructions_for_calling_a_tool_are_not_an_answer(client, fake):
+    laundry = new_task(client, "Do the laundry")
+    fake.script(text('You can mark it done with `complete_task` and {"task": "laundry"}.'))
+    reply = chat(client, f"mark {laundry['id']} as done")
+    assert reply["model_used"] == "offline-engine"
+    assert "described a tool call instead of making it" in reply["message"]
+    assert (task(client, laundry["id"]) or {})["status"] == "completed"
+    assert not any("complete_task" in a for a in stored_answers(client, reply["thread_id"]))

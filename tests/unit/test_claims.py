@@ -188,6 +188,8 @@ CLAIMS = [
     ("Renamed TASK-0002 to Budget draft.", "change"),
     ("Your task has now been rescheduled to Friday.", "change"),
     ("We added it to your list.", "create"),
+    ('Task deleted: "Buy a birthday card"', "delete"),
+    ("The task was created successfully.", "create"),
 ]
 NOT_CLAIMS = [
     "I did not delete TASK-0002.",

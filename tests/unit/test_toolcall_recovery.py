@@ -162,3 +162,25 @@ def test_recovered_doubled_brace_call_validates() -> None:
     [(name, args)] = calls(msg)
     assert name == "create_task"
     assert CreateTaskArgs.model_validate(args).priority == "high"
+
+
+def test_a_call_explained_to_the_user_in_a_fence_is_made_and_the_explanation_dropped() -> None:
+    text = (
+        "To remove the clean garage task, you can use the `delete_task` function. Here's how"
+        ' you can do it:\n\n```json\n{\n  "name": "delete_task",\n  "arguments": {\n'
+        '    "task": "TASK-0002"\n```'
+    )
+    message = normalize_tool_calls(AIMessage(content=text), TOOL_ARGS)
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [
+        ("delete_task", {"task": "TASK-0002"})
+    ]
+    assert message.content == ""
+
+
+def test_bare_json_quoted_in_mostly_prose_is_still_left_alone() -> None:
+    text = (
+        'An example of what the tools accept is {"name": "create_task", "arguments": {"title":'
+        ' "x"}} but I am only explaining the format here, not asking for anything at all.'
+    )
+    message = normalize_tool_calls(AIMessage(content=text), TOOL_ARGS)
+    assert message.tool_calls == [] and message.content == text
