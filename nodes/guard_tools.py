@@ -30,7 +30,10 @@ from tools.references import (
     as_task_id,
     current_request,
     ids_in,
+    is_pronoun,
     names_title,
+    pronoun_problem,
+    recent_task_id,
     resolve_for,
     seen_ids,
     unseen_id_problem,
@@ -204,10 +207,18 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         approval: dict[str, Any] | None = None
         scope = task_scope(context.role, context.user_id)
         if "task" in args:
+            reference = str(args["task"])
+            if is_pronoun(reference):
+                # "it" is the task the conversation last pointed at, as a person reads it.
+                recent = recent_task_id(state["messages"])
+                if recent is None:
+                    await refuse(position, call, pronoun_problem(reference), "denied")
+                    continue
+                reference = recent
             # Resolved before any approval, so the user is asked about, and a yes binds, the
             # very task the call then changes.
             resolution = await resolve_for(
-                services.tasks, scope, context.user_id, str(args["task"]), call["name"]
+                services.tasks, scope, context.user_id, reference, call["name"]
             )
             if resolution.task_id is None:
                 await refuse(

@@ -152,6 +152,42 @@ async def resolve_for(
     return resolve(reference, await store.find(None, limit=MAX_SCANNED), tool)
 
 
+_PRONOUN = re.compile(
+    r"^\s*(?:it|that|this|(?:that|this|the)\s+(?:one|task)"
+    r"|the\s+(?:last|latest|previous|same|new)\s+(?:one|task))\s*$",
+    re.IGNORECASE,
+)
+
+
+def is_pronoun(reference: str) -> bool:
+    """Whether a reference is "it", "that one", "the last task": a pointer, not a name."""
+    return _PRONOUN.match(reference) is not None
+
+
+def recent_task_id(messages: Sequence[BaseMessage]) -> str | None:
+    """Return the task the conversation last pointed at, or None when that is not one task.
+
+    The newest user message or successful tool result that names ids decides: one id is
+    "it"; a list of several is not.
+    """
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage) or (
+            isinstance(message, ToolMessage) and message.status != "error"
+        ):
+            ids = ids_in(message.text)
+            if ids:
+                return ids.pop() if len(ids) == 1 else None
+    return None
+
+
+def pronoun_problem(reference: str) -> str:
+    """Return the refusal for "it" when the conversation does not point at one task."""
+    return (
+        f"{json.dumps(reference)} does not say which task: no single task has come up in this"
+        " conversation. Ask the user which task they mean. Nothing was changed."
+    )
+
+
 def unseen_id_problem(task_id: str, title: str) -> str:
     """Return the refusal for an id that came from nowhere and names another task."""
     return (
@@ -189,9 +225,12 @@ __all__ = [
     "as_task_id",
     "current_request",
     "ids_in",
+    "is_pronoun",
     "key_words",
     "matches",
     "names_title",
+    "pronoun_problem",
+    "recent_task_id",
     "resolve",
     "resolve_for",
     "seen_ids",

@@ -22,7 +22,7 @@ from tools.dates import parse_date
 
 pytestmark = pytest.mark.integration
 
-USERS = ("ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal", "ivy")
+USERS = ("ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal", "ivy", "jo", "kim")
 
 
 @pytest.fixture(scope="module")
@@ -253,3 +253,36 @@ def test_due_dates_are_the_ones_the_user_said_not_the_models_arithmetic(
         chat(ivy, {"message": ask})
     titles = {title: due for title, _, due in tasks_of(server, "ivy").values()}
     assert titles == {"Buy oat milk": None, "Budget review": friday}
+
+
+def test_it_is_the_task_the_conversation_last_pointed_at(
+    server: LiveServer, model: ObedientOpenAIServer
+) -> None:
+    with client(server, "jo") as jo:
+        rent = create(jo, "Pay rent")
+        model.teach("add a task to fix the leaking tap", [("create_task", {"title": "Fix tap"})])
+        first = chat(jo, {"message": "add a task to fix the leaking tap"})
+        tap = only_result(first, "create_task")["task"]["id"]
+        model.teach("make it urgent", [("update_task", {"task": "it", "priority": "urgent"})])
+        chat(jo, {"message": "make it urgent", "thread_id": first["thread_id"]})
+    after = tasks_of(server, "jo")
+    assert after[tap] == ("Fix tap", "pending", None)
+    assert after[rent] == ("Pay rent", "pending", None)
+    with sqlite3.connect(server.data_dir / "tasks.sqlite") as db:
+        priorities = dict(db.execute("SELECT id, priority FROM tasks WHERE owner = 'jo'"))
+    assert priorities == {rent: "normal", tap: "urgent"}
+
+
+def test_it_with_nothing_pointed_at_is_asked_about_not_guessed(
+    server: LiveServer, model: ObedientOpenAIServer
+) -> None:
+    with client(server, "kim") as kim:
+        create(kim, "Pay rent")
+        create(kim, "Fix tap")
+        before = tasks_of(server, "kim")
+        model.teach("delete it", [("delete_task", {"task": "it"})])
+        answer = chat(kim, {"message": "delete it"})
+    assert tasks_of(server, "kim") == before
+    refused = only_result(answer, "delete_task")
+    assert refused["ok"] is False and "does not say which task" in refused["error"]
+    assert answer.get("interrupt") is None
