@@ -25,7 +25,7 @@ from tools.approval import (
 )
 from tools.audit import AuditRecord
 from tools.authorization import argument_problem, may_call, task_scope
-from tools.date_grounding import ground_dates
+from tools.grounding import ground_call, request_words
 from tools.references import (
     as_task_id,
     current_request,
@@ -202,8 +202,8 @@ async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]
                 position, call, reason, "identical_call" if REPEATED_CALL in reason else "denied"
             )
             continue
-        # The user's words, not the model's arithmetic, decide a due date.
-        args = ground_dates(call["name"], args, current_request(state["messages"]), date.today())
+        # The user's words, not the model's guesses, decide dates, priority and tags.
+        args = ground_call(call["name"], args, request_words(state["messages"]), date.today())
         approval: dict[str, Any] | None = None
         scope = task_scope(context.role, context.user_id)
         if "task" in args:

@@ -337,7 +337,9 @@ async def test_audit_log_written(open_runner, tmp_path):
     runner = await open_runner(("openai", model))
     before = datetime.now(UTC).replace(microsecond=0)
 
-    result = await runner.run_turn(context=WRITER, message="create the quarterly review")
+    result = await runner.run_turn(
+        context=WRITER, message="create the quarterly review, high priority"
+    )
 
     rows = await runner.services.tasks.audit_rows(kind="tool")
     assert len(rows) == 1

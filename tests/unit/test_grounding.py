@@ -1,4 +1,4 @@
-"""Due dates a model passes agree with what the user said (tools.date_grounding)."""
+"""What a model writes into a task agrees with what the user said (tools.grounding)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tools.date_grounding import ground_dates
+from tools.grounding import ground_call
 
 MONDAY = date(2026, 12, 7)
 
@@ -76,6 +76,33 @@ MONDAY = date(2026, 12, 7)
             {"task": "report", "due_date": "2026-12-20"},
         ),
         ("list_tasks", {"due_before": "2027-01-01"}, "what's due", {"due_before": "2027-01-01"}),
+        # Fields nobody asked for leave a new task, and a change that does what was asked.
+        (
+            "create_task",
+            {"title": "Fix tap", "priority": "high", "tags": ["fix", "tap"]},
+            "add a task to fix the leaking tap",
+            {"title": "Fix tap"},
+        ),
+        (
+            "create_task",
+            {"title": "Water plants", "priority": "urgent", "tags": ["home"]},
+            "urgent: water the plants, tag it home",
+            {"title": "Water plants", "priority": "urgent", "tags": ["home"]},
+        ),
+        (
+            "update_task",
+            {"task": "insurance", "title": "Insurance 2027", "due_date": "2026-12-31"},
+            "rename the insurance task to Insurance 2027",
+            {"task": "insurance", "title": "Insurance 2027"},
+        ),
+        (
+            "update_task",
+            {"task": "report", "title": "Q4 report", "priority": "high"},
+            "call the report Q4 report",
+            {"task": "report", "title": "Q4 report"},
+        ),
+        # A change made only of fields the words do not show is what the user asked for.
+        ("update_task", {"task": "gym", "priority": "high"}, "bump the gym task", None),
         # A title that is only a date keeps it (nothing else would remain).
         (
             "create_task",
@@ -85,7 +112,17 @@ MONDAY = date(2026, 12, 7)
         ),
     ],
 )
-def test_the_users_words_decide_the_due_date(
-    tool: str, args: dict[str, Any], request_text: str, expected: dict[str, Any]
+def test_the_users_words_decide_dates_priority_and_tags(
+    tool: str, args: dict[str, Any], request_text: str, expected: dict[str, Any] | None
 ) -> None:
-    assert ground_dates(tool, args, request_text, MONDAY) == expected
+    assert ground_call(tool, args, request_text, MONDAY) == (args if expected is None else expected)
+
+
+def test_a_bare_yes_carries_the_words_it_agrees_to() -> None:
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from tools.grounding import request_words
+
+    offer = [HumanMessage("Book dentist, low prio"), AIMessage("Add it?"), HumanMessage("yes")]
+    assert request_words(offer) == "Book dentist, low prio\nyes"
+    assert request_words([HumanMessage("old, urgent"), HumanMessage("add milk")]) == "add milk"
