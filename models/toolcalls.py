@@ -380,6 +380,33 @@ def _call_spans(text: str) -> list[_Span]:
     return sorted(spans, key=lambda span: span.start)
 
 
+_CALL_OPENING = re.compile(r'^\{+\s*"(?:name|function|tool|tool_name)"\s*:\s*"(\w+)"')
+
+
+def _unreadable_call(
+    text: str, allowed: Mapping[str, type[BaseModel]]
+) -> tuple[list[ToolCall], str] | None:
+    """A reply that is plainly one call of an allowed tool but not readable JSON, as a call.
+
+    The guard then tells the model its arguments were not valid JSON, so it can try again,
+    instead of the user being shown the broken JSON.
+    """
+    whole = _strip_fence(text)
+    opening = _CALL_OPENING.match(whole)
+    if opening is None or opening.group(1) not in allowed:
+        return None
+    try:
+        _load(whole)
+    except (ValueError, RecursionError):
+        pass
+    else:
+        return None  # readable, but not the shape of one call: not ours to guess
+    call = make_tool_call(
+        name=opening.group(1), args={INVALID_ARGUMENTS_KEY: whole}, id=new_tool_call_id()
+    )
+    return [call], ""
+
+
 def _extract_text_calls(
     text: str, allowed: Mapping[str, type[BaseModel]]
 ) -> tuple[list[ToolCall], str] | None:
@@ -396,7 +423,7 @@ def _extract_text_calls(
         return None
     spans = _call_spans(stripped)
     if not spans:
-        return None
+        return _unreadable_call(stripped, allowed)
     pieces: list[str] = []
     position = 0
     for span in spans:

@@ -137,7 +137,9 @@ async def answer_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
     if not answer.text.strip():
         said = said_from_results(messages, date.today())
         return {"messages": _replace(answer, said, empty_answer_replaced=True), "correction": ""}
-    why = unusable(answer.text, current_request(messages))
+    # Only a turn where the model did nothing at all: after a tool ran, an answer in the
+    # user's words ("Created 'Call the supplier'") is a confirmation, not an echo.
+    why = None if _turn_outcomes(messages) else unusable(answer.text, current_request(messages))
     handed = await _hand_off(state, answer, why) if why else None
     if handed is not None:
         return handed

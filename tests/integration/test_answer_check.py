@@ -277,3 +277,16 @@ def test_instructions_for_calling_a_tool_are_not_an_answer(client, fake):
     assert "described a tool call instead of making it" in reply["message"]
     assert (task(client, laundry["id"]) or {})["status"] == "completed"
     assert not any("complete_task" in a for a in stored_answers(client, reply["thread_id"]))
+
+
+def test_a_confirmation_in_the_users_words_after_a_call_is_the_models_answer(client, fake):
+    ask = "Please add: follow-up call with the supplier about delivery dates"
+    fake.script(
+        tool_call(
+            "create_task", {"title": "Follow-up call with the supplier about delivery dates"}
+        ),
+        text("Created 'Follow-up call with the supplier about delivery dates'."),
+    )
+    reply = chat(client, ask)
+    assert (reply["model_used"], reply["fallback_used"]) == (MODEL, False), reply["message"]
+    assert reply["message"] == "Created 'Follow-up call with the supplier about delivery dates'."

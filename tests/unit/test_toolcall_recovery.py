@@ -184,3 +184,11 @@ def test_bare_json_quoted_in_mostly_prose_is_still_left_alone() -> None:
     )
     message = normalize_tool_calls(AIMessage(content=text), TOOL_ARGS)
     assert message.tool_calls == [] and message.content == text
+
+
+def test_a_call_whose_json_cannot_be_read_goes_to_the_guard_not_to_the_user() -> None:
+    raw = '{"name": "create_task", "arguments": {"title": "Repair check" "priority": }}'
+    message = normalize_tool_calls(AIMessage(content=raw), TOOL_ARGS)
+    assert [c["name"] for c in message.tool_calls] == ["create_task"]
+    assert message.tool_calls[0]["args"] == {"__invalid_arguments__": raw}
+    assert message.content == ""
