@@ -94,7 +94,7 @@ def unusable(answer: str, request: str) -> str | None:
     calling it; neither is an answer, whatever the words.
     """
     said, asked = _plain(answer), _plain(request)
-    if said and (said == asked or SequenceMatcher(None, said, asked).ratio() >= 0.85):
+    if said and (said == asked or SequenceMatcher(None, said, asked).ratio() >= 0.75):
         return "it only repeated the request"
     if _TOOL_NAME.search(answer):
         return "it described a tool call instead of making it"

@@ -6,8 +6,8 @@ Small models compute dates themselves even when told not to ("December 30" becam
 user's own words are the ground truth:
 
 * a model's date that matches none of the user's is replaced by the one date the user gave,
-  and a date, priority or tags the user did not mention are dropped from a new task, and
-  from a change that also does what was asked;
+  and a date, priority, tags, status or notes the user did not mention are dropped from a new
+  task, and from a change that also does what was asked;
 * a title that repeats the date phrase its due date came from ("Call dentist tomorrow", due
   tomorrow) loses it.
 """
@@ -32,6 +32,15 @@ _PRIORITY_WORDS = re.compile(
     re.IGNORECASE,
 )
 _TAG_WORDS = re.compile(r"#\w|\b(?:tag\w*|label\w*)\b", re.IGNORECASE)
+_STATUS_WORDS = re.compile(
+    r"\b(?:done|complete\w*|finish\w*|status|start\w*|progress|working|pending|open|reopen\w*"
+    r"|undo|revert|back|check\w*\s+off|tick\w*|close\w*)\b",
+    re.IGNORECASE,
+)
+_NOTE_WORDS = re.compile(
+    r"\b(?:note\w*|descri\w*|detail\w*|comment\w*|say\w*|says|write|mention\w*)\b|:",
+    re.IGNORECASE,
+)
 _CONFIRMATION = re.compile(
     r"^\W*(?:yes|yeah|yep|yup|sure|ok(?:ay)?|please(?: do)?|do it|go ahead|confirm(?:ed)?"
     r"|correct|right|exactly|sounds good)\W*(?:please|thanks?|thank you)?\W*$",
@@ -90,6 +99,10 @@ def _unasked_fields(args: dict[str, Any], request: str, today: date) -> set[str]
         unasked.add("priority")
     if args.get("tags") and not _TAG_WORDS.search(request):
         unasked.add("tags")
+    if args.get("status") is not None and not _STATUS_WORDS.search(request):
+        unasked.add("status")
+    if args.get("description") and not _NOTE_WORDS.search(request):
+        unasked.add("description")
     return unasked
 
 

@@ -290,3 +290,16 @@ def test_a_confirmation_in_the_users_words_after_a_call_is_the_models_answer(cli
     reply = chat(client, ask)
     assert (reply["model_used"], reply["fallback_used"]) == (MODEL, False), reply["message"]
     assert reply["message"] == "Created 'Follow-up call with the supplier about delivery dates'."
+
+
+def test_the_next_tier_does_all_of_what_an_echoed_request_asked(client, fake):
+    bike = new_task(client, "Fix the bike")
+    mom = new_task(client, "Call mom")
+    ask = f"mark {mom['id']} and {bike['id']} done"
+    fake.script(text(ask.capitalize()))
+    reply = chat(client, ask)
+    assert reply["model_used"] == "offline-engine", reply["message"]
+    assert [(task(client, t["id"]) or {}).get("status") for t in (mom, bike)] == [
+        "completed",
+        "completed",
+    ], reply

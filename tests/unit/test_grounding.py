@@ -101,6 +101,18 @@ MONDAY = date(2026, 12, 7)
             "call the report Q4 report",
             {"task": "report", "title": "Q4 report"},
         ),
+        (
+            "update_task",
+            {"task": "tap", "priority": "urgent", "status": "in_progress", "description": "Fix"},
+            "make the tap task urgent",
+            {"task": "tap", "priority": "urgent"},
+        ),
+        (
+            "create_task",
+            {"title": "Call mom", "description": "Ask about Sunday"},
+            "add call mom, note: ask about Sunday",
+            {"title": "Call mom", "description": "Ask about Sunday"},
+        ),
         # A change made only of fields the words do not show is what the user asked for.
         ("update_task", {"task": "gym", "priority": "high"}, "bump the gym task", None),
         # A title that is only a date keeps it (nothing else would remain).
