@@ -77,7 +77,7 @@ _IS_NOW = re.compile(
     r"\b(?:is|are)\s+now\s+(?:(?:marked|set)\s+(?:as\s+|to\s+)?)?(?P<state>[\w-]+)", re.I
 )
 _OPENING = re.compile(
-    r"^\W*(?:successfully\s+)?(?P<verb>created|added|updated|changed|renamed|rescheduled|moved"
+    r"^\W*(?:(?:done|ok(?:ay)?|sure|great|success|all\s+set)\W+)?(?:successfully\s+)?(?P<verb>created|added|updated|changed|renamed|rescheduled|moved"
     r"|marked|completed|deleted|removed)\s+(?:the\s+|your\s+|task\s+)?"
     r"(?:task-\w+|[A-Z][A-Z0-9]+(?:-[A-Z0-9]+)+|task\b|it\b|\")",
     re.I,

@@ -189,6 +189,7 @@ CLAIMS = [
     ("Your task has now been rescheduled to Friday.", "change"),
     ("We added it to your list.", "create"),
     ('Task deleted: "Buy a birthday card"', "delete"),
+    ('Done: updated TASK-0001 "Renew Car Insurance" (urgent).', "change"),
     ("The task was created successfully.", "create"),
 ]
 NOT_CLAIMS = [
