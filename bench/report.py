@@ -300,7 +300,7 @@ def profile(res: Results) -> list[str]:
 def _ours(frame: str) -> bool:
     """Whether a py-spy frame is in this repository's server or agent code (not the CLI)."""
     dirs = ("server", "graph", "nodes", "tools", "models")
-    return any(f"{ROOT}/{d}/" in frame for d in dirs) and "server/cli.py" not in frame
+    return any(f"{ROOT}/{d}/" in frame for d in dirs) and "server/cli/main.py" not in frame
 
 
 def _short(frame: str) -> str:

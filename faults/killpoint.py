@@ -72,8 +72,8 @@ def install() -> None:
     """Wrap the product functions at each kill point."""
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    from server.runs import FINISHED, RunStore
-    from server.threads import ThreadIndex
+    from server.runs.engine import FINISHED, RunStore
+    from server.runs.threads import ThreadIndex
     from tools.store import TaskStore
 
     apply_once = TaskStore.apply_once
@@ -170,7 +170,7 @@ def main() -> None:
     Everything is imported before the wait; nothing under the data dir is opened until after.
     """
     import server.app  # noqa: F401  (the heavy imports, done while waiting)
-    from server.cli import app
+    from server.cli.main import app
 
     install()
 

@@ -58,7 +58,7 @@ def _no_file_size_signal() -> None:
 
 
 class ServerProcess:
-    """`python -m server.cli serve` (or `faults.killpoint`) on 127.0.0.1:`port`."""
+    """`python -m server.cli.main serve` (or `faults.killpoint`) on 127.0.0.1:`port`."""
 
     def __init__(
         self,

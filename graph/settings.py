@@ -139,7 +139,7 @@ class Settings(BaseSettings):
     sse_ping_s: float = Field(default=15.0, gt=0, alias="TASKAGENT_SSE_PING_S")
     shutdown_grace_s: float = Field(default=10.0, ge=0, alias="TASKAGENT_SHUTDOWN_GRACE_S")
 
-    # Browser guard (server/browser_guard.py): comma-separated in the environment
+    # Browser guard (server/security/browser_guard.py): comma-separated in the environment
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="TASKAGENT_ALLOWED_HOSTS"
     )

@@ -18,17 +18,21 @@ from fastapi.staticfiles import StaticFiles
 
 from graph.settings import Settings, get_settings
 from models.providers import Reachability
-from server import admin_api, agent_api, chat_api, ops_api, tasks_api
-from server.auth import KeyRing
-from server.browser_guard import protect
-from server.limits import RequestSizeLimit
-from server.logs import REQUEST_ID_HEADER, RequestContext, request_id_of
-from server.ratelimit import AuthFailureLimiter, RateLimiter
-from server.runner import AgentRunner, TurnError
-from server.runs import RunManager, RunStore
-from server.schemas import ErrorResponse, HealthResponse, TierHealth
-from server.storage_errors import answer_storage_errors
-from server.textguard import RejectLoneSurrogates
+from server.api import admin as admin_api
+from server.api import agent as agent_api
+from server.api import chat as chat_api
+from server.api import ops as ops_api
+from server.api import tasks as tasks_api
+from server.api.schemas import ErrorResponse, HealthResponse, TierHealth
+from server.observability.logs import REQUEST_ID_HEADER, RequestContext, request_id_of
+from server.runs.engine import RunManager, RunStore
+from server.runs.runner import AgentRunner, TurnError
+from server.runs.storage_errors import answer_storage_errors
+from server.security.auth import KeyRing
+from server.security.browser_guard import protect
+from server.security.limits import RequestSizeLimit
+from server.security.ratelimit import AuthFailureLimiter, RateLimiter
+from server.security.textguard import RejectLoneSurrogates
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from graph.services import Services  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 from models.providers import Tier  # noqa: E402
 from models.resilience import CircuitBreaker  # noqa: E402
-from server.runner import AgentRunner  # noqa: E402
+from server.runs.runner import AgentRunner  # noqa: E402
 from tools.store import TaskStore  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from server.storage_errors import RETRY_AFTER_S, answer_storage_errors, classify
+from server.runs.storage_errors import RETRY_AFTER_S, answer_storage_errors, classify
 
 
 def failing_commit(message: str) -> Exception:

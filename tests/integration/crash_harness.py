@@ -35,7 +35,7 @@ from langchain_core.messages import AIMessage, AnyMessage, ToolMessage  # noqa: 
 
 from graph.context import Context  # noqa: E402
 from graph.settings import Settings  # noqa: E402
-from server.runner import AgentRunner  # noqa: E402
+from server.runs.runner import AgentRunner  # noqa: E402
 from tools.audit import AuditRecord
 from tools.store import Mutation, TaskStore  # noqa: E402
 

@@ -83,7 +83,17 @@ def test_read_role_cannot_write_and_admin_can_reach_everyone(keyed_server):
 def test_keys_file_holds_only_digests_and_works(tmp_path):
     env = offline_env(tmp_path / "data")
     made = subprocess.run(
-        [sys.executable, "-m", "server.cli", "keys", "add", "--user", "carol", "--role", "write"],
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "keys",
+            "add",
+            "--user",
+            "carol",
+            "--role",
+            "write",
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from graph.settings import get_settings
-from server.cli import app
+from server.cli.main import app
 
 pytestmark = pytest.mark.integration
 

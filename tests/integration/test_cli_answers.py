@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from graph.settings import get_settings
-from server.cli import app
+from server.cli.main import app
 from tests.fakes.llm_servers import FakeOpenAIServer, status, text
 from tests.integration.conftest import REPO, offline_env
 

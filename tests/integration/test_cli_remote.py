@@ -9,7 +9,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from server.cli import app
+from server.cli.main import app
 from tests.integration.conftest import LiveServer, free_port
 
 pytestmark = pytest.mark.integration

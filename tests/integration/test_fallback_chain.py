@@ -8,7 +8,7 @@ import pytest
 from graph.context import Context
 from graph.services import Services
 from models.providers import build_tiers
-from server.runner import AgentRunner
+from server.runs.runner import AgentRunner
 from tests.conftest import make_settings
 from tests.fakes.llm_servers import (
     FakeOllamaServer,

@@ -19,7 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from server.mcp_server import is_local_origin
+from server.mcp.server import is_local_origin
 from tests.integration.conftest import REPO, free_port, offline_env
 
 pytestmark = pytest.mark.integration

@@ -292,7 +292,7 @@ def test_request_ids_are_echoed_and_logged(server: LiveServer, traffic: Traffic)
         assert {"ts", "level", "logger", "message"} <= line.keys(), line
     mine = [line for line in lines if line.get("request_id") == "abc"]
     loggers = {line["logger"] for line in mine}
-    assert {"uvicorn.access", "server.runs", "taskagent.audit"} <= loggers, loggers
+    assert {"uvicorn.access", "server.runs.engine", "taskagent.audit"} <= loggers, loggers
     access = next(line for line in mine if line["logger"] == "uvicorn.access")
     assert access["method"] == "POST" and access["path"] == "/chat" and access["status"] == 200
     assert access["user"] == "alice"
@@ -414,7 +414,7 @@ tests:
               summary: The agent keeps looping (oscillation) on a
               description: >-
                 15 runaway stops (oscillation) in 15 minutes. A model or prompt change may
-                make the agent repeat itself; check the runs in the logs (logger server.runs)
+                make the agent repeat itself; check the runs in the logs (logger server.runs.engine)
                 and the audit trail.
       - eval_time: 25m
         alertname: TaskagentToolErrorRate

@@ -1,6 +1,6 @@
 """Admission on the real server: concurrent requests, idempotency keys, per-user limits.
 
-Each test starts `python -m server.cli serve` on loopback and races it with real HTTP
+Each test starts `python -m server.cli.main serve` on loopback and races it with real HTTP
 requests; what counts is the status and sentence each client gets and the rows on disk.
 """
 

@@ -22,7 +22,7 @@ from langgraph_sdk.errors import UnprocessableEntityError
 
 from graph.settings import Settings
 from nodes.guard_input import INJECTION_REASON
-from server.client_input import RefusedInput, user_messages
+from server.runs.client_input import RefusedInput, user_messages
 from tests.integration.conftest import LiveServer
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """Configuration errors: one line naming the variable and the fix, a non-zero exit, no hang.
 
-Every command is run as a user runs it (`python -m server.cli …` in a subprocess, on a fresh
+Every command is run as a user runs it (`python -m server.cli.main …` in a subprocess, on a fresh
 data directory); an unreachable model is reported once at start-up and in `/health`.
 """
 

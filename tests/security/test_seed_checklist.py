@@ -21,7 +21,7 @@ import httpx
 from langchain_core.messages import AIMessage, ToolMessage
 
 from graph.context import Context
-from server.runner import AgentRunner
+from server.runs.runner import AgentRunner
 from tests.fakes.chat_models import ScriptedChatModel, tool_call
 from tools.store import TaskStore
 

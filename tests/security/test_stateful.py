@@ -51,7 +51,7 @@ from hypothesis.stateful import (
 from langchain_core.messages import AIMessage, ToolMessage
 
 from server.app import create_app
-from server.runner import AgentRunner
+from server.runs.runner import AgentRunner
 from tests.conftest import make_settings
 from tools.schemas import MUTATING_TOOLS
 

@@ -23,7 +23,7 @@ def test_quantiles_interpolate_and_spread_reports_n() -> None:
 
 
 def test_profile_samples_go_to_the_innermost_known_area() -> None:
-    ours = f"append ({ROOT}/server/runs.py:250)"
+    ours = f"append ({ROOT}/server/runs/engine.py:250)"
     sqlite = "_execute (/venv/site-packages/aiosqlite/core.py:158)"
     loop = "run (/usr/lib/python3.11/asyncio/runners.py:118)"
     raw = "\n".join([f"{loop};{ours};{sqlite} 3", f"{loop};{ours} 1", f"{loop} 1"])

@@ -166,7 +166,7 @@ async def test_delete_waits_for_approval_and_honours_the_answer(open_runner):
 
 
 async def test_resume_without_pending_interrupt_is_refused(open_runner):
-    from server.runner import TurnError
+    from server.runs.runner import TurnError
 
     runner = await open_runner(("openai", ScriptedChatModel(script=["hi"])))
     result = await runner.run_turn(context=ME, message="something")
@@ -255,7 +255,7 @@ class GatedModel(ScriptedChatModel):
 async def test_a_second_request_on_a_busy_thread_is_refused_not_mixed_in(open_runner):
     import asyncio
 
-    from server.runner import TurnError
+    from server.runs.runner import TurnError
 
     model = GatedModel(script=["first answer", "second answer"])
     runner = await open_runner(("openai", model))

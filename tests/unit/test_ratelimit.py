@@ -1,4 +1,4 @@
-from server.ratelimit import RateLimiter
+from server.security.ratelimit import RateLimiter
 
 
 class Clock:

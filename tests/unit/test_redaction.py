@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessageChunk
 
 from graph.prompts import system_prompt
 from graph.redaction import MAX_HOLD_CHARS, REDACTED, Redactor
-from server.event_redaction import EventRedactor
+from server.runs.event_redaction import EventRedactor
 
 PROMPT = system_prompt(date(2026, 11, 22))
 SECRETS = ["opk9Zx-plain-0123456789abcdef", "plainsecret123"]

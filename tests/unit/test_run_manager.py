@@ -7,8 +7,8 @@ from pathlib import Path
 
 from graph.context import Context
 from graph.settings import Settings
-from server.runner import AgentRunner
-from server.runs import RunManager, RunStore
+from server.runs.engine import RunManager, RunStore
+from server.runs.runner import AgentRunner
 
 THREADS = 5
 RUNS_PER_THREAD = 3

@@ -2,7 +2,7 @@ import json
 import sqlite3
 from datetime import timedelta
 
-from server.runs import RunEvent, RunRecord, RunStatus, RunStore
+from server.runs.engine import RunEvent, RunRecord, RunStatus, RunStore
 
 
 async def test_events_replay_after_an_id_and_old_logs_are_pruned(tmp_path):
@@ -64,7 +64,7 @@ async def test_a_log_that_cannot_be_written_ends_streams_with_an_error_not_a_han
     import asyncio
 
     from graph.redaction import Redactor
-    from server.runs import RunChannel
+    from server.runs.engine import RunChannel
 
     store = await RunStore.open(
         tmp_path / "runs.sqlite", busy_timeout_ms=1000, synchronous="NORMAL"
@@ -124,7 +124,7 @@ async def test_runs_stored_before_identities_resume_read_only(tmp_path):
 async def test_a_finished_run_is_counted_once_when_its_status_write_is_retried(tmp_path):
     from prometheus_client import REGISTRY
 
-    from server.runs import FINISHED
+    from server.runs.engine import FINISHED
 
     def finished_count() -> float:
         return sum(

@@ -1,7 +1,7 @@
 """The MCP server's tools: the task tools, ask_agent and answer_approval.
 
 Each call acts for the caller's principal and goes through the same role matrix, rate
-limits, budgets and audit trail as the agent (`server/mcp_server.py` serves it).
+limits, budgets and audit trail as the agent (`server/mcp/server.py` serves it).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from pydantic import BaseModel, Field
 
 from graph.context import Context
 from graph.settings import Settings
-from server.auth import KeyRing, Principal, local_principal, presented_key
-from server.logs import bind
-from server.ratelimit import AuthFailureLimiter, RateLimiter, refusal, refusal_record
-from server.task_calls import TaskCallError, call_task_tool
+from server.observability.logs import bind
+from server.runs.task_calls import TaskCallError, call_task_tool
+from server.security.auth import KeyRing, Principal, local_principal, presented_key
+from server.security.ratelimit import AuthFailureLimiter, RateLimiter, refusal, refusal_record
 from tools.audit import summarize
 from tools.schemas import DESTRUCTIVE_TOOLS, MUTATING_TOOLS, TOOL_ARGS
 
 if TYPE_CHECKING:
-    from server.runner import AgentRunner, TurnResult
+    from server.runs.runner import AgentRunner, TurnResult
 
 VIA = "mcp"
 
@@ -169,7 +169,7 @@ class TaskAgentMCP:
     @asynccontextmanager
     async def lifespan(self, _: MCPServer[Any]) -> AsyncIterator[None]:
         """Open the databases and compile the graph for the server's lifetime."""
-        from server.runner import AgentRunner
+        from server.runs.runner import AgentRunner
 
         self._runner = await AgentRunner.open(self.settings)
         try:
@@ -331,7 +331,7 @@ class TaskAgentMCP:
         message: str | None = None,
         resume: dict[str, Any] | None = None,
     ) -> AgentReply:
-        from server.runner import TurnError, TurnResult
+        from server.runs.runner import TurnError, TurnResult
 
         runner = self.runner
         timeout = self.settings.turn_timeout_s

@@ -11,8 +11,9 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from server.cli_options import ApiKey, AsJson, Url, run_client
-from server.cli_render import (
+from server.cli.client import AgentClient, ClientError
+from server.cli.options import ApiKey, AsJson, Url, run_client
+from server.cli.render import (
     TurnView,
     console,
     errors,
@@ -23,7 +24,6 @@ from server.cli_render import (
     print_json,
     threads_table,
 )
-from server.client import AgentClient, ClientError
 from tools.text import printable
 
 HELP_TEXT = (

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from graph.context import Context
-from server.deps import context_of, runner_of
-from server.runner import AgentRunner, TurnError
+from server.api.deps import context_of, runner_of
+from server.runs.runner import AgentRunner, TurnError
 
 router = APIRouter(tags=["admin"])
 

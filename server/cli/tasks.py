@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import click
 import typer
 
-from server.cli_options import ApiKey, AsJson, Url, run_client
-from server.cli_render import console, errors, plain, print_json, task_line, tasks_table
-from server.client import AgentClient
+from server.cli.client import AgentClient
+from server.cli.options import ApiKey, AsJson, Url, run_client
+from server.cli.render import console, errors, plain, print_json, task_line, tasks_table
 from tools.schemas import Priority, Status
 from tools.text import printable
 

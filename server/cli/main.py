@@ -17,12 +17,12 @@ import typer
 from rich.table import Table
 
 from graph.settings import ConfigError, get_settings
-from server.auth import ROLES, KeyError_, KeyRing, add_key
-from server.cli_chat import CHAT_EXAMPLES, chat
-from server.cli_options import ApiKey, AsJson, Url, prepare_data_dir, run_client
-from server.cli_render import console, plain, print_json, threads_table
-from server.cli_tasks import tasks_app
-from server.mcp_server import mcp_command
+from server.cli.chat import CHAT_EXAMPLES, chat
+from server.cli.options import ApiKey, AsJson, Url, prepare_data_dir, run_client
+from server.cli.render import console, plain, print_json, threads_table
+from server.cli.tasks import tasks_app
+from server.mcp.server import mcp_command
+from server.security.auth import ROLES, KeyError_, KeyRing, add_key
 
 app = typer.Typer(
     help="taskagent: a task-management agent you can serve, chat with, or script.",
@@ -65,8 +65,8 @@ def serve(
 
     from graph.redaction import Redactor
     from server.app import create_app
-    from server.logs import log_config
-    from server.proxies import behind_proxies
+    from server.observability.logs import log_config
+    from server.security.proxies import behind_proxies
 
     settings = get_settings()
     host = host or settings.host

@@ -20,13 +20,13 @@ import httpx
 from graph.context import Context
 from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
-from server.task_calls import TaskCallError, call_task_tool
+from server.runs.task_calls import TaskCallError, call_task_tool
 from tools.store import TaskStore
 
 if TYPE_CHECKING:
     from langchain_core.messages import AnyMessage
 
-    from server.runner import AgentRunner
+    from server.runs.runner import AgentRunner
 
 # A turn can think for a long time, but the server pings the stream every few seconds.
 STREAM_READ_TIMEOUT_S = 120.0
@@ -166,7 +166,7 @@ class LocalClient:
 
     async def _agent(self) -> AgentRunner:
         if self._runner is None:
-            from server.runner import AgentRunner
+            from server.runs.runner import AgentRunner
 
             self._runner = await AgentRunner.open(self.settings)
         return self._runner
@@ -192,7 +192,7 @@ class LocalClient:
         resume: dict[str, Any] | None = None,
     ) -> AsyncIterator[ChatEvent]:
         """Run one turn in-process and yield its events."""
-        from server.runner import TurnError
+        from server.runs.runner import TurnError
 
         runner = await self._agent()
         try:
@@ -205,7 +205,7 @@ class LocalClient:
 
     async def thread(self, thread_id: str) -> ThreadView:
         """Return a thread of the local user."""
-        from server.runner import TurnError
+        from server.runs.runner import TurnError
 
         runner = await self._agent()
         try:

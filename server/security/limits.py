@@ -14,7 +14,7 @@ from pydantic import AfterValidator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.settings import get_settings
-from server.asgi_reply import refuse
+from server.security.asgi_reply import refuse
 
 # The unread rest of an oversized request makes the connection unusable.
 _CLOSE = [(b"connection", b"close")]

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.limits import bounded_json
+from server.security.limits import bounded_json
 
 
 class ChatRequest(BaseModel):

@@ -12,14 +12,14 @@ from sse_starlette import EventSourceResponse
 
 from graph.context import Context
 from graph.settings import get_settings
-from server.deps import context_of, runner_of, runs_of
-from server.limits import LastEventId
-from server.runner import AgentRunner, TurnError
-from server.runs import RunManager
-from server.schemas import ChatRequest, ChatResponse, ErrorResponse
-from server.sse import event_stream, last_event_id
-from server.storage_errors import EVENT_ERROR as STORAGE_ERROR
-from server.storage_errors import StorageUnavailable
+from server.api.deps import context_of, runner_of, runs_of
+from server.api.schemas import ChatRequest, ChatResponse, ErrorResponse
+from server.api.sse import event_stream, last_event_id
+from server.runs.engine import RunManager
+from server.runs.runner import AgentRunner, TurnError
+from server.runs.storage_errors import EVENT_ERROR as STORAGE_ERROR
+from server.runs.storage_errors import StorageUnavailable
+from server.security.limits import LastEventId
 
 router = APIRouter(tags=["chat"])
 

@@ -9,8 +9,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from graph.settings import ConfigError, Settings, get_settings
-from server.cli_render import errors, plain
-from server.client import AgentClient, ClientError, open_client
+from server.cli.client import AgentClient, ClientError, open_client
+from server.cli.render import errors, plain
 from tools.sqlite import secure_data_dir
 
 T = TypeVar("T")

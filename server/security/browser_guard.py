@@ -32,7 +32,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.asgi_reply import refuse
+from server.security.asgi_reply import refuse
 
 log = logging.getLogger(__name__)
 

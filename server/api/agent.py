@@ -14,10 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from graph.context import TIER_NAMES, Context, TierName
-from server.client_input import RefusedInput, check_run_request
-from server.deps import context_of, runner_of, runs_of
-from server.jsonable import to_jsonable
-from server.limits import (
+from server.api.deps import context_of, runner_of, runs_of
+from server.api.jsonable import to_jsonable
+from server.api.sse import event_stream, last_event_id
+from server.runs.client_input import RefusedInput, check_run_request
+from server.runs.engine import MultitaskStrategy, RunManager, RunRecord, stream_modes
+from server.runs.runner import AgentRunner, TurnError
+from server.runs.threads import ThreadInfo
+from server.security.limits import (
     MAX_OFFSET,
     LastEventId,
     Metadata,
@@ -25,10 +29,6 @@ from server.limits import (
     check_json_size,
     merge_patch,
 )
-from server.runner import AgentRunner, TurnError
-from server.runs import MultitaskStrategy, RunManager, RunRecord, stream_modes
-from server.sse import event_stream, last_event_id
-from server.threads import ThreadInfo
 
 router = APIRouter(tags=["agent protocol"])
 

@@ -3,7 +3,7 @@
 Over stdio (the default) the server acts for the one user whose key is in
 `TASKAGENT_API_KEY`; with `--http` it serves streamable HTTP on loopback, where every
 request presents its own key the way the HTTP API does. The tools live in
-`server/mcp_tools.py`, loaded only when the server starts so other commands stay quick.
+`server/mcp/tools.py`, loaded only when the server starts so other commands stay quick.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ import typer
 
 from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
-from server.asgi_reply import refuse
-from server.auth import KeyError_, KeyRing, Principal, local_principal, presented_key
-from server.browser_guard import header_map, host_refusal, is_loopback_host
-from server.ratelimit import too_many_failures
+from server.security.asgi_reply import refuse
+from server.security.auth import KeyError_, KeyRing, Principal, local_principal, presented_key
+from server.security.browser_guard import header_map, host_refusal, is_loopback_host
+from server.security.ratelimit import too_many_failures
 from tools.store import TaskStore
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-    from server.mcp_tools import TaskAgentMCP
+    from server.mcp.tools import TaskAgentMCP
 
 log = logging.getLogger("taskagent.mcp")
 
@@ -80,7 +80,7 @@ class LoopbackGate:
     """Refuse foreign Host names (400), foreign origins (403) and, with keys, unkeyed calls (401).
 
     A web page the user visits can reach a loopback port; its Host and Origin give it away.
-    The Host rule is the HTTP API's (`server/browser_guard.py`); local pages and the
+    The Host rule is the HTTP API's (`server/security/browser_guard.py`); local pages and the
     origins on TASKAGENT_ALLOWED_ORIGINS may call (MCP inspectors run on localhost).
     """
 
@@ -184,9 +184,9 @@ def mcp_command(
     """
     import logging.config
 
-    from server.cli_options import prepare_data_dir
-    from server.logs import bind, log_config
-    from server.mcp_tools import TaskAgentMCP
+    from server.cli.options import prepare_data_dir
+    from server.mcp.tools import TaskAgentMCP
+    from server.observability.logs import bind, log_config
 
     settings = get_settings()
     prepare_data_dir(settings)

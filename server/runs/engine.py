@@ -31,13 +31,12 @@ from graph import metrics
 from graph.context import TIER_NAMES, Context
 from graph.redaction import Redactor
 from graph.settings import Settings
-from server import logs
-from server.event_redaction import EventRedactor
-from server.jsonable import to_jsonable
-from server.keyed_locks import KeyedLocks
-from server.ratelimit import RateLimiter
-from server.retention import delete_run_checkpoints
-from server.runner import (
+from server.api.jsonable import to_jsonable
+from server.observability import logs
+from server.runs.event_redaction import EventRedactor
+from server.runs.keyed_locks import KeyedLocks
+from server.runs.retention import delete_run_checkpoints
+from server.runs.runner import (
     AgentRunner,
     PreparedRun,
     RunOutcome,
@@ -45,9 +44,10 @@ from server.runner import (
     title_of,
     turn_messages,
 )
-from server.storage_errors import EVENT_ERROR as STORAGE_ERROR
-from server.storage_errors import classify
-from server.threads import ThreadInfo, ThreadLimitReached
+from server.runs.storage_errors import EVENT_ERROR as STORAGE_ERROR
+from server.runs.storage_errors import classify
+from server.runs.threads import ThreadInfo, ThreadLimitReached
+from server.security.ratelimit import RateLimiter
 from tools.audit import summarize
 from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 

@@ -7,17 +7,17 @@ from typing import Annotated
 from fastapi import Header, HTTPException, Request
 
 from graph.context import Context
-from server import logs
-from server.auth import KeyRing, Principal, local_principal, presented_key
-from server.ratelimit import (
+from server.observability import logs
+from server.runs.engine import RunManager
+from server.runs.runner import AgentRunner
+from server.security.auth import KeyRing, Principal, local_principal, presented_key
+from server.security.ratelimit import (
     AuthFailureLimiter,
     RateLimiter,
     refusal,
     refusal_record,
     too_many_failures,
 )
-from server.runner import AgentRunner
-from server.runs import RunManager
 from tools.audit import AuditRecord
 from tools.store import TaskStore
 

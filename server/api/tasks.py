@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from graph.context import Context
-from server.deps import context_of, runner_of
-from server.runner import AgentRunner, TurnError
-from server.schemas import ErrorResponse
-from server.task_calls import TaskCallError, call_task_tool
+from server.api.deps import context_of, runner_of
+from server.api.schemas import ErrorResponse
+from server.runs.runner import AgentRunner, TurnError
+from server.runs.task_calls import TaskCallError, call_task_tool
 from tools.schemas import CreateTaskArgs, ListTasksArgs, Priority, Status
 
 router = APIRouter(tags=["tasks"])

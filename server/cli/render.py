@@ -18,7 +18,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
-from server.client import ChatEvent
+from server.cli.client import ChatEvent
 from tools.text import printable
 
 console = Console()

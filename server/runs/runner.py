@@ -29,11 +29,11 @@ from graph.checkpointer import open_saver
 from graph.context import Context
 from graph.services import Services, install_services, open_services
 from graph.settings import Settings, get_settings
-from server.client_input import RefusedInput, user_messages
-from server.event_redaction import EventRedactor
-from server.retention import prune_before
-from server.threads import ThreadIndex, ThreadInfo, ThreadStatus
-from server.tracing import Tracer, finish
+from server.observability.tracing import Tracer, finish
+from server.runs.client_input import RefusedInput, user_messages
+from server.runs.event_redaction import EventRedactor
+from server.runs.retention import prune_before
+from server.runs.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from tools.text import printable
 
 EventKind = Literal["metadata", "token", "tool_call", "tool_result", "interrupt", "error", "done"]

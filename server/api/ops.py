@@ -14,8 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from graph import metrics
 from graph.services import Services
-from server.auth import presented_key
-from server.runner import AgentRunner
+from server.runs.runner import AgentRunner
+from server.security.auth import presented_key
 from tools.sqlite import now_iso
 
 router = APIRouter(tags=["operations"])

@@ -1,0 +1,1 @@
+"""The `taskagent` command and the clients it drives."""

@@ -1,0 +1,1 @@
+"""`taskagent mcp`: the task tools and the agent for MCP clients."""
