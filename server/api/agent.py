@@ -18,8 +18,10 @@ from server.api.deps import context_of, runner_of, runs_of
 from server.api.jsonable import to_jsonable
 from server.api.sse import event_stream, last_event_id
 from server.runs.client_input import RefusedInput, check_run_request
-from server.runs.engine import MultitaskStrategy, RunManager, RunRecord, stream_modes
+from server.runs.engine import RunManager
+from server.runs.projections import stream_modes
 from server.runs.runner import AgentRunner, TurnError
+from server.runs.store import MultitaskStrategy, RunRecord
 from server.runs.threads import ThreadInfo
 from server.security.limits import (
     MAX_OFFSET,
@@ -213,7 +215,7 @@ async def patch_thread(
 async def delete_thread(thread_id: str, context: Ctx, runner: Runner, runs: Runs) -> Response:
     """Delete a thread: its runs (cancelled if live), checkpoints, archive and index entry."""
     await runner.check_access(thread_id, context.user_id)
-    for run_id in runs.active_runs(thread_id):
+    for run_id in await runs.active_runs(thread_id):
         await runs.cancel(run_id)
     await runs.store.delete_thread(thread_id)
     await runner.saver.adelete_thread(thread_id)
@@ -559,7 +561,7 @@ async def cancel_run(
 ) -> Response:
     """Cancel a pending or running run (`rollback` also undoes what it wrote)."""
     run = await _own_run(thread_id, run_id, context, runs)
-    if not runs.is_live(run.run_id):
+    if not await runs.is_live(run.run_id):
         raise TurnError(
             409, f"Run {run_id} is {run.status}; only pending or running runs can be cancelled."
         )
@@ -571,7 +573,7 @@ async def cancel_run(
 async def delete_run(thread_id: str, run_id: str, context: Ctx, runs: Runs) -> Response:
     """Delete a finished run and its event log."""
     run = await _own_run(thread_id, run_id, context, runs)
-    if runs.is_live(run.run_id):
+    if await runs.is_live(run.run_id):
         raise TurnError(409, f"Run {run_id} is still {run.status}; cancel it first.")
     await runs.store.delete(run_id)
     return Response(status_code=204)

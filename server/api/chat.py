@@ -146,7 +146,7 @@ async def chat_thread_messages(
 ) -> dict[str, Any]:
     """Return a thread's whole conversation for display, and the run still in progress."""
     info = await runner.check_access(thread_id, context.user_id)
-    active = runs.active_runs(thread_id)
+    active = await runs.active_runs(thread_id)
     messages: list[dict[str, Any]] = []
     for message in await runner.history(thread_id):
         if isinstance(message, HumanMessage):

@@ -10,7 +10,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from graph import metrics
 from graph.settings import get_settings
-from server.runs.engine import RunEvent
+from server.runs.store import RunEvent
 
 SEND_TIMEOUT_SECONDS = 30
 # The event loop keeps only weak references to tasks: a disconnect handler nobody else

@@ -8,7 +8,7 @@ import weakref
 from collections.abc import AsyncIterator
 
 from server.api.sse import event_stream
-from server.runs.engine import RunEvent
+from server.runs.store import RunEvent
 
 
 async def test_the_disconnect_handler_finishes_even_if_nothing_else_refers_to_it():
