@@ -81,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
     )
+    # What routes and middleware read: this app's settings, never the environment's.
+    app.state.settings = settings
 
     @app.exception_handler(TurnError)
     async def turn_error(_: Request, exc: TurnError) -> JSONResponse:

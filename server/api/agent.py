@@ -26,10 +26,9 @@ from server.runs.threads import ThreadInfo
 from server.security.limits import (
     MAX_OFFSET,
     LastEventId,
-    Metadata,
-    bounded_json,
     check_json_size,
     merge_patch,
+    refuse_oversized_json,
 )
 
 router = APIRouter(tags=["agent protocol"])
@@ -120,7 +119,7 @@ class ThreadCreate(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     thread_id: str | None = Field(default=None, max_length=200)
-    metadata: Metadata = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
 
 
@@ -128,14 +127,14 @@ class ThreadPatch(BaseModel):
     """Change a thread's metadata."""
 
     model_config = ConfigDict(extra="ignore")
-    metadata: Metadata = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class ThreadSearch(BaseModel):
     """Filter threads."""
 
     model_config = ConfigDict(extra="ignore")
-    metadata: Annotated[dict[str, Any] | None, bounded_json("metadata")] = None
+    metadata: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
@@ -166,6 +165,7 @@ async def create_thread(
     body: ThreadCreate, context: Ctx, runner: Runner, runs: Runs
 ) -> dict[str, Any]:
     """Create a thread (a client may choose its id; `if_exists` says what a clash does)."""
+    refuse_oversized_json(runner.services.settings, metadata=body.metadata)
     thread_id = body.thread_id or str(uuid.uuid4())
     info, created = await runs.create_thread(context, thread_id, body.metadata)
     if not created and (body.if_exists == "raise" or info.owner != context.user_id):
@@ -176,6 +176,7 @@ async def create_thread(
 @router.post("/threads/search")
 async def search_threads(body: ThreadSearch, context: Ctx, runner: Runner) -> list[dict[str, Any]]:
     """Find the user's threads by metadata and status."""
+    refuse_oversized_json(runner.services.settings, metadata=body.metadata)
     found = await runner.threads.search(
         context.user_id,
         metadata=body.metadata,
@@ -197,12 +198,14 @@ async def patch_thread(
     thread_id: str, body: ThreadPatch, context: Ctx, runner: Runner
 ) -> dict[str, Any]:
     """Merge metadata into a thread."""
+    settings = runner.services.settings
+    refuse_oversized_json(settings, metadata=body.metadata)
     info = await runner.check_access(thread_id, context.user_id)
     try:
-        check_json_size(merge_patch(info.metadata, body.metadata), "merged metadata")
+        check_json_size(merge_patch(info.metadata, body.metadata), "merged metadata", settings)
     except ValueError as exc:
         raise TurnError(422, str(exc)) from None
-    limit = runner.services.settings.max_metadata_bytes
+    limit = settings.max_metadata_bytes
     if not await runner.threads.update_metadata(thread_id, body.metadata, max_bytes=limit):
         await runner.check_access(thread_id, context.user_id)  # deleted meanwhile: 404
         raise TurnError(
@@ -306,7 +309,7 @@ class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     limit: int = Field(default=10, ge=1, le=1000)
     before: dict[str, Any] | str | None = None
-    metadata: Annotated[dict[str, Any] | None, bounded_json("metadata")] = None
+    metadata: dict[str, Any] | None = None
 
 
 @router.post("/threads/{thread_id}/history")
@@ -314,6 +317,7 @@ async def get_thread_history(
     thread_id: str, body: HistoryQuery, context: Ctx, runner: Runner
 ) -> list[dict[str, Any]]:
     """Return the thread's checkpoints, newest first (history is bounded; see README)."""
+    refuse_oversized_json(runner.services.settings, metadata=body.metadata)
     await runner.check_access(thread_id, context.user_id)
     for key in body.metadata or {}:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
@@ -345,7 +349,7 @@ class RunCreate(BaseModel):
     input: dict[str, Any] | None = None
     command: dict[str, Any] | None = None
     stream_mode: str | list[str] = "values"
-    metadata: Metadata = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] | None = None
     multitask_strategy: MultitaskStrategy = "enqueue"
     on_disconnect: Literal["cancel", "continue"] = "continue"
@@ -388,6 +392,7 @@ async def _create_run(
     runs: RunManager,
     idempotency_key: str | None = None,
 ) -> RunRecord:
+    refuse_oversized_json(runner.services.settings, metadata=body.metadata)
     _check_assistant(body.assistant_id)
     stream_modes(body.stream_mode)
     if body.input is None and body.command is None:
@@ -423,6 +428,7 @@ def _stream(
 
     return event_stream(
         runs.events(run.run_id, after),
+        ping_s=runs.settings.sse_ping_s,
         location=f"{base}/stream",
         run_location=base,
         on_disconnect=cancel if cancel_on_disconnect else None,

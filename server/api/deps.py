@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Header, HTTPException, Request
 
 from graph.context import Context
+from graph.settings import Settings
 from server.observability import logs
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner
@@ -24,6 +25,12 @@ from tools.store import TaskStore
 UNAUTHORIZED = (
     "Missing or invalid API key. Send it as X-Api-Key: <key> or Authorization: Bearer <key>."
 )
+
+
+def settings_of(request: Request) -> Settings:
+    """Return the settings of the app serving the request (never the environment's)."""
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def runner_of(request: Request) -> AgentRunner:

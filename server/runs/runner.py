@@ -25,7 +25,7 @@ from langgraph.types import Command
 from graph.builder import build_graph
 from graph.checkpointer import open_saver
 from graph.context import Context
-from graph.services import Services, install_services, open_services
+from graph.services import Services, open_services
 from graph.settings import Settings, get_settings
 from server.observability.tracing import Tracer, finish
 from server.runs.client_input import RefusedInput, user_messages
@@ -148,14 +148,13 @@ class AgentRunner:
         """Open the databases under the data dir and compile the graph with the saver."""
         settings = settings or get_settings()
         services = services or await open_services(settings)
-        install_services(services)
         saver = await open_saver(settings)
         threads = await ThreadIndex.open(
             settings.tasks_db,
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
         )
-        graph = build_graph(settings).compile(checkpointer=saver, name="agent")
+        graph = build_graph(services).compile(checkpointer=saver, name="agent")
         return cls(graph, saver, services, threads)
 
     async def close(self) -> None:
@@ -164,7 +163,6 @@ class AgentRunner:
         await self.threads.close()
         await self.saver.conn.close()
         await self.services.tasks.close()
-        install_services(None)
 
     async def check_access(self, thread_id: str, user_id: str) -> ThreadInfo:
         """Return the thread, or raise 404 unless it exists and belongs to `user_id`."""

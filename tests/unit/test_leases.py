@@ -106,11 +106,11 @@ async def test_cancel_of_a_running_run_reaches_its_owner_at_renewal(store):
     await admit(store, run("r1", "t"))
     await admit(store, run("r2", "t"))
     assert await store.request_cancel("r2", "interrupt") == "pending"
-    assert (await store.get("r2")).status == "interrupted"  # type: ignore[union-attr]
+    assert (await store.get("r2")).status == "interrupted"
     assert await store.request_cancel("r1", "rollback") == "running"
     assert await store.renew("A", LEASE_S) == {"r1": "rollback"}
     before = time.time()
     assert await store.set_status("r1", "interrupted", lease_owner="A")
     assert await store.renew("A", LEASE_S) == {}
-    assert (await store.get("r1")).lease_owner is None  # type: ignore[union-attr]
+    assert (await store.get("r1")).lease_owner is None
     assert time.time() - before < 5

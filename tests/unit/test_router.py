@@ -22,17 +22,17 @@ ME = Context(user_id="alice", role="write")
     ],
 )
 async def test_thanks_with_a_request_goes_to_the_agent(
-    open_runner: Any, said: str, title: str
+    open_engine: Any, said: str, title: str
 ) -> None:
-    runner = await open_runner(("offline", OfflineChatModel()))
-    result = await runner.run_turn(context=ME, message=said)
+    engine = await open_engine(("offline", OfflineChatModel()))
+    result = await engine.run_turn(context=ME, message=said)
     assert result.message != THANKS_REPLY and result.model_used != "router"
-    assert [t["title"] for t in await runner.services.tasks.find("alice")] == [title]
+    assert [t["title"] for t in await engine.runner.services.tasks.find("alice")] == [title]
 
 
 @pytest.mark.parametrize("said", ["thanks", "Thank you so much!", "great, thanks", "thx"])
-async def test_bare_thanks_is_answered_directly(open_runner: Any, said: str) -> None:
-    runner = await open_runner(("offline", OfflineChatModel()))
-    result = await runner.run_turn(context=ME, message=said)
+async def test_bare_thanks_is_answered_directly(open_engine: Any, said: str) -> None:
+    engine = await open_engine(("offline", OfflineChatModel()))
+    result = await engine.run_turn(context=ME, message=said)
     assert (result.message, result.model_used) == (THANKS_REPLY, "router")
-    assert await runner.services.tasks.find("alice") == []
+    assert await engine.runner.services.tasks.find("alice") == []
