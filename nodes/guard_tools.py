@@ -39,7 +39,7 @@ from tools.references import (
     unseen_id_problem,
 )
 from tools.schemas import DESTRUCTIVE_TOOLS, TOOL_ARGS, call_signature
-from tools.store import call_key
+from tools.tool_results import call_key
 
 INVALID_ARGUMENTS = "__invalid_arguments__"
 REPEATED_CALL = "was already called with exactly these arguments in this turn"

@@ -16,11 +16,11 @@ from graph import metrics
 from graph.context import Context
 from graph.services import Services
 from graph.state import State
-from tools.audit import AuditRecord
+from tools.audit import AuditRecord, completed
 from tools.authorization import task_scope
 from tools.schemas import TOOL_ARGS, call_signature
-from tools.store import call_key, completed
 from tools.tasks import Call, run_tool
+from tools.tool_results import call_key
 
 log = logging.getLogger(__name__)
 
