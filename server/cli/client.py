@@ -171,7 +171,7 @@ class LocalClient:
 
             # The same engine as the server's: a turn here is a leased run in the data dir's
             # runs table, so a server on the same data dir finishes it if this process dies.
-            self._runs = await RunManager.open(self.settings)
+            self._runs = await RunManager.open(self.settings, serves_others=False)
         return self._runs
 
     async def _agent(self) -> AgentRunner:

@@ -176,7 +176,7 @@ class TaskAgentMCP:
         """Open the run engine (databases, graph, leases) for the server's lifetime."""
         from server.runs.engine import RunManager
 
-        self._runs = await RunManager.open(self.settings, self.limiter)
+        self._runs = await RunManager.open(self.settings, self.limiter, serves_others=False)
         try:
             yield
         finally:

@@ -85,12 +85,22 @@ class RunManager:
     """Admits, leases, executes, streams, cancels and takes over runs."""
 
     def __init__(
-        self, runner: AgentRunner, store: RunStore, limiter: RateLimiter | None = None
+        self,
+        runner: AgentRunner,
+        store: RunStore,
+        limiter: RateLimiter | None = None,
+        *,
+        serves_others: bool = True,
     ) -> None:
         self.runner = runner
         self.store = store
         self.limiter = limiter
         self.identity = process_identity()
+        # A server executes whatever is queued; a CLI or MCP session only the runs it admitted
+        # (and, like everyone, runs whose process died), so `chat -m` never picks up a server's
+        # queue. Ids of its own runs still waiting to be claimed:
+        self._serves_others = serves_others
+        self._queued_here: set[str] = set()
         # Runs executing in this process, by id; the runs table says which are live anywhere.
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._channels: dict[str, RunChannel] = {}
@@ -107,6 +117,7 @@ class RunManager:
         services: Services | None = None,
         *,
         start: bool = True,
+        serves_others: bool = True,
     ) -> RunManager:
         """Open the graph, the run store and start claiming: what every surface runs on."""
         runner = await AgentRunner.open(settings, services)
@@ -115,7 +126,7 @@ class RunManager:
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
         )
-        runs = cls(runner, store, limiter)
+        runs = cls(runner, store, limiter, serves_others=serves_others)
         if start:
             await runs.start()
         return runs
@@ -205,6 +216,8 @@ class RunManager:
             await self._stop_local(run_id, admission.run.multitask_strategy)
         if run.status == "running":
             self._start(run, next_seq=1)
+        else:
+            self._queued_here.add(run.run_id)
         return run
 
     async def turn(
@@ -330,7 +343,10 @@ class RunManager:
             self._wake.clear()
             try:
                 claimed = await self.store.claim(
-                    self.identity, self.settings.run_lease_s, CLAIM_BATCH
+                    self.identity,
+                    self.settings.run_lease_s,
+                    CLAIM_BATCH,
+                    pending_of=None if self._serves_others else set(self._queued_here),
                 )
             except Exception as exc:
                 if classify(exc) is None:
@@ -342,6 +358,7 @@ class RunManager:
 
     async def _begin(self, claimed: list[RunRecord]) -> None:
         for run in claimed:
+            self._queued_here.discard(run.run_id)
             if run.attempt > 1:
                 log.warning("resuming run %s (attempt %d)", run.run_id, run.attempt)
             self._start(run, next_seq=await self.store.last_seq(run.run_id) + 1)
@@ -581,6 +598,7 @@ class RunManager:
         if before not in ("pending", "running"):
             return False
         if before == "pending":
+            self._queued_here.discard(run_id)
             return True
         if not await self._stop_local(run_id, action):
             await self.wait(run_id)
@@ -600,7 +618,12 @@ class RunManager:
     async def recover(self) -> list[str]:
         """Claim the runs left by processes that are gone now; return their ids."""
         await self._expire_dead_neighbours()
-        claimed = await self.store.claim(self.identity, self.settings.run_lease_s, 10_000)
+        claimed = await self.store.claim(
+            self.identity,
+            self.settings.run_lease_s,
+            10_000,
+            pending_of=None if self._serves_others else set(self._queued_here),
+        )
         await self._begin(claimed)
         return [run.run_id for run in claimed]
 

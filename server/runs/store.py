@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -325,24 +325,35 @@ class RunStore:
 
     # --- leases --------------------------------------------------------------------------
 
-    async def claim(self, lease_owner: str, lease_s: float, limit: int) -> list[RunRecord]:
+    async def claim(
+        self,
+        lease_owner: str,
+        lease_s: float,
+        limit: int,
+        *,
+        pending_of: Collection[str] | None = None,
+    ) -> list[RunRecord]:
         """Lease up to `limit` runs to `lease_owner`: expired ones first, then queued ones.
 
         A `running` run whose lease ran out is taken over (its attempt counts up); a `pending`
-        run is taken only when it is the oldest of its thread and nothing runs there.
+        run is taken only when it is the oldest of its thread and nothing runs there, and,
+        with `pending_of`, only when it is one of those.
         """
+        only = (
+            "" if pending_of is None else f" AND r.run_id IN ({', '.join('?' * len(pending_of))})"
+        )
         async with self._write, self._transaction():
             now = time.time()
             rows = await fetch_all(
                 self._conn,
                 f"SELECT {RUN_COLUMNS} FROM runs AS r WHERE (r.status = 'running'"
-                " AND r.lease_expires < ?) OR (r.status = 'pending' AND NOT EXISTS ("
+                f" AND r.lease_expires < ?) OR (r.status = 'pending'{only} AND NOT EXISTS ("
                 " SELECT 1 FROM runs AS o WHERE o.thread_id = r.thread_id"
                 " AND (o.status = 'running' OR (o.status = 'pending'"
                 " AND (o.created_at < r.created_at OR (o.created_at = r.created_at"
                 " AND o.rowid < r.rowid))))))"
                 " ORDER BY r.status DESC, r.created_at, r.rowid LIMIT ?",
-                (now, limit),
+                (now, *(pending_of or ()), limit),
             )
             claimed = [_record(row) for row in rows]
             for run in claimed:

@@ -114,3 +114,20 @@ async def test_cancel_of_a_running_run_reaches_its_owner_at_renewal(store):
     assert await store.renew("A", LEASE_S) == {}
     assert (await store.get("r1")).lease_owner is None
     assert time.time() - before < 5
+
+
+async def test_a_session_claims_only_its_own_queued_runs_but_takes_over_dead_ones(store):
+    await admit(store, run("r1", "t"))
+    await admit(store, run("server-queued", "t"))
+    await admit(store, run("x1", "u"))
+    await admit(store, run("mine", "u"))
+    await store.set_status("r1", "success")
+    await store.set_status("x1", "success")
+    # A CLI session (pending_of: its own ids) leaves the server's queued run alone.
+    [claimed] = await store.claim("cli", LEASE_S, 10, pending_of={"mine"})
+    assert claimed.run_id == "mine"
+    await admit(store, run("crashed", "v"), owner="dead-server")
+    await store.release("dead-server")
+    [taken] = await store.claim("cli", LEASE_S, 10, pending_of=set())
+    assert (taken.run_id, taken.attempt) == ("crashed", 2)
+    assert (await store.get("server-queued")).status == "pending"
