@@ -25,7 +25,7 @@ from graph.claims import honest_answer, turn_writes, unsupported_claims
 from graph.context import Context
 from graph.services import get_services
 from graph.state import State
-from models.replies import ToolOutcome, results_reply
+from models.offline.replies import ToolOutcome, results_reply
 from tools.references import current_request
 from tools.schemas import TOOL_ARGS
 
