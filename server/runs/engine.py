@@ -26,12 +26,12 @@ from typing import Any, Literal
 import aiosqlite
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
+from pydantic_core import to_jsonable_python
 
 from graph import metrics
 from graph.context import TIER_NAMES, Context
 from graph.redaction import Redactor
 from graph.settings import Settings
-from server.api.jsonable import to_jsonable
 from server.observability import logs
 from server.runs.event_redaction import EventRedactor
 from server.runs.keyed_locks import KeyedLocks
@@ -433,7 +433,7 @@ class RunChannel:
             metrics.TIME_TO_FIRST_TOKEN.labels(self.kind).observe(
                 self.first_token_at - self.accepted_at
             )
-        self._queue(self._redaction.events(event, to_jsonable(data)))
+        self._queue(self._redaction.events(event, to_jsonable_python(data, fallback=str)))
 
     def _queue(self, events: list[tuple[str, Any]]) -> None:
         for name, payload in events:
