@@ -56,7 +56,7 @@ def _turn_outcomes(messages: Sequence[AnyMessage]) -> list[ToolOutcome]:
             continue
         name, args = calls.get(message.tool_call_id, (str(message.name), {}))
         try:
-            payload = json.loads(message.content if isinstance(message.content, str) else "")
+            payload = json.loads(message.text)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
