@@ -73,7 +73,7 @@ class ZeroLatencyModel(BaseChatModel):
         last = messages[-1]
         if isinstance(last, ToolMessage):
             return AIMessage(content=f"Done: {last.name} succeeded.")
-        text = last.content if isinstance(last.content, str) else ""
+        text = last.text
         call_id = f"call_{uuid.uuid4().hex[:24]}"
         args: dict[str, Any]
         if text.startswith("create "):

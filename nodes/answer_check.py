@@ -25,8 +25,8 @@ from graph.claims import honest_answer, turn_writes, unsupported_claims
 from graph.context import Context
 from graph.services import Services
 from graph.state import State
+from models.offline.replies import ToolOutcome, results_reply
 from models.providers import Tier
-from models.replies import ToolOutcome, results_reply
 from tools.references import current_request
 from tools.schemas import TOOL_ARGS
 
@@ -57,7 +57,7 @@ def _turn_outcomes(messages: Sequence[AnyMessage]) -> list[ToolOutcome]:
             continue
         name, args = calls.get(message.tool_call_id, (str(message.name), {}))
         try:
-            payload = json.loads(message.content if isinstance(message.content, str) else "")
+            payload = json.loads(message.text)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):

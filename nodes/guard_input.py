@@ -21,15 +21,6 @@ INJECTION_REASON = (
 )
 
 
-def _text(message: HumanMessage) -> str:
-    if isinstance(message.content, str):
-        return message.content
-    return " ".join(
-        str(part.get("text", "")) if isinstance(part, dict) else str(part)
-        for part in message.content
-    )
-
-
 def check_message(text: str, max_chars: int) -> GuardVerdict:
     """Return the verdict on one user message: size and character limits."""
     if not text.strip():
@@ -89,7 +80,7 @@ def check_turn(messages: list[HumanMessage], max_chars: int) -> GuardVerdict:
         )
     flags: list[str] = []
     for message in messages:
-        text = _text(message)
+        text = message.text
         verdict = check_message(text, max_chars)
         if verdict.allowed:
             verdict = check_injection(text)

@@ -81,7 +81,7 @@ async def router(state: State, runtime: Runtime[Context], *, services: Services)
         kept = Overwrite(list(messages[start:]))
         update["history_floor"] = info.checkpoint_id if info else ""
     last = messages[-1]
-    text = last.content if isinstance(last.content, str) else ""
+    text = last.text
     reply = direct_reply(text)
     if reply is None:
         if kept is not None:

@@ -24,10 +24,11 @@ from server.api import chat as chat_api
 from server.api import ops as ops_api
 from server.api import tasks as tasks_api
 from server.api.schemas import ErrorResponse, HealthResponse, TierHealth
-from server.observability.logs import REQUEST_ID_HEADER, RequestContext, request_id_of
+from server.api.storage_errors import answer_storage_errors
+from server.observability.logs import REQUEST_ID_HEADER
+from server.observability.request_context import RequestContext, request_id_of
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
-from server.runs.storage_errors import answer_storage_errors
 from server.runs.store import RunStore
 from server.security.auth import KeyRing
 from server.security.browser_guard import protect

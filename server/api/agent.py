@@ -11,11 +11,11 @@ from fastapi.responses import JSONResponse
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
 from sse_starlette import EventSourceResponse
 
 from graph.context import TIER_NAMES, Context, TierName
 from server.api.deps import context_of, runner_of, runs_of
-from server.api.jsonable import to_jsonable
 from server.api.sse import event_stream, last_event_id
 from server.runs.client_input import RefusedInput, check_run_request
 from server.runs.engine import RunManager
@@ -45,6 +45,11 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 
 
 # --- assistants ------------------------------------------------------------------------------
+
+
+def _json(value: Any) -> Any:
+    """Plain JSON types, the way the stock Agent Server writes graph values; unknowns as text."""
+    return to_jsonable_python(value, fallback=str)
 
 
 def _assistant() -> dict[str, Any]:
@@ -86,7 +91,7 @@ async def get_assistant(assistant_id: str, context: Ctx) -> dict[str, Any]:
 async def get_assistant_graph(assistant_id: str, runner: Runner, context: Ctx) -> dict[str, Any]:
     """Return the graph's nodes and edges."""
     _check_assistant(assistant_id)
-    return to_jsonable(runner.graph.get_graph().to_json())  # type: ignore[no-any-return]
+    return _json(runner.graph.get_graph().to_json())  # type: ignore[no-any-return]
 
 
 @router.get("/assistants/{assistant_id}/schemas")
@@ -147,7 +152,7 @@ async def _thread_json(
     interrupts: dict[str, list[Any]] = {}
     for task in snapshot.tasks:
         if task.interrupts:
-            interrupts[task.id] = to_jsonable(list(task.interrupts))
+            interrupts[task.id] = _json(list(task.interrupts))
     return {
         "thread_id": info.thread_id,
         "created_at": info.created_at,
@@ -155,7 +160,7 @@ async def _thread_json(
         "metadata": info.metadata,
         "status": info.status,
         "config": {},
-        "values": to_jsonable(snapshot.values) if with_values else None,
+        "values": _json(snapshot.values) if with_values else None,
         "interrupts": interrupts,
     }
 
@@ -255,25 +260,25 @@ def error_name(error: BaseException | str | None) -> str | None:
 def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
     """Return a StateSnapshot the way the Agent Server shows a thread state."""
     return {
-        "values": to_jsonable(snapshot.values),
+        "values": _json(snapshot.values),
         "next": list(snapshot.next),
         "tasks": [
             {
                 "id": task.id,
                 "name": task.name,
                 "error": error_name(task.error),
-                "interrupts": to_jsonable(list(task.interrupts)),
+                "interrupts": _json(list(task.interrupts)),
                 "checkpoint": None,
                 "state": None,
-                "result": to_jsonable(task.result),
+                "result": _json(task.result),
             }
             for task in snapshot.tasks
         ],
         "checkpoint": _checkpoint(snapshot.config),
-        "metadata": to_jsonable(snapshot.metadata),
+        "metadata": _json(snapshot.metadata),
         "created_at": snapshot.created_at,
         "parent_checkpoint": _checkpoint(snapshot.parent_config),
-        "interrupts": to_jsonable(list(snapshot.interrupts)),
+        "interrupts": _json(list(snapshot.interrupts)),
     }
 
 
@@ -480,9 +485,9 @@ async def _final_values(runner: AgentRunner, runs: RunManager, run: RunRecord) -
     if finished.status == "error":
         return {"__error__": {"error": finished.error or "Error", "message": "The run failed."}}
     snapshot = await runner.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
-    values = to_jsonable(snapshot.values)
+    values = _json(snapshot.values)
     if snapshot.interrupts:
-        values["__interrupt__"] = to_jsonable(list(snapshot.interrupts))
+        values["__interrupt__"] = _json(list(snapshot.interrupts))
     return values  # type: ignore[no-any-return]
 
 

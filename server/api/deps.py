@@ -9,6 +9,7 @@ from fastapi import Header, HTTPException, Request
 from graph.context import Context
 from graph.settings import Settings
 from server.observability import logs
+from server.observability.request_context import request_id_of
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner
 from server.security.auth import KeyRing, Principal, local_principal, presented_key
@@ -107,5 +108,5 @@ async def context_of(
     return Context(
         user_id=principal.user_id,
         role=principal.role,
-        request_id=logs.request_id_of(request),
+        request_id=request_id_of(request),
     )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent
 
 from graph.context import Context
 from graph.redaction import Redactor
@@ -292,33 +293,11 @@ class LocalClient:
             await self._store.close()
 
 
-@dataclass
-class _Frame:
-    event: str
-    data: str
-    id: str
-
-
-async def _sse_frames(response: httpx.Response) -> AsyncIterator[_Frame]:
-    """Parse a `text/event-stream` body into frames (comments and pings are skipped)."""
-    event, last_id = "message", ""
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield _Frame(event, "\n".join(data), last_id)
-            event, data = "message", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
-        elif name == "id":
-            last_id = value
+async def _sse_frames(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
+    """The events of a `text/event-stream` body; pings (comments, no data) are skipped."""
+    async for frame in EventSource(response).aiter_sse():
+        if frame.data:
+            yield frame
 
 
 def _error_from(response: httpx.Response, url: str) -> ClientError:

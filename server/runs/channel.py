@@ -8,9 +8,10 @@ import logging
 import time
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from graph import metrics
 from graph.redaction import Redactor
-from server.api.jsonable import to_jsonable
 from server.runs.event_redaction import EventRedactor
 from server.runs.storage_errors import classify
 from server.runs.store import RunEvent, RunStore
@@ -60,7 +61,7 @@ class RunChannel:
             metrics.TIME_TO_FIRST_TOKEN.labels(self.kind).observe(
                 self.first_token_at - self.accepted_at
             )
-        self._queue(self._redaction.events(event, to_jsonable(data)))
+        self._queue(self._redaction.events(event, to_jsonable_python(data, fallback=str)))
 
     def _queue(self, events: list[tuple[str, Any]]) -> None:
         for name, payload in events:

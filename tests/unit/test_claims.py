@@ -1,7 +1,7 @@
 """The claim check's reading of answers: real claims are caught, honest wording passes.
 
-The corpus is every reply the offline engine can word (models/replies.py): after a successful
-tool result each must pass unchanged, and after a failed one none may claim anything.
+The corpus is every reply the offline engine can word (models/offline/replies.py): after a
+successful tool result each must pass unchanged, and after a failed one none may claim anything.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from graph.claims import Write, claims_in, honest_answer, turn_writes, unsupported_claims
-from models.intents import TextIntent, TextKind
-from models.replies import (
+from models.offline.intents import TextIntent, TextKind
+from models.offline.replies import (
     ToolOutcome,
     ask_for_id_reply,
     help_text,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from langchain_core.messages import HumanMessage
 
 from graph.context import Context
 from models.offline import OfflineChatModel
@@ -36,3 +37,13 @@ async def test_bare_thanks_is_answered_directly(open_engine: Any, said: str) -> 
     result = await engine.run_turn(context=ME, message=said)
     assert (result.message, result.model_used) == (THANKS_REPLY, "router")
     assert await engine.runner.services.tasks.find("alice") == []
+
+
+async def test_bare_thanks_sent_as_content_blocks_is_answered_directly(open_engine: Any) -> None:
+    # Studio and the SDK send a message as a list of content blocks, not a string.
+    engine = await open_engine(("offline", OfflineChatModel()))
+    said = HumanMessage(content=[{"type": "text", "text": "thanks"}])
+    config: Any = {"configurable": {"thread_id": "blocks"}}
+    state = await engine.runner.graph.ainvoke({"messages": [said]}, config, context=ME)
+    answer = state["messages"][-1]
+    assert (answer.text, answer.response_metadata["model_used"]) == (THANKS_REPLY, "router")
