@@ -200,6 +200,7 @@ class RunManager:
             self._start(run, next_seq=1)
         else:
             self.leases.queued_here.add(run.run_id)
+            metrics.RUNS_QUEUED.set(await self.store.pending_count())
         return run
 
     async def turn(
