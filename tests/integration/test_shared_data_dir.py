@@ -96,16 +96,59 @@ def event_seqs(data: Path, run_id: str) -> list[int]:
     return [int(seq) for (seq,) in rows]
 
 
+def pid_of(owner: Any) -> int | None:
+    """The process id in a lease owner ("host:pid:boot-id")."""
+    parts = str(owner or "").rsplit(":", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
 def lease_pid(data: Path, run_id: str) -> int | None:
-    """The process id in the run's lease owner ("host:pid:boot-id"), if it has one."""
+    """The process that holds the run's lease now, if any."""
     rows = query(data / "runs.sqlite", "SELECT lease_owner FROM runs WHERE run_id = ?", run_id)
-    owner = str(rows[0][0] or "") if rows else ""
-    return int(owner.rsplit(":", 2)[1]) if owner.count(":") >= 2 else None
+    return pid_of(rows[0][0]) if rows else None
 
 
-def lease_pids(data: Path) -> set[int]:
-    rows = query(data / "runs.sqlite", "SELECT lease_owner FROM runs")
-    return {int(str(o).rsplit(":", 2)[1]) for (o,) in rows if o and str(o).count(":") >= 2}
+class LeaseWatch:
+    """Samples every run's lease owner while a test runs: who held which run, in order."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.held: dict[str, list[int]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self) -> None:
+        for run_id, owner in query(
+            self.data / "runs.sqlite", "SELECT run_id, lease_owner FROM runs"
+        ):
+            pid = pid_of(owner)
+            holders = self.held.setdefault(str(run_id), [])
+            if pid is not None and (not holders or holders[-1] != pid):
+                holders.append(pid)
+
+    async def _watch(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(0.05)
+
+    def start(self) -> LeaseWatch:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def holders(self, run_id: str) -> list[int]:
+        """The pids that held the run's lease, in order (a pid once per stretch)."""
+        self.sample()
+        return self.held.get(run_id, [])
+
+    def pids(self) -> set[int]:
+        """Every pid that held any run's lease."""
+        self.sample()
+        return {pid for holders in self.held.values() for pid in holders}
 
 
 async def wait_for(
@@ -190,6 +233,7 @@ async def test_a_run_on_a_killed_server_is_finished_by_the_other_one_exactly_onc
 ) -> None:
     data = tmp_path / "data"
     a, b = await two_servers(data)
+    leases = LeaseWatch(data).start()
     try:
         client_a = get_client(url=a.url)
         tid = (await client_a.threads.create())["thread_id"]
@@ -219,11 +263,12 @@ async def test_a_run_on_a_killed_server_is_finished_by_the_other_one_exactly_onc
         answer = answer_of(rest)
         assert answer.startswith("Created TASK-0001") and "Quarterly review" in answer
         assert_done_exactly_once(data, run_id)
-        assert lease_pid(data, run_id) == b.proc.pid, "server B finished the run"
+        assert leases.holders(run_id) == [a.proc.pid, b.proc.pid], "A ran it, then B"
         state = await client_b.threads.get_state(tid)
         values = state["values"]
         assert isinstance(values, dict) and values["messages"][-1]["content"] == answer
     finally:
+        await leases.stop()
         a.stop()
         b.stop()
 
@@ -243,6 +288,7 @@ async def test_a_local_chat_killed_mid_run_is_finished_by_the_server_exactly_onc
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    leases = LeaseWatch(data).start()
     try:
         (run_id, tid, _), *_ = await wait_for(
             lambda: runs(data), "the CLI's turn as a run in runs.sqlite", gave_up=exited(cli)
@@ -251,18 +297,18 @@ async def test_a_local_chat_killed_mid_run_is_finished_by_the_server_exactly_onc
         cli.kill()  # mid-answer: the task is written, the answer is still streaming
         cli.wait(timeout=10)
         assert run_status(data, run_id) == "running"
-        assert lease_pid(data, run_id) == cli.pid, "the CLI ran its own turn"
 
         await wait_for(
             lambda: run_status(data, run_id) == "success", "the server finishing the run"
         )
         assert_done_exactly_once(data, run_id)
-        assert lease_pid(data, run_id) == server.proc.pid
+        assert leases.holders(run_id) == [cli.pid, server.proc.pid], "the CLI, then the server"
         state = await get_client(url=server.url).threads.get_state(tid)
         values = state["values"]
         assert isinstance(values, dict)
         assert str(values["messages"][-1]["content"]).startswith("Created TASK-0001")
     finally:
+        await leases.stop()
         if cli.poll() is None:
             cli.kill()
             cli.wait()
@@ -278,6 +324,7 @@ async def test_an_mcp_ask_agent_killed_mid_run_is_finished_by_the_server_exactly
     data = tmp_path / "data"
     server = await asyncio.to_thread(LiveServer, data, None, SHARED)
     session = contextlib.AsyncExitStack()
+    leases = LeaseWatch(data).start()
     try:
         client = await session.enter_async_context(mcp_stdio(data, **SHARED))
         call = asyncio.create_task(client.call_tool("ask_agent", {"message": CREATE}))
@@ -306,12 +353,13 @@ async def test_an_mcp_ask_agent_killed_mid_run_is_finished_by_the_server_exactly
             lambda: run_status(data, run_id) == "success", "the server finishing the run"
         )
         assert_done_exactly_once(data, run_id)
-        assert lease_pid(data, run_id) == server.proc.pid
+        assert leases.holders(run_id) == [pid, server.proc.pid], "taskagent mcp, then the server"
         state = await get_client(url=server.url).threads.get_state(tid)
         values = state["values"]
         assert isinstance(values, dict)
         assert str(values["messages"][-1]["content"]).startswith("Created TASK-0001")
     finally:
+        await leases.stop()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             async with asyncio.timeout(20):
                 await session.aclose()
@@ -325,6 +373,7 @@ async def test_two_workers_share_one_port_and_run_every_turn_exactly_once(tmp_pa
     data = tmp_path / "data"
     paced = {**SHARED, "TASKAGENT_OFFLINE_FIRST_TOKEN_DELAY_MS": "50"}
     server = await asyncio.to_thread(LiveServer, data, None, paced, ("--workers", "2"), 90)
+    leases = LeaseWatch(data).start()
     try:
         workers = await wait_for(lambda: worker_pids(server), "both workers serving", timeout=90)
         client = get_client(url=server.url, timeout=TAKEOVER_S)
@@ -368,9 +417,10 @@ async def test_two_workers_share_one_port_and_run_every_turn_exactly_once(tmp_pa
         assert titles == sorted(solo_titles + queued_titles), "every task exactly once"
         tool_audit = query(data / "tasks.sqlite", "SELECT COUNT(*) FROM audit WHERE kind = 'tool'")
         assert tool_audit == [(25,)]
-        owners = lease_pids(data)
+        owners = leases.pids()
         assert owners == set(workers), f"lease owners {owners}, workers {workers}"
     finally:
+        await leases.stop()
         server.stop()
 
 
