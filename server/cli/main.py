@@ -72,9 +72,7 @@ def serve(
     import uvicorn
 
     from graph.redaction import Redactor
-    from server.app import create_app
     from server.observability.logs import log_config
-    from server.security.proxies import behind_proxies
 
     settings = get_settings()
     host = host or settings.host
@@ -121,6 +119,9 @@ def serve(
         "h11_max_incomplete_event_size": settings.max_header_bytes,
     }
     if workers == 1:
+        from server.app import create_app
+        from server.security.proxies import behind_proxies
+
         uvicorn.run(
             behind_proxies(create_app(settings), settings.forwarded_allow_ips),
             log_config=logging_config,
@@ -128,8 +129,8 @@ def serve(
         )
         return
     # Each worker is a fresh (spawned) interpreter that builds its app and its logging from
-    # the same environment (server.app:worker_app); the redacting log formatter cannot be
-    # pickled across, so uvicorn is given no log config and this supervisor sets its own.
+    # the same environment (server.app:worker_app), so this supervisor never imports the app;
+    # the redacting log formatter cannot be pickled across, so uvicorn gets no log config.
     logging.config.dictConfig(logging_config)
     uvicorn.run("server.app:worker_app", factory=True, workers=workers, log_config=None, **options)
 
