@@ -369,7 +369,9 @@ async def test_an_mcp_ask_agent_killed_mid_run_is_finished_by_the_server_exactly
 # --- serve --workers ---------------------------------------------------------------------
 
 
-async def test_two_workers_share_one_port_and_run_every_turn_exactly_once(tmp_path: Path) -> None:
+async def test_two_workers_share_one_port_and_run_every_turn_exactly_once_even_if_one_dies(
+    tmp_path: Path,
+) -> None:
     data = tmp_path / "data"
     paced = {**SHARED, "TASKAGENT_OFFLINE_FIRST_TOKEN_DELAY_MS": "50"}
     server = await asyncio.to_thread(LiveServer, data, None, paced, ("--workers", "2"), 90)
@@ -419,6 +421,32 @@ async def test_two_workers_share_one_port_and_run_every_turn_exactly_once(tmp_pa
         assert tool_audit == [(25,)]
         owners = leases.pids()
         assert owners == set(workers), f"lease owners {owners}, workers {workers}"
+
+        # kill -9 the worker running a turn, mid-answer: the other worker finishes it.
+        seen: list[StreamPart] = []
+        async for part in client.runs.stream(
+            threads[0], "agent", input=human(CREATE), stream_mode=MODES
+        ):
+            seen.append(part)
+            if part.event == "updates" and "tool_execute" in part.data:
+                break
+        run_id = str(seen[0].data["run_id"])
+        victim = lease_pid(data, run_id)
+        assert victim in workers
+        os.kill(victim, signal.SIGKILL)
+        last = max(int(p.id) for p in seen if p.id is not None)
+        async with asyncio.timeout(TAKEOVER_S):
+            rest = [
+                p
+                async for p in client.runs.join_stream(threads[0], run_id, last_event_id=str(last))
+            ]
+        ids = [int(p.id) for p in seen + rest if p.id is not None]
+        assert ids == list(range(1, len(ids) + 1)), f"event ids across the kill: {ids}"
+        assert answer_of(rest).startswith("Created TASK-0026")
+        assert run_status(data, run_id) == "success"
+        assert [t for _, t in task_rows(data)].count("Quarterly review") == 1
+        holders = leases.holders(run_id)
+        assert holders[0] == victim and len(holders) == 2, f"lease holders {holders}"
     finally:
         await leases.stop()
         server.stop()
