@@ -29,10 +29,11 @@ studio: install ## Serve the graph to LangGraph Studio with `langgraph dev` (htt
 	$(UV) run --frozen langgraph dev --host 127.0.0.1 --port $${STUDIO_PORT:-2024}
 
 .PHONY: lint
-lint: install ## Ruff (lint + format check) and mypy --strict
+lint: install ## Ruff (lint + format check), mypy --strict and the import-linter layering contracts
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy .
+	$(UV) run --frozen lint-imports
 
 .PHONY: format
 format: install ## Format and auto-fix with ruff

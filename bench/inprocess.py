@@ -1,6 +1,6 @@
 """In-process workloads on the zero-delay scripted model: W1 first event/token and W5 durability.
 
-W1 compares this product's turn (``AgentRunner.stream_turn``: our graph, saver, thread index)
+W1 compares this product's turn (``RunManager.turn``: our graph, saver, thread index)
 with raw LangGraph without a checkpointer (``bench.turns.build_raw_graph``), one fresh thread
 per repetition, interleaved. W5 runs our compiled graph on our saver directly with
 ``durability="sync"`` (what the product uses), ``"async"`` and ``"exit"``, one thread per mode,
@@ -76,10 +76,10 @@ async def _time_raw(graph: Any) -> Timing:
 async def _time_product(runner: Any, context: Context) -> Timing:
     started = time.perf_counter()
     first_event = first_token = None
-    async for event in runner.stream_turn(context=context, message=W1_MESSAGE):
+    async for event in runner.turn(context=context, message=W1_MESSAGE):
         now = time.perf_counter() - started
         first_event = first_event if first_event is not None else now
-        if first_token is None and event.kind == "token":
+        if first_token is None and event[0] == "token":
             first_token = now
     whole = time.perf_counter() - started
     assert first_event is not None and first_token is not None
@@ -135,7 +135,7 @@ async def durability(workdir: Path, turns: int) -> Durabilities:
                 human = HumanMessage(content=user_message(number), id=str(uuid.uuid4()))
                 gc.collect()
                 started = time.perf_counter()
-                await runner.graph.ainvoke(
+                await runner.runner.graph.ainvoke(
                     {"messages": [human]}, config, context=context, durability=mode
                 )
                 result.times[mode].append(time.perf_counter() - started)

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import psutil
+from httpx_sse import EventSource
 
 from bench.servers import Server
 from bench.streams import GRAPH_ID
@@ -125,11 +126,8 @@ async def drop_one(
             client.stream("POST", f"{url}/threads/{thread_id}/runs/stream", json=body) as resp,
         ):
             run_path = resp.headers.get("content-location", "")
-            event = ""
-            async for line in resp.aiter_lines():
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:") and event == "messages" and _is_token(line[5:]):
+            async for sse in EventSource(resp).aiter_sse():
+                if sse.event == "messages" and _is_token(sse.data):
                     drop.tokens_read += 1
                     if drop.tokens_read >= after_tokens:
                         break

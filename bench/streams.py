@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,11 +109,3 @@ async def new_thread(client: LangGraphClient) -> str:
 def client_for(url: str) -> LangGraphClient:
     """A stock SDK client for the server (no API key picked up from the environment)."""
     return get_client(url=url, api_key=None)
-
-
-async def aenumerate(items: AsyncIterator[Any]) -> AsyncIterator[tuple[int, Any]]:
-    """``enumerate`` for async iterators."""
-    index = 0
-    async for item in items:
-        yield index, item
-        index += 1

@@ -46,7 +46,7 @@ from graph.services import Services  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 from models.providers import Tier  # noqa: E402
 from models.resilience import CircuitBreaker  # noqa: E402
-from server.runs.runner import AgentRunner  # noqa: E402
+from server.runs.engine import RunManager  # noqa: E402
 from tools.store import TaskStore  # noqa: E402
 
 LIST_LIMIT = 5  # keeps list_tasks results the same size at turn 10 and turn 300
@@ -73,7 +73,7 @@ class ZeroLatencyModel(BaseChatModel):
         last = messages[-1]
         if isinstance(last, ToolMessage):
             return AIMessage(content=f"Done: {last.name} succeeded.")
-        text = last.content if isinstance(last.content, str) else ""
+        text = last.text
         call_id = f"call_{uuid.uuid4().hex[:24]}"
         args: dict[str, Any]
         if text.startswith("create "):
@@ -255,8 +255,8 @@ class StockSaver(Variant):
         self.run.db_bytes = sqlite_bytes([self.path])
 
 
-async def open_product(data_dir: Path) -> tuple[AgentRunner, Settings]:
-    """This product's runner on `data_dir` with the zero-latency model as its only tier.
+async def open_product(data_dir: Path) -> tuple[RunManager, Settings]:
+    """This product's run engine on `data_dir` with the zero-latency model as its only tier.
 
     Budgets are checked but unlimited: 300 turns would spend a thread's default budget.
     """
@@ -275,16 +275,16 @@ async def open_product(data_dir: Path) -> tuple[AgentRunner, Settings]:
         breaker=CircuitBreaker(),
     )
     tasks = await TaskStore.open(settings.tasks_db, synchronous=settings.sqlite_synchronous)
-    runner = await AgentRunner.open(
-        settings, Services(settings=settings, tiers=[tier], tasks=tasks)
+    runs = await RunManager.open(
+        settings, services=Services(settings=settings, tiers=[tier], tasks=tasks)
     )
-    return runner, settings
+    return runs, settings
 
 
 class Product(Variant):
     """(c) This product: AgentRunner with our graph, saver and task store, one thread."""
 
-    name = "(c) this product (AgentRunner.run_turn)"
+    name = "(c) this product (RunManager.run_turn)"
 
     def __init__(self, workdir: Path) -> None:
         super().__init__()
@@ -306,8 +306,8 @@ class Product(Variant):
 
     async def close(self) -> None:
         assert self.thread_id is not None
-        history = await self.runner.history(self.thread_id)
-        created = await self.runner.services.tasks.count()
+        history = await self.runner.runner.history(self.thread_id)
+        created = await self.runner.runner.services.tasks.count()
         self.run.check = f"{len(history)} messages in history, {created} tasks"
         await self.runner.close()
         self.run.db_files = [self.settings.checkpoint_db.name, self.settings.tasks_db.name]

@@ -65,11 +65,6 @@ class Changes:
     deleted: list[str] = field(default_factory=list)
     changed: dict[str, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
 
-    @property
-    def empty(self) -> bool:
-        """True when nothing changed."""
-        return not (self.created or self.deleted or self.changed)
-
 
 def diff(before: Tasks, after: Tasks) -> Changes:
     """Return what changed from `before` to `after` (timestamps are not changes)."""

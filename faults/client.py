@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 
 
 @dataclass(frozen=True)
@@ -21,29 +22,14 @@ class Event:
 
 async def read_events(response: httpx.Response) -> AsyncIterator[Event]:
     """Yield the SSE events of a streaming response (pings and comments are skipped)."""
-    event, event_id = "message", None
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                text = "\n".join(data)
-                try:
-                    payload: Any = json.loads(text)
-                except json.JSONDecodeError:
-                    payload = text
-                yield Event(event_id, event, payload)
-            event, event_id, data = "message", None, []
-        elif line.startswith(":"):
+    async for sse in EventSource(response).aiter_sse():
+        if not sse.data:
             continue
-        else:
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
-            elif name == "id":
-                event_id = int(value) if value.isdigit() else None
+        try:
+            payload: Any = sse.json()
+        except json.JSONDecodeError:
+            payload = sse.data
+        yield Event(int(sse.id) if sse.id.isdigit() else None, sse.event, payload)
 
 
 def chat_body(

@@ -72,7 +72,7 @@ def install() -> None:
     """Wrap the product functions at each kill point."""
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    from server.runs.engine import FINISHED, RunStore
+    from server.runs.store import FINISHED, RunStore
     from server.runs.threads import ThreadIndex
     from tools.store import TaskStore
 
@@ -108,21 +108,22 @@ def install() -> None:
         if _armed("after_event_log"):
             die()
 
-    insert = RunStore.insert
+    admit = RunStore.admit
 
-    async def insert_with_point(self: RunStore, *args: Any, **kwargs: Any) -> None:
-        await insert(self, *args, **kwargs)
+    async def admit_with_point(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        admission = await admit(self, *args, **kwargs)
         if _armed("after_run_insert"):
             die()
+        return admission
 
     set_status = RunStore.set_status
 
     async def set_status_with_point(
         self: RunStore, run_id: str, status: Any, **kwargs: Any
-    ) -> None:
+    ) -> bool:
         if status in FINISHED and _armed("before_run_end"):
             die()
-        await set_status(self, run_id, status, **kwargs)
+        return await set_status(self, run_id, status, **kwargs)
 
     start_run = ThreadIndex.start_run
 
@@ -134,7 +135,7 @@ def install() -> None:
     ThreadIndex.start_run = start_run_with_point  # type: ignore[method-assign]
     TaskStore.apply_once = apply_once_with_points  # type: ignore[method-assign]
     RunStore.append = append_with_point  # type: ignore[method-assign]
-    RunStore.insert = insert_with_point  # type: ignore[method-assign]
+    RunStore.admit = admit_with_point  # type: ignore[method-assign]
     RunStore.set_status = set_status_with_point  # type: ignore[method-assign]
 
 

@@ -251,7 +251,7 @@ FOUND = """\
   and the run continues (`tests/faults/test_kill_points.py`).
 - **Locked or full storage answered 500.** `sqlite3.OperationalError` "database is locked",
   "database or disk is full" and "disk I/O error" reached the generic handler. They are now a
-  503 with `Retry-After` and a sentence (`server/runs/storage_errors.py`); a run that hits one ends
+  503 with `Retry-After` and a sentence (`server/api/storage_errors.py`); a run that hits one ends
   with a `StorageUnavailable` error event, `/chat` answers 503, and the run's final status is
   written once the storage is back instead of being left `running`.
 """

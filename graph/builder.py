@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial, wraps
+from typing import Any
+
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, TimeoutPolicy
 
 from graph.context import Context
-from graph.settings import Settings, get_settings
+from graph.services import LazyServices, Services
+from graph.settings import get_settings
 from graph.state import InputState, State
 from models.resilience import is_transient
 from nodes.answer_check import after_answer_check, answer_check
@@ -17,15 +22,39 @@ from nodes.model_call import after_model_call, model_call
 from nodes.router import after_router, router
 from nodes.tool_execute import tool_execute
 
+Node = Callable[..., Awaitable[Any]]
 
-def build_graph(settings: Settings | None = None) -> StateGraph[State, Context, InputState, State]:
-    """Return the uncompiled graph; callers compile it with their own checkpointer."""
-    settings = settings or get_settings()
+
+def _bound(node: Node, services: Services | LazyServices) -> Node:
+    """Return `node` with this graph's services bound to its `services` parameter.
+
+    LangGraph still sees the node's own parameters (`runtime`, `error`) and injects them.
+    """
+    if isinstance(services, Services):
+        return partial(node, services=services)
+
+    @wraps(node)
+    async def opening_services(*args: Any, **kwargs: Any) -> Any:
+        return await node(*args, services=await services.get(), **kwargs)
+
+    return opening_services
+
+
+def build_graph(
+    services: Services | LazyServices,
+) -> StateGraph[State, Context, InputState, State]:
+    """Return the uncompiled graph whose nodes use `services`; compile it with a checkpointer.
+
+    Each graph gets its own services, so two graphs in one process never answer with each
+    other's models or write to each other's store.
+    """
+    settings = services.settings
     builder = StateGraph(State, context_schema=Context, input_schema=InputState)
-    builder.add_node(guard_input)
-    builder.add_node(router)
+    builder.add_node("guard_input", _bound(guard_input, services))
+    builder.add_node("router", _bound(router, services))
     builder.add_node(
-        model_call,
+        "model_call",
+        _bound(model_call, services),
         retry_policy=RetryPolicy(
             initial_interval=settings.retry_initial_s,
             max_interval=settings.retry_max_s,
@@ -34,11 +63,11 @@ def build_graph(settings: Settings | None = None) -> StateGraph[State, Context, 
             retry_on=is_transient,
         ),
         timeout=TimeoutPolicy(run_timeout=settings.model_timeout_s),
-        error_handler=fallback,
+        error_handler=_bound(fallback, services),
     )
-    builder.add_node(guard_tools)
-    builder.add_node(tool_execute)
-    builder.add_node(answer_check)
+    builder.add_node("guard_tools", _bound(guard_tools, services))
+    builder.add_node("tool_execute", _bound(tool_execute, services))
+    builder.add_node("answer_check", _bound(answer_check, services))
 
     builder.add_edge(START, "guard_input")
     builder.add_conditional_edges(
@@ -60,4 +89,6 @@ def build_graph(settings: Settings | None = None) -> StateGraph[State, Context, 
     return builder
 
 
-graph = build_graph().compile(name="agent")
+# For `langgraph dev` / Studio (langgraph.json): no checkpointer, and services of its own that
+# open from the environment's settings when its first node runs, never at import.
+graph = build_graph(LazyServices(get_settings())).compile(name="agent")

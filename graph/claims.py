@@ -221,7 +221,7 @@ def turn_writes(messages: Sequence[AnyMessage]) -> list[Write]:
         if not isinstance(message, ToolMessage) or message.name not in WRITE_TOOLS:
             continue
         try:
-            payload = json.loads(message.content if isinstance(message.content, str) else "")
+            payload = json.loads(message.text)
         except ValueError:
             payload = {}
         payload = payload if isinstance(payload, dict) else {}

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
@@ -175,18 +174,6 @@ def tool_refusals(refused: list[tuple[str, str]]) -> None:
         TOOL_CALLS.labels(tool, "rejected" if why == "rejected" else "denied").inc()
         if why == "identical_call":
             RUNAWAY_STOPS.labels("identical_call").inc()
-
-
-@asynccontextmanager
-async def queued_then_running(lock: asyncio.Lock) -> AsyncIterator[None]:
-    """Hold `lock` like `async with lock`, counting the wait as queued and the hold as running."""
-    with RUNS_QUEUED.track_inprogress():
-        await lock.acquire()
-    try:
-        with RUNS_RUNNING.track_inprogress():
-            yield
-    finally:
-        lock.release()
 
 
 def is_first_token(event: str, data: Any) -> bool:

@@ -1,9 +1,10 @@
-"""Long-lived resources the nodes use (model tiers, task store), installed by the host process.
+"""Long-lived resources a compiled graph's nodes use: model tiers, the task store, settings.
 
 Runtime context is per-run and must stay plain data (Studio renders it as a form), so the
-live clients and connections a process owns are installed here once: by the server's
-lifespan, the CLI, or a test. Under `langgraph dev`, the defaults are built lazily from
-settings on first use.
+live clients and connections are handed to `build_graph` instead and bound to that graph's
+nodes: two graphs in one process never share them. The server, the CLI and tests open
+`Services` themselves; the checkpointer-less graph `langgraph dev` loads gets `LazyServices`,
+which it opens from settings the first time one of its nodes runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from graph.redaction import Redactor
-from graph.settings import Settings, get_settings
+from graph.settings import Settings
 from models.providers import Tier, build_tiers
 from tools.store import TaskStore
 
@@ -32,19 +33,8 @@ class Services:
         return Redactor.from_settings(self.settings)
 
 
-_installed: Services | None = None
-_lock = asyncio.Lock()
-
-
-def install_services(services: Services | None) -> None:
-    """Make `services` the ones every node uses (None uninstalls)."""
-    global _installed
-    _installed = services
-
-
-async def open_services(settings: Settings | None = None) -> Services:
+async def open_services(settings: Settings) -> Services:
     """Build services from settings: the configured tiers and the task store on disk."""
-    settings = settings or get_settings()
     tasks = await TaskStore.open(
         settings.tasks_db,
         busy_timeout_ms=settings.busy_timeout_ms,
@@ -54,11 +44,22 @@ async def open_services(settings: Settings | None = None) -> Services:
     return Services(settings=settings, tiers=build_tiers(settings), tasks=tasks)
 
 
-async def get_services() -> Services:
-    """Return the installed services, opening the defaults on first use."""
-    global _installed
-    if _installed is None:
-        async with _lock:
-            if _installed is None:
-                _installed = await open_services()
-    return _installed
+class LazyServices:
+    """Services opened from `settings` on first use, once, for the one graph that owns them.
+
+    A module-level graph is built at import, when no event loop runs and nothing may be
+    opened yet; its services open when its first node runs.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._opened: Services | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Services:
+        """Return the services, opening them on the first call."""
+        if self._opened is None:
+            async with self._lock:
+                if self._opened is None:
+                    self._opened = await open_services(self.settings)
+        return self._opened

@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     event_retention_s: float = Field(default=86400.0, gt=0, alias="TASKAGENT_EVENT_RETENTION_S")
     sse_ping_s: float = Field(default=15.0, gt=0, alias="TASKAGENT_SSE_PING_S")
     shutdown_grace_s: float = Field(default=10.0, ge=0, alias="TASKAGENT_SHUTDOWN_GRACE_S")
+    # A running run's lease: renewed every third of it; another process takes the run over
+    # once it has expired (its owner died). Pending runs of other processes are polled for.
+    run_lease_s: float = Field(default=15.0, ge=1.0, le=3600.0, alias="TASKAGENT_RUN_LEASE_S")
+    run_poll_s: float = Field(default=1.0, gt=0, le=60.0, alias="TASKAGENT_RUN_POLL_S")
 
     # Browser guard (server/security/browser_guard.py): comma-separated in the environment
     allowed_hosts: Annotated[list[str], NoDecode] = Field(

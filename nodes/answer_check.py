@@ -23,9 +23,10 @@ from langgraph.runtime import Runtime
 from graph import metrics
 from graph.claims import honest_answer, turn_writes, unsupported_claims
 from graph.context import Context
-from graph.services import get_services
+from graph.services import Services
 from graph.state import State
-from models.replies import ToolOutcome, results_reply
+from models.offline.replies import ToolOutcome, results_reply
+from models.providers import Tier
 from tools.references import current_request
 from tools.schemas import TOOL_ARGS
 
@@ -56,7 +57,7 @@ def _turn_outcomes(messages: Sequence[AnyMessage]) -> list[ToolOutcome]:
             continue
         name, args = calls.get(message.tool_call_id, (str(message.name), {}))
         try:
-            payload = json.loads(message.content if isinstance(message.content, str) else "")
+            payload = json.loads(message.text)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
@@ -105,9 +106,10 @@ def _plain(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s-]", " ", text.casefold()).split())
 
 
-async def _hand_off(state: State, answer: AIMessage, why: str) -> dict[str, Any] | None:
+def _hand_off(
+    state: State, answer: AIMessage, why: str, tiers: list[Tier]
+) -> dict[str, Any] | None:
     """Withdraw `answer` and let the next tier answer the turn, as a failed call would."""
-    tiers = (await get_services()).tiers
     current = state.get("tier", 0)
     if current + 1 >= len(tiers):
         return None
@@ -123,7 +125,9 @@ async def _hand_off(state: State, answer: AIMessage, why: str) -> dict[str, Any]
     }
 
 
-async def answer_check(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def answer_check(
+    state: State, runtime: Runtime[Context], *, services: Services
+) -> dict[str, Any]:
     """Withdraw an answer claiming an unmade write: one corrective turn, then an honest answer.
 
     An empty answer is never delivered: it becomes a sentence built from the turn's results.
@@ -140,7 +144,7 @@ async def answer_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
     # Only a turn where the model did nothing at all: after a tool ran, an answer in the
     # user's words ("Created 'Call the supplier'") is a confirmation, not an echo.
     why = None if _turn_outcomes(messages) else unusable(answer.text, current_request(messages))
-    handed = await _hand_off(state, answer, why) if why else None
+    handed = _hand_off(state, answer, why, services.tiers) if why else None
     if handed is not None:
         return handed
     writes = turn_writes(messages)

@@ -11,7 +11,7 @@ from langgraph.graph import END
 from langgraph.types import Command
 
 from graph import metrics
-from graph.services import get_services
+from graph.services import Services
 from graph.state import State
 from models.failure_words import plain_reason
 
@@ -23,9 +23,8 @@ EMERGENCY_ANSWER = (
 )
 
 
-async def fallback(state: State, error: NodeError) -> Command[Any]:
+async def fallback(state: State, error: NodeError, *, services: Services) -> Command[Any]:
     """Advance to the next model tier after the current one failed for good."""
-    services = await get_services()
     tiers = services.tiers
     current = state.get("tier", 0)
     label = tiers[current].label if current < len(tiers) else "unknown"

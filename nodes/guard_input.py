@@ -11,7 +11,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.injection import detect_injection
-from graph.services import get_services
+from graph.services import Services
 from graph.state import GuardVerdict, State
 
 log = logging.getLogger(__name__)
@@ -19,15 +19,6 @@ log = logging.getLogger(__name__)
 INJECTION_REASON = (
     "This message looks like an attempt to override my instructions, so I did not act on it."
 )
-
-
-def _text(message: HumanMessage) -> str:
-    if isinstance(message.content, str):
-        return message.content
-    return " ".join(
-        str(part.get("text", "")) if isinstance(part, dict) else str(part)
-        for part in message.content
-    )
 
 
 def check_message(text: str, max_chars: int) -> GuardVerdict:
@@ -89,7 +80,7 @@ def check_turn(messages: list[HumanMessage], max_chars: int) -> GuardVerdict:
         )
     flags: list[str] = []
     for message in messages:
-        text = _text(message)
+        text = message.text
         verdict = check_message(text, max_chars)
         if verdict.allowed:
             verdict = check_injection(text)
@@ -99,15 +90,17 @@ def check_turn(messages: list[HumanMessage], max_chars: int) -> GuardVerdict:
     return GuardVerdict(allowed=True, flags=flags)
 
 
-async def guard_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def guard_input(
+    state: State, runtime: Runtime[Context], *, services: Services
+) -> dict[str, Any]:
     """Check the turn's user messages; refuse with a clear answer if one breaks a limit.
 
     Every user message the turn added is checked (an agent-protocol client may send
     several). Messages that look like prompt injection are refused when the attack is
     clear and otherwise pass with their flags on the verdict.
     """
-    settings = (await get_services()).settings
-    verdict = check_turn(new_user_messages(state["messages"]), settings.max_message_chars)
+    limit = services.settings.max_message_chars
+    verdict = check_turn(new_user_messages(state["messages"]), limit)
     if verdict.flags and (verdict.allowed or verdict.reason == INJECTION_REASON):
         _log_injection(verdict, runtime.context)
     if verdict.allowed:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from graph import metrics
 from graph.context import Context
-from graph.services import get_services
+from graph.services import Services
 from graph.state import State
 from tools.approval import (
     CHANGING_TOOLS,
@@ -39,7 +39,7 @@ from tools.references import (
     unseen_id_problem,
 )
 from tools.schemas import DESTRUCTIVE_TOOLS, TOOL_ARGS, call_signature
-from tools.store import call_key
+from tools.tool_results import call_key
 
 INVALID_ARGUMENTS = "__invalid_arguments__"
 REPEATED_CALL = "was already called with exactly these arguments in this turn"
@@ -101,9 +101,10 @@ def _halt(last: AIMessage, state: State, why: str) -> dict[str, Any]:
     return {"messages": [*denied, stop], "pending_calls": [], "halted": True}
 
 
-async def guard_tools(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def guard_tools(
+    state: State, runtime: Runtime[Context], *, services: Services
+) -> dict[str, Any]:
     """Let through only calls the user may make, with valid arguments, approved if destructive."""
-    services = await get_services()
     last = state["messages"][-1]
     assert isinstance(last, AIMessage)
     context = runtime.context

@@ -18,7 +18,7 @@ from graph import metrics
 from graph.context import Context
 from graph.prompts import system_prompt
 from graph.redaction import Redactor
-from graph.services import get_services
+from graph.services import Services
 from graph.state import State
 from graph.window import (
     MESSAGE_TOKENS,
@@ -47,9 +47,10 @@ from tools.usage import Limits, estimate_tokens, price, reported_tokens
 log = logging.getLogger(__name__)
 
 
-async def model_call(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def model_call(
+    state: State, runtime: Runtime[Context], *, services: Services
+) -> dict[str, Any]:
     """Call the current model tier on the conversation window and record who answered."""
-    services = await get_services()
     settings = services.settings
     context = runtime.context
     info = runtime.execution_info

@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from graph.context import Context
-from graph.services import get_services
+from graph.services import Services
 from graph.state import State
 from graph.window import window_start
 
@@ -49,9 +49,8 @@ def direct_reply(text: str) -> str | None:
     return None
 
 
-async def router(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def router(state: State, runtime: Runtime[Context], *, services: Services) -> dict[str, Any]:
     """Reset per-turn counters, trim the working window, and pick direct or agent handling."""
-    services = await get_services()
     messages = state["messages"]
     limit = services.settings.context_messages
     update: dict[str, Any] = {
@@ -82,7 +81,7 @@ async def router(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         kept = Overwrite(list(messages[start:]))
         update["history_floor"] = info.checkpoint_id if info else ""
     last = messages[-1]
-    text = last.content if isinstance(last.content, str) else ""
+    text = last.text
     reply = direct_reply(text)
     if reply is None:
         if kept is not None:

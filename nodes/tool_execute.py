@@ -14,20 +14,21 @@ from langgraph.runtime import Runtime
 
 from graph import metrics
 from graph.context import Context
-from graph.services import get_services
+from graph.services import Services
 from graph.state import State
-from tools.audit import AuditRecord
+from tools.audit import AuditRecord, completed
 from tools.authorization import task_scope
 from tools.schemas import TOOL_ARGS, call_signature
-from tools.store import call_key, completed
 from tools.tasks import Call, run_tool
+from tools.tool_results import call_key
 
 log = logging.getLogger(__name__)
 
 
-async def tool_execute(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+async def tool_execute(
+    state: State, runtime: Runtime[Context], *, services: Services
+) -> dict[str, Any]:
     """Run each approved tool call with a timeout and return its result to the model."""
-    services = await get_services()
     timeout = services.settings.tool_timeout_s
     context = runtime.context
     info = runtime.execution_info

@@ -27,10 +27,12 @@ from server.api import chat as chat_api
 from server.api import ops as ops_api
 from server.api import tasks as tasks_api
 from server.api.schemas import ErrorResponse, HealthResponse, TierHealth
-from server.observability.logs import REQUEST_ID_HEADER, RequestContext, log_config, request_id_of
-from server.runs.engine import RunManager, RunStore
+from server.api.storage_errors import answer_storage_errors
+from server.observability.logs import REQUEST_ID_HEADER, log_config
+from server.observability.request_context import RequestContext, request_id_of
+from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
-from server.runs.storage_errors import answer_storage_errors
+from server.runs.store import RunStore
 from server.security.auth import KeyRing
 from server.security.browser_guard import protect
 from server.security.limits import RequestSizeLimit
@@ -51,14 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runner = await AgentRunner.open(settings)
-        store = await RunStore.open(
-            settings.runs_db,
-            busy_timeout_ms=settings.busy_timeout_ms,
-            synchronous=settings.sqlite_synchronous,
-        )
         limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
-        runs = RunManager(runner, store, limiter)
+        runs = await RunManager.open(settings, limiter)
+        runner, store = runs.runner, runs.store
         app.state.runner, app.state.runs = runner, runs
         app.state.keyring = KeyRing.from_settings(settings)
         app.state.limiter = limiter
@@ -69,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prober = asyncio.create_task(reachability.watch())
         resumed = await runs.recover()
         if resumed:
-            log.warning("resumed %d run(s) left unfinished by the previous process", len(resumed))
+            log.warning("resumed %d run(s) left unfinished by a process that is gone", len(resumed))
         sweeper = asyncio.create_task(_sweep_events(store, settings.event_retention_s))
         try:
             yield
@@ -78,9 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await runs.shutdown(settings.shutdown_grace_s)
-            await store.close()
-            await runner.close()
+            await runs.close()
 
     docs = settings.api_docs  # Swagger UI and ReDoc load their scripts from a CDN: opt-in.
     app = FastAPI(
@@ -91,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
     )
+    # What routes and middleware read: this app's settings, never the environment's.
+    app.state.settings = settings
 
     @app.exception_handler(TurnError)
     async def turn_error(_: Request, exc: TurnError) -> JSONResponse:

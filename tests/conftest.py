@@ -12,7 +12,7 @@ from graph.services import Services  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 from models.providers import Tier  # noqa: E402
 from models.resilience import CircuitBreaker  # noqa: E402
-from server.runs.runner import AgentRunner  # noqa: E402
+from server.runs.engine import RunManager  # noqa: E402
 from tools.store import TaskStore  # noqa: E402
 
 
@@ -47,15 +47,15 @@ async def store(tmp_path: Path) -> AsyncIterator[TaskStore]:
     await task_store.close()
 
 
-RunnerFactory = Callable[..., Any]
+EngineFactory = Callable[..., Any]
 
 
 @pytest.fixture
-async def open_runner(tmp_path: Path) -> AsyncIterator[RunnerFactory]:
-    """Open an AgentRunner on a temp data dir whose tiers are the given models."""
-    opened: list[AgentRunner] = []
+async def open_engine(tmp_path: Path) -> AsyncIterator[EngineFactory]:
+    """Open the run engine on a temp data dir whose tiers are the given models."""
+    opened: list[RunManager] = []
 
-    async def factory(*models: tuple[str, Any], **overrides: Any) -> AgentRunner:
+    async def factory(*models: tuple[str, Any], **overrides: Any) -> RunManager:
         settings = make_settings(tmp_path, **overrides)
         tasks = await TaskStore.open(settings.tasks_db)
         if models:
@@ -64,12 +64,12 @@ async def open_runner(tmp_path: Path) -> AsyncIterator[RunnerFactory]:
             from models.providers import build_tiers
 
             tiers = build_tiers(settings)
-        runner = await AgentRunner.open(
-            settings, Services(settings=settings, tiers=tiers, tasks=tasks)
+        engine = await RunManager.open(
+            settings, services=Services(settings=settings, tiers=tiers, tasks=tasks)
         )
-        opened.append(runner)
-        return runner
+        opened.append(engine)
+        return engine
 
     yield factory
-    for runner in opened:
-        await runner.close()
+    for engine in opened:
+        await engine.close()

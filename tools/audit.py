@@ -11,6 +11,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from graph.redaction import Redactor
+from tools.migrations import Migration, columns_of
 from tools.sqlite import fetch_all, fetch_one, now_iso
 
 log = logging.getLogger("taskagent.audit")
@@ -41,7 +42,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_user ON audit (user, ts);
 CREATE INDEX IF NOT EXISTS audit_kind ON audit (kind, ts);
 -- A tool call is audited once per kind even when a node re-runs after a resume or crash;
--- keyed by the run's identity (tools.store.call_key), as providers reuse tool call ids.
+-- keyed by the run's identity (tools.tool_results.call_key), as providers reuse tool call ids.
 CREATE UNIQUE INDEX IF NOT EXISTS audit_call_once ON audit (kind, call_key) WHERE call_key != '';
 -- Append-only, except the repeat count of the noise kinds (failed logins, rate-limit
 -- refusals), which aggregate into one row per client and window instead of a row each.
@@ -56,6 +57,22 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
+
+
+async def _add_call_key(conn: aiosqlite.Connection) -> None:
+    """Give a first-release trail (audited once per model call id) its `call_key` column.
+
+    That release recorded no schema version, so its table is known by its columns; its
+    once-per-call index keyed by the model's id goes (ids are reused across turns).
+    """
+    found = await columns_of(conn, "audit")
+    if found and "call_key" not in found:
+        await conn.execute("ALTER TABLE audit ADD COLUMN call_key TEXT NOT NULL DEFAULT ''")
+        await conn.execute("DROP INDEX IF EXISTS audit_once")
+
+
+MIGRATIONS: list[Migration] = [_add_call_key, SCHEMA]
+"""The audit trail's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 COLUMNS = (
     "ts, kind, user, role, thread_id, run_id, step, tool, tool_call_id, arguments,"
@@ -104,6 +121,15 @@ def summarize(result: dict[str, Any]) -> str:
     if "total" in result:
         return f"summary of {result['total']} task(s)"
     return "ok"
+
+
+def completed(audit: AuditRecord, result: dict[str, Any], seconds: float) -> AuditRecord:
+    """Return the audit record filled in with a tool's outcome."""
+    audit.result_summary = summarize(result)
+    audit.success = bool(result.get("ok"))
+    audit.error = "" if audit.success else str(result.get("error", ""))[:500]
+    audit.latency_ms = round(seconds * 1000, 2)
+    return audit
 
 
 async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord, redactor: Redactor) -> None:

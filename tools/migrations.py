@@ -8,6 +8,7 @@ version bump, so two processes starting on one data dir apply it exactly once.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 
 import aiosqlite
@@ -71,4 +72,12 @@ async def columns_of(conn: aiosqlite.Connection, table: str) -> set[str]:
 
 def _statements(script: str) -> list[str]:
     # executescript() would commit the open transaction; statements run one by one instead.
-    return [part.strip() for part in script.split(";") if part.strip()]
+    # A trigger's body holds semicolons: a statement ends where SQLite says it is complete.
+    statements, pending = [], ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n\t;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements

@@ -12,8 +12,9 @@ import aiosqlite
 from pydantic import BaseModel
 
 from tools.approval import UNTRUSTED_NOTICE, binding_problem, mark_untrusted, needs_approval
-from tools.audit import AuditRecord
+from tools.audit import AuditRecord, completed
 from tools.dates import parse_date
+from tools.errors import ToolError
 from tools.references import resolve_for
 from tools.schemas import (
     MUTATING_TOOLS,
@@ -25,10 +26,9 @@ from tools.schemas import (
     TaskSummaryArgs,
     UpdateTaskArgs,
 )
-from tools.store import (
-    TaskStore,
-    ToolError,
-    completed,
+from tools.store import TaskStore
+from tools.task_store import (
+    TaskFilter,
     delete_row,
     insert_task,
     require_task,
@@ -186,18 +186,18 @@ async def list_tasks(
     listed: str | None = owner
     if scope is None and args.owner is not None:
         listed = None if args.owner == "*" else args.owner
-    filters: dict[str, Any] = {
-        "status": args.status,
-        "priority": args.priority,
-        "tag": args.tag,
-        "due_before": _due(args.due_before, today, "due_before"),
-        "due_after": _due(args.due_after, today, "due_after"),
-        "overdue_on": today if args.overdue else None,
-        "text": args.text,
-    }
-    tasks = await store.find(listed, limit=args.limit, **filters)
+    filters = TaskFilter(
+        status=args.status,
+        priority=args.priority,
+        tag=args.tag,
+        due_before=_due(args.due_before, today, "due_before"),
+        due_after=_due(args.due_after, today, "due_after"),
+        overdue_on=today if args.overdue else None,
+        text=args.text,
+    )
+    tasks = await store.find(listed, filters, limit=args.limit)
     full_page = len(tasks) == args.limit
-    total = await store.count_matching(listed, **filters) if full_page else len(tasks)
+    total = await store.count_matching(listed, filters) if full_page else len(tasks)
     result: ToolResult = {
         "ok": True,
         "count": len(tasks),
@@ -234,7 +234,7 @@ HANDLERS: dict[str, Handler] = {
 class Call:
     """One tool call being executed: its ids, date, audit record and the approval it carries.
 
-    `key` is the exactly-once key (see `tools.store.call_key`; the call id when empty).
+    `key` is the exactly-once key (see `tools.tool_results.call_key`; the call id when empty).
     `for_model` marks a call the model proposed: a change that needs the user's approval
     then runs only with `approval` (the task as shown to the user) and only on that task.
     A person's own calls (the /tasks routes, the CLI) are their own approval.

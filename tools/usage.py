@@ -9,6 +9,7 @@ from typing import Any
 
 import aiosqlite
 
+from tools.migrations import Migration
 from tools.sqlite import fetch_one, now_iso
 
 SCHEMA = """
@@ -30,6 +31,9 @@ CREATE INDEX IF NOT EXISTS usage_user_day ON usage (user, day);
 CREATE INDEX IF NOT EXISTS usage_thread ON usage (thread_id);
 CREATE INDEX IF NOT EXISTS usage_run ON usage (run_id);
 """
+
+MIGRATIONS: list[Migration] = [SCHEMA]
+"""The usage store's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 WARN_AT = 0.8
 BUDGET_KINDS = ("thread_tokens", "user_day_tokens", "user_day_usd")

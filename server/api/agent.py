@@ -11,23 +11,24 @@ from fastapi.responses import JSONResponse
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
 from sse_starlette import EventSourceResponse
 
 from graph.context import TIER_NAMES, Context, TierName
 from server.api.deps import context_of, runner_of, runs_of
-from server.api.jsonable import to_jsonable
 from server.api.sse import event_stream, last_event_id
 from server.runs.client_input import RefusedInput, check_run_request
-from server.runs.engine import MultitaskStrategy, RunManager, RunRecord, stream_modes
+from server.runs.engine import RunManager
+from server.runs.projections import stream_modes
 from server.runs.runner import AgentRunner, TurnError
+from server.runs.store import MultitaskStrategy, RunRecord
 from server.runs.threads import ThreadInfo
 from server.security.limits import (
     MAX_OFFSET,
     LastEventId,
-    Metadata,
-    bounded_json,
     check_json_size,
     merge_patch,
+    refuse_oversized_json,
 )
 
 router = APIRouter(tags=["agent protocol"])
@@ -44,6 +45,11 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 
 
 # --- assistants ------------------------------------------------------------------------------
+
+
+def _json(value: Any) -> Any:
+    """Plain JSON types, the way the stock Agent Server writes graph values; unknowns as text."""
+    return to_jsonable_python(value, fallback=str)
 
 
 def _assistant() -> dict[str, Any]:
@@ -85,7 +91,7 @@ async def get_assistant(assistant_id: str, context: Ctx) -> dict[str, Any]:
 async def get_assistant_graph(assistant_id: str, runner: Runner, context: Ctx) -> dict[str, Any]:
     """Return the graph's nodes and edges."""
     _check_assistant(assistant_id)
-    return to_jsonable(runner.graph.get_graph().to_json())  # type: ignore[no-any-return]
+    return _json(runner.graph.get_graph().to_json())  # type: ignore[no-any-return]
 
 
 @router.get("/assistants/{assistant_id}/schemas")
@@ -118,7 +124,7 @@ class ThreadCreate(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     thread_id: str | None = Field(default=None, max_length=200)
-    metadata: Metadata = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
 
 
@@ -126,14 +132,14 @@ class ThreadPatch(BaseModel):
     """Change a thread's metadata."""
 
     model_config = ConfigDict(extra="ignore")
-    metadata: Metadata = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class ThreadSearch(BaseModel):
     """Filter threads."""
 
     model_config = ConfigDict(extra="ignore")
-    metadata: Annotated[dict[str, Any] | None, bounded_json("metadata")] = None
+    metadata: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
@@ -146,7 +152,7 @@ async def _thread_json(
     interrupts: dict[str, list[Any]] = {}
     for task in snapshot.tasks:
         if task.interrupts:
-            interrupts[task.id] = to_jsonable(list(task.interrupts))
+            interrupts[task.id] = _json(list(task.interrupts))
     return {
         "thread_id": info.thread_id,
         "created_at": info.created_at,
@@ -154,7 +160,7 @@ async def _thread_json(
         "metadata": info.metadata,
         "status": info.status,
         "config": {},
-        "values": to_jsonable(snapshot.values) if with_values else None,
+        "values": _json(snapshot.values) if with_values else None,
         "interrupts": interrupts,
     }
 
@@ -164,6 +170,7 @@ async def create_thread(
     body: ThreadCreate, context: Ctx, runner: Runner, runs: Runs
 ) -> dict[str, Any]:
     """Create a thread (a client may choose its id; `if_exists` says what a clash does)."""
+    refuse_oversized_json(runner.services.settings, metadata=body.metadata)
     thread_id = body.thread_id or str(uuid.uuid4())
     info, created = await runs.create_thread(context, thread_id, body.metadata)
     if not created and (body.if_exists == "raise" or info.owner != context.user_id):
@@ -174,6 +181,7 @@ async def create_thread(
 @router.post("/threads/search")
 async def search_threads(body: ThreadSearch, context: Ctx, runner: Runner) -> list[dict[str, Any]]:
     """Find the user's threads by metadata and status."""
+    refuse_oversized_json(runner.services.settings, metadata=body.metadata)
     found = await runner.threads.search(
         context.user_id,
         metadata=body.metadata,
@@ -195,12 +203,14 @@ async def patch_thread(
     thread_id: str, body: ThreadPatch, context: Ctx, runner: Runner
 ) -> dict[str, Any]:
     """Merge metadata into a thread."""
+    settings = runner.services.settings
+    refuse_oversized_json(settings, metadata=body.metadata)
     info = await runner.check_access(thread_id, context.user_id)
     try:
-        check_json_size(merge_patch(info.metadata, body.metadata), "merged metadata")
+        check_json_size(merge_patch(info.metadata, body.metadata), "merged metadata", settings)
     except ValueError as exc:
         raise TurnError(422, str(exc)) from None
-    limit = runner.services.settings.max_metadata_bytes
+    limit = settings.max_metadata_bytes
     if not await runner.threads.update_metadata(thread_id, body.metadata, max_bytes=limit):
         await runner.check_access(thread_id, context.user_id)  # deleted meanwhile: 404
         raise TurnError(
@@ -213,7 +223,7 @@ async def patch_thread(
 async def delete_thread(thread_id: str, context: Ctx, runner: Runner, runs: Runs) -> Response:
     """Delete a thread: its runs (cancelled if live), checkpoints, archive and index entry."""
     await runner.check_access(thread_id, context.user_id)
-    for run_id in runs.active_runs(thread_id):
+    for run_id in await runs.active_runs(thread_id):
         await runs.cancel(run_id)
     await runs.store.delete_thread(thread_id)
     await runner.saver.adelete_thread(thread_id)
@@ -250,25 +260,25 @@ def error_name(error: BaseException | str | None) -> str | None:
 def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
     """Return a StateSnapshot the way the Agent Server shows a thread state."""
     return {
-        "values": to_jsonable(snapshot.values),
+        "values": _json(snapshot.values),
         "next": list(snapshot.next),
         "tasks": [
             {
                 "id": task.id,
                 "name": task.name,
                 "error": error_name(task.error),
-                "interrupts": to_jsonable(list(task.interrupts)),
+                "interrupts": _json(list(task.interrupts)),
                 "checkpoint": None,
                 "state": None,
-                "result": to_jsonable(task.result),
+                "result": _json(task.result),
             }
             for task in snapshot.tasks
         ],
         "checkpoint": _checkpoint(snapshot.config),
-        "metadata": to_jsonable(snapshot.metadata),
+        "metadata": _json(snapshot.metadata),
         "created_at": snapshot.created_at,
         "parent_checkpoint": _checkpoint(snapshot.parent_config),
-        "interrupts": to_jsonable(list(snapshot.interrupts)),
+        "interrupts": _json(list(snapshot.interrupts)),
     }
 
 
@@ -304,7 +314,7 @@ class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     limit: int = Field(default=10, ge=1, le=1000)
     before: dict[str, Any] | str | None = None
-    metadata: Annotated[dict[str, Any] | None, bounded_json("metadata")] = None
+    metadata: dict[str, Any] | None = None
 
 
 @router.post("/threads/{thread_id}/history")
@@ -312,6 +322,7 @@ async def get_thread_history(
     thread_id: str, body: HistoryQuery, context: Ctx, runner: Runner
 ) -> list[dict[str, Any]]:
     """Return the thread's checkpoints, newest first (history is bounded; see README)."""
+    refuse_oversized_json(runner.services.settings, metadata=body.metadata)
     await runner.check_access(thread_id, context.user_id)
     for key in body.metadata or {}:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
@@ -343,7 +354,7 @@ class RunCreate(BaseModel):
     input: dict[str, Any] | None = None
     command: dict[str, Any] | None = None
     stream_mode: str | list[str] = "values"
-    metadata: Metadata = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] | None = None
     multitask_strategy: MultitaskStrategy = "enqueue"
     on_disconnect: Literal["cancel", "continue"] = "continue"
@@ -386,6 +397,7 @@ async def _create_run(
     runs: RunManager,
     idempotency_key: str | None = None,
 ) -> RunRecord:
+    refuse_oversized_json(runner.services.settings, metadata=body.metadata)
     _check_assistant(body.assistant_id)
     stream_modes(body.stream_mode)
     if body.input is None and body.command is None:
@@ -421,6 +433,7 @@ def _stream(
 
     return event_stream(
         runs.events(run.run_id, after),
+        ping_s=runs.settings.sse_ping_s,
         location=f"{base}/stream",
         run_location=base,
         on_disconnect=cancel if cancel_on_disconnect else None,
@@ -472,9 +485,9 @@ async def _final_values(runner: AgentRunner, runs: RunManager, run: RunRecord) -
     if finished.status == "error":
         return {"__error__": {"error": finished.error or "Error", "message": "The run failed."}}
     snapshot = await runner.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
-    values = to_jsonable(snapshot.values)
+    values = _json(snapshot.values)
     if snapshot.interrupts:
-        values["__interrupt__"] = to_jsonable(list(snapshot.interrupts))
+        values["__interrupt__"] = _json(list(snapshot.interrupts))
     return values  # type: ignore[no-any-return]
 
 
@@ -559,7 +572,7 @@ async def cancel_run(
 ) -> Response:
     """Cancel a pending or running run (`rollback` also undoes what it wrote)."""
     run = await _own_run(thread_id, run_id, context, runs)
-    if not runs.is_live(run.run_id):
+    if not await runs.is_live(run.run_id):
         raise TurnError(
             409, f"Run {run_id} is {run.status}; only pending or running runs can be cancelled."
         )
@@ -571,7 +584,7 @@ async def cancel_run(
 async def delete_run(thread_id: str, run_id: str, context: Ctx, runs: Runs) -> Response:
     """Delete a finished run and its event log."""
     run = await _own_run(thread_id, run_id, context, runs)
-    if runs.is_live(run.run_id):
+    if await runs.is_live(run.run_id):
         raise TurnError(409, f"Run {run_id} is still {run.status}; cancel it first.")
     await runs.store.delete(run_id)
     return Response(status_code=204)

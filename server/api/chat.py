@@ -11,15 +11,15 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from sse_starlette import EventSourceResponse
 
 from graph.context import Context
-from graph.settings import get_settings
-from server.api.deps import context_of, runner_of, runs_of
+from graph.settings import Settings
+from server.api.deps import context_of, runner_of, runs_of, settings_of
 from server.api.schemas import ChatRequest, ChatResponse, ErrorResponse
 from server.api.sse import event_stream, last_event_id
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
 from server.runs.storage_errors import EVENT_ERROR as STORAGE_ERROR
 from server.runs.storage_errors import StorageUnavailable
-from server.security.limits import LastEventId
+from server.security.limits import LastEventId, refuse_oversized_json
 
 router = APIRouter(tags=["chat"])
 
@@ -35,8 +35,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _payload(body: ChatRequest) -> dict[str, Any]:
-    limit = get_settings().max_message_chars
+def _payload(body: ChatRequest, settings: Settings) -> dict[str, Any]:
+    refuse_oversized_json(settings, resume=body.resume)
+    limit = settings.max_message_chars
     if body.message is not None and len(body.message) > limit:
         raise TurnError(422, f"message has {len(body.message)} characters; the limit is {limit}.")
     if body.resume is not None:
@@ -51,6 +52,7 @@ async def chat(
     body: ChatRequest,
     context: Annotated[Context, Depends(context_of)],
     runs: Annotated[RunManager, Depends(runs_of)],
+    settings: Annotated[Settings, Depends(settings_of)],
     idempotency_key: IdempotencyKey = None,
 ) -> ChatResponse:
     """Run one turn of the agent and return its answer and the tools it used.
@@ -62,7 +64,7 @@ async def chat(
         context=context,
         thread_id=body.thread_id,
         kind="chat",
-        payload=_payload(body),
+        payload=_payload(body, settings),
         idempotency_key=idempotency_key,
     )
     done: dict[str, Any] | None = None
@@ -85,6 +87,7 @@ async def chat_stream(
     body: ChatRequest,
     context: Annotated[Context, Depends(context_of)],
     runs: Annotated[RunManager, Depends(runs_of)],
+    settings: Annotated[Settings, Depends(settings_of)],
     idempotency_key: IdempotencyKey = None,
 ) -> EventSourceResponse:
     """Run one turn and stream it as SSE: metadata, token, tool_call, tool_result, interrupt, done.
@@ -96,11 +99,16 @@ async def chat_stream(
         context=context,
         thread_id=body.thread_id,
         kind="chat",
-        payload=_payload(body),
+        payload=_payload(body, settings),
         idempotency_key=idempotency_key,
     )
     location = f"/chat/runs/{run.run_id}/stream"
-    return event_stream(runs.events(run.run_id), location=location, run_location=location)
+    return event_stream(
+        runs.events(run.run_id),
+        ping_s=settings.sse_ping_s,
+        location=location,
+        run_location=location,
+    )
 
 
 @router.get("/chat/runs/{run_id}/stream", response_class=EventSourceResponse, responses=ERRORS)
@@ -108,6 +116,7 @@ async def rejoin_chat_stream(
     run_id: str,
     context: Annotated[Context, Depends(context_of)],
     runs: Annotated[RunManager, Depends(runs_of)],
+    settings: Annotated[Settings, Depends(settings_of)],
     last_event: LastEventId = None,
 ) -> EventSourceResponse:
     """Replay a chat run's events after `Last-Event-ID`, then follow it live to the end."""
@@ -116,7 +125,10 @@ async def rejoin_chat_stream(
         raise TurnError(404, f"Run {run_id} not found.")
     location = f"/chat/runs/{run_id}/stream"
     return event_stream(
-        runs.events(run_id, last_event_id(last_event)), location=location, run_location=location
+        runs.events(run_id, last_event_id(last_event)),
+        ping_s=settings.sse_ping_s,
+        location=location,
+        run_location=location,
     )
 
 
@@ -146,7 +158,7 @@ async def chat_thread_messages(
 ) -> dict[str, Any]:
     """Return a thread's whole conversation for display, and the run still in progress."""
     info = await runner.check_access(thread_id, context.user_id)
-    active = runs.active_runs(thread_id)
+    active = await runs.active_runs(thread_id)
     messages: list[dict[str, Any]] = []
     for message in await runner.history(thread_id):
         if isinstance(message, HumanMessage):

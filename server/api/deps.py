@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import Header, HTTPException, Request
 
 from graph.context import Context
+from graph.settings import Settings
 from server.observability import logs
+from server.observability.request_context import request_id_of
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner
 from server.security.auth import KeyRing, Principal, local_principal, presented_key
@@ -24,6 +26,12 @@ from tools.store import TaskStore
 UNAUTHORIZED = (
     "Missing or invalid API key. Send it as X-Api-Key: <key> or Authorization: Bearer <key>."
 )
+
+
+def settings_of(request: Request) -> Settings:
+    """Return the settings of the app serving the request (never the environment's)."""
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def runner_of(request: Request) -> AgentRunner:
@@ -100,5 +108,5 @@ async def context_of(
     return Context(
         user_id=principal.user_id,
         role=principal.role,
-        request_id=logs.request_id_of(request),
+        request_id=request_id_of(request),
     )

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from server.security.limits import bounded_json
 
 
 class ChatRequest(BaseModel):
@@ -26,7 +24,7 @@ class ChatRequest(BaseModel):
     thread_id: str | None = Field(
         default=None, max_length=200, description="Continue this thread; omit to start a new one."
     )
-    resume: Annotated[dict[str, Any] | None, bounded_json("resume")] = Field(
+    resume: dict[str, Any] | None = Field(
         default=None,
         description='Answer to the pending approval, e.g. {"approved": true, "tool_call_id":'
         ' "call_abc"}; the tool_call_id (from the interrupt) makes sure it answers that call.',

@@ -9,8 +9,7 @@ from typing import Any
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from graph import metrics
-from graph.settings import get_settings
-from server.runs.engine import RunEvent
+from server.runs.store import RunEvent
 
 SEND_TIMEOUT_SECONDS = 30
 # The event loop keeps only weak references to tasks: a disconnect handler nobody else
@@ -31,12 +30,14 @@ def last_event_id(header: str | None) -> int:
 def event_stream(
     events: AsyncIterator[RunEvent],
     *,
+    ping_s: float,
     location: str,
     run_location: str,
     on_disconnect: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> EventSourceResponse:
     """Stream run events as SSE (`event`, `data`, `id`).
 
+    A heartbeat comment goes out every `ping_s` seconds (the app's TASKAGENT_SSE_PING_S).
     `Location` is where a client rejoins the stream, `Content-Location` the run itself (the
     SDK reads the run id from it). `on_disconnect` runs when the client goes away first.
     """
@@ -58,7 +59,7 @@ def event_stream(
 
     return EventSourceResponse(
         frames(),
-        ping=get_settings().sse_ping_s,
+        ping=ping_s,
         send_timeout=SEND_TIMEOUT_SECONDS,
         headers={
             "X-Accel-Buffering": "no",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent
 
 from graph.context import Context
 from graph.redaction import Redactor
@@ -26,6 +27,7 @@ from tools.store import TaskStore
 if TYPE_CHECKING:
     from langchain_core.messages import AnyMessage
 
+    from server.runs.engine import RunManager
     from server.runs.runner import AgentRunner
 
 # A turn can think for a long time, but the server pings the stream every few seconds.
@@ -161,19 +163,24 @@ class LocalClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.context = Context()
-        self._runner: AgentRunner | None = None
+        self._runs: RunManager | None = None
         self._store: TaskStore | None = None
 
-    async def _agent(self) -> AgentRunner:
-        if self._runner is None:
-            from server.runs.runner import AgentRunner
+    async def _engine(self) -> RunManager:
+        if self._runs is None:
+            from server.runs.engine import RunManager
 
-            self._runner = await AgentRunner.open(self.settings)
-        return self._runner
+            # The same engine as the server's: a turn here is a leased run in the data dir's
+            # runs table, so a server on the same data dir finishes it if this process dies.
+            self._runs = await RunManager.open(self.settings, serves_others=False)
+        return self._runs
+
+    async def _agent(self) -> AgentRunner:
+        return (await self._engine()).runner
 
     async def _tasks(self) -> TaskStore:
-        if self._runner is not None:
-            return self._runner.services.tasks
+        if self._runs is not None:
+            return self._runs.runner.services.tasks
         if self._store is None:
             # Task commands need no model and no graph: open only the task store.
             self._store = await TaskStore.open(
@@ -194,12 +201,12 @@ class LocalClient:
         """Run one turn in-process and yield its events."""
         from server.runs.runner import TurnError
 
-        runner = await self._agent()
+        runs = await self._engine()
         try:
-            async for event in runner.stream_turn(
+            async for kind, data in runs.turn(
                 context=self.context, message=message, thread_id=thread_id, resume=resume
             ):
-                yield ChatEvent(event.kind, event.data)
+                yield ChatEvent(kind, data)
         except TurnError as exc:
             raise ClientError(exc.message, exc.status) from None
 
@@ -280,39 +287,17 @@ class LocalClient:
 
     async def close(self) -> None:
         """Close the runner and the task store, whichever were opened."""
-        if self._runner is not None:
-            await self._runner.close()
+        if self._runs is not None:
+            await self._runs.close()
         if self._store is not None:
             await self._store.close()
 
 
-@dataclass
-class _Frame:
-    event: str
-    data: str
-    id: str
-
-
-async def _sse_frames(response: httpx.Response) -> AsyncIterator[_Frame]:
-    """Parse a `text/event-stream` body into frames (comments and pings are skipped)."""
-    event, last_id = "message", ""
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield _Frame(event, "\n".join(data), last_id)
-            event, data = "message", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
-        elif name == "id":
-            last_id = value
+async def _sse_frames(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
+    """The events of a `text/event-stream` body; pings (comments, no data) are skipped."""
+    async for frame in EventSource(response).aiter_sse():
+        if frame.data:
+            yield frame
 
 
 def _error_from(response: httpx.Response, url: str) -> ClientError:

@@ -6,7 +6,6 @@ limits, budgets and audit trail as the agent (`server/mcp/server.py` serves it).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -32,6 +31,7 @@ from tools.audit import summarize
 from tools.schemas import DESTRUCTIVE_TOOLS, MUTATING_TOOLS, TOOL_ARGS
 
 if TYPE_CHECKING:
+    from server.runs.engine import RunManager
     from server.runs.runner import AgentRunner, TurnResult
 
 VIA = "mcp"
@@ -148,35 +148,40 @@ class TaskAgentMCP:
     keyring: KeyRing
     limiter: RateLimiter = field(init=False)
     auth_failures: AuthFailureLimiter = field(init=False)
-    _runner: AgentRunner | None = field(default=None, init=False)
+    _runs: RunManager | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.rate_limit_rpm, self.settings.rate_limit_tpm)
         self.auth_failures = AuthFailureLimiter(self.settings.auth_failures_per_minute)
 
     @property
-    def runner(self) -> AgentRunner:
-        """The open runner (only between the server's start and stop)."""
-        if self._runner is None:
+    def runs(self) -> RunManager:
+        """The open run engine (only between the server's start and stop)."""
+        if self._runs is None:
             raise ToolError("The server is still starting; try again in a moment.")
-        return self._runner
+        return self._runs
+
+    @property
+    def runner(self) -> AgentRunner:
+        """The graph and stores the engine runs on."""
+        return self.runs.runner
 
     async def audit_login_failed(self, path: str, client: str) -> None:
         """Audit a request refused for a missing or wrong key (once the store is open)."""
-        if self._runner is not None:
-            await self._runner.services.tasks.login_failed(path, client)
+        if self._runs is not None:
+            await self._runs.runner.services.tasks.login_failed(path, client)
 
     @asynccontextmanager
     async def lifespan(self, _: MCPServer[Any]) -> AsyncIterator[None]:
-        """Open the databases and compile the graph for the server's lifetime."""
-        from server.runs.runner import AgentRunner
+        """Open the run engine (databases, graph, leases) for the server's lifetime."""
+        from server.runs.engine import RunManager
 
-        self._runner = await AgentRunner.open(self.settings)
+        self._runs = await RunManager.open(self.settings, self.limiter, serves_others=False)
         try:
             yield
         finally:
-            runner, self._runner = self._runner, None
-            await runner.close()
+            runs, self._runs = self._runs, None
+            await runs.close()
 
     def build(self) -> MCPServer[Any]:
         """Return the MCP server with the task tools, ask_agent and answer_approval."""
@@ -333,34 +338,22 @@ class TaskAgentMCP:
     ) -> AgentReply:
         from server.runs.runner import TurnError, TurnResult
 
-        runner = self.runner
-        timeout = self.settings.turn_timeout_s
-        run_id = str(uuid.uuid4())
         done: dict[str, Any] | None = None
         try:
-            async with asyncio.timeout(timeout):
-                async for event in runner.stream_turn(
-                    context=self._context(principal, thread_id),
-                    message=message,
-                    thread_id=thread_id,
-                    resume=resume,
-                    run_id=run_id,
-                ):
-                    if event.kind == "done":
-                        done = event.data
+            # The engine stops a turn at the time-out with an answer saying what it did, and
+            # charges its tokens to the caller however it ended.
+            async for kind, data in self.runs.turn(
+                context=self._context(principal, thread_id),
+                message=message,
+                thread_id=thread_id,
+                resume=resume,
+            ):
+                if kind == "done":
+                    done = data
         except TurnError as exc:
             raise ToolError(exc.message) from None
-        except TimeoutError:
-            raise ToolError(
-                f"The turn took longer than {timeout:g} s and was stopped; the thread keeps"
-                " what it finished. Ask again to continue."
-            ) from None
-        finally:
-            if self.limiter.tpm:
-                # Charged however the turn ended: a stopped turn still used its tokens.
-                used = await runner.services.tasks.run_tokens(run_id)
-                self.limiter.spend_tokens(principal.user_id, used)
-        assert done is not None
+        if done is None:
+            raise ToolError("The turn was cancelled before it answered; ask again to continue.")
         result = TurnResult(**done)
         if result.model_used == "budget" and not result.tool_calls:
             # Refused before doing anything; a turn cut short mid-way reports what it did.

@@ -1,24 +1,21 @@
 """Structured logs: one JSON object per line on stderr, carrying who and what each line is about.
 
 `request_id`, `run_id`, `thread_id` and `user` live in context variables: the request
-middleware sets the request's, the run manager sets a run's inside the run's own task (runs
-outlive their request), and every log line picks up whatever is known where it is written.
+middleware (`request_context`) sets the request's, the run manager sets a run's inside the
+run's own task (runs outlive their request), and every log line picks up whatever is known
+where it is written.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from graph import metrics
 from graph.redaction import Redactor
 
 LogFormat = Literal["json", "text"]
@@ -28,8 +25,6 @@ CONTEXT_FIELDS = ("request_id", "run_id", "thread_id", "user")
 _context: dict[str, ContextVar[str | None]] = {
     name: ContextVar(f"taskagent_log_{name}", default=None) for name in CONTEXT_FIELDS
 }
-# A client's id is echoed into headers and logs: keep it short and free of separators.
-_ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_FIELDS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
@@ -43,24 +38,20 @@ def bind(**values: str | None) -> None:
         _context[name].set(value or None)
 
 
+@contextmanager
+def fresh_context(**values: str | None) -> Iterator[None]:
+    """Start from an empty log context bound to `values` (a new request); restore it on exit."""
+    tokens = {name: var.set(values.get(name) or None) for name, var in _context.items()}
+    try:
+        yield
+    finally:
+        for name, token in tokens.items():
+            _context[name].reset(token)
+
+
 def log_context() -> dict[str, str]:
     """Return the log context fields known here."""
     return {name: value for name, var in _context.items() if (value := var.get()) is not None}
-
-
-def request_id_of(request: Request) -> str:
-    """Return the id the middleware chose for this request (or a fresh one outside it)."""
-    chosen = getattr(request.state, "request_id", None)
-    if isinstance(chosen, str):
-        return chosen
-    return accepted_request_id(request.headers.get("x-request-id"))
-
-
-def accepted_request_id(header: str | None) -> str:
-    """Return the client's `X-Request-ID` when it is a sane token, else a new id."""
-    if header and _ACCEPTABLE_ID.fullmatch(header):
-        return header
-    return uuid.uuid4().hex
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -186,42 +177,3 @@ def log_config(
             **{name: {"filters": ["no_traceback"]} for name in NO_TRACEBACK_LOGGERS},
         },
     }
-
-
-class RequestContext:
-    """ASGI middleware: choose the request id, bind it for logs, echo it, count the response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the request with its id bound; add `X-Request-ID` to the response headers."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        header = next(
-            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None
-        )
-        request_id = accepted_request_id(header)
-        scope.setdefault("state", {})["request_id"] = request_id
-        tokens = {name: var.set(None) for name, var in _context.items()}
-        _context["request_id"].set(request_id)
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            metrics.HTTP_REQUESTS.labels(scope["method"], template, str(status)).inc()
-            for name, token in tokens.items():
-                _context[name].reset(token)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -12,7 +11,6 @@ from typing import Any, Literal, cast
 
 from langchain_core.messages import (
     AIMessage,
-    AIMessageChunk,
     AnyMessage,
     BaseMessage,
     HumanMessage,
@@ -22,16 +20,15 @@ from langchain_core.messages import (
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, Overwrite
+from langgraph.types import Command
 
 from graph.builder import build_graph
 from graph.checkpointer import open_saver
 from graph.context import Context
-from graph.services import Services, install_services, open_services
+from graph.services import Services, open_services
 from graph.settings import Settings, get_settings
 from server.observability.tracing import Tracer, finish
 from server.runs.client_input import RefusedInput, user_messages
-from server.runs.event_redaction import EventRedactor
 from server.runs.retention import prune_before
 from server.runs.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from tools.text import printable
@@ -93,13 +90,17 @@ class TurnEvent:
     data: dict[str, Any]
 
 
-def _text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(
-        str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content
-    )
+def message_text(message: BaseMessage) -> str:
+    """The message's text, whatever shape its content has."""
+    return message.text
+
+
+def tool_result(message: ToolMessage) -> Any:
+    """A tool message's result: its JSON, or its text when it is not JSON."""
+    try:
+        return json.loads(message.text)
+    except json.JSONDecodeError:
+        return message.text
 
 
 def turn_messages(messages: list[AnyMessage]) -> list[AnyMessage]:
@@ -119,12 +120,7 @@ def tool_call_records(messages: list[AnyMessage]) -> list[dict[str, Any]]:
             continue
         for call in message.tool_calls:
             reply = results.get(call["id"] or "")
-            result: Any = None
-            if reply is not None:
-                try:
-                    result = json.loads(_text(reply))
-                except json.JSONDecodeError:
-                    result = _text(reply)
+            result = None if reply is None else tool_result(reply)
             records.append({"tool": call["name"], "arguments": call["args"], "result": result})
     return records
 
@@ -143,8 +139,6 @@ class AgentRunner:
         self.saver = saver
         self.services = services
         self.threads = threads
-        # Threads with a run in progress in this process; any other "busy" thread was cut off.
-        self._active: set[str] = set()
         self.tracer = Tracer(services.redactor)
 
     @classmethod
@@ -154,14 +148,13 @@ class AgentRunner:
         """Open the databases under the data dir and compile the graph with the saver."""
         settings = settings or get_settings()
         services = services or await open_services(settings)
-        install_services(services)
         saver = await open_saver(settings)
         threads = await ThreadIndex.open(
             settings.tasks_db,
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
         )
-        graph = build_graph(settings).compile(checkpointer=saver, name="agent")
+        graph = build_graph(services).compile(checkpointer=saver, name="agent")
         return cls(graph, saver, services, threads)
 
     async def close(self) -> None:
@@ -170,7 +163,6 @@ class AgentRunner:
         await self.threads.close()
         await self.saver.conn.close()
         await self.services.tasks.close()
-        install_services(None)
 
     async def check_access(self, thread_id: str, user_id: str) -> ThreadInfo:
         """Return the thread, or raise 404 unless it exists and belongs to `user_id`."""
@@ -178,25 +170,6 @@ class AgentRunner:
         if info is None or info.owner != user_id:
             raise TurnError(404, f"Thread {thread_id} not found.")
         return info
-
-    async def _recover(self, info: ThreadInfo, context: Context) -> ThreadInfo:
-        """Settle a thread whose last run never reported its end (the process died).
-
-        Only then is the checkpoint itself consulted: a run cut off mid-way is finished from
-        its last checkpoint, so the earlier turn is answered before anything new starts.
-        """
-        config: RunnableConfig = {"configurable": {"thread_id": info.thread_id}}
-        state = await self.graph.aget_state(config)
-        if state.next and not state.interrupts:
-            await self.graph.ainvoke(None, config, context=context, durability="sync")
-            state = await self.graph.aget_state(config)
-        interrupt = _first_interrupt(state.interrupts)
-        await self.threads.finish_run(
-            info.thread_id, "interrupted" if interrupt else "idle", interrupt
-        )
-        recovered = await self.threads.get(info.thread_id)
-        assert recovered is not None
-        return recovered
 
     async def prepare(
         self,
@@ -213,7 +186,8 @@ class AgentRunner:
         `message` is a user turn, `resume` answers the pending approval (strict: refused when
         nothing waits), `graph_input` is raw graph input from the Agent Server protocol; with
         none of them a run cut off by a crash is finished. Raises TurnError with the status
-        to answer with.
+        to answer with. A thread whose run was cut off is never settled here: the run engine
+        takes that run over (its lease expired) before any later run of the thread starts.
         """
         info: ThreadInfo | None = None
         if thread_id is None:
@@ -222,8 +196,6 @@ class AgentRunner:
             thread_id = str(uuid.uuid4())
         else:
             info = await self.check_access(thread_id, context.user_id)
-            if thread_id not in self._active and info.status == "busy":
-                info = await self._recover(info, context)
         title = message or ""
         if resume is not None:
             if info is None or info.status != "interrupted":
@@ -310,120 +282,54 @@ class AgentRunner:
 
         Records the thread busy while it runs and how it ended afterwards; fills `outcome`
         with the final values and the pending interrupt. A cancelled run leaves the thread
-        idle at its last checkpoint.
+        idle at its last checkpoint. The run engine makes sure one run at a time drives a thread.
         """
         thread_id = prepared.thread_id
-        if thread_id in self._active:
-            raise TurnError(409, f"Thread {thread_id} is busy with another run; try again.")
-        self._active.add(thread_id)
+        await self.threads.start_run(thread_id, context.user_id, prepared.title)
+        config: RunnableConfig = {
+            "configurable": {"thread_id": thread_id},
+            "run_id": uuid.UUID(run_id),
+            "metadata": {"run_id": run_id},
+        }
+        wanted = tuple(dict.fromkeys((*modes, "updates", "values")))
         try:
-            await self.threads.start_run(thread_id, context.user_id, prepared.title)
-            config: RunnableConfig = {
-                "configurable": {"thread_id": thread_id},
-                "run_id": uuid.UUID(run_id),
-                "metadata": {"run_id": run_id},
-            }
-            wanted = tuple(dict.fromkeys((*modes, "updates", "values")))
-            try:
-                if prepared.graph_input is not None or prepared.continue_run:
-                    async with self.tracer.turn(
-                        thread_id=thread_id,
-                        run_id=run_id,
+            if prepared.graph_input is not None or prepared.continue_run:
+                async with self.tracer.turn(
+                    thread_id=thread_id,
+                    run_id=run_id,
+                    context=context,
+                    inputs=_trace_inputs(prepared),
+                ) as root:
+                    parts: AsyncIterator[Any] = self.graph.astream(
+                        prepared.graph_input,
+                        config,
                         context=context,
-                        inputs=_trace_inputs(prepared),
-                    ) as root:
-                        parts: AsyncIterator[Any] = self.graph.astream(
-                            prepared.graph_input,
-                            config,
-                            context=context,
-                            stream_mode=cast(Any, list(wanted)),
-                            durability="sync",
-                        )
-                        async for mode, payload in parts:
-                            if mode == "values":
-                                outcome.values = payload
-                            elif mode == "updates" and "__interrupt__" in payload:
-                                outcome.interrupt = outcome.interrupt or _first_interrupt(
-                                    payload["__interrupt__"]
-                                )
-                                outcome.interrupts.extend(payload["__interrupt__"])
-                            if mode in modes:
-                                yield mode, payload
-                        finish(root, outcome.values, outcome.interrupt, self._tier_name(outcome))
-                else:
-                    # Nothing new to run: report the thread as it stands.
-                    outcome.values = (await self.graph.aget_state(config)).values
-            except asyncio.CancelledError:
-                await self.threads.finish_run(thread_id, "idle")
-                raise
-            except BaseException:
-                await self.threads.finish_run(thread_id, "error")
-                raise
-            status: ThreadStatus = "interrupted" if outcome.interrupt else "idle"
-            await self.threads.finish_run(thread_id, status, outcome.interrupt)
-            await self._prune(
-                thread_id, prepared.info, str(outcome.values.get("history_floor", ""))
-            )
-        finally:
-            self._active.discard(thread_id)
-
-    async def stream_turn(
-        self,
-        *,
-        context: Context,
-        message: str | None = None,
-        thread_id: str | None = None,
-        resume: dict[str, Any] | None = None,
-        run_id: str | None = None,
-    ) -> AsyncIterator[TurnEvent]:
-        """Run one turn (a new message, a resume answer, or neither to finish a cut-off run).
-
-        For in-process callers (the local CLI, MCP); the events are redacted as the run
-        engine's channel redacts what it logs and sends.
-        """
-        prepared = await self.prepare(
-            context=context, thread_id=thread_id, message=message, resume=resume
-        )
-        redaction = EventRedactor(self.services.redactor)
-        async for event in self.chat_events(prepared, context, run_id or str(uuid.uuid4())):
-            for kind, data in redaction.events(event.kind, event.data):
-                yield TurnEvent(cast(EventKind, kind), data)
-        for kind, data in redaction.flush():
-            yield TurnEvent(cast(EventKind, kind), data)
-
-    async def chat_events(
-        self, prepared: PreparedRun, context: Context, run_id: str, attempt: int = 1
-    ) -> AsyncIterator[TurnEvent]:
-        """Execute a prepared run and project it onto the chat events of `/chat/stream`."""
-        started = time.perf_counter()
-        projection = ChatProjection()
-        outcome = RunOutcome()
-        yield TurnEvent(
-            "metadata", {"thread_id": prepared.thread_id, "run_id": run_id, "attempt": attempt}
-        )
-        async for mode, payload in self.execute(prepared, context, run_id, outcome):
-            for event in projection.events(mode, payload):
-                yield event
-        messages = turn_messages(outcome.values.get("messages", []))
-        final = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
-        interrupt = outcome.interrupt
-        result = TurnResult(
-            thread_id=prepared.thread_id,
-            run_id=run_id,
-            message=str(interrupt.get("question", ""))
-            if interrupt
-            else _text(final)
-            if final
-            else "",
-            tool_calls=tool_call_records(messages),
-            model_used=str(outcome.values.get("model_used", "")),
-            fallback_used=bool(outcome.values.get("fallback_used", False)),
-            latency_ms=round((time.perf_counter() - started) * 1000, 1),
-            interrupt=interrupt,
-            failures=list(outcome.values.get("failures", [])),
-            usage=dict(outcome.values.get("usage") or {}),
-        )
-        yield TurnEvent("done", result.__dict__)
+                        stream_mode=cast(Any, list(wanted)),
+                        durability="sync",
+                    )
+                    async for mode, payload in parts:
+                        if mode == "values":
+                            outcome.values = payload
+                        elif mode == "updates" and "__interrupt__" in payload:
+                            outcome.interrupt = outcome.interrupt or _first_interrupt(
+                                payload["__interrupt__"]
+                            )
+                            outcome.interrupts.extend(payload["__interrupt__"])
+                        if mode in modes:
+                            yield mode, payload
+                    finish(root, outcome.values, outcome.interrupt, self._tier_name(outcome))
+            else:
+                # Nothing new to run: report the thread as it stands.
+                outcome.values = (await self.graph.aget_state(config)).values
+        except asyncio.CancelledError:
+            await self.threads.finish_run(thread_id, "idle")
+            raise
+        except BaseException:
+            await self.threads.finish_run(thread_id, "error")
+            raise
+        status: ThreadStatus = "interrupted" if outcome.interrupt else "idle"
+        await self.threads.finish_run(thread_id, status, outcome.interrupt)
+        await self._prune(thread_id, prepared.info, str(outcome.values.get("history_floor", "")))
 
     def _tier_name(self, outcome: RunOutcome) -> str:
         index = outcome.values.get("tier", 0)
@@ -434,24 +340,6 @@ class AgentRunner:
         if floor and (info is None or floor != info.history_floor):
             await prune_before(self.saver, thread_id, floor)
             await self.threads.set_history_floor(thread_id, floor)
-
-    async def run_turn(
-        self,
-        *,
-        context: Context,
-        message: str | None = None,
-        thread_id: str | None = None,
-        resume: dict[str, Any] | None = None,
-    ) -> TurnResult:
-        """Run one turn to its end (or its interrupt) and return the result."""
-        result: dict[str, Any] | None = None
-        async for event in self.stream_turn(
-            context=context, message=message, thread_id=thread_id, resume=resume
-        ):
-            if event.kind == "done":
-                result = event.data
-        assert result is not None
-        return TurnResult(**result)
 
     async def history(self, thread_id: str) -> list[AnyMessage]:
         """Return the whole conversation: archived messages, then the working window."""
@@ -477,79 +365,6 @@ def _first_interrupt(interrupts: Any) -> dict[str, Any] | None:
     return None
 
 
-class ChatProjection:
-    """Turns LangGraph stream parts into chat events: token, tool_call, tool_result, interrupt."""
-
-    def __init__(self) -> None:
-        self._streamed: set[str] = set()
-        # A reply that opens like a tool call written out as text is held back: the model
-        # call's update then carries it with the call lifted out (models/toolcalls.py), so
-        # the user never sees the JSON or a leftover "{ }".
-        self._held: dict[str, str] = {}
-
-    def events(self, mode: str, payload: Any) -> list[TurnEvent]:
-        """Return the chat events for one (mode, payload) part."""
-        if mode == "messages":
-            chunk, meta = payload
-            if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "model_call":
-                text = _text(chunk)
-                key = chunk.id or ""
-                if text and key not in self._streamed:
-                    text = self._held.pop(key, "") + text
-                    if text.lstrip()[:1] in ("", "{", "[", "`", "<"):
-                        self._held[key] = text
-                        return []
-                if text:
-                    self._streamed.add(key)
-                    return [TurnEvent("token", {"text": text})]
-            return []
-        if mode != "updates" or not isinstance(payload, dict):
-            return []
-        events: list[TurnEvent] = []
-        for node, update in payload.items():
-            if node == "__interrupt__":
-                events += [TurnEvent("interrupt", {"value": i.value, "id": i.id}) for i in update]
-            elif isinstance(update, dict):
-                events += self._message_events(update.get("messages") or [])
-        return events
-
-    def _message_events(self, messages: Any) -> list[TurnEvent]:
-        if isinstance(messages, Overwrite):
-            messages = messages.value[-1:]
-        events: list[TurnEvent] = []
-        for message in messages:
-            if isinstance(message, AIMessage):
-                for call in message.tool_calls:
-                    events.append(
-                        TurnEvent(
-                            "tool_call",
-                            {"id": call["id"], "tool": call["name"], "arguments": call["args"]},
-                        )
-                    )
-                text = _text(message)
-                if text and (message.id or "") not in self._streamed:
-                    events.append(TurnEvent("token", {"text": text}))
-            elif isinstance(message, ToolMessage):
-                events.append(
-                    TurnEvent(
-                        "tool_result",
-                        {
-                            "id": message.tool_call_id,
-                            "tool": message.name,
-                            "result": _result(message),
-                        },
-                    )
-                )
-        return events
-
-
-def _result(message: ToolMessage) -> Any:
-    try:
-        return json.loads(_text(message))
-    except json.JSONDecodeError:
-        return _text(message)
-
-
 def title_of(graph_input: Any) -> str:
     """A thread title from graph input: its last message, cut to 80 characters."""
     if isinstance(graph_input, dict):
@@ -557,5 +372,5 @@ def title_of(graph_input: Any) -> str:
             if isinstance(message, dict):
                 return printable(str(message.get("content", "")))[:80]
             if isinstance(message, BaseMessage):
-                return printable(_text(message))[:80]
+                return printable(message.text)[:80]
     return ""

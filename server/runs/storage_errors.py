@@ -1,23 +1,17 @@
-"""Storage that is temporarily unusable — locked, full, failing — answered as 503, not 500.
+"""Storage that is temporarily unusable — locked, full, failing — told apart from real errors.
 
 SQLite reports another process holding the write lock past `busy_timeout` as "database is
 locked", a full disk as "database or disk is full" and failing writes as "disk I/O error".
 None of these is the caller's fault or a bug of ours, and each clears up by itself once the
-lock is released or space is freed: the client is told to come back (503 + `Retry-After`),
-and nothing the database already holds is harmed.
+lock is released or space is freed: the client is told to come back (503 + `Retry-After`,
+answered by `server.api.storage_errors`), and nothing the database already holds is harmed.
 """
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Iterator
 from typing import Literal
-
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-
-log = logging.getLogger(__name__)
 
 Reason = Literal["busy", "full", "io"]
 
@@ -82,29 +76,3 @@ def classify(exc: BaseException) -> StorageUnavailable | None:
                 if marker in text:
                     return StorageUnavailable(reason)
     return None
-
-
-def unavailable_response(error: StorageUnavailable) -> JSONResponse:
-    """The 503 answer: a sentence saying what is wrong, and when to come back."""
-    return JSONResponse(
-        status_code=503,
-        content={"detail": error.message},
-        headers={"Retry-After": str(RETRY_AFTER_S)},
-    )
-
-
-def answer_storage_errors(app: FastAPI) -> None:
-    """Answer storage errors raised by any route with 503 + Retry-After (others stay 500)."""
-
-    async def storage_error(request: Request, exc: Exception) -> JSONResponse:
-        error = classify(exc)
-        if error is None:
-            log.exception("database error on %s", request.url.path, exc_info=exc)
-            return JSONResponse(
-                status_code=500, content={"detail": "Internal error; see server log."}
-            )
-        log.warning("storage unavailable on %s: %s (%s)", request.url.path, error.reason, exc)
-        return unavailable_response(error)
-
-    app.add_exception_handler(StorageUnavailable, storage_error)
-    app.add_exception_handler(sqlite3.DatabaseError, storage_error)

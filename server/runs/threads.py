@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import aiosqlite
 
+from tools.migrations import Migration, migrate
 from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
@@ -32,6 +33,9 @@ CREATE TABLE IF NOT EXISTS threads (
 );
 CREATE INDEX IF NOT EXISTS threads_owner ON threads (owner, updated_at);
 """
+
+MIGRATIONS: list[Migration] = [SCHEMA]
+"""The thread index's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 
 class ThreadLimitReached(Exception):
@@ -65,9 +69,16 @@ class ThreadIndex:
 
     @classmethod
     async def open(cls, path: Path, *, busy_timeout_ms: int, synchronous: str) -> ThreadIndex:
-        """Open (and create) the index at `path`."""
+        """Open (and create or migrate) the index at `path`.
+
+        Raises RuntimeError when the file's thread index is newer than this code knows.
+        """
         conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
-        await conn.executescript(SCHEMA)
+        try:
+            await migrate(conn, "threads", MIGRATIONS)
+        except BaseException:
+            await conn.close()
+            raise
         return cls(conn)
 
     async def close(self) -> None:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import Header
-from pydantic import AfterValidator
+from fastapi import Header, HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graph.settings import get_settings
+from graph.settings import Settings
 from server.security.asgi_reply import refuse
 
 # The unread rest of an oversized request makes the connection unusable.
@@ -102,9 +101,8 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-def check_json_size(value: Any, what: str) -> Any:
-    """Return `value`, or raise ValueError when it nests or weighs more than the settings allow."""
-    settings = get_settings()
+def check_json_size(value: Any, what: str, settings: Settings) -> None:
+    """Raise ValueError when `value` nests or weighs more than `settings` allow."""
     depth = json_depth(value)
     if depth > settings.max_metadata_depth:
         raise ValueError(
@@ -115,20 +113,22 @@ def check_json_size(value: Any, what: str) -> Any:
         raise ValueError(
             f"{what} is {size} bytes of JSON; the limit is {settings.max_metadata_bytes}."
         )
-    return value
 
 
-def bounded_json(what: str) -> AfterValidator:
-    """Return a validator that applies `check_json_size` to an optional JSON object."""
+def refuse_oversized_json(settings: Settings, **fields: Any) -> None:
+    """Answer 422 for the first JSON field (name=value) over the limits; None passes.
 
-    def check(value: Any) -> Any:
-        return value if value is None else check_json_size(value, what)
+    Called by a route before it changes anything, with the settings of the app serving it
+    (TASKAGENT_MAX_METADATA_*): a request model cannot know which app validates it.
+    """
+    for name, value in fields.items():
+        if value is None:
+            continue
+        try:
+            check_json_size(value, name, settings)
+        except ValueError as exc:
+            raise HTTPException(422, f"{name}: {exc}") from None
 
-    return AfterValidator(check)
-
-
-Metadata = Annotated[dict[str, Any], bounded_json("metadata")]
-"""Thread or run metadata, bounded in size and depth (TASKAGENT_MAX_METADATA_*)."""
 
 LastEventId = Annotated[
     str | None,

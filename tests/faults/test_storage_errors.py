@@ -6,7 +6,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from server.runs.storage_errors import RETRY_AFTER_S, answer_storage_errors, classify
+from server.api.storage_errors import answer_storage_errors
+from server.runs.storage_errors import RETRY_AFTER_S, classify
 
 
 def failing_commit(message: str) -> Exception:

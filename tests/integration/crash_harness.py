@@ -26,6 +26,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from langchain_core.messages import AIMessage, AnyMessage, ToolMessage  # noqa: 
 
 from graph.context import Context  # noqa: E402
 from graph.settings import Settings  # noqa: E402
-from server.runs.runner import AgentRunner  # noqa: E402
+from server.runs.engine import RunManager  # noqa: E402
 from tools.audit import AuditRecord
 from tools.store import Mutation, TaskStore  # noqa: E402
 
@@ -125,7 +126,9 @@ async def run(args: argparse.Namespace) -> None:
     if args.crash_at in ("before_tool_commit", "after_tool_commit"):
         inject_tool_faults(args.crash_at)
     settings = Settings(_env_file=None, data_dir=Path(args.data_dir))
-    runner = await AgentRunner.open(settings)
+    # Opened without claiming yet: what the cut-off run left pending is read first.
+    runs = await RunManager.open(settings, start=False)
+    runner = runs.runner
     tiers = [tier.name for tier in runner.services.tiers]
     if tiers != ["offline"]:
         raise SystemExit(f"expected only the offline engine, got tiers {tiers}")
@@ -138,29 +141,39 @@ async def run(args: argparse.Namespace) -> None:
     answer_tokens = 0
     tool_results = 0
     result: dict[str, Any] | None = None
-    async for event in runner.stream_turn(
-        context=context, message=args.message, thread_id=args.thread
-    ):
-        say("EVENT", event.kind, json.dumps(event.data, default=str))
-        if event.kind == "metadata":
-            thread_id = event.data["thread_id"]
+    await runs.start()
+    live = await runs.active_runs(args.thread) if args.resume else []
+    if live:
+        # The cut-off run is this process's now (its owner is gone): follow it to its end.
+        turn = _follow(runs, live[0], await runs.store.last_seq(live[0]))
+    else:
+        turn = runs.turn(context=context, message=args.message, thread_id=args.thread)
+    async for kind, data in turn:
+        say("EVENT", kind, json.dumps(data, default=str))
+        if kind == "metadata":
+            thread_id = data["thread_id"]
             say("THREAD", thread_id)
-        elif event.kind == "tool_result":
+        elif kind == "tool_result":
             tool_results += 1
-        elif event.kind == "token" and tool_results:
+        elif kind == "token" and tool_results:
             # A token after the tool result belongs to the final answer.
             answer_tokens += 1
             if args.crash_at == "mid_answer" and answer_tokens == ANSWER_TOKEN_TO_DIE_ON:
                 die("mid_answer")
-        elif event.kind == "done":
-            result = event.data
+        elif kind == "done":
+            result = data
     assert result is not None and thread_id is not None
     say("ACK", thread_id, json.dumps(result["message"]))
     if args.crash_at == "after_ack":
         die("after_ack")
     history = await runner.history(thread_id)
     say("HISTORY", json.dumps([describe(message) for message in history], default=str))
-    await runner.close()
+    await runs.close()
+
+
+async def _follow(runs: RunManager, run_id: str, after: int) -> AsyncIterator[tuple[str, Any]]:
+    async for event in runs.events(run_id, after):
+        yield event.event, json.loads(event.data)
 
 
 def main() -> None:

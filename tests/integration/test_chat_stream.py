@@ -1,12 +1,12 @@
 """POST /chat/stream (curl's view): SSE events with ids, rejoin with Last-Event-ID, approvals."""
 
-import json
 import signal
 import sqlite3
 from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import EventSource
 
 from tests.integration.conftest import LiveServer
 
@@ -18,20 +18,12 @@ CREATE = "Create a high-priority task for the quarterly review due next Friday"
 def read_events(response: httpx.Response, stop_after: int | None = None) -> list[dict[str, Any]]:
     """Parse SSE frames into [{event, id, data}] (comments/pings are skipped)."""
     events: list[dict[str, Any]] = []
-    frame: dict[str, Any] = {}
-    for line in response.iter_lines():
-        if not line:
-            if "event" in frame:
-                events.append(frame)
-                if stop_after is not None and len(events) >= stop_after:
-                    return events
-            frame = {}
-        elif line.startswith(":"):
+    for sse in EventSource(response).iter_sse():
+        if not sse.data:
             continue
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            frame[field] = json.loads(value) if field == "data" else value
+        events.append({"event": sse.event, "id": sse.id, "data": sse.json()})
+        if stop_after is not None and len(events) >= stop_after:
+            break
     return events
 
 

@@ -1,11 +1,11 @@
 """Clients that hang up: with on_disconnect=cancel their runs stop, and nobody else pays for it."""
 
 import asyncio
-import json
 from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import EventSource, ServerSentEvent
 
 from tests.integration.conftest import LiveServer
 
@@ -21,8 +21,8 @@ def paced_server(tmp_path):
     server.stop()
 
 
-def _token(line: str) -> bool:
-    data: Any = json.loads(line[len("data:") :])
+def _token(sse: ServerSentEvent) -> bool:
+    data: Any = sse.json()
     return isinstance(data, list) and bool(data[0].get("content"))
 
 
@@ -39,8 +39,8 @@ async def hang_up_after_tokens(url: str, tokens: int) -> str:
         seen = 0
         async with client.stream("POST", f"{url}/threads/{thread}/runs/stream", json=body) as resp:
             run_path = resp.headers["content-location"]
-            async for line in resp.aiter_lines():
-                if line.startswith("data:") and line.count('"AIMessageChunk"') and _token(line):
+            async for sse in EventSource(resp).aiter_sse():
+                if sse.event == "messages" and '"AIMessageChunk"' in sse.data and _token(sse):
                     seen += 1
                     if seen == tokens:
                         break

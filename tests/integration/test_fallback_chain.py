@@ -8,7 +8,7 @@ import pytest
 from graph.context import Context
 from graph.services import Services
 from models.providers import build_tiers
-from server.runs.runner import AgentRunner
+from server.runs.engine import RunManager
 from tests.conftest import make_settings
 from tests.fakes.llm_servers import (
     FakeOllamaServer,
@@ -34,7 +34,7 @@ def peers():
         yield ollama, openai
 
 
-async def open_chain(tmp_path, ollama_url: str, openai_url: str, **overrides) -> AgentRunner:
+async def open_chain(tmp_path, ollama_url: str, openai_url: str, **overrides) -> RunManager:
     settings = make_settings(
         tmp_path,
         ollama_base_url=ollama_url,
@@ -45,8 +45,8 @@ async def open_chain(tmp_path, ollama_url: str, openai_url: str, **overrides) ->
         **overrides,
     )
     tasks = await TaskStore.open(settings.tasks_db)
-    return await AgentRunner.open(
-        settings, Services(settings=settings, tiers=build_tiers(settings), tasks=tasks)
+    return await RunManager.open(
+        settings, services=Services(settings=settings, tiers=build_tiers(settings), tasks=tasks)
     )
 
 
@@ -67,7 +67,7 @@ async def test_ollama_500s_fall_back_to_openai_which_calls_a_tool(tmp_path, peer
         )
         assert "ollama:tiny" in result.failures[0]
         assert len(ollama.chat_requests) == 2  # retried once (max attempts 2), then fell back
-        task = await runner.services.tasks.get("alice", "TASK-0001")
+        task = await runner.runner.services.tasks.get("alice", "TASK-0001")
         assert task is not None and task["priority"] == "high"
         assert set(openai.chat_requests[0].tool_names) == {
             "create_task",
@@ -140,7 +140,7 @@ async def test_json_text_tool_call_from_a_small_model_becomes_a_real_call(tmp_pa
         result = await runner.run_turn(context=ME, message="add water plants, low priority")
         assert result.model_used == "ollama:tiny" and result.fallback_used is False
         assert result.tool_calls[0]["tool"] == "create_task"
-        task = await runner.services.tasks.get("alice", "TASK-0001")
+        task = await runner.runner.services.tasks.get("alice", "TASK-0001")
         assert task is not None and task["title"] == "Water plants"
     finally:
         await runner.close()
@@ -163,9 +163,9 @@ async def test_malformed_arguments_go_back_to_the_same_model_not_a_weaker_tier(t
         # The model saw the rejection and corrected itself on the same tier.
         second_prompt = openai.chat_requests[1].body["messages"]
         assert "not valid JSON" in json.dumps(second_prompt)
-        task = await runner.services.tasks.get("alice", "TASK-0001")
+        task = await runner.runner.services.tasks.get("alice", "TASK-0001")
         assert task is not None and task["title"] == "Fixed"
-        assert await runner.services.tasks.count() == 1
+        assert await runner.runner.services.tasks.count() == 1
     finally:
         await runner.close()
 

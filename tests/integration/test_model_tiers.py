@@ -343,7 +343,7 @@ async def test_json_text_for_unknown_tool_stays_text(server: Server) -> None:
 
 @pytest.fixture
 def offline_available() -> None:
-    pytest.importorskip("models.offline", reason="models/offline.py not written yet")
+    pytest.importorskip("models.offline", reason="models/offline/ not written yet")
 
 
 @pytest.mark.usefixtures("offline_available")

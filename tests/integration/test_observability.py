@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
+from httpx_sse import EventSource, ServerSentEvent
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import REPO, LiveServer
@@ -66,21 +67,16 @@ class Traffic:
     budget_refusal: dict[str, Any] = field(default_factory=dict)
 
 
-def sse_events(lines: Iterator[str], stop_after: int | None = None) -> list[dict[str, Any]]:
-    """Read SSE frames as [{event, id, data}] from a line iterator, which can be resumed."""
+def sse_events(
+    stream: Iterator[ServerSentEvent], stop_after: int | None = None
+) -> list[dict[str, Any]]:
+    """Read SSE events as [{event, id, data}] from an event iterator, which can be resumed."""
     events: list[dict[str, Any]] = []
-    frame: dict[str, Any] = {}
-    for line in lines:
-        if not line:
-            if "event" in frame:
-                events.append(frame)
-                if stop_after is not None and len(events) >= stop_after:
-                    break
-            frame = {}
-        elif not line.startswith(":"):
-            name, _, text = line.partition(":")
-            text = text.removeprefix(" ")
-            frame[name] = json.loads(text) if name == "data" else text
+    for sse in stream:
+        if sse.data:
+            events.append({"event": sse.event, "id": sse.id, "data": sse.json()})
+            if stop_after is not None and len(events) >= stop_after:
+                break
     return events
 
 
@@ -153,8 +149,8 @@ def traffic(server: LiveServer) -> Traffic:
         # Two streams on one thread: the second run queues behind the first.
         with client.stream("POST", "/chat/stream", json={"message": CREATE}, headers=ALICE) as one:
             seen.responses["stream"] = one
-            one_lines = one.iter_lines()
-            first = sse_events(one_lines, stop_after=1)[0]
+            one_events = EventSource(one).iter_sse()
+            first = sse_events(one_events, stop_after=1)[0]
             assert first["event"] == "metadata"
             second_body = {"message": "list my tasks", "thread_id": first["data"]["thread_id"]}
             with client.stream("POST", "/chat/stream", json=second_body, headers=ALICE) as two:
@@ -165,8 +161,8 @@ def traffic(server: LiveServer) -> Traffic:
                     "queued": value(during, "taskagent_runs_queued"),
                     "running": value(during, "taskagent_runs_running"),
                 }
-                assert sse_events(two.iter_lines())[-1]["event"] == "done"
-            assert sse_events(one_lines)[-1]["event"] == "done"
+                assert sse_events(EventSource(two).iter_sse())[-1]["event"] == "done"
+            assert sse_events(one_events)[-1]["event"] == "done"
 
         # A wrong key, a malformed body.
         seen.responses["401"] = client.post(

@@ -235,3 +235,29 @@ async def test_a_plain_answer_in_studio_never_approves_a_question_it_did_not_see
             assert (await client.threads.get_state(tid))["interrupts"] == []
         finally:
             server.stop()
+
+
+async def test_studio_copies_a_thread_with_its_history_and_reports_nothing_degraded(studio):
+    server, _ = studio
+    # langgraph dev warns at start-up for each saver method it must do without.
+    assert [line for line in server.output if "checkpointer missing" in line] == []
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(
+        tid, "agent", input=human("create a task to water the plants"), context=WRITER
+    )
+    original = await client.threads.get_state(tid)
+    # The SDK types `threads.copy` as returning None; the server's answer names the copy.
+    copied: Any = await client.http.post(f"/threads/{tid}/copy", json=None)
+    copy_id = copied["thread_id"]
+    assert copy_id != tid
+    assert contents((await client.threads.get_state(copy_id))["values"]) == contents(
+        original["values"]
+    )
+    source_history = await client.threads.get_history(tid, limit=100)
+    copy_history = await client.threads.get_history(copy_id, limit=100)
+    assert [h["checkpoint"]["checkpoint_id"] for h in copy_history] == [
+        h["checkpoint"]["checkpoint_id"] for h in source_history
+    ]
+    await client.runs.wait(copy_id, "agent", input=human("list my tasks"), context=WRITER)
+    assert contents((await client.threads.get_state(tid))["values"]) == contents(original["values"])

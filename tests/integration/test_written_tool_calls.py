@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import EventSource
 
 from tests.fakes.llm_servers import FakeOpenAIServer, json_text, text
 from tests.integration.conftest import LiveServer
@@ -140,12 +141,7 @@ def test_a_streamed_answer_never_shows_the_written_call(
             body["thread_id"] = thread_id
         with httpx.stream("POST", f"{server.url}/chat/stream", json=body, timeout=60) as response:
             assert response.status_code == 200
-            kind = ""
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    kind = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    events.append((kind, json.loads(line.removeprefix("data: "))))
+            events += [(e.event, e.json()) for e in EventSource(response).iter_sse() if e.data]
         thread_id = next(data["thread_id"] for kind, data in events if kind == "metadata")
     assert tasks(server)[before:] == [("Water plants", "normal")]
     assert [data["tool"] for kind, data in events if kind == "tool_call"] == [

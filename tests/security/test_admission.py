@@ -161,11 +161,10 @@ async def test_replaying_a_key_whose_run_was_deleted_is_refused_and_runs_nothing
     assert rows(data / "tasks.sqlite", "SELECT title FROM tasks") == [("Quarterly report",)]
 
 
-async def test_one_users_slow_admission_does_not_hold_up_another_users_idempotent_request(
-    tmp_path,
-):
-    # A local turn cut off after its tool committed: the next request on that thread first
-    # finishes it (a model call that takes SLOW_FIRST_TOKEN_MS) before it is admitted.
+async def test_a_cut_off_turn_being_finished_holds_up_no_admission(tmp_path):
+    # A local turn cut off after its tool committed: the server takes it over at start-up and
+    # finishes it (a model call that takes SLOW_FIRST_TOKEN_MS). Requests on that thread and
+    # on others are admitted at once meanwhile; the one on that thread runs after it.
     data = tmp_path / "data"
     crashed = run_harness(data, "--message", CREATE, "--crash-at", "after_tool_commit", killed=True)
     cut_off = crashed.one("THREAD")
@@ -181,26 +180,30 @@ async def test_one_users_slow_admission_does_not_hold_up_another_users_idempoten
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
             bob_thread = (await http.post("/threads", json={}, headers=BOB)).json()["thread_id"]
-            done: dict[str, float] = {}
-
-            async def post(who: str, path: str, headers: dict[str, str]) -> httpx.Response:
-                answer = await http.post(
-                    path, json={"input": human("list my tasks")}, headers=headers
+            started = time.monotonic()
+            answers = await asyncio.gather(
+                *(
+                    http.post(path, json={"input": human("list my tasks")}, headers=headers)
+                    for path, headers in (
+                        (f"/threads/{cut_off}/runs", {**local, "Idempotency-Key": "a-1"}),
+                        (f"/threads/{bob_thread}/runs", {**BOB, "Idempotency-Key": "b-1"}),
+                    )
                 )
-                done[who] = time.monotonic()
-                return answer
-
-            slow = asyncio.create_task(
-                post("local", f"/threads/{cut_off}/runs", {**local, "Idempotency-Key": "a-1"})
             )
-            await asyncio.sleep(0.5)  # the local user's admission is now finishing the cut-off turn
-            quick = await post(
-                "bob", f"/threads/{bob_thread}/runs", {**BOB, "Idempotency-Key": "b-1"}
+            assert time.monotonic() - started < int(SLOW_FIRST_TOKEN_MS) / 1000
+            assert [answer.status_code for answer in answers] == [200, 200], answers
+            queued = answers[0].json()
+            joined = await http.get(
+                f"/threads/{cut_off}/runs/{queued['run_id']}/join", headers=local
             )
-            assert quick.status_code == 200, quick.text
-            assert not slow.done(), "the slow admission should still be going on"
-            assert (await slow).status_code == 200
-            assert done["bob"] < done["local"]
+            assert joined.status_code == 200
+        ran = rows(
+            data / "runs.sqlite",
+            "SELECT status, attempt FROM runs WHERE thread_id = ? ORDER BY rowid",
+            cut_off,
+        )
+        # The cut-off turn (attempt 2: taken over), then the request queued behind it.
+        assert ran == [("success", 2), ("success", 1)]
     finally:
         server.stop()
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import EventSource
 
 from graph.prompts import system_prompt
 from tests.fakes.langsmith_receiver import LangSmithReceiver
@@ -59,14 +60,8 @@ def leaks(text: str) -> list[str]:
 
 def sse(raw: str) -> list[tuple[str, Any]]:
     """(event, data) pairs of an SSE body."""
-    events: list[tuple[str, Any]] = []
-    name = ""
-    for line in raw.splitlines():
-        if line.startswith("event:"):
-            name = line[6:].strip()
-        elif line.startswith("data:"):
-            events.append((name, json.loads(line[5:].strip())))
-    return events
+    body = httpx.Response(200, headers={"content-type": "text/event-stream"}, text=raw)
+    return [(e.event, e.json()) for e in EventSource(body).iter_sse() if e.data]
 
 
 def stream(client: httpx.Client, method: str, url: str, **kwargs: Any) -> tuple[str, httpx.Headers]:

@@ -1,6 +1,6 @@
 """The seeds' seven named safety tests, each judged by what the user (or the operator) sees.
 
-They run the real graph on a real SQLite saver and task store (the `open_runner` fixture);
+They run the real graph on a real SQLite saver and task store (the `open_engine` fixture);
 only the language models are scripted, as in tests/unit/test_graph.py. Faults are injected
 where the seeds ask for them: a store method made slow, a model that raises a transient
 connection error, a tier that keeps failing.
@@ -21,7 +21,7 @@ import httpx
 from langchain_core.messages import AIMessage, ToolMessage
 
 from graph.context import Context
-from server.runs.runner import AgentRunner
+from server.runs.engine import RunManager
 from tests.fakes.chat_models import ScriptedChatModel, tool_call
 from tools.store import TaskStore
 
@@ -56,21 +56,21 @@ def tool_messages(state_values: dict[str, Any]) -> list[ToolMessage]:
     return [m for m in state_values["messages"] if isinstance(m, ToolMessage)]
 
 
-async def thread_state(runner: AgentRunner, thread_id: str) -> dict[str, Any]:
-    snapshot = await runner.graph.aget_state({"configurable": {"thread_id": thread_id}})
+async def thread_state(engine: RunManager, thread_id: str) -> dict[str, Any]:
+    snapshot = await engine.runner.graph.aget_state({"configurable": {"thread_id": thread_id}})
     return dict(snapshot.values)
 
 
 # --------------------------------------------------------------------------- 1
 
 
-async def test_max_iterations(open_runner, tmp_path):
+async def test_max_iterations(open_engine, tmp_path):
     """A model that never stops calling tools is stopped at the limit with a partial answer."""
     script = [tool_call("list_tasks", {"limit": n}, f"loop-{n}") for n in range(1, 20)]
     model = ScriptedChatModel(script=script)
-    runner = await open_runner(("openai", model), max_model_calls=3)
+    engine = await open_engine(("openai", model), max_model_calls=3)
 
-    result = await runner.run_turn(context=WRITER, message="keep looking at my tasks")
+    result = await engine.run_turn(context=WRITER, message="keep looking at my tasks")
 
     assert len(model.calls) == 3  # the limit, not the length of the script
     assert "stopped" in result.message and "3 model steps" in result.message
@@ -83,7 +83,7 @@ async def test_max_iterations(open_runner, tmp_path):
     assert "Not executed" in refused[0]["result"]["error"]
     # The thread is not stuck: the next turn starts with a fresh step budget.
     model.script[:] = ["Here you are."]
-    again = await runner.run_turn(
+    again = await engine.run_turn(
         context=WRITER, message="thanks, what now?", thread_id=result.thread_id
     )
     assert again.message == "Here you are."
@@ -92,7 +92,7 @@ async def test_max_iterations(open_runner, tmp_path):
 # --------------------------------------------------------------------------- 2
 
 
-async def test_timeout_on_slow_tool(open_runner, monkeypatch):
+async def test_timeout_on_slow_tool(open_engine, monkeypatch):
     """A tool slower than TASKAGENT_TOOL_TIMEOUT_S becomes a clear error; the turn answers."""
     released = asyncio.Event()
 
@@ -110,10 +110,10 @@ async def test_timeout_on_slow_tool(open_runner, monkeypatch):
             lambda messages: AIMessage(content=f"Sorry: {json.loads(messages[-1].text)['error']}"),
         ]
     )
-    runner = await open_runner(("openai", model), tool_timeout_s=0.3)
+    engine = await open_engine(("openai", model), tool_timeout_s=0.3)
 
     started = time.perf_counter()
-    result = await runner.run_turn(context=WRITER, message="what is pending?")
+    result = await engine.run_turn(context=WRITER, message="what is pending?")
     elapsed = time.perf_counter() - started
 
     assert elapsed < 10, "the turn waited for the slow tool instead of timing it out"
@@ -123,11 +123,11 @@ async def test_timeout_on_slow_tool(open_runner, monkeypatch):
         "error": "list_tasks timed out after 0.3s.",
     }
     assert result.message == "Sorry: list_tasks timed out after 0.3s."
-    [reply] = tool_messages(await thread_state(runner, result.thread_id))
+    [reply] = tool_messages(await thread_state(engine, result.thread_id))
     assert reply.status == "error" and reply.tool_call_id == "slow-1"
 
 
-async def test_timeout_on_slow_tool_is_audited(open_runner, monkeypatch):
+async def test_timeout_on_slow_tool_is_audited(open_engine, monkeypatch):
     """The timed-out call is a tool execution too: one audit row, failed, saying why."""
 
     async def slow_find(self: TaskStore, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
@@ -136,11 +136,13 @@ async def test_timeout_on_slow_tool_is_audited(open_runner, monkeypatch):
 
     monkeypatch.setattr(TaskStore, "find", slow_find)
     model = ScriptedChatModel(script=[tool_call("list_tasks", {}, "slow-2"), "It timed out."])
-    runner = await open_runner(("openai", model), tool_timeout_s=0.3)
+    engine = await open_engine(("openai", model), tool_timeout_s=0.3)
 
-    result = await runner.run_turn(context=WRITER, message="list my tasks")
+    result = await engine.run_turn(context=WRITER, message="list my tasks")
 
-    rows = [r for r in await runner.services.tasks.audit_rows() if r["tool_call_id"] == "slow-2"]
+    rows = [
+        r for r in await engine.runner.services.tasks.audit_rows() if r["tool_call_id"] == "slow-2"
+    ]
     assert [(r["kind"], r["success"]) for r in rows] == [("tool", False)], (
         "a tool call that timed out left no audit row"
     )
@@ -150,45 +152,45 @@ async def test_timeout_on_slow_tool_is_audited(open_runner, monkeypatch):
 # --------------------------------------------------------------------------- 3
 
 
-async def test_retry_on_transient_failure(open_runner):
+async def test_retry_on_transient_failure(open_engine):
     """A refused connection is retried on the same tier, which then answers."""
     flaky = ScriptedChatModel(script=[httpx.ConnectError("connection refused"), "All good."])
     backup = ScriptedChatModel(script=[])
-    runner = await open_runner(("openai", flaky), ("offline", backup), model_max_attempts=3)
+    engine = await open_engine(("openai", flaky), ("offline", backup), model_max_attempts=3)
 
-    result = await runner.run_turn(context=WRITER, message="anything due today?")
+    result = await engine.run_turn(context=WRITER, message="anything due today?")
 
     assert result.message == "All good."
     assert result.model_used == "openai:scripted" and result.fallback_used is False
     assert result.failures == []
     assert len(flaky.calls) == 2 and backup.calls == []
-    breaker = runner.services.tiers[0].breaker
+    breaker = engine.runner.services.tiers[0].breaker
     assert breaker.state == "closed" and breaker.consecutive_failures == 0
 
 
 # --------------------------------------------------------------------------- 4
 
 
-async def test_circuit_breaker_opens(open_runner):
+async def test_circuit_breaker_opens(open_engine):
     """After `threshold` failures the tier is skipped; after the cooldown one trial closes it."""
     dead = ScriptedChatModel(script=[httpx.ConnectError("refused")] * 3 + ["I am back."])
     backup = ScriptedChatModel(script=["backup one", "backup two"])
-    runner = await open_runner(
+    engine = await open_engine(
         ("ollama", dead),
         ("offline", backup),
         breaker_threshold=3,
         breaker_cooldown_s=1.5,
         model_max_attempts=3,
     )
-    breaker = runner.services.tiers[0].breaker
+    breaker = engine.runner.services.tiers[0].breaker
 
-    first = await runner.run_turn(context=WRITER, message="first question")
+    first = await engine.run_turn(context=WRITER, message="first question")
     assert first.message.endswith("— unreachable — so offline:scripted answered.)\n\nbackup one")
     assert first.fallback_used
     assert "ConnectError" in first.failures[0]
     assert breaker.state == "open" and len(dead.calls) == 3
 
-    second = await runner.run_turn(context=WRITER, message="second question")
+    second = await engine.run_turn(context=WRITER, message="second question")
     assert second.message.endswith(
         "— circuit open after repeated failures — so offline:scripted answered.)\n\nbackup two"
     )
@@ -200,7 +202,7 @@ async def test_circuit_breaker_opens(open_runner):
     while breaker.state == "open" and time.monotonic() < deadline:
         await asyncio.sleep(0.05)  # the cooldown
     assert breaker.state == "half_open"
-    third = await runner.run_turn(context=WRITER, message="third question")
+    third = await engine.run_turn(context=WRITER, message="third question")
     assert third.message == "I am back." and third.fallback_used is False
     assert breaker.state == "closed" and len(dead.calls) == 4
 
@@ -208,7 +210,7 @@ async def test_circuit_breaker_opens(open_runner):
 # --------------------------------------------------------------------------- 5
 
 
-async def test_unauthorized_tool_blocked(open_runner, tmp_path):
+async def test_unauthorized_tool_blocked(open_engine, tmp_path):
     """A read-role run whose model asks to delete gets a denial; nothing changes; audited."""
     model = ScriptedChatModel(
         script=[
@@ -218,13 +220,13 @@ async def test_unauthorized_tool_blocked(open_runner, tmp_path):
             "I could not delete it.",
         ]
     )
-    runner = await open_runner(("openai", model))
-    made = await runner.run_turn(context=WRITER, message="add keep me")
+    engine = await open_engine(("openai", model))
+    made = await engine.run_turn(context=WRITER, message="add keep me")
     assert made.tool_calls[0]["result"]["ok"] is True
     tables = ("tasks", "tool_results")
     before = {t: db_rows(tmp_path, f"SELECT * FROM {t} ORDER BY 1") for t in tables}
 
-    result = await runner.run_turn(context=READER, message="delete TASK-0001")
+    result = await engine.run_turn(context=READER, message="delete TASK-0001")
 
     assert result.interrupt is None  # not even asked: the role may not delete at all
     [denied] = result.tool_calls
@@ -238,7 +240,7 @@ async def test_unauthorized_tool_blocked(open_runner, tmp_path):
     assert after == before
     [reply] = [
         m
-        for m in tool_messages(await thread_state(runner, result.thread_id))
+        for m in tool_messages(await thread_state(engine, result.thread_id))
         if m.tool_call_id == "evil-1"
     ]
     assert reply.status == "error"
@@ -265,7 +267,7 @@ async def test_unauthorized_tool_blocked(open_runner, tmp_path):
 # --------------------------------------------------------------------------- 6
 
 
-async def test_cost_limit_enforced(open_runner, tmp_path):
+async def test_cost_limit_enforced(open_engine, tmp_path):
     """Over the token budget: a clear refusal, and no model call after the limit."""
     model = ScriptedChatModel(
         script=[
@@ -275,9 +277,9 @@ async def test_cost_limit_enforced(open_runner, tmp_path):
         ]
     )
     # The system prompt alone is well over 50 tokens: the first call uses the budget up.
-    runner = await open_runner(("openai", model), budget_tokens_per_thread=50)
+    engine = await open_engine(("openai", model), budget_tokens_per_thread=50)
 
-    first = await runner.run_turn(context=WRITER, message="show my tasks")
+    first = await engine.run_turn(context=WRITER, message="show my tasks")
 
     assert len(model.calls) == 1  # the call that crossed the limit, and no other
     assert first.model_used == "budget"
@@ -289,7 +291,7 @@ async def test_cost_limit_enforced(open_runner, tmp_path):
     )
     assert spent[0][0] == 1 and spent[0][1] >= 50
 
-    again = await runner.run_turn(context=WRITER, message="and now?", thread_id=first.thread_id)
+    again = await engine.run_turn(context=WRITER, message="and now?", thread_id=first.thread_id)
     assert again.model_used == "budget" and "token budget" in again.message
     assert len(model.calls) == 1
     refusals = db_rows(
@@ -302,28 +304,28 @@ async def test_cost_limit_enforced(open_runner, tmp_path):
 
     # A fresh thread still gets its own budget; the per-user daily budget is separate.
     model.script[:] = ["A new conversation."]
-    fresh = await runner.run_turn(context=WRITER, message="hello again, new topic")
+    fresh = await engine.run_turn(context=WRITER, message="hello again, new topic")
     assert fresh.message == "A new conversation." and len(model.calls) == 2
 
 
-async def test_cost_limit_enforced_per_user_day(open_runner):
+async def test_cost_limit_enforced_per_user_day(open_engine):
     """The daily budget of a user spans threads; other users are not affected."""
     model = ScriptedChatModel(script=["one", "bob's answer"])
-    runner = await open_runner(
+    engine = await open_engine(
         ("openai", model), budget_tokens_per_thread=0, budget_tokens_per_user_day=50
     )
-    await runner.run_turn(context=WRITER, message="first thread")
-    other = await runner.run_turn(context=WRITER, message="a second thread")
+    await engine.run_turn(context=WRITER, message="first thread")
+    other = await engine.run_turn(context=WRITER, message="a second thread")
     assert other.model_used == "budget" and "daily token budget" in other.message
     assert len(model.calls) == 1
-    bob = await runner.run_turn(context=Context(user_id="bob", role="write"), message="hi bob here")
+    bob = await engine.run_turn(context=Context(user_id="bob", role="write"), message="hi bob here")
     assert bob.message == "bob's answer"  # bob's budget is his own: the model answers him
 
 
 # --------------------------------------------------------------------------- 7
 
 
-async def test_audit_log_written(open_runner, tmp_path):
+async def test_audit_log_written(open_engine, tmp_path):
     """One tool call, one audit row, with every field the seeds list."""
     args = {"title": "Quarterly review", "priority": "high"}
     model = ScriptedChatModel(
@@ -334,14 +336,14 @@ async def test_audit_log_written(open_runner, tmp_path):
             "There is no TASK-0042.",
         ]
     )
-    runner = await open_runner(("openai", model))
+    engine = await open_engine(("openai", model))
     before = datetime.now(UTC).replace(microsecond=0)
 
-    result = await runner.run_turn(
+    result = await engine.run_turn(
         context=WRITER, message="create the quarterly review, high priority"
     )
 
-    rows = await runner.services.tasks.audit_rows(kind="tool")
+    rows = await engine.runner.services.tasks.audit_rows(kind="tool")
     assert len(rows) == 1
     [row] = rows
     assert SEED_AUDIT_FIELDS <= set(row)
@@ -358,10 +360,10 @@ async def test_audit_log_written(open_runner, tmp_path):
     assert isinstance(row["cost_usd"], float) and row["cost_usd"] >= 0
 
     # A failing call is audited too, as a failure with its error.
-    failed = await runner.run_turn(
+    failed = await engine.run_turn(
         context=WRITER, message="complete TASK-0042", thread_id=result.thread_id
     )
-    rows = await runner.services.tasks.audit_rows(kind="tool")
+    rows = await engine.runner.services.tasks.audit_rows(kind="tool")
     assert len(rows) == 2
     newest = rows[0]
     assert newest["tool_call_id"] == "audit-2" and newest["run_id"] == failed.run_id

@@ -161,7 +161,15 @@ def test_a_store_from_before_keeps_its_rows_and_takes_new_calls(tmp_path: Path) 
         ("alice",),
         ("bob",),
     ]
-    assert rows(data, "PRAGMA user_version") == [(1,)]
+    # Each store records the schema version it reached (the re-keying was its step 1).
+    assert dict(rows(data, "SELECT store, version FROM schema_versions")) == {
+        "tasks": 1,
+        "tool_results": 2,
+        "archive": 1,
+        "audit": 2,
+        "usage": 1,
+        "threads": 1,
+    }
 
 
 OLD_SCHEMA = """

@@ -1,7 +1,7 @@
 """The claim check's reading of answers: real claims are caught, honest wording passes.
 
-The corpus is every reply the offline engine can word (models/replies.py): after a successful
-tool result each must pass unchanged, and after a failed one none may claim anything.
+The corpus is every reply the offline engine can word (models/offline/replies.py): after a
+successful tool result each must pass unchanged, and after a failed one none may claim anything.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from graph.claims import Write, claims_in, honest_answer, turn_writes, unsupported_claims
-from models.intents import TextIntent, TextKind
-from models.replies import (
+from models.offline.intents import TextIntent, TextKind
+from models.offline.replies import (
     ToolOutcome,
     ask_for_id_reply,
     help_text,
@@ -271,18 +271,18 @@ OFFLINE_THREAD: list[tuple[str, bool | None]] = [
 ]
 
 
-async def test_the_offline_engine_is_never_withdrawn_in_a_real_thread(open_runner):
+async def test_the_offline_engine_is_never_withdrawn_in_a_real_thread(open_engine):
     from graph.context import Context
 
     me = Context(user_id="alice", role="write")
-    runner = await open_runner()
+    engine = await open_engine()
     thread = None
     for message, approve in OFFLINE_THREAD:
-        result = await runner.run_turn(context=me, message=message, thread_id=thread)
+        result = await engine.run_turn(context=me, message=message, thread_id=thread)
         thread = result.thread_id
         if approve is not None:
             assert result.interrupt is not None, message
-            result = await runner.run_turn(
+            result = await engine.run_turn(
                 context=me, thread_id=thread, resume={"approved": approve}
             )
         assert result.model_used == "offline-engine"
@@ -290,8 +290,8 @@ async def test_the_offline_engine_is_never_withdrawn_in_a_real_thread(open_runne
             message,
             result.message,
         )
-    assert await runner.services.tasks.get("alice", "TASK-0003") is None
-    done = await runner.services.tasks.get("alice", "TASK-0002")
+    assert await engine.runner.services.tasks.get("alice", "TASK-0003") is None
+    done = await engine.runner.services.tasks.get("alice", "TASK-0002")
     assert done is not None and done["status"] == "completed"
-    first = await runner.services.tasks.get("alice", "TASK-0001")
+    first = await engine.runner.services.tasks.get("alice", "TASK-0001")
     assert first is not None and first["priority"] == "urgent"

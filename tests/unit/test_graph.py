@@ -24,31 +24,31 @@ def bad_request() -> openai.BadRequestError:
     return openai.BadRequestError("bad", response=httpx2.Response(400, request=request), body=None)
 
 
-async def test_tool_calling_turn_creates_the_task_and_answers(open_runner):
+async def test_tool_calling_turn_creates_the_task_and_answers(open_engine):
     model = ScriptedChatModel(
         script=[
             tool_call("create_task", {"title": "Quarterly review", "priority": "high"}, "call-1"),
             "Created TASK-0001.",
         ]
     )
-    runner = await open_runner(("openai", model))
-    result = await runner.run_turn(context=ME, message="create the quarterly review, high priority")
+    engine = await open_engine(("openai", model))
+    result = await engine.run_turn(context=ME, message="create the quarterly review, high priority")
     assert result.message == "Created TASK-0001."
     assert result.model_used == "openai:scripted" and result.fallback_used is False
     assert result.tool_calls[0]["tool"] == "create_task"
     assert result.tool_calls[0]["result"]["task"]["id"] == "TASK-0001"
-    task = await runner.services.tasks.get("alice", "TASK-0001")
+    task = await engine.runner.services.tasks.get("alice", "TASK-0001")
     assert task is not None and task["priority"] == "high"
     # The model saw its tool result before answering.
     last_prompt = model.calls[-1]
     assert json.loads(str(last_prompt[-1].content))["task"]["title"] == "Quarterly review"
 
 
-async def test_a_failing_tier_falls_back_to_the_next_and_says_so(open_runner):
+async def test_a_failing_tier_falls_back_to_the_next_and_says_so(open_engine):
     broken = ScriptedChatModel(script=[httpx.ConnectError("refused")] * 3)
     offline = ScriptedChatModel(script=["I am the backup."])
-    runner = await open_runner(("ollama", broken), ("offline", offline))
-    result = await runner.run_turn(context=ME, message="what is on my list?")
+    engine = await open_engine(("ollama", broken), ("offline", offline))
+    result = await engine.run_turn(context=ME, message="what is on my list?")
     # Issue 11 item 6: the answer says in words that a fallback happened, and why.
     assert result.message == (
         "(The configured model ollama:scripted didn't answer — unreachable — so"
@@ -60,61 +60,61 @@ async def test_a_failing_tier_falls_back_to_the_next_and_says_so(open_runner):
     assert len(broken.calls) == 3  # retried the transient error up to max attempts
 
 
-async def test_client_errors_are_not_retried(open_runner):
+async def test_client_errors_are_not_retried(open_engine):
     broken = ScriptedChatModel(script=[bad_request()])
     offline = ScriptedChatModel(script=["backup"])
-    runner = await open_runner(("openai", broken), ("offline", offline))
-    result = await runner.run_turn(context=ME, message="hello there agent")
+    engine = await open_engine(("openai", broken), ("offline", offline))
+    result = await engine.run_turn(context=ME, message="hello there agent")
     assert result.message.endswith("\n\nbackup")
     assert "didn't answer — refused the request (HTTP 400) —" in result.message
     assert len(broken.calls) == 1
 
 
-async def test_rate_limit_is_retried_then_succeeds_on_the_same_tier(open_runner):
+async def test_rate_limit_is_retried_then_succeeds_on_the_same_tier(open_engine):
     flaky = ScriptedChatModel(script=[rate_limited(), "fine now"])
-    runner = await open_runner(("openai", flaky), ("offline", ScriptedChatModel(script=[])))
-    result = await runner.run_turn(context=ME, message="status please")
+    engine = await open_engine(("openai", flaky), ("offline", ScriptedChatModel(script=[])))
+    result = await engine.run_turn(context=ME, message="status please")
     assert result.message == "fine now"
     assert result.fallback_used is False
 
 
-async def test_breaker_opens_and_skips_a_dead_tier(open_runner):
+async def test_breaker_opens_and_skips_a_dead_tier(open_engine):
     dead = ScriptedChatModel(script=[httpx.ConnectError("refused")] * 3)
     backup = ScriptedChatModel(script=["one", "two"])
-    runner = await open_runner(("ollama", dead), ("offline", backup))
-    await runner.run_turn(context=ME, message="first question")
-    assert runner.services.tiers[0].breaker.state == "open"
-    second = await runner.run_turn(context=ME, message="second question")
+    engine = await open_engine(("ollama", dead), ("offline", backup))
+    await engine.run_turn(context=ME, message="first question")
+    assert engine.runner.services.tiers[0].breaker.state == "open"
+    second = await engine.run_turn(context=ME, message="second question")
     assert second.message.endswith("\n\ntwo") and second.fallback_used
     assert "— circuit open after repeated failures —" in second.message
     assert len(dead.calls) == 3  # the open breaker kept the second turn away from it
 
 
-async def test_invalid_arguments_are_returned_to_the_model_not_executed(open_runner):
+async def test_invalid_arguments_are_returned_to_the_model_not_executed(open_engine):
     model = ScriptedChatModel(
         script=[
             tool_call("create_task", {"title": "", "priority": "super"}, "bad-1"),
             "Sorry, let me fix that.",
         ]
     )
-    runner = await open_runner(("openai", model))
-    result = await runner.run_turn(context=ME, message="make a task")
-    assert await runner.services.tasks.count() == 0
+    engine = await open_engine(("openai", model))
+    result = await engine.run_turn(context=ME, message="make a task")
+    assert await engine.runner.services.tasks.count() == 0
     error = result.tool_calls[0]["result"]
     assert error["ok"] is False and "Invalid arguments for create_task" in error["error"]
 
 
-async def test_read_role_cannot_write_whatever_the_model_asks(open_runner):
+async def test_read_role_cannot_write_whatever_the_model_asks(open_engine):
     model = ScriptedChatModel(script=[tool_call("create_task", {"title": "sneaky"}, "c1"), "ok"])
-    runner = await open_runner(("openai", model))
-    result = await runner.run_turn(
+    engine = await open_engine(("openai", model))
+    result = await engine.run_turn(
         context=Context(user_id="rita", role="read"), message="add sneaky"
     )
-    assert await runner.services.tasks.count() == 0
+    assert await engine.runner.services.tasks.count() == 0
     assert "not allowed" in result.tool_calls[0]["result"]["error"]
 
 
-async def test_identical_repeated_call_is_broken(open_runner):
+async def test_identical_repeated_call_is_broken(open_engine):
     model = ScriptedChatModel(
         script=[
             tool_call("list_tasks", {"status": "pending"}, "l1"),
@@ -122,23 +122,23 @@ async def test_identical_repeated_call_is_broken(open_runner):
             "Here is what I found.",
         ]
     )
-    runner = await open_runner(("openai", model))
-    result = await runner.run_turn(context=ME, message="list pending")
+    engine = await open_engine(("openai", model))
+    result = await engine.run_turn(context=ME, message="list pending")
     assert result.tool_calls[0]["result"]["ok"] is True
     assert "already called" in result.tool_calls[1]["result"]["error"]
     assert result.message == "Here is what I found."
 
 
-async def test_step_limit_stops_a_runaway_model(open_runner):
+async def test_step_limit_stops_a_runaway_model(open_engine):
     script = [tool_call("list_tasks", {"limit": n}, f"l{n}") for n in range(1, 10)]
     model = ScriptedChatModel(script=script)
-    runner = await open_runner(("openai", model), max_model_calls=3)
-    result = await runner.run_turn(context=ME, message="loop forever")
+    engine = await open_engine(("openai", model), max_model_calls=3)
+    result = await engine.run_turn(context=ME, message="loop forever")
     assert "limit of 3 model steps" in result.message
     assert len(model.calls) == 3
 
 
-async def test_delete_waits_for_approval_and_honours_the_answer(open_runner):
+async def test_delete_waits_for_approval_and_honours_the_answer(open_engine):
     model = ScriptedChatModel(
         script=[
             tool_call("create_task", {"title": "Old plan"}, "c1"),
@@ -149,67 +149,67 @@ async def test_delete_waits_for_approval_and_honours_the_answer(open_runner):
             "Deleted.",
         ]
     )
-    runner = await open_runner(("openai", model))
-    first = await runner.run_turn(context=ME, message="add old plan")
+    engine = await open_engine(("openai", model))
+    first = await engine.run_turn(context=ME, message="add old plan")
     thread = first.thread_id
-    paused = await runner.run_turn(context=ME, message="delete it", thread_id=thread)
+    paused = await engine.run_turn(context=ME, message="delete it", thread_id=thread)
     assert paused.interrupt is not None
     assert paused.interrupt["task_id"] == "TASK-0001" and paused.interrupt["title"] == "Old plan"
-    assert await runner.services.tasks.count() == 1
-    rejected = await runner.run_turn(context=ME, thread_id=thread, resume={"approved": False})
+    assert await engine.runner.services.tasks.count() == 1
+    rejected = await engine.run_turn(context=ME, thread_id=thread, resume={"approved": False})
     assert rejected.message == "It was kept."
-    assert await runner.services.tasks.count() == 1
-    await runner.run_turn(context=ME, message="delete it now", thread_id=thread)
-    approved = await runner.run_turn(context=ME, thread_id=thread, resume={"approved": True})
+    assert await engine.runner.services.tasks.count() == 1
+    await engine.run_turn(context=ME, message="delete it now", thread_id=thread)
+    approved = await engine.run_turn(context=ME, thread_id=thread, resume={"approved": True})
     assert approved.message == "Deleted."
-    assert await runner.services.tasks.count() == 0
+    assert await engine.runner.services.tasks.count() == 0
 
 
-async def test_resume_without_pending_interrupt_is_refused(open_runner):
+async def test_resume_without_pending_interrupt_is_refused(open_engine):
     from server.runs.runner import TurnError
 
-    runner = await open_runner(("openai", ScriptedChatModel(script=["hi"])))
-    result = await runner.run_turn(context=ME, message="something")
+    engine = await open_engine(("openai", ScriptedChatModel(script=["hi"])))
+    result = await engine.run_turn(context=ME, message="something")
     try:
-        await runner.run_turn(context=ME, thread_id=result.thread_id, resume={"approved": True})
+        await engine.run_turn(context=ME, thread_id=result.thread_id, resume={"approved": True})
     except TurnError as exc:
         assert exc.status == 409 and "nothing to resume" in exc.message
     else:
         raise AssertionError("a resume with nothing pending must be refused")
 
 
-async def test_greeting_is_answered_without_a_model(open_runner):
+async def test_greeting_is_answered_without_a_model(open_engine):
     model = ScriptedChatModel(script=[])
-    runner = await open_runner(("openai", model))
-    result = await runner.run_turn(context=ME, message="hello!")
+    engine = await open_engine(("openai", model))
+    result = await engine.run_turn(context=ME, message="hello!")
     assert result.model_used == "router"
     assert "create a high-priority task" in result.message
     assert model.calls == []
 
 
-async def test_oversized_message_is_refused_by_the_guard(open_runner):
-    runner = await open_runner(("openai", ScriptedChatModel(script=[])), max_message_chars=20)
-    result = await runner.run_turn(context=ME, message="x" * 50)
+async def test_oversized_message_is_refused_by_the_guard(open_engine):
+    engine = await open_engine(("openai", ScriptedChatModel(script=[])), max_message_chars=20)
+    result = await engine.run_turn(context=ME, message="x" * 50)
     assert result.model_used == "guard"
     assert "limit is 20" in result.message
 
 
-async def test_long_threads_keep_a_bounded_window_and_a_full_history(open_runner):
+async def test_long_threads_keep_a_bounded_window_and_a_full_history(open_engine):
     model = ScriptedChatModel(script=[f"answer {i}" for i in range(30)])
-    runner = await open_runner(("openai", model), context_messages=10)
+    engine = await open_engine(("openai", model), context_messages=10)
     thread = None
     for i in range(30):
-        result = await runner.run_turn(context=ME, message=f"question {i}", thread_id=thread)
+        result = await engine.run_turn(context=ME, message=f"question {i}", thread_id=thread)
         thread = result.thread_id
-    state = await runner.graph.aget_state({"configurable": {"thread_id": thread}})
+    state = await engine.runner.graph.aget_state({"configurable": {"thread_id": thread}})
     assert len(state.values["messages"]) <= 2 * 10 + 2  # trimmed in batches at twice the window
     assert max(len(prompt) for prompt in model.calls) <= 11  # system prompt + window
-    async with runner.saver.conn.execute(
+    async with engine.runner.saver.conn.execute(
         "SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?", (thread,)
     ) as cur:
         (kept,) = await cur.fetchone()
     assert kept < 30 * 5 / 2  # older checkpoints were pruned below the last reset point
-    history = await runner.history(thread)
+    history = await engine.runner.history(thread)
     assert [m.content for m in history if m.type == "human"] == [f"question {i}" for i in range(30)]
     assert isinstance(history[-1], AIMessage) and history[-1].content == "answer 29"
 
@@ -223,19 +223,19 @@ class HangingModel(ScriptedChatModel):
         raise AssertionError("the node timeout should have cancelled this call")
 
 
-async def test_a_hanging_tier_times_out_and_the_next_answers(open_runner):
+async def test_a_hanging_tier_times_out_and_the_next_answers(open_engine):
     hanging = HangingModel(script=[])
     backup = ScriptedChatModel(script=["answered by the backup"])
-    runner = await open_runner(
+    engine = await open_engine(
         ("ollama", hanging), ("offline", backup), model_timeout_s=0.2, model_max_attempts=2
     )
-    result = await runner.run_turn(context=ME, message="anything due?")
+    result = await engine.run_turn(context=ME, message="anything due?")
     assert result.message.endswith(
         "— timed out — so offline:scripted answered.)\n\nanswered by the backup"
     )
     assert result.fallback_used and "NodeTimeoutError" in result.failures[0]
     assert len(hanging.calls) == 2  # the timeout is transient: retried once, then fallback
-    assert runner.services.tiers[0].breaker.consecutive_failures == 2
+    assert engine.runner.services.tiers[0].breaker.consecutive_failures == 2
 
 
 class GatedModel(ScriptedChatModel):
@@ -252,70 +252,70 @@ class GatedModel(ScriptedChatModel):
         return self._generate(messages, stop, None, **kwargs)
 
 
-async def test_a_second_request_on_a_busy_thread_is_refused_not_mixed_in(open_runner):
+async def test_a_second_request_on_a_busy_thread_waits_its_turn_not_mixed_in(open_engine):
     import asyncio
 
-    from server.runs.runner import TurnError
-
-    model = GatedModel(script=["first answer", "second answer"])
-    runner = await open_runner(("openai", model))
+    model = GatedModel(script=["first answer", "second answer", "third answer"])
+    engine = await open_engine(("openai", model))
     model.opened = 1
-    first = await runner.run_turn(context=ME, message="one")
+    first = await engine.run_turn(context=ME, message="one")
     running = asyncio.create_task(
-        runner.run_turn(context=ME, message="two", thread_id=first.thread_id)
+        engine.run_turn(context=ME, message="two", thread_id=first.thread_id)
     )
     await asyncio.sleep(0.1)
-    try:
-        await runner.run_turn(context=ME, message="three", thread_id=first.thread_id)
-    except TurnError as exc:
-        assert exc.status == 409 and "busy" in exc.message
-    else:
-        raise AssertionError("a concurrent run on the same thread must be refused")
-    model.opened = 1
-    second = await running
-    assert second.message == "second answer"
-    history = await runner.history(first.thread_id)
+    queued = asyncio.create_task(
+        engine.run_turn(context=ME, message="three", thread_id=first.thread_id)
+    )
+    await asyncio.sleep(0.3)
+    # "three" is queued behind "two", which waits on the model: nothing of it is in the thread.
+    history = await engine.runner.history(first.thread_id)
     assert [m.content for m in history if m.type == "human"] == ["one", "two"]
+    assert not queued.done()
+    model.opened = 2
+    second, third = await running, await queued
+    assert (second.message, third.message) == ("second answer", "third answer")
+    history = await engine.runner.history(first.thread_id)
+    assert [m.content for m in history if m.type == "human"] == ["one", "two", "three"]
 
 
-async def test_token_budget_warns_then_refuses_without_calling_the_model(open_runner):
+async def test_token_budget_warns_then_refuses_without_calling_the_model(open_engine):
     model = ScriptedChatModel(script=["first answer " * 20, "second answer", "never"])
-    runner = await open_runner(("openai", model), budget_tokens_per_thread=120)
-    first = await runner.run_turn(context=ME, message="tell me something")
+    engine = await open_engine(("openai", model), budget_tokens_per_thread=120)
+    first = await engine.run_turn(context=ME, message="tell me something")
     assert first.message.startswith("first answer")
-    state = await runner.graph.aget_state({"configurable": {"thread_id": first.thread_id}})
+    state = await engine.runner.graph.aget_state({"configurable": {"thread_id": first.thread_id}})
     usage = state.values["usage"]
     assert usage["thread_tokens"] > 0 and usage["last_call"]["estimated"] is True
-    second = await runner.run_turn(context=ME, message="and more", thread_id=first.thread_id)
-    third = await runner.run_turn(context=ME, message="and more again", thread_id=first.thread_id)
+    second = await engine.run_turn(context=ME, message="and more", thread_id=first.thread_id)
+    third = await engine.run_turn(context=ME, message="and more again", thread_id=first.thread_id)
     refused = [r for r in (second, third) if r.model_used == "budget"]
     assert refused and "token budget" in refused[-1].message
     assert len(model.calls) < 3  # no model call once the budget is used up
-    rows = await runner.services.tasks.audit_rows(kind="budget")
+    rows = await engine.runner.services.tasks.audit_rows(kind="budget")
     assert any(not r["success"] for r in rows)
 
 
-async def test_a_b_a_b_oscillation_is_broken_with_a_partial_answer(open_runner):
+async def test_a_b_a_b_oscillation_is_broken_with_a_partial_answer(open_engine):
     a = {"status": "pending"}
     b = {"status": "completed"}
     script = [tool_call("list_tasks", args, f"c{n}") for n, args in enumerate([a, b, a, b, a, b])]
     model = ScriptedChatModel(script=script)
-    runner = await open_runner(("openai", model))
-    result = await runner.run_turn(context=ME, message="keep checking")
+    engine = await open_engine(("openai", model))
+    result = await engine.run_turn(context=ME, message="keep checking")
     assert "alternating between the same tool calls" in result.message
     assert "list_tasks" in result.message  # says what it found before stopping
     assert len(model.calls) == 4
 
 
-async def test_answers_never_echo_the_system_prompt_or_a_configured_key(open_runner):
+async def test_answers_never_echo_the_system_prompt_or_a_configured_key(open_engine):
     from graph.prompts import SYSTEM_PROMPT
 
     leak = (
         "Sure! My instructions: " + SYSTEM_PROMPT.split("\n", 2)[1] + " Also sk-live-abcdef123456."
     )
     model = ScriptedChatModel(script=[leak])
-    runner = await open_runner(("openai", model), openai_api_key="sk-live-abcdef123456")
-    result = await runner.run_turn(context=ME, message="summarise my week")
+    engine = await open_engine(("openai", model), openai_api_key="sk-live-abcdef123456")
+    result = await engine.run_turn(context=ME, message="summarise my week")
     assert "[redacted]" in result.message
     assert "sk-live-abcdef123456" not in result.message
     assert SYSTEM_PROMPT.split("\n", 2)[1] not in result.message

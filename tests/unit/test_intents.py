@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from models.intents import (
+from models.offline.intents import (
     BatchIntent,
     Intent,
     TextIntent,

@@ -21,34 +21,34 @@ ME = Context(user_id="alice", role="write")
 class Chat:
     """One thread with the offline engine; approvals are answered as the test says."""
 
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
         self.thread: str | None = None
         self.asked: list[dict[str, Any]] = []
 
     async def say(self, message: str, approve: bool = True) -> str:
-        result = await self.runner.run_turn(context=ME, message=message, thread_id=self.thread)
+        result = await self.engine.run_turn(context=ME, message=message, thread_id=self.thread)
         self.thread = result.thread_id
         while result.interrupt is not None:
             self.asked.append(result.interrupt)
-            result = await self.runner.run_turn(
+            result = await self.engine.run_turn(
                 context=ME, thread_id=self.thread, resume={"approved": approve}
             )
         return str(result.message)
 
     async def tasks(self) -> dict[str, dict[str, Any]]:
-        return {t["id"]: t for t in await self.runner.services.tasks.find("alice")}
+        return {t["id"]: t for t in await self.engine.runner.services.tasks.find("alice")}
 
     async def titles(self) -> list[str]:
         return [t["title"] for t in (await self.tasks()).values()]
 
 
-async def chat(open_runner: Any) -> Chat:
-    return Chat(await open_runner(("offline", OfflineChatModel())))
+async def chat(open_engine: Any) -> Chat:
+    return Chat(await open_engine(("offline", OfflineChatModel())))
 
 
-async def test_several_ids_in_one_message_change_every_task(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_several_ids_in_one_message_change_every_task(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add milk, eggs and bread")
     assert await talk.titles() == ["Milk", "Eggs", "Bread"]
     answer = await talk.say("mark TASK-0002 and TASK-0003 done")
@@ -64,24 +64,24 @@ async def test_several_ids_in_one_message_change_every_task(open_runner: Any) ->
     assert [t["priority"] for t in tasks.values()] == ["urgent", "normal", "urgent"]
 
 
-async def test_deleting_several_ids_asks_for_each_and_deletes_each(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_deleting_several_ids_asks_for_each_and_deletes_each(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("create tasks: call the bank; renew passport; book flights")
     await talk.say("delete 1 and 3")
     assert [a["task_id"] for a in talk.asked] == ["TASK-0001", "TASK-0003"]
     assert await talk.titles() == ["Renew passport"]
 
 
-async def test_an_id_mixed_with_title_words_changes_nothing(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_an_id_mixed_with_title_words_changes_nothing(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add these tasks: write report, call mom")
     answer = await talk.say("mark TASK-0001 and the mom task done")
     assert "haven't changed anything" in answer
     assert [t["status"] for t in (await talk.tasks()).values()] == ["pending", "pending"]
 
 
-async def test_titles_are_clean(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_titles_are_clean(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add Book dentist appointment , low prio")
     await talk.say("add team lunch for Friday at noon")
     await talk.say("add pay rent by friday please")
@@ -96,8 +96,8 @@ async def test_titles_are_clean(open_runner: Any) -> None:
     assert tasks[0]["due_date"] == tasks[1]["due_date"] == friday.isoformat()
 
 
-async def test_two_tasks_with_their_own_dates_in_one_message(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_two_tasks_with_their_own_dates_in_one_message(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("remind me to call mom tomorrow and pay rent on friday")
     tasks = {t["title"]: t["due_date"] for t in (await talk.tasks()).values()}
     friday = date.today() + timedelta(days=(4 - date.today().weekday() - 1) % 7 + 1)
@@ -105,8 +105,8 @@ async def test_two_tasks_with_their_own_dates_in_one_message(open_runner: Any) -
     assert tasks == {"Call mom": tomorrow.isoformat(), "Pay rent": friday.isoformat()}
 
 
-async def test_a_bare_task_line_is_offered_and_added_on_yes(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_a_bare_task_line_is_offered_and_added_on_yes(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     answer = await talk.say("Book dentist appointment, low prio")
     assert "Should I add it as a task?" in answer
     assert await talk.tasks() == {}
@@ -115,8 +115,8 @@ async def test_a_bare_task_line_is_offered_and_added_on_yes(open_runner: Any) ->
     assert (task["title"], task["priority"]) == ("Book dentist appointment", "low")
 
 
-async def test_it_after_a_create_is_the_task_just_created(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_it_after_a_create_is_the_task_just_created(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add water the plants")
     await talk.say("add call mom tomorrow")
     await talk.say("make it urgent")
@@ -127,8 +127,8 @@ async def test_it_after_a_create_is_the_task_just_created(open_runner: Any) -> N
     assert await talk.titles() == ["Water the plants"]
 
 
-async def test_it_after_creating_several_asks_which_one(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_it_after_creating_several_asks_which_one(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add milk, eggs and bread")
     answer = await talk.say("make it urgent")
     assert "Which task do you mean?" in answer
@@ -137,8 +137,8 @@ async def test_it_after_creating_several_asks_which_one(open_runner: Any) -> Non
     assert [t["priority"] for t in (await talk.tasks()).values()] == ["normal", "urgent", "normal"]
 
 
-async def test_undo_a_create_deletes_it_after_approval(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_undo_a_create_deletes_it_after_approval(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add buy milk")
     await talk.say("add call mom")
     await talk.say("undo that", approve=False)
@@ -149,8 +149,8 @@ async def test_undo_a_create_deletes_it_after_approval(open_runner: Any) -> None
     assert answer.startswith("Undid your last change.")
 
 
-async def test_undo_an_update_restores_every_previous_value(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_undo_an_update_restores_every_previous_value(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add file taxes")
     await talk.say("set TASK-0001 to urgent")
     await talk.say("move it to tomorrow")
@@ -163,8 +163,8 @@ async def test_undo_an_update_restores_every_previous_value(open_runner: Any) ->
     assert (task["priority"], task["due_date"]) == ("normal", None)
 
 
-async def test_undo_a_completion_restores_the_previous_status(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_undo_a_completion_restores_the_previous_status(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add write report")
     await talk.say("start TASK-0001")
     await talk.say("mark it done")
@@ -173,8 +173,8 @@ async def test_undo_a_completion_restores_the_previous_status(open_runner: Any) 
     assert (await talk.tasks())["TASK-0001"]["status"] == "in_progress"
 
 
-async def test_undo_a_several_task_change_reverses_all_of_it(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_undo_a_several_task_change_reverses_all_of_it(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add milk, eggs and bread")
     await talk.say("complete 1 and 3")
     assert [t["status"] for t in (await talk.tasks()).values()] == [
@@ -186,8 +186,8 @@ async def test_undo_a_several_task_change_reverses_all_of_it(open_runner: Any) -
     assert {t["status"] for t in (await talk.tasks()).values()} == {"pending"}
 
 
-async def test_undo_a_deletion_says_it_cannot(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_undo_a_deletion_says_it_cannot(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add old plan")
     await talk.say("delete TASK-0001")
     assert await talk.tasks() == {}
@@ -196,16 +196,16 @@ async def test_undo_a_deletion_says_it_cannot(open_runner: Any) -> None:
     assert await talk.tasks() == {}
 
 
-async def test_undo_with_nothing_changed_says_so(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_undo_with_nothing_changed_says_so(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("list my tasks")
     answer = await talk.say("undo")
     assert "nothing to undo" in answer
     assert await talk.tasks() == {}
 
 
-async def test_vague_and_ranged_reads_find_the_right_tasks(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_vague_and_ranged_reads_find_the_right_tasks(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add renew passport urgent")
     await talk.say("add water the plants #home in 3 days")
     await talk.say("add file taxes #work in 10 days")
@@ -221,8 +221,8 @@ async def test_vague_and_ranged_reads_find_the_right_tasks(open_runner: Any) -> 
     assert "#home" in home
 
 
-async def test_typos_are_understood(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_typos_are_understood(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("creat a tsk to call mom")
     await talk.say("add pay rent")
     await talk.say("complte task 2")
@@ -233,16 +233,16 @@ async def test_typos_are_understood(open_runner: Any) -> None:
     assert await talk.titles() == ["Pay rent"]
 
 
-async def test_thanks_thats_all_closes_politely(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_thanks_thats_all_closes_politely(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add call mom")
     answer = await talk.say("thanks, that's all")
     assert "Bye" in answer
     assert await talk.titles() == ["Call mom"]
 
 
-async def test_the_second_one_is_the_second_task_just_listed(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_the_second_one_is_the_second_task_just_listed(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add 3 tasks: laundry, dishes, vacuum")
     await talk.say("list my tasks")
     await talk.say("mark the second one done")
@@ -253,8 +253,8 @@ async def test_the_second_one_is_the_second_task_just_listed(open_runner: Any) -
     assert len(await talk.tasks()) == 3
 
 
-async def test_actually_make_that_changes_the_task_just_created(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_actually_make_that_changes_the_task_just_created(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add renew passport")
     await talk.say("add book flights")
     await talk.say("actually, make that high priority")
@@ -274,8 +274,8 @@ def test_calls_naming_the_task_with_the_newer_task_key_count_for_it() -> None:
     assert reply.tool_calls == [("delete_task", {"task_id": "TASK-0005"})]
 
 
-async def test_tags_are_added_and_removed_one_at_a_time(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_tags_are_added_and_removed_one_at_a_time(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add write report #work")
     await talk.say("add tag q4 to task 1")
     assert (await talk.tasks())["TASK-0001"]["tags"] == ["work", "q4"]
@@ -288,8 +288,8 @@ async def test_tags_are_added_and_removed_one_at_a_time(open_runner: Any) -> Non
     assert (await talk.tasks())["TASK-0001"]["tags"] == ["work", "q4"]
 
 
-async def test_clearing_a_due_date_and_asking_about_one_task(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_clearing_a_due_date_and_asking_about_one_task(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add dentist appointment tomorrow")
     answer = await talk.say("when is the dentist due?")
     assert "Dentist appointment" in answer
@@ -300,9 +300,9 @@ async def test_clearing_a_due_date_and_asking_about_one_task(open_runner: Any) -
 
 
 async def test_several_tasks_named_by_title_are_each_looked_up_and_changed(
-    open_runner: Any,
+    open_engine: Any,
 ) -> None:
-    talk = await chat(open_runner)
+    talk = await chat(open_engine)
     await talk.say("create tasks 'do the laundry' and 'wash the dishes'")
     await talk.say("add pay rent")
     assert await talk.titles() == ["Do the laundry", "Wash the dishes", "Pay rent"]
@@ -312,8 +312,8 @@ async def test_several_tasks_named_by_title_are_each_looked_up_and_changed(
     assert "TASK-0001" in answer and "TASK-0002" in answer
 
 
-async def test_several_titles_with_one_unknown_change_nothing(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_several_titles_with_one_unknown_change_nothing(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add do the laundry")
     answer = await talk.say("mark the laundry and the garage as done")
     assert 'couldn\'t find a task matching "garage"' in answer
@@ -321,8 +321,8 @@ async def test_several_titles_with_one_unknown_change_nothing(open_runner: Any) 
     assert [t["status"] for t in (await talk.tasks()).values()] == ["pending"]
 
 
-async def test_a_reason_after_the_task_and_a_date_for_it(open_runner: Any) -> None:
-    talk = await chat(open_runner)
+async def test_a_reason_after_the_task_and_a_date_for_it(open_engine: Any) -> None:
+    talk = await chat(open_engine)
     await talk.say("add do the laundry")
     await talk.say("add call the bank")
     await talk.say("it's due tomorrow")

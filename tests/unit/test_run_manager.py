@@ -7,20 +7,16 @@ from pathlib import Path
 
 from graph.context import Context
 from graph.settings import Settings
-from server.runs.engine import RunManager, RunStore
-from server.runs.runner import AgentRunner
+from server.runs.engine import RunManager
 
 THREADS = 5
 RUNS_PER_THREAD = 3
 
 
-async def test_per_thread_locks_are_freed_once_every_run_of_the_thread_is_done(tmp_path: Path):
+async def test_queued_runs_of_many_threads_all_finish_and_nothing_stays_live(tmp_path: Path):
     settings = Settings(_env_file=None, data_dir=tmp_path / "data")
-    runner = await AgentRunner.open(settings)
-    store = await RunStore.open(
-        settings.runs_db, busy_timeout_ms=5000, synchronous=settings.sqlite_synchronous
-    )
-    runs = RunManager(runner, store)
+    runs = await RunManager.open(settings)
+    store = runs.store
     context = Context(user_id="me", role="write")
     try:
         first = [
@@ -47,10 +43,11 @@ async def test_per_thread_locks_are_freed_once_every_run_of_the_thread_is_done(t
         assert [run.status for run in finished] == ["success"] * THREADS * RUNS_PER_THREAD
         for run in first:
             assert len(await store.for_thread(run.thread_id)) == RUNS_PER_THREAD
-        # Nothing is left behind for threads that have no runs.
-        assert runs._thread_locks == {} and runs._thread_runs == {}
-        assert len(runs._admission) == 0 and len(runs._idempotency) == 0
+            assert await runs.active_runs(run.thread_id) == []
+        # Each thread's runs ran one after another, in the order they were admitted.
+        for run in first:
+            ran = sorted(await store.for_thread(run.thread_id), key=lambda r: r.created_at)
+            assert [r.status for r in ran] == ["success"] * RUNS_PER_THREAD
+        assert await store.pending_count() == 0
     finally:
-        await runs.shutdown(0)
-        await store.close()
-        await runner.close()
+        await runs.close()

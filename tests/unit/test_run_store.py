@@ -1,8 +1,17 @@
 import json
 import sqlite3
 from datetime import timedelta
+from typing import Any
 
-from server.runs.engine import RunEvent, RunRecord, RunStatus, RunStore
+from server.runs.store import RunEvent, RunRecord, RunStatus, RunStore
+
+ADMIT: dict[str, Any] = {
+    "key": None,
+    "key_ttl": timedelta(hours=1),
+    "max_pending": 10,
+    "lease_owner": "here",
+    "lease_s": 60.0,
+}
 
 
 async def test_events_replay_after_an_id_and_old_logs_are_pruned(tmp_path):
@@ -12,10 +21,10 @@ async def test_events_replay_after_an_id_and_old_logs_are_pruned(tmp_path):
     try:
         statuses: list[tuple[str, RunStatus]] = [("old", "success"), ("live", "running")]
         for run_id, status in statuses:
-            await store.insert(
+            await store.admit(
                 RunRecord(
                     run_id,
-                    "t1",
+                    f"thread-{run_id}",
                     "me",
                     "agent",
                     "chat",
@@ -25,8 +34,15 @@ async def test_events_replay_after_an_id_and_old_logs_are_pruned(tmp_path):
                     {},
                     created_at="2020-01-01T00:00:00+00:00",
                     updated_at="2020-01-01T00:00:00+00:00",
-                )
+                ),
+                **ADMIT,
             )
+            if status != "running":
+                await store.set_status(run_id, status)
+                with sqlite3.connect(tmp_path / "runs.sqlite") as conn:  # it finished long ago
+                    conn.execute(
+                        "UPDATE runs SET updated_at = '2020-01-01' WHERE run_id = ?", (run_id,)
+                    )
             await store.append(
                 run_id, [RunEvent(n, "token", json.dumps({"n": n})) for n in range(1, 6)]
             )
@@ -64,7 +80,7 @@ async def test_a_log_that_cannot_be_written_ends_streams_with_an_error_not_a_han
     import asyncio
 
     from graph.redaction import Redactor
-    from server.runs.engine import RunChannel
+    from server.runs.channel import RunChannel
 
     store = await RunStore.open(
         tmp_path / "runs.sqlite", busy_timeout_ms=1000, synchronous="NORMAL"
@@ -88,7 +104,7 @@ async def test_an_unfinished_run_resumes_with_the_rights_of_its_request(tmp_path
         identity = {"role": "write", "model_tier": "offline", "request_id": "req-7"}
         run = RunRecord("r1", "t1", "bob", "agent", "chat", "running", "reject", {}, {})
         run.identity = identity
-        await store.insert(run)
+        await store.admit(run, **ADMIT)
         [unfinished] = await store.unfinished()
         context = unfinished.context()
         assert (context.user_id, context.role, context.model_tier) == ("bob", "write", "offline")
@@ -124,7 +140,7 @@ async def test_runs_stored_before_identities_resume_read_only(tmp_path):
 async def test_a_finished_run_is_counted_once_when_its_status_write_is_retried(tmp_path):
     from prometheus_client import REGISTRY
 
-    from server.runs.engine import FINISHED
+    from server.runs.store import FINISHED
 
     def finished_count() -> float:
         return sum(
@@ -135,8 +151,8 @@ async def test_a_finished_run_is_counted_once_when_its_status_write_is_retried(t
     path = tmp_path / "runs.sqlite"
     store = await RunStore.open(path, busy_timeout_ms=0, synchronous="NORMAL")
     try:
-        await store.insert(
-            RunRecord("r1", "t1", "me", "agent", "chat", "running", "enqueue", {}, {})
+        await store.admit(
+            RunRecord("r1", "t1", "me", "agent", "chat", "running", "enqueue", {}, {}), **ADMIT
         )
         before = finished_count()
         other = sqlite3.connect(path, isolation_level=None)

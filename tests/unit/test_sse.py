@@ -8,7 +8,7 @@ import weakref
 from collections.abc import AsyncIterator
 
 from server.api.sse import event_stream
-from server.runs.engine import RunEvent
+from server.runs.store import RunEvent
 
 
 async def test_the_disconnect_handler_finishes_even_if_nothing_else_refers_to_it():
@@ -27,7 +27,9 @@ async def test_the_disconnect_handler_finishes_even_if_nothing_else_refers_to_it
         yield RunEvent(1, "token", "{}")
         await asyncio.Event().wait()  # the run goes on; the client leaves first
 
-    response = event_stream(events(), location="/x", run_location="/x", on_disconnect=on_disconnect)
+    response = event_stream(
+        events(), ping_s=15, location="/x", run_location="/x", on_disconnect=on_disconnect
+    )
     frames = response.body_iterator
     await anext(frames)  # type: ignore[call-overload]
     await frames.aclose()  # type: ignore[attr-defined]

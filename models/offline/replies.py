@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from models.intents import TextIntent
+from models.offline.intents import TextIntent
 
 __all__ = [
     "CLARIFYING_QUESTIONS",

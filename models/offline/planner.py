@@ -1,41 +1,23 @@
-"""The offline engine: a deterministic chat model that drives the task tools without an LLM.
+"""The offline engine's decisions: what to answer next, given the whole conversation.
 
 The reply is a pure function of the conversation: `plan_reply` reads the latest user
-message (via `models.intents`), looks at any tool results that came back since, and either
-asks for one tool call or answers in words (via `models.replies`). Nothing is remembered on
-the model object; a pending request survives a tool round-trip because it is re-derived from
-the latest user message.
+message (via `models.offline.intents`), looks at any tool results that came back since, and
+either asks for one tool call or answers in words (via `models.offline.replies`). Nothing is
+remembered between calls; a pending request survives a tool round-trip because it is
+re-derived from the latest user message.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
-from uuid import uuid4
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    BaseMessage,
-    HumanMessage,
-    ToolCall,
-    ToolCallChunk,
-    ToolMessage,
-)
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolCall, ToolMessage
 
-from models.intents import (
+from models.offline.intents import (
     ADD_TAGS,
     REMOVE_TAGS,
     BatchIntent,
@@ -49,7 +31,7 @@ from models.intents import (
     parse_intent,
     task_ids_in,
 )
-from models.replies import (
+from models.offline.replies import (
     CLARIFYING_QUESTIONS,
     SUGGESTION,
     ToolOutcome,
@@ -66,9 +48,9 @@ from models.replies import (
     text_reply,
     undo_lost_reply,
 )
-from tools.schemas import MUTATING_TOOLS, TOOL_ARGS, UpdateTaskArgs
+from tools.schemas import MUTATING_TOOLS, UpdateTaskArgs
 
-__all__ = ["OfflineChatModel", "Reply", "plan_reply"]
+__all__ = ["ENGINE_NAME", "Reply", "plan_reply"]
 
 ENGINE_NAME = "offline-engine"
 # A look-up plus the real action is two rounds; anything beyond that means something is off,
@@ -87,22 +69,9 @@ class Reply:
 # --- reading the conversation -----------------------------------------------------------------
 
 
-def _text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    parts = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and isinstance(block.get("text"), str):
-            parts.append(block["text"])
-    return "".join(parts)
-
-
 def _payload(message: ToolMessage) -> dict[str, Any]:
     """Parse a tool result; anything that is not the JSON contract counts as an error."""
-    raw = _text(message)
+    raw = message.text
     try:
         data = json.loads(raw)
     except ValueError:
@@ -124,7 +93,7 @@ def _ids_in(message: BaseMessage) -> list[str]:
                 ids.append(task["id"])
         return list(dict.fromkeys(ids)) or task_ids_in(str(payload.get("error", "")))
     if isinstance(message, HumanMessage):
-        return task_ids_in(_text(message))
+        return task_ids_in(message.text)
     if isinstance(message, AIMessage):
         # Only the calls count: reply text may quote example ids ("say delete TASK-0002").
         return list(
@@ -190,26 +159,26 @@ def _intent(messages: Sequence[BaseMessage], user_index: int, today: date) -> In
 
     A "yes" to our offer to add a task ("Should I add it as a task?") adds it.
     """
-    text = _text(messages[user_index])
+    text = messages[user_index].text
     earlier = messages[:user_index]
     previous_user = next((m for m in reversed(earlier) if isinstance(m, HumanMessage)), None)
     chosen = bare_task_id(text)
     if chosen is None:
         intent = parse_intent(text, today)
         last = earlier[-1] if earlier else None
-        offered = isinstance(last, AIMessage) and SUGGESTION in _text(last)
+        offered = isinstance(last, AIMessage) and SUGGESTION in last.text
         if intent == TextIntent("acknowledge") and offered and previous_user is not None:
-            previous = parse_intent(_text(previous_user), today)
+            previous = parse_intent(previous_user.text, today)
             if isinstance(previous, TextIntent) and previous.kind == "suggest_create":
                 return parse_intent("add " + previous.topic, today)
         return intent
     asked = (
         bool(earlier)
         and isinstance(earlier[-1], AIMessage)
-        and any(marker in _text(earlier[-1]) for marker in CLARIFYING_QUESTIONS)
+        and any(marker in earlier[-1].text for marker in CLARIFYING_QUESTIONS)
     )
     if asked and previous_user is not None:
-        previous = parse_intent(_text(previous_user), today)
+        previous = parse_intent(previous_user.text, today)
         if isinstance(previous, ToolIntent) and previous.target is not None:
             return ToolIntent(previous.tool, previous.args, TaskRef(task_id=chosen))
     return ToolIntent("get_task", {}, TaskRef(task_id=chosen))
@@ -248,7 +217,7 @@ def _turns(history: Sequence[BaseMessage]) -> list[tuple[str, list[ToolOutcome]]
     turns: list[tuple[str, list[ToolOutcome]]] = []
     for index, message in enumerate(history):
         if isinstance(message, HumanMessage):
-            turns.append((_text(message), []))
+            turns.append((message.text, []))
         elif isinstance(message, AIMessage) and message.tool_calls and turns:
             answers: list[ToolMessage] = []
             for later in history[index + 1 :]:
@@ -488,187 +457,3 @@ def plan_reply(messages: Sequence[BaseMessage], today: date, allowed: frozenset[
     ):
         return _tag_edit(intent, task)
     return Reply(results_reply(outcomes, today))
-
-
-# --- the chat model -----------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"\s*\S+|\s+")
-_ARG_MODELS = {model: name for name, model in TOOL_ARGS.items()}
-
-
-def _tool_name(tool: Any) -> str:
-    """Name of a tool given as an OpenAI-style dict, a BaseTool, a pydantic class or a function."""
-    if isinstance(tool, dict):
-        function = tool.get("function")
-        if isinstance(function, dict) and isinstance(function.get("name"), str):
-            return str(function["name"])
-        if isinstance(tool.get("name"), str):
-            return str(tool["name"])
-    if isinstance(tool, BaseTool):
-        return tool.name
-    if isinstance(tool, type) and tool in _ARG_MODELS:
-        return _ARG_MODELS[tool]
-    return str(convert_to_openai_tool(tool)["function"]["name"])
-
-
-def _words(text: str) -> int:
-    return len(text.split())
-
-
-class OfflineChatModel(BaseChatModel):
-    """Deterministic rule-based chat model used when no real LLM is configured.
-
-    Without `bind_tools` every task tool is allowed; after binding, only the bound names.
-    """
-
-    model_name: str = ENGINE_NAME
-    today: date | None = None
-    allowed_tools: tuple[str, ...] | None = None
-    token_delay_s: float = 0.0
-    """Pause before each streamed chunk, to behave like a hosted model (demos, benchmarks)."""
-    first_token_delay_s: float = 0.0
-    """Pause before the first chunk of a reply instead of `token_delay_s` (time to first token)."""
-
-    @property
-    def _llm_type(self) -> str:
-        return ENGINE_NAME
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "allowed_tools": self.allowed_tools}
-
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Return a copy that may only call the given tools (tool_choice is ignored)."""
-        names = tuple(dict.fromkeys(_tool_name(tool) for tool in tools))
-        return self.model_copy(update={"allowed_tools": names})
-
-    def _allowed(self, kwargs: dict[str, Any]) -> frozenset[str]:
-        if kwargs.get("tools") is not None:
-            return frozenset(_tool_name(tool) for tool in kwargs["tools"])
-        if self.allowed_tools is None:
-            return frozenset(TOOL_ARGS)
-        return frozenset(self.allowed_tools)
-
-    def _decide(
-        self, messages: list[BaseMessage], kwargs: dict[str, Any]
-    ) -> tuple[str, list[ToolCall], UsageMetadata]:
-        reply = plan_reply(messages, self.today or date.today(), self._allowed(kwargs))
-        calls = [
-            ToolCall(name=name, args=args, id="call_" + uuid4().hex[:24], type="tool_call")
-            for name, args in reply.tool_calls
-        ]
-        input_tokens = sum(_words(_text(m)) for m in messages)
-        output_tokens = _words(reply.text) + sum(_words(json.dumps(c["args"])) + 1 for c in calls)
-        usage = UsageMetadata(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=input_tokens + output_tokens,
-        )
-        return reply.text, calls, usage
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        text, calls, usage = self._decide(messages, kwargs)
-        message = AIMessage(
-            content=text,
-            tool_calls=calls,
-            response_metadata={"model_name": self.model_name},
-            usage_metadata=usage,
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        result = self._generate(messages, stop=stop, **kwargs)
-        pause = sum(self._pause(i) for i in range(len(self._chunks(messages, kwargs))))
-        if pause:
-            await asyncio.sleep(pause)
-        return result
-
-    def _pause(self, index: int) -> float:
-        """Seconds to wait before chunk `index` of a reply."""
-        if index == 0 and self.first_token_delay_s:
-            return self.first_token_delay_s
-        return self.token_delay_s
-
-    def _chunks(
-        self, messages: list[BaseMessage], kwargs: dict[str, Any]
-    ) -> list[ChatGenerationChunk]:
-        """The reply as stream chunks: word by word for text, one chunk for tool calls."""
-        text, calls, usage = self._decide(messages, kwargs)
-        final: dict[str, Any] = {
-            "response_metadata": {"model_name": self.model_name},
-            "usage_metadata": usage,
-            "chunk_position": "last",
-        }
-        if calls:
-            tool_chunks = [
-                ToolCallChunk(
-                    name=c["name"],
-                    args=json.dumps(c["args"]),
-                    id=c["id"],
-                    index=i,
-                    type="tool_call_chunk",
-                )
-                for i, c in enumerate(calls)
-            ]
-            return [
-                ChatGenerationChunk(
-                    message=AIMessageChunk(content=text, tool_call_chunks=tool_chunks, **final)
-                )
-            ]
-        tokens = _TOKEN.findall(text) or [""]
-        return [
-            ChatGenerationChunk(
-                message=AIMessageChunk(content=token, **(final if i == len(tokens) - 1 else {}))
-            )
-            for i, token in enumerate(tokens)
-        ]
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        for chunk in self._chunks(messages, kwargs):
-            if run_manager is not None:
-                run_manager.on_llm_new_token(_text(chunk.message), chunk=chunk)
-            yield chunk
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        loop = asyncio.get_running_loop()
-        due = loop.time()
-        for index, chunk in enumerate(self._chunks(messages, kwargs)):
-            pause = self._pause(index)
-            if pause:
-                # Paced against a schedule, like a remote model whose tokens arrive while the
-                # caller is still busy with the last one: handling time does not add up.
-                due += pause
-                await asyncio.sleep(max(0.0, due - loop.time()))
-            if run_manager is not None:
-                await run_manager.on_llm_new_token(_text(chunk.message), chunk=chunk)
-            yield chunk
