@@ -26,7 +26,7 @@ from pathlib import Path
 
 from langgraph_sdk import get_client
 
-from faults.kills import SETTLE_TIMEOUT_S, KillDriver, KillReport, ThreadState, Turn
+from faults.kills import SETTLE_TIMEOUT_S, KillDriver, KillReport, ThreadState
 from faults.server import ServerProcess
 
 # Paced like a hosted model, so a random kill lands inside a turn most of the time.
@@ -35,6 +35,72 @@ FIRST_TOKEN_DELAY_MS = "300"
 LEASE_S = "2"
 POLL_S = "0.2"
 MAX_KILL_DELAY_S = 1.5
+
+
+def pid_of(owner: object) -> int | None:
+    """The process id in a run's lease owner ("host:pid:boot-id"), or None."""
+    parts = str(owner or "").rsplit(":", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+class LeaseWatch:
+    """Samples every run's lease owner as it runs: which processes held which run, in order.
+
+    The engine clears a run's lease when the run ends, so who ran it is seen only meanwhile.
+    """
+
+    def __init__(self, runs_db: Path, every_s: float = 0.05) -> None:
+        """Watch the runs in `runs_db` every `every_s` once started."""
+        self.runs_db = runs_db
+        self.every_s = every_s
+        self.held: dict[str, list[int]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self) -> None:
+        """Read every run's lease owner now (read-only; nothing while the file is missing)."""
+        if not self.runs_db.exists():
+            return
+        conn = sqlite3.connect(f"file:{self.runs_db}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute("SELECT run_id, lease_owner FROM runs").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return
+            raise
+        finally:
+            conn.close()
+        for run_id, owner in rows:
+            pid = pid_of(owner)
+            holders = self.held.setdefault(str(run_id), [])
+            if pid is not None and (not holders or holders[-1] != pid):
+                holders.append(pid)
+
+    async def _watch(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(self.every_s)
+
+    def start(self) -> LeaseWatch:
+        """Start sampling in the background; return self."""
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def stop(self) -> None:
+        """Stop sampling."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def holders(self, run_id: str) -> list[int]:
+        """The pids that held the run's lease, in order (each once per stretch)."""
+        self.sample()
+        return self.held.get(run_id, [])
+
+    def pids(self) -> set[int]:
+        """Every pid that held any run's lease."""
+        self.sample()
+        return {pid for holders in self.held.values() for pid in holders}
 
 
 @dataclass
@@ -67,10 +133,12 @@ class SharedDriver(KillDriver):
             ThreadState("chat") for _ in range(2)
         ]
         self.report: SharedReport = SharedReport(threads=len(self.threads))
+        self.leases = LeaseWatch(self.data_dir / "runs.sqlite")
 
     async def start(self) -> None:
         """Start both servers on the (empty) data dir at once, as a deployment would."""
         await asyncio.gather(*(asyncio.to_thread(server.start) for server in self.servers))
+        self.leases.start()
 
     async def round(self, index: int) -> None:
         """One turn on one server, a SIGKILL of that server, the turn settled on the other."""
@@ -100,27 +168,16 @@ class SharedDriver(KillDriver):
         finally:
             await restart
         self.report.restart_s.append(victim.start_seconds[-1])
-        if mid_turn and turn.status == "success":
+        if mid_turn and turn.status == "success" and turn.run_id is not None:
             self.report.takeover_s.append(time.monotonic() - killed_at)
-            finisher = self.finisher(turn)
-            self.report.finished_by_other += int(finisher == other.pid)
-            self.report.finished_by_victim += int(finisher == victim.pid)  # its new process
+            finisher = self.leases.holders(turn.run_id)[-1:]
+            self.report.finished_by_other += int(finisher == [other.pid])
+            self.report.finished_by_victim += int(finisher == [victim.pid])  # its new process
         self.check_integrity(f"after takeover {index}")
 
-    def finisher(self, turn: Turn) -> int | None:
-        """The pid in the lease of the process that last held the turn's run."""
-        conn = sqlite3.connect(f"file:{self.data_dir / 'runs.sqlite'}?mode=ro", uri=True)
-        try:
-            row = conn.execute(
-                "SELECT lease_owner FROM runs WHERE run_id = ?", (turn.run_id,)
-            ).fetchone()
-        finally:
-            conn.close()
-        owner = str(row[0] or "") if row else ""
-        return int(owner.rsplit(":", 2)[1]) if owner.count(":") >= 2 else None
-
     async def close(self) -> None:
-        """Stop both servers."""
+        """Stop watching and stop both servers."""
+        await self.leases.stop()
         await asyncio.gather(*(asyncio.to_thread(server.close) for server in self.servers))
 
 

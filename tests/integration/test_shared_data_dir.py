@@ -26,6 +26,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.schema import StreamPart
 
+from faults.shared import LeaseWatch, pid_of
 from tests.integration.conftest import REPO, LiveServer, offline_env
 from tests.integration.test_mcp import mcp_stdio
 
@@ -96,59 +97,10 @@ def event_seqs(data: Path, run_id: str) -> list[int]:
     return [int(seq) for (seq,) in rows]
 
 
-def pid_of(owner: Any) -> int | None:
-    """The process id in a lease owner ("host:pid:boot-id")."""
-    parts = str(owner or "").rsplit(":", 2)
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-
-
 def lease_pid(data: Path, run_id: str) -> int | None:
     """The process that holds the run's lease now, if any."""
     rows = query(data / "runs.sqlite", "SELECT lease_owner FROM runs WHERE run_id = ?", run_id)
     return pid_of(rows[0][0]) if rows else None
-
-
-class LeaseWatch:
-    """Samples every run's lease owner while a test runs: who held which run, in order."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.held: dict[str, list[int]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def sample(self) -> None:
-        for run_id, owner in query(
-            self.data / "runs.sqlite", "SELECT run_id, lease_owner FROM runs"
-        ):
-            pid = pid_of(owner)
-            holders = self.held.setdefault(str(run_id), [])
-            if pid is not None and (not holders or holders[-1] != pid):
-                holders.append(pid)
-
-    async def _watch(self) -> None:
-        while True:
-            self.sample()
-            await asyncio.sleep(0.05)
-
-    def start(self) -> LeaseWatch:
-        self._task = asyncio.create_task(self._watch())
-        return self
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def holders(self, run_id: str) -> list[int]:
-        """The pids that held the run's lease, in order (a pid once per stretch)."""
-        self.sample()
-        return self.held.get(run_id, [])
-
-    def pids(self) -> set[int]:
-        """Every pid that held any run's lease."""
-        self.sample()
-        return {pid for holders in self.held.values() for pid in holders}
 
 
 async def wait_for(
@@ -233,7 +185,7 @@ async def test_a_run_on_a_killed_server_is_finished_by_the_other_one_exactly_onc
 ) -> None:
     data = tmp_path / "data"
     a, b = await two_servers(data)
-    leases = LeaseWatch(data).start()
+    leases = LeaseWatch(data / "runs.sqlite").start()
     try:
         client_a = get_client(url=a.url)
         tid = (await client_a.threads.create())["thread_id"]
@@ -288,7 +240,7 @@ async def test_a_local_chat_killed_mid_run_is_finished_by_the_server_exactly_onc
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    leases = LeaseWatch(data).start()
+    leases = LeaseWatch(data / "runs.sqlite").start()
     try:
         (run_id, tid, _), *_ = await wait_for(
             lambda: runs(data), "the CLI's turn as a run in runs.sqlite", gave_up=exited(cli)
@@ -324,7 +276,7 @@ async def test_an_mcp_ask_agent_killed_mid_run_is_finished_by_the_server_exactly
     data = tmp_path / "data"
     server = await asyncio.to_thread(LiveServer, data, None, SHARED)
     session = contextlib.AsyncExitStack()
-    leases = LeaseWatch(data).start()
+    leases = LeaseWatch(data / "runs.sqlite").start()
     try:
         client = await session.enter_async_context(mcp_stdio(data, **SHARED))
         call = asyncio.create_task(client.call_tool("ask_agent", {"message": CREATE}))
@@ -375,7 +327,7 @@ async def test_two_workers_share_one_port_and_run_every_turn_exactly_once_even_i
     data = tmp_path / "data"
     paced = {**SHARED, "TASKAGENT_OFFLINE_FIRST_TOKEN_DELAY_MS": "50"}
     server = await asyncio.to_thread(LiveServer, data, None, paced, ("--workers", "2"), 90)
-    leases = LeaseWatch(data).start()
+    leases = LeaseWatch(data / "runs.sqlite").start()
     try:
         workers = await wait_for(lambda: worker_pids(server), "both workers serving", timeout=90)
         client = get_client(url=server.url, timeout=TAKEOVER_S)
@@ -435,10 +387,12 @@ async def test_two_workers_share_one_port_and_run_every_turn_exactly_once_even_i
         assert victim in workers
         os.kill(victim, signal.SIGKILL)
         last = max(int(p.id) for p in seen if p.id is not None)
+        # A new client: the pooled connections went down with the worker they were open to.
+        rejoin = get_client(url=server.url)
         async with asyncio.timeout(TAKEOVER_S):
             rest = [
                 p
-                async for p in client.runs.join_stream(threads[0], run_id, last_event_id=str(last))
+                async for p in rejoin.runs.join_stream(threads[0], run_id, last_event_id=str(last))
             ]
         ids = [int(p.id) for p in seen + rest if p.id is not None]
         assert ids == list(range(1, len(ids) + 1)), f"event ids across the kill: {ids}"
