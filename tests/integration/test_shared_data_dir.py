@@ -225,6 +225,37 @@ async def test_a_run_on_a_killed_server_is_finished_by_the_other_one_exactly_onc
         b.stop()
 
 
+async def test_a_server_stalled_past_its_lease_loses_the_run_and_writes_nothing_after(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    a, b = await two_servers(data)
+    leases = LeaseWatch(data / "runs.sqlite").start()
+    try:
+        client_a = get_client(url=a.url)
+        tid = (await client_a.threads.create())["thread_id"]
+        run = await client_a.runs.create(tid, "agent", input=human(CREATE), stream_mode=MODES)
+        run_id = str(run["run_id"])
+        await wait_for(lambda: task_rows(data), "the task the turn creates")
+        os.kill(a.proc.pid, signal.SIGSTOP)  # a pause past the lease: GC, swap, a frozen VM
+        try:
+            await wait_for(lambda: run_status(data, run_id) == "success", "B finishing the run")
+            client_b = get_client(url=b.url)
+            finished = await client_b.threads.get_state(tid)
+        finally:
+            os.kill(a.proc.pid, signal.SIGCONT)
+        # A wakes up mid-answer with a lease it no longer holds: it must stop, not write.
+        await asyncio.sleep(3)
+        assert (await client_b.threads.get_state(tid)) == finished
+        assert_done_exactly_once(data, run_id)
+        assert leases.holders(run_id) == [a.proc.pid, b.proc.pid]
+        assert (await client_a.runs.get(tid, run_id))["status"] == "success"
+    finally:
+        await leases.stop()
+        a.stop()
+        b.stop()
+
+
 # --- a server and the local CLI ----------------------------------------------------------
 
 
