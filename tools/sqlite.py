@@ -35,7 +35,14 @@ def secure_data_dir(path: Path) -> None:
 def _private_database(path: Path) -> None:
     # SQLite gives -wal and -shm the main file's mode bits: the main file must be 0600 first.
     path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE))
+    # Only a missing file is created here. Closing any descriptor of a file drops every POSIX
+    # lock this process holds on it, the shared locks of its open SQLite connections included;
+    # another process closing its connection would then think itself the last one and delete
+    # the WAL while this process still commits into it, where no other reader looks.
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        pass
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if file.exists():
             file.chmod(PRIVATE_FILE_MODE)

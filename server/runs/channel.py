@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -39,6 +40,8 @@ class RunChannel:
         self.done = False
         # Set when the log cannot be written: subscribers then end with an error, not a hang.
         self.failure: str | None = None
+        # Set when the run was taken over by another process: its log is theirs to write.
+        self.abandoned = False
         self._store = store
         self._next_seq = next_seq
         self._pending: list[RunEvent] = []
@@ -76,6 +79,15 @@ class RunChannel:
         self._closing = True
         self._wake.set()
         await self._writer
+
+    async def abandon(self) -> None:
+        """Stop without writing what is queued; subscribers go on reading the log."""
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        async with self._changed:
+            self.abandoned = self.done = True
+            self._changed.notify_all()
 
     async def _write_loop(self) -> None:
         # Events that arrive while a batch is being written go out together in the next one.

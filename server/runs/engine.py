@@ -17,16 +17,11 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
-
-from langchain_core.messages import AIMessage, ToolMessage
-from langchain_core.runnables import RunnableConfig
 
 from graph import metrics
 from graph.context import Context
@@ -34,6 +29,7 @@ from graph.services import Services
 from graph.settings import Settings
 from server.observability import logs
 from server.runs.channel import RunChannel
+from server.runs.leases import Leases
 from server.runs.projections import projection_for
 from server.runs.retention import delete_run_checkpoints
 from server.runs.runner import (
@@ -43,7 +39,6 @@ from server.runs.runner import (
     TurnError,
     TurnResult,
     title_of,
-    turn_messages,
 )
 from server.runs.storage_errors import EVENT_ERROR as STORAGE_ERROR
 from server.runs.storage_errors import classify
@@ -64,21 +59,13 @@ from server.runs.store import (
 )
 from server.runs.threads import ThreadInfo, ThreadLimitReached
 from server.security.ratelimit import RateLimiter
-from tools.audit import summarize
 
 log = logging.getLogger(__name__)
 
 # How many times (a second apart) a run's final status is retried while storage is unavailable.
 STORAGE_RETRIES = 60
-# Runs one claim takes at most; the next pass takes more.
-CLAIM_BATCH = 16
 # How often a client of a run executing in another process reads its log.
 FOLLOW_POLL_S = 0.05
-
-
-def process_identity() -> str:
-    """Name this process as a lease owner: host, pid and a boot id (pids are reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 class RunManager:
@@ -95,18 +82,13 @@ class RunManager:
         self.runner = runner
         self.store = store
         self.limiter = limiter
-        self.identity = process_identity()
-        # A server executes whatever is queued; a CLI or MCP session only the runs it admitted
-        # (and, like everyone, runs whose process died), so `chat -m` never picks up a server's
-        # queue. Ids of its own runs still waiting to be claimed:
-        self._serves_others = serves_others
-        self._queued_here: set[str] = set()
+        self.leases = Leases(store, runner.services.settings, serves_others=serves_others)
+        self.identity = self.leases.identity
         # Runs executing in this process, by id; the runs table says which are live anywhere.
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._channels: dict[str, RunChannel] = {}
         self._cancel_actions: dict[str, str] = {}
         self._stopping = False
-        self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -217,7 +199,7 @@ class RunManager:
         if run.status == "running":
             self._start(run, next_seq=1)
         else:
-            self._queued_here.add(run.run_id)
+            self.leases.queued_here.add(run.run_id)
         return run
 
     async def turn(
@@ -318,61 +300,26 @@ class RunManager:
 
     async def start(self) -> None:
         """Start claiming runs (those left by dead processes first) and renewing leases."""
-        await self._expire_dead_neighbours()
-        self._wake.set()
+        await self.leases.release_dead_neighbours()
+        self.leases.wake()
         self._loops = [
             asyncio.create_task(self._claim_loop()),
             asyncio.create_task(self._renew_loop()),
         ]
 
-    async def _expire_dead_neighbours(self) -> None:
-        # A process on this host that no longer exists holds no lease: its runs need not wait
-        # for the expiry (a restart after kill -9 resumes them at once).
-        host = socket.gethostname()
-        for owner in await self.store.lease_owners():
-            name, _, rest = owner.partition(":")
-            pid = rest.partition(":")[0]
-            if name == host and pid.isdigit() and int(pid) != os.getpid() and _gone(int(pid)):
-                await self.store.release(owner)
-
     async def _claim_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.run_poll_s):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                claimed = await self.store.claim(
-                    self.identity,
-                    self.settings.run_lease_s,
-                    CLAIM_BATCH,
-                    pending_of=None if self._serves_others else set(self._queued_here),
-                )
-            except Exception as exc:
-                if classify(exc) is None:
-                    log.exception("claiming runs failed")
-                continue
+        async for claimed in self.leases.claimed():
             await self._begin(claimed)
-            if len(claimed) == CLAIM_BATCH:
-                self._wake.set()
 
     async def _begin(self, claimed: list[RunRecord]) -> None:
         for run in claimed:
-            self._queued_here.discard(run.run_id)
             if run.attempt > 1:
                 log.warning("resuming run %s (attempt %d)", run.run_id, run.attempt)
             self._start(run, next_seq=await self.store.last_seq(run.run_id) + 1)
         metrics.RUNS_QUEUED.set(await self.store.pending_count())
 
     async def _renew_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.run_lease_s / 3)
-            try:
-                held = await self.store.renew(self.identity, self.settings.run_lease_s)
-            except Exception as exc:
-                if classify(exc) is None:
-                    log.exception("renewing leases failed")
-                continue
+        async for held in self.leases.renewals():
             for run_id, task in list(self._tasks.items()):
                 if run_id not in held:
                     # Another process took it over (this one stalled past the lease): stop
@@ -407,14 +354,18 @@ class RunManager:
                 ending = await self._execute(run, context, channel)
         except asyncio.CancelledError:
             action = self._cancel_actions.pop(run.run_id, "interrupt")
-            if self._stopping or action == "lost":
-                # Shutting down, or no longer ours: the run resumes wherever it is claimed next.
+            if action == "lost":
+                # No longer ours: the process that took the run over writes its log now.
+                await channel.abandon()
+                raise
+            if self._stopping:
+                # Shutting down: the run resumes wherever it is claimed next.
                 await channel.close()
                 raise
             # Cancelled while running: the thread keeps its last checkpoint.
             if action == "rollback":
                 await delete_run_checkpoints(self.runner.saver, run.thread_id, run.run_id)
-            await self._settle_thread(run.thread_id)
+            await self.runner.settle(run.thread_id)
             channel.publish("error", {"error": "Cancelled", "message": f"Run {action}ed."})
             ending = ("interrupted", None)
         finally:
@@ -423,7 +374,7 @@ class RunManager:
                 # process stops reading once it sees the status.
                 await channel.close()
                 await self._record_end(run.run_id, *ending)
-                self._wake.set()  # the thread's next queued run may start now
+                self.leases.wake()  # the thread's next queued run may start now
             if not self._stopping:
                 metrics.RUN_DURATION.labels(run.kind).observe(
                     time.monotonic() - channel.accepted_at
@@ -456,8 +407,8 @@ class RunManager:
                     channel.publish(*event)
         except TimeoutError:
             metrics.RUNAWAY_STOPS.labels("turn_timeout").inc()
-            answer = await self._stop_for_time(run.thread_id)
-            values = await self._values(run.thread_id)
+            answer = await self.runner.stop_for_time(run.thread_id, self.settings.turn_timeout_s)
+            values = await self.runner.values(run.thread_id)
             for event in projection.stopped(answer, values, self.settings.turn_timeout_s * 1000):
                 channel.publish(*event)
             return "timeout", "turn timeout"
@@ -495,57 +446,12 @@ class RunManager:
                 await asyncio.sleep(1.0)
 
     async def _prepared(self, run: RunRecord, context: Context) -> PreparedRun:
-        if run.attempt > 1 and await self._reached_graph(run):
+        if run.attempt > 1 and await self.runner.reached_graph(
+            run.thread_id, run.run_id, run.payload
+        ):
             info = await self.runner.threads.get(run.thread_id)
             return PreparedRun(run.thread_id, info, None, "", continue_run=True)
         return await self._prepare(context, run.thread_id, run.payload)
-
-    async def _reached_graph(self, run: RunRecord) -> bool:
-        """Whether the run's input got into the thread before its previous process died.
-
-        If not, continuing "from the last checkpoint" would finish the thread's previous turn
-        and silently drop this one: such a run starts over from its request instead. A new
-        message is in once a checkpoint carries the run's id; an approval is in once it is
-        recorded against the interrupt, which then no longer waits (no checkpoint yet).
-        """
-        config: RunnableConfig = {"configurable": {"thread_id": run.thread_id, "checkpoint_ns": ""}}
-        async for _ in self.runner.saver.alist(config, filter={"run_id": run.run_id}, limit=1):
-            return True
-        command = run.payload.get("command") or {}
-        if run.payload.get("resume") is None and command.get("resume") is None:
-            return False
-        state = await self.runner.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
-        return not state.interrupts
-
-    async def _stop_for_time(self, thread_id: str) -> str:
-        """End a turn that ran out of time with an answer saying what it did and why it stopped."""
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-        state = await self.runner.graph.aget_state(config)
-        ran = [
-            f"{m.name} ({summarize(_json_or_empty(m.content))})"
-            for m in turn_messages(state.values.get("messages", []))
-            if isinstance(m, ToolMessage)
-        ]
-        answer = f"I stopped because this turn took longer than {self.settings.turn_timeout_s:g} s."
-        answer += f" Before that I ran: {'; '.join(ran)}." if ran else " Nothing was changed."
-        stop = AIMessage(content=answer, response_metadata={"model_used": "timeout"})
-        await self.runner.graph.aupdate_state(config, {"messages": [stop]}, as_node="model_call")
-        await self.runner.threads.finish_run(thread_id, "idle")
-        return answer
-
-    async def _values(self, thread_id: str) -> dict[str, Any]:
-        state = await self.runner.graph.aget_state({"configurable": {"thread_id": thread_id}})
-        return dict(state.values)
-
-    async def _settle_thread(self, thread_id: str) -> None:
-        state = await self.runner.graph.aget_state({"configurable": {"thread_id": thread_id}})
-        interrupt = None
-        for item in state.interrupts:
-            interrupt = item.value if isinstance(item.value, dict) else {"value": item.value}
-            break
-        await self.runner.threads.finish_run(
-            thread_id, "interrupted" if interrupt else "idle", interrupt
-        )
 
     # --- watching ------------------------------------------------------------------------
 
@@ -567,7 +473,10 @@ class RunManager:
             if channel is not None:
                 async for event in _follow(channel, last):
                     yield event
-                return
+                    last = event.seq
+                if not channel.abandoned:
+                    return
+                continue  # taken over by another process: read its log from here on
             if status is None or status in FINISHED:
                 return
             await asyncio.sleep(FOLLOW_POLL_S)
@@ -598,7 +507,7 @@ class RunManager:
         if before not in ("pending", "running"):
             return False
         if before == "pending":
-            self._queued_here.discard(run_id)
+            self.leases.queued_here.discard(run_id)
             return True
         if not await self._stop_local(run_id, action):
             await self.wait(run_id)
@@ -617,13 +526,8 @@ class RunManager:
 
     async def recover(self) -> list[str]:
         """Claim the runs left by processes that are gone now; return their ids."""
-        await self._expire_dead_neighbours()
-        claimed = await self.store.claim(
-            self.identity,
-            self.settings.run_lease_s,
-            10_000,
-            pending_of=None if self._serves_others else set(self._queued_here),
-        )
+        await self.leases.release_dead_neighbours()
+        claimed = await self.leases.claim(limit=10_000)
         await self._begin(claimed)
         return [run.run_id for run in claimed]
 
@@ -644,7 +548,7 @@ class RunManager:
             if pending:
                 await asyncio.wait(pending)
         self._stopping = True
-        await self.store.release(self.identity)
+        await self.leases.release()
 
 
 async def _follow(channel: RunChannel, after: int) -> AsyncIterator[RunEvent]:
@@ -659,21 +563,6 @@ async def _follow(channel: RunChannel, after: int) -> AsyncIterator[RunEvent]:
                 yield RunEvent(last + 1, "error", data)
             return
         await channel.wait_past(last)
-
-
-def _gone(pid: int) -> bool:
-    """Whether no live process has this pid (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] == "Z"
-    except OSError:
-        return False
 
 
 def _refusal(exc: Exception, thread_id: str, limit: int) -> TurnError:
@@ -701,14 +590,6 @@ def _refusal(exc: Exception, thread_id: str, limit: int) -> TurnError:
         "The run this Idempotency-Key created has been deleted; send the"
         " request with a new key to run it again.",
     )
-
-
-def _json_or_empty(content: Any) -> dict[str, Any]:
-    try:
-        value = json.loads(content) if isinstance(content, str) else {}
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _title(payload: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from server.observability.tracing import Tracer, finish
 from server.runs.client_input import RefusedInput, user_messages
 from server.runs.retention import prune_before
 from server.runs.threads import ThreadIndex, ThreadInfo, ThreadStatus
+from tools.audit import summarize
 from tools.text import printable
 
 EventKind = Literal["metadata", "token", "tool_call", "tool_result", "interrupt", "error", "done"]
@@ -331,6 +332,53 @@ class AgentRunner:
         await self.threads.finish_run(thread_id, status, outcome.interrupt)
         await self._prune(thread_id, prepared.info, str(outcome.values.get("history_floor", "")))
 
+    async def reached_graph(self, thread_id: str, run_id: str, payload: dict[str, Any]) -> bool:
+        """Whether a run's input got into the thread before its previous process died.
+
+        If not, continuing "from the last checkpoint" would finish the thread's previous turn
+        and silently drop this one: such a run starts over from its request instead. A new
+        message is in once a checkpoint carries the run's id; an approval is in once it is
+        recorded against the interrupt, which then no longer waits (no checkpoint yet).
+        """
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        async for _ in self.saver.alist(config, filter={"run_id": run_id}, limit=1):
+            return True
+        command = payload.get("command") or {}
+        if payload.get("resume") is None and command.get("resume") is None:
+            return False
+        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        return not state.interrupts
+
+    async def stop_for_time(self, thread_id: str, limit_s: float) -> str:
+        """End a turn that ran out of time with an answer saying what it did and why it stopped."""
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        state = await self.graph.aget_state(config)
+        ran = [
+            f"{m.name} ({summarize(_json_or_empty(m.content))})"
+            for m in turn_messages(state.values.get("messages", []))
+            if isinstance(m, ToolMessage)
+        ]
+        answer = f"I stopped because this turn took longer than {limit_s:g} s."
+        answer += f" Before that I ran: {'; '.join(ran)}." if ran else " Nothing was changed."
+        stop = AIMessage(content=answer, response_metadata={"model_used": "timeout"})
+        await self.graph.aupdate_state(config, {"messages": [stop]}, as_node="model_call")
+        await self.threads.finish_run(thread_id, "idle")
+        return answer
+
+    async def values(self, thread_id: str) -> dict[str, Any]:
+        """Return the thread's current values."""
+        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        return dict(state.values)
+
+    async def settle(self, thread_id: str) -> None:
+        """Record the thread idle, or interrupted with the question it waits on."""
+        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        interrupt = None
+        for item in state.interrupts:
+            interrupt = item.value if isinstance(item.value, dict) else {"value": item.value}
+            break
+        await self.threads.finish_run(thread_id, "interrupted" if interrupt else "idle", interrupt)
+
     def _tier_name(self, outcome: RunOutcome) -> str:
         index = outcome.values.get("tier", 0)
         tiers = self.services.tiers
@@ -374,3 +422,11 @@ def title_of(graph_input: Any) -> str:
             if isinstance(message, BaseMessage):
                 return printable(message.text)[:80]
     return ""
+
+
+def _json_or_empty(content: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(content) if isinstance(content, str) else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -3,17 +3,22 @@
 A tool's change runs in one transaction on the store's writer; everything else reads through
 its own connection. Here a change inserts a task and then waits, holding its transaction,
 while another coroutine reads through the public API; then the change fails and rolls back.
+A committed change also reaches other processes, even after one of them closed the file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import pytest
 
+from server.runs.threads import ThreadIndex
 from tools.schemas import ListTasksArgs
 from tools.store import TaskStore
 from tools.task_store import insert_task
@@ -69,3 +74,47 @@ async def test_a_committed_change_is_read_at_once(store: TaskStore) -> None:
     result = await store.apply_once("call-1", "alice", "create_task", {}, insert)
     assert [t["id"] for t in await store.find("alice")] == [result["task"]["id"]]
     assert await store.stored_result("call-1") == result
+
+
+def titles_read_by_another_process(path: Path) -> list[str]:
+    """The titles another OS process reads with its own connection, which it then closes."""
+    script = (
+        "import sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1])\n"
+        "print('\\n'.join(r[0] for r in conn.execute('SELECT title FROM tasks ORDER BY seq')))\n"
+        "conn.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
+    )
+    return done.stdout.splitlines()
+
+
+async def create(store: TaskStore, title: str) -> None:
+    async def insert(conn: aiosqlite.Connection) -> dict[str, Any]:
+        task = await insert_task(conn, "alice", {**FIELDS, "title": title, "tags": []})
+        return {"ok": True, "task": task}
+
+    await store.apply_once(f"create-{title}", "alice", "create_task", {}, insert)
+
+
+async def test_a_change_reaches_other_processes_after_one_of_them_closed_the_file(
+    tmp_path: Path,
+) -> None:
+    """Every connection the service opens on tasks.sqlite keeps its hold on the file.
+
+    The store opens two connections and the thread index a third; had opening one released
+    the others' locks, the other process's close would delete the WAL under the store.
+    """
+    path = tmp_path / "tasks.sqlite"
+    store = await TaskStore.open(path)
+    index = await ThreadIndex.open(path, busy_timeout_ms=5000, synchronous="NORMAL")
+    try:
+        await create(store, "First")
+        assert titles_read_by_another_process(path) == ["First"]
+        await create(store, "Second")
+        assert titles_read_by_another_process(path) == ["First", "Second"]
+        assert [t["title"] for t in await store.find("alice")] == ["First", "Second"]
+    finally:
+        await index.close()
+        await store.close()
