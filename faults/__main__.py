@@ -3,6 +3,7 @@
     uv run python -m faults                  # everything (`make faults`, about 15–20 min)
     uv run python -m faults --quick          # the short set, small counts (about a minute)
     uv run python -m faults --only kills --kills 20
+    uv run python -m faults --only shared --shared 10
 
 Exits non-zero when any fault breaks its expectation.
 """
@@ -25,12 +26,14 @@ from faults.report import (
     load_row,
     model_row,
     render,
+    shared_row,
     storage_expectation,
     storage_row,
 )
+from faults.shared import run_shared
 from faults.storage import disk_full_fault, lock_fault, scratch
 
-FAULTS = ("kills", "lock", "disk", "models", "load")
+FAULTS = ("kills", "shared", "lock", "disk", "models", "load")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -42,6 +45,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--only", default=",".join(FAULTS), help=f"comma-separated subset of {', '.join(FAULTS)}"
     )
     parser.add_argument("--kills", type=int, help="SIGKILLs (default 100; quick 5)")
+    parser.add_argument(
+        "--shared", type=int, help="SIGKILLs with two servers on one data dir (default 20; quick 3)"
+    )
     parser.add_argument("--model-turns", type=int, help="turns per model fault (10; quick 2)")
     parser.add_argument("--sessions", type=int, help="load sessions (default 200; quick 20)")
     parser.add_argument("--load-seconds", type=float, help="load duration (300; quick 10)")
@@ -58,6 +64,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown faults {sorted(unknown)}; choose from {', '.join(FAULTS)}")
     quick = args.quick
     args.kills = args.kills or (5 if quick else 100)
+    args.shared = args.shared or (3 if quick else 20)
     args.model_turns = args.model_turns or (1 if quick else 10)
     args.sessions = args.sessions or (20 if quick else 200)
     args.load_seconds = args.load_seconds or (10.0 if quick else 300.0)
@@ -92,6 +99,15 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
                 kill_row(kills, f"{base} --only kills --kills {args.kills} --seed {args.seed}")
             )
             details.append(kill_details(kills))
+        if "shared" in chosen:
+            say(f"shared: {args.shared} SIGKILLs with two servers on one data dir …")
+            shared = await run_shared(args.shared, workdir("shared"), seed=args.seed)
+            rows.append(
+                shared_row(
+                    shared, f"{base} --only shared --shared {args.shared} --seed {args.seed}"
+                )
+            )
+            details.append(kill_details(shared, "Shared-data-dir problems"))
         if "lock" in chosen:
             for database in ("tasks", "runs"):
                 say(f"lock: {database}.sqlite …")
@@ -132,11 +148,11 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
     return rows, details
 
 
-def kill_details(kills: KillReport) -> str:
-    """Problems the kill fault ran into, if any (an empty string when there were none)."""
+def kill_details(kills: KillReport, title: str = "Kill-fault problems") -> str:
+    """Problems a kill fault ran into, if any (an empty string when there were none)."""
     if not kills.problems:
         return ""
-    return "Kill-fault problems: " + "; ".join(kills.problems[:30]) + "\n"
+    return f"{title}: " + "; ".join(kills.problems[:30]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,11 +8,12 @@ import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from faults import kills, load, models, storage
+from faults import kills, load, models, shared, storage
 from faults.kills import KillReport
 from faults.load import LoadReport
 from faults.models import BREAKER_COOLDOWN_S, BREAKER_THRESHOLD, TURN_TIMEOUT_S, ModelReport
 from faults.server import STANDBYS
+from faults.shared import SharedReport
 from faults.storage import BUSY_TIMEOUT_MS, StorageReport
 
 
@@ -54,6 +55,32 @@ def kill_row(report: KillReport, reproduce: str) -> Row:
         f" of {report.threads}; integrity_check failures **{report.integrity_failures}** in"
         f" {report.integrity_checks} checks of every database; streams with gaps or repeats"
         f" {report.event_id_gaps}; restart {_seconds(report.restart_s)}",
+        report.zero,
+        reproduce,
+    )
+
+
+def shared_row(report: SharedReport, reproduce: str) -> Row:
+    """The row of the two-servers-on-one-data-dir fault."""
+    return Row(
+        "SIGKILL of one of two servers on one data dir",
+        f"two `python -m server.cli serve` processes on one data dir; {report.kills} SIGKILLs"
+        f" of the one running the turn (create/update/complete/delete/approve, stock SDK and"
+        f" /chat/stream) on {report.threads} threads after a random delay ({report.mid_turn}"
+        " landed mid-turn); the client turns to the other server and rejoins or resends",
+        "every turn finished by the other server (or the restarted one): 0 lost, 0 duplicated"
+        " side effects, 0 threads not resumable, 0 integrity_check failures, event ids"
+        " gap-free across the two processes",
+        f"lost acknowledged turns **{report.lost_acknowledged}** of {report.acknowledged};"
+        f" resent unacknowledged turns lost {report.lost_unacknowledged} of"
+        f" {report.retried_unacknowledged}; duplicated side effects"
+        f" **{report.duplicated_effects}**; requested changes missing"
+        f" {report.missing_effects}; threads not resumable **{report.threads_not_resumable}**"
+        f" of {report.threads}; integrity_check failures **{report.integrity_failures}** in"
+        f" {report.integrity_checks} checks; streams with gaps or repeats"
+        f" {report.event_id_gaps}; runs cut mid-turn finished by the other server"
+        f" {report.finished_by_other}, by the restarted one {report.finished_by_victim};"
+        f" kill to finished run {_seconds(report.takeover_s)}",
         report.zero,
         reproduce,
     )
@@ -181,6 +208,12 @@ def settings_section() -> str:
   ahead of time ({STANDBYS} kept ready): it does its imports, then waits for a line on stdin
   before it opens the data dir, so a restart costs recovery, not imports. Integrity is checked
   read-only after every kill and after every recovery.
+- **Two servers on one data dir** (`faults/shared.py`): offline engine paced at
+  {shared.TOKEN_DELAY_MS} ms per token ({shared.FIRST_TOKEN_DELAY_MS} ms to a reply's first),
+  `TASKAGENT_RUN_LEASE_S={shared.LEASE_S}`, `TASKAGENT_RUN_POLL_S={shared.POLL_S}`; 4 threads
+  (2 SDK, 2 `/chat/stream`). Each round sends the turn to one server, SIGKILLs it after a
+  uniform 0–{shared.MAX_KILL_DELAY_S:g} s delay, restarts it, and settles the turn on the
+  other one (rejoin with the last event id seen, or resend under the same key).
 - **Locks** (`faults/storage.py`): `TASKAGENT_BUSY_TIMEOUT_MS={storage.BUSY_TIMEOUT_MS}`; a
   second Python process opens the database and holds `BEGIN EXCLUSIVE` (in WAL mode that
   blocks writers, not readers) while a streamed turn is in flight and the probes run.
@@ -252,7 +285,8 @@ def render(rows: list[Row], *, command: str, seconds: float, details: list[str])
     lines += [
         "",
         "`make faults` runs them all (`uv run python -m faults`); `make test` runs the short"
-        " set (`tests/faults/test_faults_short.py`: 5 kills, both locks, the disk, every model"
+        " set (`tests/faults/test_faults_short.py`: 5 kills, 3 kills with two servers on one"
+        " data dir, both locks, the disk, every model"
         " fault once, 20 sessions for 10 s) and asserts the zeros.",
         "",
         *details,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import logging.config
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -15,7 +16,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
+from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
 from models.providers import Reachability
 from server.api import admin as admin_api
@@ -25,7 +28,7 @@ from server.api import ops as ops_api
 from server.api import tasks as tasks_api
 from server.api.schemas import ErrorResponse, HealthResponse, TierHealth
 from server.api.storage_errors import answer_storage_errors
-from server.observability.logs import REQUEST_ID_HEADER
+from server.observability.logs import REQUEST_ID_HEADER, log_config
 from server.observability.request_context import RequestContext, request_id_of
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
@@ -33,6 +36,7 @@ from server.runs.store import RunStore
 from server.security.auth import KeyRing
 from server.security.browser_guard import protect
 from server.security.limits import RequestSizeLimit
+from server.security.proxies import behind_proxies
 from server.security.ratelimit import AuthFailureLimiter, RateLimiter
 from server.security.textguard import RejectLoneSurrogates
 
@@ -158,6 +162,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContext)  # outermost: its id is on every response, 422s included
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app
+
+
+def worker_app() -> ASGIApp:
+    """The app of one `taskagent serve --workers N` process, built from its environment.
+
+    uvicorn starts each worker as a fresh interpreter and calls this factory there; the
+    supervisor prepared the environment (and checked the settings) before starting them.
+    """
+    settings = get_settings()
+    logging.config.dictConfig(
+        log_config(
+            settings.log_level, settings.log_format, redactor=Redactor.from_settings(settings)
+        )
+    )
+    return behind_proxies(create_app(settings), settings.forwarded_allow_ips)
 
 
 async def _sweep_events(store: RunStore, retention_s: float) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging.config
 import os
 import socket
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -59,18 +60,28 @@ def serve(
         str | None, typer.Option(help="Interface to bind (default HOST or 127.0.0.1).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default PORT or 8000).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Server processes sharing the port and the data dir (runs are leased in the"
+            " database, so any process finishes a run whose process died).",
+        ),
+    ] = 1,
 ) -> None:
     """Start the HTTP API server."""
     import uvicorn
 
     from graph.redaction import Redactor
-    from server.app import create_app
     from server.observability.logs import log_config
-    from server.security.proxies import behind_proxies
 
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
+    most = max_workers()
+    if not 1 <= workers <= most:
+        raise ConfigError(
+            f"--workers {workers} is out of range; give 1 to {most} (four per CPU on this machine)."
+        )
     try:
         keys_enabled = KeyRing.from_settings(settings).enabled
     except KeyError_ as exc:
@@ -92,22 +103,42 @@ def serve(
             f"cannot listen on {host}:{port} ({problem}); stop what uses the port or choose"
             " another with PORT or --port (and check HOST or --host)."
         )
-    uvicorn.run(
-        behind_proxies(create_app(settings), settings.forwarded_allow_ips),
-        host=host,
-        port=port,
+    logging_config = log_config(
+        settings.log_level, settings.log_format, redactor=Redactor.from_settings(settings)
+    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
         # Forwarded headers are honoured only from TASKAGENT_FORWARDED_ALLOW_IPS (behind_proxies);
         # uvicorn's own default would trust them from any local process.
-        proxy_headers=False,
-        log_level=settings.log_level.lower(),
-        log_config=log_config(
-            settings.log_level, settings.log_format, redactor=Redactor.from_settings(settings)
-        ),
+        "proxy_headers": False,
+        "log_level": settings.log_level.lower(),
         # h11, not httptools: httptools buffers a request head of any size (hundreds of MB),
         # h11 answers 431 once the head passes this limit. The cost is ~0.1 ms a request.
-        http="h11",
-        h11_max_incomplete_event_size=settings.max_header_bytes,
-    )
+        "http": "h11",
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+    }
+    if workers == 1:
+        from server.app import create_app
+        from server.security.proxies import behind_proxies
+
+        uvicorn.run(
+            behind_proxies(create_app(settings), settings.forwarded_allow_ips),
+            log_config=logging_config,
+            **options,
+        )
+        return
+    # Each worker is a fresh (spawned) interpreter that builds its app and its logging from
+    # the same environment (server.app:worker_app), so this supervisor never imports the app;
+    # the redacting log formatter cannot be pickled across, so uvicorn gets no log config.
+    logging.config.dictConfig(logging_config)
+    uvicorn.run("server.app:worker_app", factory=True, workers=workers, log_config=None, **options)
+
+
+def max_workers() -> int:
+    """The most `serve --workers` accepts: four per CPU this process may use."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 4 * (cpus or 1)
 
 
 keys_app = typer.Typer(help="Manage API keys (only their SHA-256 digests are stored).")

@@ -11,6 +11,7 @@ import pytest
 from faults.kills import run_kills
 from faults.load import run_load
 from faults.models import TURN_TIMEOUT_S, run_model_faults
+from faults.shared import run_shared
 from faults.storage import disk_full_fault, lock_fault
 
 pytestmark = pytest.mark.integration
@@ -26,6 +27,24 @@ async def test_five_sigkills_lose_nothing_and_duplicate_nothing(tmp_path: Path) 
     assert report.threads_not_resumable == 0, report.problems
     assert report.integrity_failures == 0, report.problems
     assert report.event_id_gaps == 0, report.problems
+
+
+async def test_three_sigkills_of_one_of_two_servers_on_one_data_dir_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    report = await run_shared(3, tmp_path, seed=6)
+    assert report.kills == 3 and report.turns == 3
+    assert report.mid_turn >= 1, "at least one kill must land inside a turn"
+    assert report.lost_acknowledged == 0, report.problems
+    assert report.lost_unacknowledged == 0, report.problems
+    assert report.duplicated_effects == 0, report.problems
+    assert report.missing_effects == 0, report.problems
+    assert report.threads_not_resumable == 0, report.problems
+    assert report.integrity_failures == 0, report.problems
+    assert report.event_id_gaps == 0, report.problems
+    # Every run cut mid-turn was finished by a live process: the other one, or the restarted one.
+    finished = report.finished_by_other + report.finished_by_victim
+    assert finished == len(report.takeover_s) >= 1, report
 
 
 @pytest.mark.parametrize("database", ["tasks", "runs"])

@@ -32,13 +32,18 @@ def offline_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 class LiveServer:
     def __init__(
-        self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        ready_s: float = 30,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), *args],
             cwd=REPO,
             env=offline_env(data_dir, **(env or {})),
             stdout=subprocess.PIPE,
@@ -49,7 +54,7 @@ class LiveServer:
         self.output: list[str] = []
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + ready_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
@@ -60,7 +65,8 @@ class LiveServer:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError("server did not start within 30 s")
+        self.stop()
+        raise RuntimeError(f"server did not start within {ready_s:g} s")
 
     def _drain(self) -> None:
         assert self.proc.stdout is not None

@@ -208,7 +208,7 @@ def test_threads_and_keys_list_as_json(cli_env):
         (["tasks", "delete"], ["task_id", "--yes", "--json", "--url", "Example"]),
         (["keys", "list"], ["--json"]),
         (["keys", "add"], ["--user", "--role", "--label"]),
-        (["serve"], ["--host", "--port"]),
+        (["serve"], ["--host", "--port", "--workers"]),
     ],
 )
 def test_help_of_each_command_names_its_options(cli_env, command, options):
