@@ -48,7 +48,11 @@ AsJson = Annotated[
 
 
 def prepare_data_dir(settings: Settings) -> None:
-    """Make the data directory private to this user; ConfigError when it cannot be used."""
+    """Make the data directory private and its schemas current; ConfigError when it cannot be.
+
+    Migrations run here, once, before any server worker starts: a data dir written by a
+    newer taskagent is one line, not a traceback from every worker.
+    """
     try:
         secure_data_dir(settings.data_dir)
     except OSError as exc:
@@ -56,6 +60,32 @@ def prepare_data_dir(settings: Settings) -> None:
             f"TASKAGENT_DATA_DIR={settings.data_dir} cannot be used ({exc.strerror or exc});"
             " point it at a directory this user can create and write."
         ) from None
+    try:
+        asyncio.run(_upgrade(settings))
+    except RuntimeError as exc:
+        raise ConfigError(f"TASKAGENT_DATA_DIR={settings.data_dir}: {exc}") from None
+
+
+async def _upgrade(settings: Settings) -> None:
+    from graph.redaction import Redactor
+    from server.runs.store import RunStore
+    from server.runs.threads import ThreadIndex
+    from tools.store import TaskStore
+
+    timeout, synchronous = settings.busy_timeout_ms, settings.sqlite_synchronous
+    tasks = await TaskStore.open(
+        settings.tasks_db,
+        busy_timeout_ms=timeout,
+        synchronous=synchronous,
+        redactor=Redactor.from_settings(settings),
+    )
+    await tasks.close()
+    threads = await ThreadIndex.open(
+        settings.tasks_db, busy_timeout_ms=timeout, synchronous=synchronous
+    )
+    await threads.close()
+    runs = await RunStore.open(settings.runs_db, busy_timeout_ms=timeout, synchronous=synchronous)
+    await runs.close()
 
 
 def run_client(

@@ -203,7 +203,11 @@ class RunStore:
     async def open(cls, path: Path, *, busy_timeout_ms: int, synchronous: str) -> RunStore:
         """Open (and create or upgrade) the run store at `path`."""
         conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
-        await migrate(conn, "runs", MIGRATIONS)
+        try:
+            await migrate(conn, "runs", MIGRATIONS)
+        except BaseException:
+            await conn.close()  # its thread would keep the process alive
+            raise
         return cls(conn)
 
     async def close(self) -> None:

@@ -132,3 +132,24 @@ def test_an_unreachable_model_is_reported_once_and_in_health(tmp_path: Path):
     assert "Traceback" not in log
     startup = [line for line in log.splitlines() if "unreachable" in line]
     assert len(startup) == 1 and closed in startup[0] and "Connection refused" in startup[0]
+
+
+@pytest.mark.parametrize("command", ["serve", "chat -m", "mcp"])
+def test_a_data_dir_from_a_newer_taskagent_is_one_line_and_left_alone(tmp_path, command):
+    import sqlite3
+    from contextlib import closing
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with closing(sqlite3.connect(data / "runs.sqlite")) as db:
+        db.execute("CREATE TABLE schema_versions (store TEXT PRIMARY KEY, version INTEGER)")
+        db.execute("INSERT INTO schema_versions VALUES ('runs', 99)")
+        db.commit()
+    result = run_cli(COMMANDS[command], offline_env(data))
+    assert result.returncode != 0
+    line = one_line(result)
+    assert "TASKAGENT_DATA_DIR" in line and "schema version 99" in line and "upgrade" in line
+    with closing(sqlite3.connect(data / "runs.sqlite")) as db:
+        assert db.execute("SELECT version FROM schema_versions").fetchall() == [(99,)]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"schema_versions"}  # nothing was created in it
