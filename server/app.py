@@ -24,6 +24,7 @@ from server.api import chat as chat_api
 from server.api import ops as ops_api
 from server.api import tasks as tasks_api
 from server.api.schemas import ErrorResponse, HealthResponse, TierHealth
+from server.observability import wallclock
 from server.observability.logs import REQUEST_ID_HEADER, RequestContext, request_id_of
 from server.runs.engine import RunManager, RunStore
 from server.runs.runner import AgentRunner, TurnError
@@ -67,10 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if resumed:
             log.warning("resumed %d run(s) left unfinished by the previous process", len(resumed))
         sweeper = asyncio.create_task(_sweep_events(store, settings.event_retention_s))
+        background = [sweeper, prober]
+        if settings.wallclock_probes:
+            background.append(_probe(runner, store))
         try:
             yield
         finally:
-            for task in (sweeper, prober):
+            for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -161,6 +165,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContext)  # outermost: its id is on every response, 422s included
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app
+
+
+def _probe(runner: AgentRunner, store: RunStore) -> asyncio.Task[None]:
+    """Time every connection's queue and the locks around it; sample the loop's lag."""
+    for conn, db in (
+        (runner.saver.conn, "checkpoints"),
+        (runner.services.tasks._conn, "tasks"),
+        (runner.threads._conn, "threads"),
+        (store._conn, "runs"),
+    ):
+        wallclock.probe_connection(conn, db)
+    wallclock.probe_lock(runner.saver.lock, "checkpoints")
+    wallclock.probe_lock(runner.services.tasks._lock, "tasks")
+    wallclock.probe_lock(store._write, "runs")
+    return asyncio.create_task(wallclock.watch_loop_lag())
 
 
 async def _sweep_events(store: RunStore, retention_s: float) -> None:
