@@ -124,7 +124,15 @@ async def open_saver(settings: Settings) -> AsyncSqliteSaver:
         busy_timeout_ms=settings.busy_timeout_ms,
         synchronous=settings.sqlite_synchronous,
     )
-    saver = SqliteSaver(conn, serde=compressed_serde())
+    # Reads on reader threads (graph/saver_pool.py); imported here, as it builds on this module.
+    from graph.saver_pool import PooledSaver
+
+    saver = PooledSaver(
+        conn,
+        serde=compressed_serde(),
+        path=settings.checkpoint_db,
+        busy_timeout_ms=settings.busy_timeout_ms,
+    )
     await saver.setup()
     return saver
 

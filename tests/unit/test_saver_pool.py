@@ -1,0 +1,59 @@
+"""Checkpoint reads do not wait for the saver's writer, and see every committed turn."""
+
+from __future__ import annotations
+
+import asyncio
+
+from langchain_core.messages import AIMessage, HumanMessage
+
+from graph.saver_pool import PooledSaver
+from tests.fakes.chat_models import ScriptedChatModel, tool_call
+from tests.unit.test_graph import ME
+
+
+async def test_a_threads_state_is_read_while_the_writer_is_busy(open_runner):
+    model = ScriptedChatModel(
+        script=[
+            tool_call("create_task", {"title": "Call the plumber"}, "call-1"),
+            "Created TASK-0001.",
+        ]
+    )
+    runner = await open_runner(("openai", model))
+    assert isinstance(runner.saver, PooledSaver)
+    result = await runner.run_turn(context=ME, message="create a task to call the plumber")
+    config = {"configurable": {"thread_id": result.thread_id}}
+    # The writer's lock is held (a long prune, a write of another thread's step): before,
+    # every read queued behind it; now reads go to their own connection.
+    async with runner.saver.lock:
+        state = await asyncio.wait_for(runner.graph.aget_state(config), 2.0)
+        history = await asyncio.wait_for(
+            _collect(runner.graph.aget_state_history(config, limit=3)), 2.0
+        )
+    messages = state.values["messages"]
+    assert isinstance(messages[0], HumanMessage)
+    assert isinstance(messages[-1], AIMessage) and messages[-1].text == "Created TASK-0001."
+    assert len(history) == 3 and history[0].config == state.config
+
+
+async def test_the_next_turn_reads_what_the_last_one_wrote(open_runner):
+    model = ScriptedChatModel(script=["First answer.", "Second answer."])
+    runner = await open_runner(("openai", model))
+    first = await runner.run_turn(context=ME, message="tell me something about my week")
+    second = await runner.run_turn(
+        context=ME, message="and something else about it", thread_id=first.thread_id
+    )
+    assert second.message == "Second answer."
+    state = await runner.graph.aget_state({"configurable": {"thread_id": first.thread_id}})
+    texts = [m.text for m in state.values["messages"]]
+    assert texts == [
+        "tell me something about my week",
+        "First answer.",
+        "and something else about it",
+        "Second answer.",
+    ]
+    # The model's second call saw the whole thread: its reads found the first turn's writes.
+    assert [m.text for m in model.calls[-1] if not m.type == "system"][:2] == texts[:2]
+
+
+async def _collect(items):
+    return [item async for item in items]
