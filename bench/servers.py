@@ -172,8 +172,12 @@ def ours(
 
     `probes` switches on the wall-clock probes; `workers` passes ``--workers N``.
     """
-    extra = [] if workers is None else ["--workers", str(workers)]
-    label = "this server" if workers is None else f"this server --workers {workers}"
+    extra = [] if workers is None or workers == 1 else ["--workers", str(workers)]
+    label = (
+        "this server"
+        if workers is None
+        else f"this server, {workers} worker{'s' if workers > 1 else ''}"
+    )
     return Server(
         key="ours" if workers is None else f"ours-w{workers}",
         label=label,
