@@ -1,4 +1,4 @@
-"""Checkpoint reads on their own threads, so they never queue behind the writer's lock.
+"""Checkpoint reads and step writes that never queue behind the saver's lock.
 
 The stock async saver runs everything on one aiosqlite connection under one asyncio lock,
 and a read holds that lock for five or more hops to the connection's thread (cursor,
@@ -7,13 +7,21 @@ behind other threads' reads: at 200 paced sessions the saver's lock cost a turn 
 of waiting (docs/BENCHMARKS.md, the wall-clock view). Here a read is one hop to a small pool
 of reader threads, each with its own SQLite connection (WAL lets readers run beside the
 writer and see every committed write), running the stock synchronous saver's query code.
-Writes stay as they were: one statement each on the one writer connection, committed
-before `aput` returns, so `durability="sync"` keeps its guarantee.
+
+Even a one-statement write under the lock serialises more than the statement does: the
+lock passes to the next writer only after the holder's coroutine has been resumed, and the
+next writer must then be scheduled to send its statement, two turns of a busy event loop per
+write. A step's writes (`aput`, `aput_writes`) therefore go without the lock to a connection
+of their own, where they queue in aiosqlite's FIFO and run back to back; each is one
+autocommit statement, committed before it returns, so `durability="sync"` keeps its
+guarantee. The saver's own connection and lock stay for everything else (setup, deletes,
+pruning transactions), which another connection's write may wait for (SQLite's busy timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import weakref
@@ -22,11 +30,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiosqlite
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_metadata,
+)
 from langgraph.checkpoint.sqlite import SqliteSaver as SyncSqliteSaver
 
-from graph.checkpointer import SqliteSaver
+from graph.checkpointer import MAX_WRITES_PER_STATEMENT, WRITE_COLUMNS, SqliteSaver
 
 READER_THREADS = 2
 T = TypeVar("T")
@@ -78,17 +94,102 @@ class PooledSaver(SqliteSaver):
 
     def __init__(
         self,
-        conn: Any,
+        conn: aiosqlite.Connection,
         *,
+        writer: aiosqlite.Connection,
         path: Path,
         busy_timeout_ms: int,
         readers: int = READER_THREADS,
         **kwargs: Any,
     ) -> None:
-        """Write through `conn`; read `path` from `readers` threads of their own."""
+        """Write steps through `writer`, the rest through `conn`; read from `readers` threads."""
         super().__init__(conn, **kwargs)
+        self.writer = writer
         self._readers = _Readers(path, busy_timeout_ms, readers)
         weakref.finalize(self, self._readers.close)
+        # Callers close a saver by closing `saver.conn` (AgentRunner.close, `langgraph dev`'s
+        # context): that closes the whole saver, or the writer's thread would keep the
+        # process alive.
+        close_conn = conn.close
+        readers_pool = self._readers
+
+        async def close_all() -> None:
+            await asyncio.to_thread(readers_pool.close)
+            await writer.close()
+            await close_conn()
+
+        conn.close = close_all  # type: ignore[method-assign]
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint in one statement on the step writer (no lock)."""
+        await self.setup()
+        thread_id = config["configurable"]["thread_id"]
+        checkpoint_ns = config["configurable"]["checkpoint_ns"]
+        type_, serialized_checkpoint = self.serde.dumps_typed(checkpoint)
+        serialized_metadata = json.dumps(
+            get_checkpoint_metadata(config, metadata), ensure_ascii=False
+        ).encode("utf-8", "ignore")
+        await self.writer.execute_fetchall(
+            "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id,"
+            " parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                str(thread_id),
+                checkpoint_ns,
+                checkpoint["id"],
+                config["configurable"].get("checkpoint_id"),
+                type_,
+                serialized_checkpoint,
+                serialized_metadata,
+            ),
+        )
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": checkpoint_ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes in one statement on the step writer (no lock)."""
+        if not writes or len(writes) > MAX_WRITES_PER_STATEMENT:
+            await super().aput_writes(config, writes, task_id, task_path)
+            return
+        verb = (
+            "INSERT OR REPLACE"
+            if all(w[0] in WRITES_IDX_MAP for w in writes)
+            else "INSERT OR IGNORE"
+        )
+        await self.setup()
+        configurable = config["configurable"]
+        params: list[Any] = []
+        for idx, (channel, value) in enumerate(writes):
+            params += [
+                str(configurable["thread_id"]),
+                str(configurable["checkpoint_ns"]),
+                str(configurable["checkpoint_id"]),
+                task_id,
+                task_path,
+                WRITES_IDX_MAP.get(channel, idx),
+                channel,
+                *self.serde.dumps_typed(value),
+            ]
+        rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(writes))
+        await self.writer.execute_fetchall(
+            f"{verb} INTO writes ({WRITE_COLUMNS}) VALUES {rows}", params
+        )
 
     async def setup(self) -> None:
         """Create the tables once; afterwards return at once.
@@ -133,6 +234,5 @@ class PooledSaver(SqliteSaver):
         )
 
     async def aclose(self) -> None:
-        """Close the reader threads' connections and the writer connection."""
-        await asyncio.to_thread(self._readers.close)
+        """Close the reader threads' connections and both writing connections."""
         await self.conn.close()

@@ -1,4 +1,4 @@
-"""Checkpoint reads do not wait for the saver's writer, and see every committed turn."""
+"""Checkpoint reads and step writes do not wait for the saver's lock; turns see each other."""
 
 from __future__ import annotations
 
@@ -33,6 +33,25 @@ async def test_a_threads_state_is_read_while_the_writer_is_busy(open_runner):
     assert isinstance(messages[0], HumanMessage)
     assert isinstance(messages[-1], AIMessage) and messages[-1].text == "Created TASK-0001."
     assert len(history) == 3 and history[0].config == state.config
+
+
+async def test_a_turn_runs_to_its_end_while_the_savers_lock_is_held(open_runner):
+    model = ScriptedChatModel(
+        script=[tool_call("create_task", {"title": "Renew the insurance"}, "call-1"), "Done."]
+    )
+    runner = await open_runner(("openai", model))
+    # Every step's checkpoint used to take this lock: the turn would hang behind the holder.
+    async with runner.saver.lock:
+        turn = asyncio.create_task(
+            runner.run_turn(context=ME, message="create a task to renew the insurance")
+        )
+        done, _ = await asyncio.wait({turn}, timeout=5.0)
+    result = await turn
+    assert turn in done, "the turn waited for the saver's lock"
+    assert result.message == "Done."
+    assert await runner.services.tasks.get("alice", "TASK-0001") is not None
+    state = await runner.graph.aget_state({"configurable": {"thread_id": result.thread_id}})
+    assert state.values["messages"][-1].text == "Done."
 
 
 async def test_the_next_turn_reads_what_the_last_one_wrote(open_runner):
