@@ -297,11 +297,12 @@ def cpu_turn(res: Results) -> list[str]:
     return [
         "#### Server CPU per paced tool turn",
         "",
-        f"{data.clients} sessions each sent “{throughput.TOOL_TURN}” back to back at hosted",
-        f"pacing: {data.ok} turns ok ({data.failed} failed) in {data.wall_s:.1f} s; the server",
-        f"used {data.server_cpu_s:.2f} CPU-s, **{ms(data.cpu_per_turn)} per turn** (a tool call,",
-        "the tool, a streamed answer: eight checkpointed steps and their logged events).",
-        f"Load {data.load_before:.2f} → {data.load_after:.2f}.",
+        f"{data.clients} sessions each sent “{throughput.TOOL_TURN}”",
+        f"back to back at hosted pacing: {data.ok} turns ok ({data.failed} failed) in",
+        f"{data.wall_s:.1f} s; the server used {data.server_cpu_s:.2f} CPU-s, "
+        f"**{ms(data.cpu_per_turn)} per turn**",
+        "(a tool call, the tool, a streamed answer: the checkpointed steps and their logged",
+        f"events). Load {data.load_before:.2f} → {data.load_after:.2f}.",
     ]
 
 

@@ -169,8 +169,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _probe(runner: AgentRunner, store: RunStore) -> asyncio.Task[None]:
     """Time every connection's queue and the locks around it; sample the loop's lag."""
+    # Steps write checkpoints through the saver's own writer when it has one (saver_pool).
     for conn, db in (
-        (runner.saver.conn, "checkpoints"),
+        (getattr(runner.saver, "writer", runner.saver.conn), "checkpoints"),
         (runner.services.tasks._conn, "tasks"),
         (runner.threads._conn, "threads"),
         (store._conn, "runs"),
