@@ -22,12 +22,21 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench import concurrency, http, inprocess, report, storm, turns  # noqa: E402
+from bench import (  # noqa: E402
+    concurrency,
+    http,
+    inprocess,
+    report,
+    storm,
+    throughput,
+    turns,
+    wallclock,
+)
 from bench.machine import cpu_model, load, versions  # noqa: E402
 from bench.servers import HOSTED, ROOT, ZERO, langgraph_dev, ours, running  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "BENCHMARKS.md"
-WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6")
+WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6", "w7")
 
 
 def plan(quick: bool) -> dict[str, float]:
@@ -36,12 +45,14 @@ def plan(quick: bool) -> dict[str, float]:
         return dict(
             w1_reps=10, w1_warmups=2, w1_http_reps=6, w2_turns=40, w3_window=8, w3_jobs=50,
             w3_profile=1, w4_tasks=10, w4_reps=3, w4_concurrent=5, w5_turns=20,
-            w6_clients=20, w6_repeats=1, w6_seed=20, w6_after=3,
+            w6_clients=20, w6_repeats=1, w6_seed=20, w6_after=3, cpu_clients=3, cpu_turns=3,
+            w7_clients=8, w7_window=8,
         )  # fmt: skip
     return dict(
         w1_reps=50, w1_warmups=5, w1_http_reps=20, w2_turns=300, w3_window=30, w3_jobs=200,
         w3_profile=1, w4_tasks=40, w4_reps=7, w4_concurrent=20, w5_turns=60,
-        w6_clients=100, w6_repeats=3, w6_seed=40, w6_after=3,
+        w6_clients=100, w6_repeats=3, w6_seed=40, w6_after=3, cpu_clients=5, cpu_turns=8,
+        w7_clients=16, w7_window=20,
     )  # fmt: skip
 
 
@@ -88,6 +99,10 @@ async def run(args: argparse.Namespace) -> report.Results:
             async with running(paced):
                 res.labels.update({s.key: s.label for s in paced})
                 if "w3" in wanted:
+                    with journal.phase("Server CPU per paced tool turn"):
+                        res.cpu_turn = await throughput.back_to_back(
+                            paced[0], int(size["cpu_clients"]), turns_each=int(size["cpu_turns"])
+                        )
                     res.w3_window_s = size["w3_window"]
                     with journal.phase("W3 sessions"):
                         res.w3 = await concurrency.concurrency(paced, levels, res.w3_window_s)
@@ -103,6 +118,25 @@ async def run(args: argparse.Namespace) -> report.Results:
                             int(size["w6_after"]),
                             int(size["w6_repeats"]),
                             int(size["w6_seed"]),
+                        )
+        if "w3" in wanted:
+            probed = ours(root / "ours-probed", HOSTED, probes=True)
+            async with running([probed]):
+                with journal.phase(f"W3 wall-clock view, {max(levels)} sessions"):
+                    res.w3_wallclock = await wallclock.wall_clock(
+                        probed, max(levels), size["w3_window"]
+                    )
+        if "w7" in wanted:
+            res.w7_window_s = size["w7_window"]
+            counts = [1, 2] if throughput.workers_flag() else [1]
+            for workers in counts:
+                server = ours(root / f"ours-w{workers}", ZERO, workers=workers)
+                async with running([server]):
+                    with journal.phase(f"W7 saturated throughput, {server.label}"):
+                        res.w7.append(
+                            await throughput.back_to_back(
+                                server, int(size["w7_clients"]), window_s=size["w7_window"]
+                            )
                         )
     elapsed = time.perf_counter() - started
     res.header = [

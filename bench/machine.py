@@ -62,6 +62,19 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the process and of its live children (``--workers`` processes)."""
+    process = psutil.Process(pid)
+    total = cpu_seconds(pid)
+    for child in process.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 @dataclass
 class Phase:
     """One workload's wall time and the load average just before and just after it."""

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -66,6 +66,7 @@ class Server:
     argv: Callable[[int], list[str]]
     workdir: Path
     pacing: Pacing
+    env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     started_s: float = 0.0
@@ -96,7 +97,7 @@ class Server:
             self.proc = subprocess.Popen(
                 self.argv(self.port),
                 cwd=self.workdir,
-                env=server_env(data_dir, self.pacing),
+                env={**server_env(data_dir, self.pacing), **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -164,14 +165,34 @@ def server_env(data_dir: Path, pacing: Pacing) -> dict[str, str]:
     return env
 
 
-def ours(workdir: Path, pacing: Pacing) -> Server:
-    """This server: ``taskagent serve`` (the editable install is importable from any cwd)."""
+def ours(
+    workdir: Path, pacing: Pacing, *, probes: bool = False, workers: int | None = None
+) -> Server:
+    """This server: ``taskagent serve`` (the editable install is importable from any cwd).
+
+    `probes` switches on the wall-clock probes; `workers` passes ``--workers N``.
+    """
+    extra = [] if workers is None or workers == 1 else ["--workers", str(workers)]
+    label = (
+        "this server"
+        if workers is None
+        else f"this server, {workers} worker{'s' if workers > 1 else ''}"
+    )
     return Server(
-        key="ours",
-        label="this server",
-        argv=lambda port: [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+        key="ours" if workers is None else f"ours-w{workers}",
+        label=label,
+        argv=lambda port: [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--port",
+            str(port),
+            *extra,
+        ],  # fmt: skip
         workdir=workdir,
         pacing=pacing,
+        env={"TASKAGENT_WALLCLOCK_PROBES": "true"} if probes else {},
     )
 
 

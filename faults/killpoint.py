@@ -97,8 +97,10 @@ def install() -> None:
 
     # The product may use a subclass of the stock saver that overrides these: wrap every class
     # that defines them, each around its own method.
-    savers: list[type[Any]] = [AsyncSqliteSaver, *AsyncSqliteSaver.__subclasses__()]
+    savers: list[type[Any]] = [AsyncSqliteSaver]
     for saver in savers:
+        # Subclasses of subclasses too (graph/saver_pool.py), each once.
+        savers += [sub for sub in saver.__subclasses__() if sub not in savers]
         _wrap_saver(saver)
 
     append = RunStore.append
@@ -170,6 +172,7 @@ def main() -> None:
 
     Everything is imported before the wait; nothing under the data dir is opened until after.
     """
+    import graph.saver_pool  # noqa: F401  (open_saver imports it late; its savers get wrapped)
     import server.app  # noqa: F401  (the heavy imports, done while waiting)
     from server.cli.main import app
 

@@ -281,7 +281,21 @@ async def open_saver(settings: Settings) -> AsyncSqliteSaver:
         busy_timeout_ms=settings.busy_timeout_ms,
         synchronous=settings.sqlite_synchronous,
     )
-    saver = SqliteSaver(conn, serde=compressed_serde())
+    # Reads on reader threads (graph/saver_pool.py); imported here, as it builds on this module.
+    from graph.saver_pool import PooledSaver
+
+    writer = await open_sqlite(
+        settings.checkpoint_db,
+        busy_timeout_ms=settings.busy_timeout_ms,
+        synchronous=settings.sqlite_synchronous,
+    )
+    saver = PooledSaver(
+        conn,
+        writer=writer,
+        serde=compressed_serde(),
+        path=settings.checkpoint_db,
+        busy_timeout_ms=settings.busy_timeout_ms,
+    )
     await saver.setup()
     return saver
 

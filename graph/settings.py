@@ -178,6 +178,10 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(default="NORMAL", alias="TASKAGENT_SQLITE_SYNCHRONOUS")
     busy_timeout_ms: int = Field(default=5000, ge=0, alias="TASKAGENT_BUSY_TIMEOUT_MS")
 
+    # Wall-clock probes (server/observability/wallclock.py): event-loop lag, aiosqlite queue
+    # waits and lock waits at /metrics, for finding what serialises; off in production.
+    wallclock_probes: bool = Field(default=False, alias="TASKAGENT_WALLCLOCK_PROBES")
+
     @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

@@ -28,6 +28,7 @@ from server.api import ops as ops_api
 from server.api import tasks as tasks_api
 from server.api.schemas import ErrorResponse, HealthResponse, TierHealth
 from server.api.storage_errors import answer_storage_errors
+from server.observability import wallclock
 from server.observability.logs import REQUEST_ID_HEADER, log_config
 from server.observability.request_context import RequestContext, request_id_of
 from server.runs.engine import RunManager
@@ -68,10 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if resumed:
             log.warning("resumed %d run(s) left unfinished by a process that is gone", len(resumed))
         sweeper = asyncio.create_task(_sweep_events(store, settings.event_retention_s))
+        background = [sweeper, prober]
+        if settings.wallclock_probes:
+            background.append(_probe(runner, store))
         try:
             yield
         finally:
-            for task in (sweeper, prober):
+            for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -177,6 +181,23 @@ def worker_app() -> ASGIApp:
         )
     )
     return behind_proxies(create_app(settings), settings.forwarded_allow_ips)
+
+
+def _probe(runner: AgentRunner, store: RunStore) -> asyncio.Task[None]:
+    """Time every connection's queue and the locks around it; sample the loop's lag."""
+    # Steps write checkpoints through the saver's own writer when it has one (saver_pool).
+    for conn, db in (
+        (getattr(runner.saver, "writer", runner.saver.conn), "checkpoints"),
+        (runner.services.tasks._writer, "tasks"),
+        (runner.services.tasks._reader, "task reads"),
+        (runner.threads._conn, "threads"),
+        (store._conn, "runs"),
+    ):
+        wallclock.probe_connection(conn, db)
+    wallclock.probe_lock(runner.saver.lock, "checkpoints")
+    wallclock.probe_lock(runner.services.tasks._lock, "tasks")
+    wallclock.probe_lock(store._write, "runs")
+    return asyncio.create_task(wallclock.watch_loop_lag())
 
 
 async def _sweep_events(store: RunStore, retention_s: float) -> None:

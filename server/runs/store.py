@@ -23,6 +23,7 @@ import aiosqlite
 
 from graph import metrics
 from graph.context import TIER_NAMES, Context
+from server.runs.group_commit import GroupCommit
 from tools.migrations import Migration, columns_of, migrate
 from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 
@@ -198,6 +199,8 @@ class RunStore:
         # Many runs share this connection; a transaction spans several awaits, so writes
         # take turns instead of landing inside another run's open transaction.
         self._write = asyncio.Lock()
+        # Events that runs append at about the same time go to the log in one statement.
+        self._events: GroupCommit[tuple[str, int, str, str]] = GroupCommit(self._append_rows)
 
     @classmethod
     async def open(cls, path: Path, *, busy_timeout_ms: int, synchronous: str) -> RunStore:
@@ -535,8 +538,10 @@ class RunStore:
     # --- the event log -------------------------------------------------------------------
 
     async def append(self, run_id: str, events: list[RunEvent]) -> None:
-        """Append events in one transaction (durable before anyone sees them)."""
-        rows = [(run_id, e.seq, e.event, e.data) for e in events]
+        """Append events, returning once they are committed (durable before anyone sees them)."""
+        await self._events.append([(run_id, e.seq, e.event, e.data) for e in events])
+
+    async def _append_rows(self, rows: Sequence[tuple[str, int, str, str]]) -> None:
         async with self._write:
             if len(rows) <= EVENTS_PER_STATEMENT:
                 # One statement is one transaction on this autocommit connection, and one hop

@@ -44,3 +44,28 @@ def test_report_replaces_only_the_generated_part(tmp_path: Path) -> None:
     text = path.read_text()
     assert text.startswith("intro\n") and text.endswith("notes\n")
     assert "new figures" in text and "old figures" not in text
+
+
+def test_the_previous_runs_figures_become_the_before_column(tmp_path: Path) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(
+        f"intro\n{report.BEGIN}\nMeasured 2026-11-22 07:41 UTC by `make bench` in 11.1 min.\n\n"
+        "## Targets\n\n| workload | target | before | now | verdict |\n|---|---|---|---|---|\n"
+        "| W2 turn 300 / turn 10 | ≤ 1.2 | 1.35 | 1.28 | **missed** |\n\n## Results\n"
+        f"{report.END}\nnotes\n"
+    )
+    new = report.Results(quick=False, header=["new figures"])
+    new.w2_turns = 300
+    report.write(path, new)
+    assert new.before == {"W2 turn 300 / turn 10": "1.28"}
+    report._target(new, "W2 turn 300 / turn 10", "≤ 1.2", "1.12", True)
+    assert new.targets[-1] == "| W2 turn 300 / turn 10 | ≤ 1.2 | 1.28 | 1.12 | met |"
+    text = path.read_text()
+    assert "previous run's figure (2026-11-22 07:41 UTC by `make bench` in 11.1 min)" in text
+    assert text.startswith("intro\n") and text.endswith("notes\n")
+
+
+def test_an_old_four_column_targets_table_is_read_too() -> None:
+    text = "## Targets\n\n| workload | target | measured | verdict |\n|---|---|---|---|\n"
+    text += "| W3 p95 added latency, 200 sessions | < 25 ms | 2,131.6 ms | **missed** |\n"
+    assert report.previous(text)[0] == {"W3 p95 added latency, 200 sessions": "2,131.6 ms"}
