@@ -11,23 +11,23 @@ from tests.fakes.chat_models import ScriptedChatModel, tool_call
 from tests.unit.test_graph import ME
 
 
-async def test_a_threads_state_is_read_while_the_writer_is_busy(open_runner):
+async def test_a_threads_state_is_read_while_the_writer_is_busy(open_engine):
     model = ScriptedChatModel(
         script=[
             tool_call("create_task", {"title": "Call the plumber"}, "call-1"),
             "Created TASK-0001.",
         ]
     )
-    runner = await open_runner(("openai", model))
-    assert isinstance(runner.saver, PooledSaver)
-    result = await runner.run_turn(context=ME, message="create a task to call the plumber")
+    engine = await open_engine(("openai", model))
+    assert isinstance(engine.runner.saver, PooledSaver)
+    result = await engine.run_turn(context=ME, message="create a task to call the plumber")
     config = {"configurable": {"thread_id": result.thread_id}}
     # The writer's lock is held (a long prune, a write of another thread's step): before,
     # every read queued behind it; now reads go to their own connection.
-    async with runner.saver.lock:
-        state = await asyncio.wait_for(runner.graph.aget_state(config), 2.0)
+    async with engine.runner.saver.lock:
+        state = await asyncio.wait_for(engine.runner.graph.aget_state(config), 2.0)
         history = await asyncio.wait_for(
-            _collect(runner.graph.aget_state_history(config, limit=3)), 2.0
+            _collect(engine.runner.graph.aget_state_history(config, limit=3)), 2.0
         )
     messages = state.values["messages"]
     assert isinstance(messages[0], HumanMessage)
@@ -35,34 +35,34 @@ async def test_a_threads_state_is_read_while_the_writer_is_busy(open_runner):
     assert len(history) == 3 and history[0].config == state.config
 
 
-async def test_a_turn_runs_to_its_end_while_the_savers_lock_is_held(open_runner):
+async def test_a_turn_runs_to_its_end_while_the_savers_lock_is_held(open_engine):
     model = ScriptedChatModel(
         script=[tool_call("create_task", {"title": "Renew the insurance"}, "call-1"), "Done."]
     )
-    runner = await open_runner(("openai", model))
+    engine = await open_engine(("openai", model))
     # Every step's checkpoint used to take this lock: the turn would hang behind the holder.
-    async with runner.saver.lock:
+    async with engine.runner.saver.lock:
         turn = asyncio.create_task(
-            runner.run_turn(context=ME, message="create a task to renew the insurance")
+            engine.run_turn(context=ME, message="create a task to renew the insurance")
         )
         done, _ = await asyncio.wait({turn}, timeout=5.0)
     result = await turn
     assert turn in done, "the turn waited for the saver's lock"
     assert result.message == "Done."
-    assert await runner.services.tasks.get("alice", "TASK-0001") is not None
-    state = await runner.graph.aget_state({"configurable": {"thread_id": result.thread_id}})
+    assert await engine.runner.services.tasks.get("alice", "TASK-0001") is not None
+    state = await engine.runner.graph.aget_state({"configurable": {"thread_id": result.thread_id}})
     assert state.values["messages"][-1].text == "Done."
 
 
-async def test_the_next_turn_reads_what_the_last_one_wrote(open_runner):
+async def test_the_next_turn_reads_what_the_last_one_wrote(open_engine):
     model = ScriptedChatModel(script=["First answer.", "Second answer."])
-    runner = await open_runner(("openai", model))
-    first = await runner.run_turn(context=ME, message="tell me something about my week")
-    second = await runner.run_turn(
+    engine = await open_engine(("openai", model))
+    first = await engine.run_turn(context=ME, message="tell me something about my week")
+    second = await engine.run_turn(
         context=ME, message="and something else about it", thread_id=first.thread_id
     )
     assert second.message == "Second answer."
-    state = await runner.graph.aget_state({"configurable": {"thread_id": first.thread_id}})
+    state = await engine.runner.graph.aget_state({"configurable": {"thread_id": first.thread_id}})
     texts = [m.text for m in state.values["messages"]]
     assert texts == [
         "tell me something about my week",
