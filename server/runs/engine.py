@@ -317,7 +317,8 @@ class RunManager:
             if run.attempt > 1:
                 log.warning("resuming run %s (attempt %d)", run.run_id, run.attempt)
             self._start(run, next_seq=await self.store.last_seq(run.run_id) + 1)
-        metrics.RUNS_QUEUED.set(await self.store.pending_count())
+        if claimed:
+            metrics.RUNS_QUEUED.set(await self.store.pending_count())
 
     async def _renew_loop(self) -> None:
         async for held in self.leases.renewals():
@@ -375,7 +376,10 @@ class RunManager:
                 # process stops reading once it sees the status.
                 await channel.close()
                 await self._record_end(run.run_id, *ending)
-                self.leases.wake()  # the thread's next queued run may start now
+                if await self.store.has_pending(run.thread_id):
+                    # Its next queued run starts now rather than at the next poll; a claim
+                    # pass after every run would queue every other write behind it.
+                    self.leases.wake()
             if not self._stopping:
                 metrics.RUN_DURATION.labels(run.kind).observe(
                     time.monotonic() - channel.accepted_at

@@ -447,6 +447,15 @@ class RunStore:
         row = await fetch_one(self._conn, "SELECT COUNT(*) FROM runs WHERE status = 'pending'")
         return int(row[0]) if row else 0
 
+    async def has_pending(self, thread_id: str) -> bool:
+        """Return whether a run of the thread waits to be claimed."""
+        row = await fetch_one(
+            self._conn,
+            "SELECT 1 FROM runs WHERE thread_id = ? AND status = 'pending' LIMIT 1",
+            (thread_id,),
+        )
+        return row is not None
+
     async def live(self, thread_id: str) -> list[str]:
         """Return the ids of the thread's pending and running runs, oldest first."""
         rows = await fetch_all(
