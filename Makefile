@@ -45,7 +45,7 @@ test: lint ## The whole suite: lint, type check, unit and integration tests
 	$(UV) run --frozen pytest -q
 
 .PHONY: bench
-bench: install ## Benchmarks (≈12 min) → docs/BENCHMARKS.md; `uv run python -m bench --quick` for a quick look
+bench: install ## Benchmarks (≈17 min) → docs/BENCHMARKS.md; `uv run python -m bench --quick` for a quick look
 	$(UV) run --frozen python -m bench --wait-for-load 600
 
 .PHONY: faults
