@@ -456,6 +456,10 @@ class RunManager:
         ):
             info = await self.runner.threads.get(run.thread_id)
             return PreparedRun(run.thread_id, info, None, "", continue_run=True)
+        if run.attempt > 1:
+            # The attempt that died may have marked the thread busy before its input reached
+            # a checkpoint: the thread's record is rebuilt from the checkpoint first.
+            await self.runner.settle(run.thread_id)
         return await self._prepare(context, run.thread_id, run.payload)
 
     # --- watching ------------------------------------------------------------------------
