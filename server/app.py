@@ -22,9 +22,9 @@ from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
 from models.providers import Reachability
 from server.api import admin as admin_api
-from server.api import agent as agent_api
 from server.api import chat as chat_api
 from server.api import ops as ops_api
+from server.api import protocol
 from server.api import tasks as tasks_api
 from server.api.schemas import ErrorResponse, HealthResponse, TierHealth
 from server.api.storage_errors import answer_storage_errors
@@ -151,7 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Errors are {"detail": "<sentence>"} everywhere; the spec says so.
     errors: dict[int | str, dict[str, Any]] = {422: {"model": ErrorResponse}}
     app.include_router(chat_api.router, responses=errors)
-    app.include_router(agent_api.router, responses=errors)
+    app.include_router(protocol.router, responses=errors)
     app.include_router(admin_api.router, responses=errors)
     app.include_router(tasks_api.router, responses=errors)
     app.include_router(ops_api.router)

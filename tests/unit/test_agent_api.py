@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 
-from server.api.agent import state_json
+from server.api.protocol.threads import state_json
 
 
 class Count(TypedDict):

@@ -1,0 +1,9 @@
+"""The LangGraph Agent Server protocol: the routes the stock `langgraph-sdk` calls."""
+
+from fastapi import APIRouter
+
+from server.api.protocol import assistants, runs, system, threads
+
+router = APIRouter()
+for part in (assistants, threads, runs, system):
+    router.include_router(part.router)

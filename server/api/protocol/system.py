@@ -1,0 +1,36 @@
+"""The server itself: liveness and what it supports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from server.api.protocol.common import (
+    VERSION,
+)
+
+router = APIRouter(tags=["agent protocol"])
+
+
+@router.get("/ok")
+async def ok() -> dict[str, bool]:
+    """Liveness, as the Agent Server answers it."""
+    return {"ok": True}
+
+
+@router.get("/info")
+async def info(request: Request) -> dict[str, Any]:
+    """Describe the server and what it supports."""
+    return {
+        "version": VERSION,
+        "langgraph_py_version": _version("langgraph"),
+        "flags": {"assistants": True, "crons": False, "langsmith": False, "thread_ttl": False},
+        "metadata": {"stream_modes": ["values", "updates", "messages-tuple", "custom"]},
+    }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
