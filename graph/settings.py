@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", alias="HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="PORT")
     data_dir: Path = Field(default=Path("./data"), alias="TASKAGENT_DATA_DIR")
+    # A langgraph.json whose graphs are served beside the task agent (`serve --config`).
+    graphs_config: Path | None = Field(default=None, alias="TASKAGENT_GRAPHS_CONFIG")
     log_level: LogLevel = Field(default="INFO", alias="TASKAGENT_LOG_LEVEL")
     log_format: Literal["json", "text"] = Field(default="json", alias="TASKAGENT_LOG_FORMAT")
     metrics_key: SecretStr | None = Field(default=None, alias="TASKAGENT_METRICS_KEY")

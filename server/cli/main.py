@@ -67,6 +67,14 @@ def serve(
             " database, so any process finishes a run whose process died).",
         ),
     ] = 1,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            help="A langgraph.json whose graphs to serve beside the task agent"
+            " (TASKAGENT_GRAPHS_CONFIG).",
+        ),
+    ] = None,
 ) -> None:
     """Start the HTTP API server."""
     import uvicorn
@@ -74,6 +82,9 @@ def serve(
     from graph.redaction import Redactor
     from server.observability.logs import log_config
 
+    if config is not None:
+        # Through the environment, so every worker process serves the same graphs.
+        os.environ["TASKAGENT_GRAPHS_CONFIG"] = config
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port

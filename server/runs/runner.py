@@ -19,16 +19,15 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from graph.builder import build_graph
 from graph.checkpointer import open_saver
 from graph.context import Context
 from graph.services import Services, open_services
 from graph.settings import Settings, get_settings
 from server.observability.tracing import Tracer, finish
 from server.runs.client_input import RefusedInput, user_messages
+from server.runs.graphs import TASK_AGENT, GraphRegistry, ServedGraph, load_graphs
 from server.runs.retention import prune_before
 from server.runs.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from tools.audit import summarize
@@ -131,12 +130,14 @@ class AgentRunner:
 
     def __init__(
         self,
-        graph: CompiledStateGraph[Any, Any, Any, Any],
+        graphs: GraphRegistry,
         saver: AsyncSqliteSaver,
         services: Services,
         threads: ThreadIndex,
     ) -> None:
-        self.graph = graph
+        self.graphs = graphs
+        # The task agent: the graph of the chat endpoints, the CLI and MCP.
+        self.graph = graphs.get(TASK_AGENT).graph
         self.saver = saver
         self.services = services
         self.threads = threads
@@ -155,8 +156,18 @@ class AgentRunner:
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
         )
-        graph = build_graph(services).compile(checkpointer=saver, name="agent")
-        return cls(graph, saver, services, threads)
+        graphs = await load_graphs(settings, services, saver)
+        return cls(graphs, saver, services, threads)
+
+    def graph_of(self, info: ThreadInfo | None) -> ServedGraph:
+        """The graph a thread runs on: the one its first run recorded, else the task agent."""
+        graph_id = (info.metadata.get("graph_id") if info is not None else None) or TASK_AGENT
+        served = self.graphs.find(str(graph_id))
+        if served is None:
+            raise TurnError(
+                409, f"Thread runs graph {graph_id!r}, which this server no longer serves."
+            )
+        return served
 
     async def close(self) -> None:
         """Close every connection this runner opened."""

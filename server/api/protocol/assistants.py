@@ -35,6 +35,7 @@ def _assistant() -> dict[str, Any]:
 
 
 def check_assistant(assistant_id: str) -> None:
+    """Raise 404 unless `assistant_id` names an assistant of this server."""
     if assistant_id not in (ASSISTANT_ID, GRAPH_ID):
         raise TurnError(
             404, f"Assistant {assistant_id} not found; this server serves {GRAPH_ID!r}."
