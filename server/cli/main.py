@@ -109,6 +109,12 @@ def serve(
             " loopback. Create keys with `taskagent keys add` or set TASKAGENT_API_KEYS."
         )
     prepare_data_dir(settings)
+    if settings.graphs_config is not None:
+        import asyncio
+
+        from server.runs.graphs import check_graphs
+
+        asyncio.run(check_graphs(settings))
     if (problem := port_problem(host, port)) is not None:
         raise ConfigError(
             f"cannot listen on {host}:{port} ({problem}); stop what uses the port or choose"

@@ -29,12 +29,14 @@ from graph.services import Services
 from graph.settings import Settings
 from server.observability import logs
 from server.runs.channel import RunChannel
+from server.runs.graphs import TASK_AGENT, system_assistant_id
 from server.runs.leases import Leases
 from server.runs.projections import projection_for
 from server.runs.retention import delete_run_checkpoints
 from server.runs.runner import (
     AgentRunner,
     PreparedRun,
+    RunOptions,
     RunOutcome,
     TurnError,
     TurnResult,
@@ -135,7 +137,7 @@ class RunManager:
         payload: dict[str, Any],
         strategy: MultitaskStrategy = "enqueue",
         metadata: dict[str, Any] | None = None,
-        assistant_id: str = "agent",
+        assistant_id: str = TASK_AGENT,
         idempotency_key: str | None = None,
     ) -> RunRecord:
         """Admit a run; it starts at once, or when the thread's earlier runs are done.
@@ -150,8 +152,17 @@ class RunManager:
             ).hexdigest()
             key = KeyBinding(context.user_id, idempotency_key, fingerprint)
         new_thread = thread_id is None
+        graph_id = payload.get("graph_id") or TASK_AGENT
+        if assistant_id == graph_id:
+            assistant_id = system_assistant_id(graph_id)
+        # Clients (agent-chat-ui's history, Studio) find a graph's threads by these.
+        thread_metadata = {"graph_id": graph_id, "assistant_id": assistant_id}
         if thread_id is not None:
-            await self.runner.check_access(thread_id, context.user_id)
+            info = await self.runner.check_access(thread_id, context.user_id)
+            if not info.metadata.get("graph_id"):
+                await self.runner.threads.update_metadata(
+                    thread_id, thread_metadata, max_bytes=self.settings.max_metadata_bytes
+                )
             if not await self.store.live(thread_id):
                 # With nothing ahead of it the request can be checked now, so a bad one is a
                 # 4xx and never a half-created run; a queued one is checked when it starts.
@@ -175,7 +186,7 @@ class RunManager:
             },
         )
         if new_thread:
-            await self.create_thread(context, thread_id, title=_title(payload))
+            await self.create_thread(context, thread_id, thread_metadata, title=_title(payload))
         try:
             admission = await self.store.admit(
                 run,
@@ -274,6 +285,20 @@ class RunManager:
                 " you no longer need before creating more.",
             ) from None
 
+    async def delete_thread(self, thread_id: str, *, keep_runs: bool = False) -> None:
+        """Delete a thread: its runs (cancelled if live), checkpoints, archive and index entry.
+
+        `keep_runs` keeps its finished runs and their event logs (a thread-less run's thread
+        goes when the run ends, but its client may still read the run's result).
+        """
+        if not keep_runs:
+            for run_id in await self.active_runs(thread_id):
+                await self.cancel(run_id)
+            await self.store.delete_thread(thread_id)
+        await self.runner.saver.adelete_thread(thread_id)
+        await self.runner.services.tasks.delete_archive(thread_id)
+        await self.runner.threads.delete(thread_id)
+
     async def active_runs(self, thread_id: str) -> list[str]:
         """Return the ids of the thread's pending and running runs, in any process."""
         return await self.store.live(thread_id)
@@ -294,7 +319,9 @@ class RunManager:
             thread_id=thread_id,
             resume=command.get("resume"),
             graph_input=payload.get("input"),
+            command=command,
             strict_pending=False,
+            options=RunOptions.of(payload),
         )
 
     # --- leases --------------------------------------------------------------------------
@@ -376,6 +403,8 @@ class RunManager:
                 # process stops reading once it sees the status.
                 await channel.close()
                 await self._record_end(run.run_id, *ending)
+                if run.payload.get("on_completion") == "delete":
+                    await self.delete_thread(run.thread_id, keep_runs=True)
                 if await self.store.has_pending(run.thread_id):
                     # Its next queued run starts now rather than at the next poll; a claim
                     # pass after every run would queue every other write behind it.
@@ -455,7 +484,10 @@ class RunManager:
             run.thread_id, run.run_id, run.payload
         ):
             info = await self.runner.threads.get(run.thread_id)
-            return PreparedRun(run.thread_id, info, None, "", continue_run=True)
+            options = RunOptions.of(run.payload)
+            # The run's own checkpoint is behind it now: it continues from the latest.
+            options.checkpoint_id = None
+            return PreparedRun(run.thread_id, info, None, "", continue_run=True, options=options)
         if run.attempt > 1:
             # The attempt that died may have marked the thread busy before its input reached
             # a checkpoint: the thread's record is rebuilt from the checkpoint first.

@@ -99,6 +99,32 @@ async def load_graphs(
     config_path = settings.graphs_config
     if config_path is None:
         return GraphRegistry(served)
+    for graph_id, path, description in _entries(config_path):
+        loaded = await _load(config_path, graph_id, path)
+        served.append(ServedGraph(graph_id, _compile(loaded, graph_id, saver, store), description))
+    return GraphRegistry(served)
+
+
+async def check_graphs(settings: Settings) -> list[str]:
+    """Load every graph of `settings.graphs_config` once, so a bad one is a ConfigError now.
+
+    Returns the graph ids that would be served besides the task agent.
+    """
+    config_path = settings.graphs_config
+    if config_path is None:
+        return []
+    ids = []
+    for graph_id, path, _ in _entries(config_path):
+        target = await _load(config_path, graph_id, path)
+        if not isinstance(target, (Pregel, StateGraph)):
+            _compile(target, graph_id, None, None)  # raises the one-line error
+        ids.append(graph_id)
+    return ids
+
+
+def _entries(config_path: Path) -> list[tuple[str, str, str]]:
+    """(graph id, path, description) of each graph to serve besides the task agent."""
+    entries = []
     for graph_id, spec in _graph_specs(config_path).items():
         path, description = (spec, "") if isinstance(spec, str) else _spec_fields(spec, graph_id)
         if _is_task_agent(config_path, path):
@@ -108,9 +134,8 @@ async def load_graphs(
                 f"{config_path}: graph id {TASK_AGENT!r} is the task agent's;"
                 f" give {path} another id."
             )
-        loaded = await _load(config_path, graph_id, path)
-        served.append(ServedGraph(graph_id, _compile(loaded, graph_id, saver, store), description))
-    return GraphRegistry(served)
+        entries.append((graph_id, path, description))
+    return entries
 
 
 def _graph_specs(config_path: Path) -> dict[str, Any]:
@@ -171,7 +196,7 @@ async def _load(config_path: Path, graph_id: str, path: str) -> Any:
 
 
 def _compile(
-    target: Any, graph_id: str, saver: BaseCheckpointSaver[Any], store: BaseStore | None
+    target: Any, graph_id: str, saver: BaseCheckpointSaver[Any] | None, store: BaseStore | None
 ) -> Compiled:
     if isinstance(target, StateGraph):
         return target.compile(checkpointer=saver, store=store, name=graph_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk, ToolMessage
 from langgraph.types import Overwrite
 
 from server.runs.runner import (
@@ -25,7 +25,17 @@ from server.runs.runner import message_text as _text
 from server.runs.store import RunRecord
 
 Event = tuple[str, Any]
-SUPPORTED_MODES = ("values", "updates", "messages-tuple", "custom")
+SUPPORTED_MODES = (
+    "values",
+    "updates",
+    "messages",
+    "messages-tuple",
+    "custom",
+    "events",
+    "debug",
+    "tasks",
+    "checkpoints",
+)
 
 
 class Projection(Protocol):
@@ -166,20 +176,46 @@ class AgentProjection:
     def __init__(self, run: RunRecord) -> None:
         self._run = run
         self.requested = stream_modes(run.payload.get("stream_mode"))
-        self.modes = tuple("messages" if m == "messages-tuple" else m for m in self.requested)
+        self.modes = tuple(
+            dict.fromkeys("messages" if m == "messages-tuple" else m for m in self.requested)
+        )
+        # `messages` (not `-tuple`): each message so far, as langgraph-api accumulates it.
+        self._messages: dict[str, Any] = {}
 
     def start(self) -> list[Event]:
         """`metadata` with the run id, as the SDK expects first."""
         return [("metadata", {"run_id": self._run.run_id, "attempt": self._run.attempt})]
 
     def events(self, mode: str, payload: Any) -> list[Event]:
-        """The part as it is, with message metadata cut to what clients use."""
-        if mode not in self.modes:
+        """The part in LangGraph's shape; a subgraph's modes are named `mode|namespace`."""
+        base, bar, namespace = mode.partition("|")
+        if base not in self.modes:
             return []
-        if mode == "messages":
+        if base == "messages":
             chunk, meta = payload
-            return [("messages", [chunk, _public_metadata(meta)])]
+            events: list[Event] = []
+            if "messages-tuple" in self.requested:
+                events.append((mode, [chunk, _public_metadata(meta)]))
+            if "messages" in self.requested:
+                events += self._accumulated(chunk, meta, bar + namespace)
+            return events
+        if base == "debug" and isinstance(payload, dict) and payload.get("type") == "checkpoint":
+            return [(mode, {**payload, "payload": debug_checkpoint(payload["payload"])})]
         return [(mode, payload)]
+
+    def _accumulated(self, chunk: Any, meta: dict[str, Any], suffix: str) -> list[Event]:
+        key = chunk.id or ""
+        events: list[Event] = []
+        if key not in self._messages:
+            events.append(
+                (f"messages/metadata{suffix}", {key: {"metadata": _public_metadata(meta)}})
+            )
+        if isinstance(chunk, BaseMessageChunk):
+            known = self._messages.get(key)
+            self._messages[key] = chunk if known is None else known + chunk
+            return [*events, (f"messages/partial{suffix}", [self._messages[key]])]
+        self._messages[key] = chunk
+        return [*events, (f"messages/complete{suffix}", [chunk])]
 
     def finish(self, outcome: RunOutcome, latency_ms: float) -> list[Event]:
         """A paused run's state, with its interrupts (LangGraph's values mode omits them)."""
@@ -213,6 +249,38 @@ def stream_modes(requested: Any) -> tuple[str, ...]:
             f"Unsupported stream_mode {unknown}; supported: {', '.join(SUPPORTED_MODES)}.",
         )
     return tuple(dict.fromkeys(modes))
+
+
+def checkpoint_of(config: Any) -> dict[str, Any] | None:
+    """A checkpoint's address from its config, as the Agent Server writes it."""
+    configurable = (config or {}).get("configurable") or {}
+    if not configurable.get("thread_id") or not configurable.get("checkpoint_id"):
+        return None
+    address = {
+        "thread_id": configurable["thread_id"],
+        "checkpoint_id": configurable["checkpoint_id"],
+        "checkpoint_ns": configurable.get("checkpoint_ns") or "",
+    }
+    if "checkpoint_map" in configurable:
+        address["checkpoint_map"] = configurable["checkpoint_map"]
+    return address
+
+
+def debug_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
+    """A debug checkpoint event with `checkpoint` and `parent_checkpoint`, as Studio reads it."""
+    tasks = []
+    for task in payload.get("tasks") or []:
+        state = task.get("state")
+        if isinstance(state, dict) and state.get("configurable"):
+            task = {k: v for k, v in task.items() if k != "state"}
+            task["checkpoint"] = state["configurable"]
+        tasks.append(task)
+    return {
+        **payload,
+        "checkpoint": checkpoint_of(payload.get("config")),
+        "parent_checkpoint": checkpoint_of(payload.get("parent_config")),
+        "tasks": tasks,
+    }
 
 
 def _public_metadata(meta: dict[str, Any]) -> dict[str, Any]:

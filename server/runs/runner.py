@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from langchain_core.messages import (
     AIMessage,
@@ -19,7 +19,8 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.types import Command
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command, StateSnapshot
 
 from graph.checkpointer import open_saver
 from graph.context import Context
@@ -32,6 +33,12 @@ from server.runs.retention import prune_before
 from server.runs.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from tools.audit import summarize
 from tools.text import printable
+
+# The checkpoint address and identity are set by the server, never by a client's config.
+_SERVER_KEYS = frozenset(
+    {"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map", "user_id", "run_id"}
+)
+MAX_RECURSION_LIMIT = 1000
 
 EventKind = Literal["metadata", "token", "tool_call", "tool_result", "interrupt", "error", "done"]
 
@@ -62,6 +69,34 @@ class TurnResult:
 
 
 @dataclass
+class RunOptions:
+    """How a protocol run drives its graph, beyond its input (the Agent Server's run fields)."""
+
+    graph_id: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    # Branch from (or re-run) this checkpoint instead of the thread's latest.
+    checkpoint_id: str | None = None
+    interrupt_before: Any = None
+    interrupt_after: Any = None
+    subgraphs: bool = False
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> RunOptions:
+        """The options a run's stored payload carries."""
+        checkpoint = payload.get("checkpoint") or {}
+        return cls(
+            graph_id=payload.get("graph_id"),
+            config=dict(payload.get("config") or {}),
+            context=dict(payload.get("context") or {}),
+            checkpoint_id=payload.get("checkpoint_id") or checkpoint.get("checkpoint_id"),
+            interrupt_before=payload.get("interrupt_before"),
+            interrupt_after=payload.get("interrupt_after"),
+            subgraphs=bool(payload.get("stream_subgraphs")),
+        )
+
+
+@dataclass
 class PreparedRun:
     """A request checked against its thread and turned into graph input."""
 
@@ -71,6 +106,8 @@ class PreparedRun:
     title: str
     # With no input: continue the thread's cut-off run from its last checkpoint.
     continue_run: bool = False
+    served: ServedGraph | None = None
+    options: RunOptions = field(default_factory=RunOptions)
 
 
 @dataclass
@@ -191,7 +228,9 @@ class AgentRunner:
         message: str | None = None,
         resume: Any = None,
         graph_input: Any = None,
+        command: dict[str, Any] | None = None,
         strict_pending: bool = True,
+        options: RunOptions | None = None,
     ) -> PreparedRun:
         """Check a request against the thread's state and turn it into graph input.
 
@@ -201,6 +240,7 @@ class AgentRunner:
         to answer with. A thread whose run was cut off is never settled here: the run engine
         takes that run over (its lease expired) before any later run of the thread starts.
         """
+        options = options or RunOptions()
         info: ThreadInfo | None = None
         if thread_id is None:
             if message is None and graph_input is None:
@@ -208,6 +248,10 @@ class AgentRunner:
             thread_id = str(uuid.uuid4())
         else:
             info = await self.check_access(thread_id, context.user_id)
+        served = self._served_for(info, options.graph_id)
+        if not served.task_agent:
+            raw = _graph_input(info, thread_id, graph_input, command, options)
+            return PreparedRun(thread_id, info, raw, title_of(raw), served=served, options=options)
         title = message or ""
         if resume is not None:
             if info is None or info.status != "interrupted":
@@ -233,8 +277,32 @@ class AgentRunner:
                     raise TurnError(422, str(exc)) from None
                 title = title_of(run_input)
         else:
+            # Continue the thread, or re-run it from a past checkpoint (a client's regenerate).
             run_input = None
-        return PreparedRun(thread_id=thread_id, info=info, graph_input=run_input, title=title)
+        return PreparedRun(
+            thread_id=thread_id,
+            info=info,
+            graph_input=run_input,
+            title=title,
+            served=served,
+            options=options,
+            continue_run=options.checkpoint_id is not None,
+        )
+
+    def _served_for(self, info: ThreadInfo | None, graph_id: str | None) -> ServedGraph:
+        served = self.graph_of(info)
+        if graph_id is None or graph_id == served.graph_id:
+            return served
+        if info is not None and info.metadata.get("graph_id"):
+            raise TurnError(
+                409,
+                f"Thread {info.thread_id} runs graph {served.graph_id!r}, not {graph_id!r};"
+                " start a new thread for that assistant.",
+            )
+        found = self.graphs.find(graph_id)
+        if found is None:
+            raise TurnError(404, f"Graph {graph_id!r} is not served here.")
+        return found
 
     async def _bound_answer(self, thread_id: str, answer: Any) -> dict[str, Any]:
         """Bind an approval answer to the one question the thread waits on, or refuse it.
@@ -297,13 +365,10 @@ class AgentRunner:
         idle at its last checkpoint. The run engine makes sure one run at a time drives a thread.
         """
         thread_id = prepared.thread_id
+        served = prepared.served or self.graph_of(prepared.info)
+        options = prepared.options
         await self.threads.start_run(thread_id, context.user_id, prepared.title)
-        config: RunnableConfig = {
-            "configurable": {"thread_id": thread_id},
-            "run_id": uuid.UUID(run_id),
-            "metadata": {"run_id": run_id},
-        }
-        wanted = tuple(dict.fromkeys((*modes, "updates", "values")))
+        config = _run_config(served, thread_id, run_id, options)
         try:
             if prepared.graph_input is not None or prepared.continue_run:
                 async with self.tracer.turn(
@@ -312,14 +377,19 @@ class AgentRunner:
                     context=context,
                     inputs=_trace_inputs(prepared),
                 ) as root:
-                    parts: AsyncIterator[Any] = self.graph.astream(
+                    parts = _stream_parts(
+                        served.graph,
                         prepared.graph_input,
                         config,
-                        context=context,
-                        stream_mode=cast(Any, list(wanted)),
-                        durability="sync",
+                        context if served.task_agent else options.context or None,
+                        modes,
+                        options,
                     )
-                    async for mode, payload in parts:
+                    async for namespace, mode, payload in parts:
+                        if namespace:
+                            if mode in modes:
+                                yield f"{mode}|{'|'.join(namespace)}", payload
+                            continue
                         if mode == "values":
                             outcome.values = payload
                         elif mode == "updates" and "__interrupt__" in payload:
@@ -332,7 +402,7 @@ class AgentRunner:
                     finish(root, outcome.values, outcome.interrupt, self._tier_name(outcome))
             else:
                 # Nothing new to run: report the thread as it stands.
-                outcome.values = (await self.graph.aget_state(config)).values
+                outcome.values = (await served.graph.aget_state(config)).values
         except asyncio.CancelledError:
             await self.threads.finish_run(thread_id, "idle")
             raise
@@ -341,7 +411,9 @@ class AgentRunner:
             raise
         status: ThreadStatus = "interrupted" if outcome.interrupt else "idle"
         await self.threads.finish_run(thread_id, status, outcome.interrupt)
-        await self._prune(thread_id, prepared.info, str(outcome.values.get("history_floor", "")))
+        if served.task_agent:
+            floor = str(outcome.values.get("history_floor", ""))
+            await self._prune(thread_id, prepared.info, floor)
 
     async def reached_graph(self, thread_id: str, run_id: str, payload: dict[str, Any]) -> bool:
         """Whether a run's input got into the thread before its previous process died.
@@ -357,12 +429,23 @@ class AgentRunner:
         command = payload.get("command") or {}
         if payload.get("resume") is None and command.get("resume") is None:
             return False
-        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        state = await self.state(thread_id)
         return not state.interrupts
+
+    async def state(self, thread_id: str, checkpoint_id: str | None = None) -> StateSnapshot:
+        """The thread's state (at a checkpoint, if given) through the graph it runs on."""
+        served = self.graph_of(await self.threads.get(thread_id))
+        configurable = {"thread_id": thread_id}
+        if checkpoint_id is not None:
+            configurable |= {"checkpoint_ns": "", "checkpoint_id": checkpoint_id}
+        return await served.graph.aget_state({"configurable": configurable})
 
     async def stop_for_time(self, thread_id: str, limit_s: float) -> str:
         """End a turn that ran out of time with an answer saying what it did and why it stopped."""
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        if not self.graph_of(await self.threads.get(thread_id)).task_agent:
+            await self.threads.finish_run(thread_id, "idle")
+            return f"The run stopped because it took longer than {limit_s:g} s."
         state = await self.graph.aget_state(config)
         ran = [
             f"{m.name} ({summarize(_json_or_empty(m.content))})"
@@ -378,12 +461,11 @@ class AgentRunner:
 
     async def values(self, thread_id: str) -> dict[str, Any]:
         """Return the thread's current values."""
-        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
-        return dict(state.values)
+        return dict((await self.state(thread_id)).values)
 
     async def settle(self, thread_id: str) -> None:
         """Record the thread idle, or interrupted with the question it waits on."""
-        state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        state = await self.state(thread_id)
         interrupt = None
         for item in state.interrupts:
             interrupt = item.value if isinstance(item.value, dict) else {"value": item.value}
@@ -407,6 +489,99 @@ class AgentRunner:
         ]
         state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
         return [*messages_from_dict(archived), *state.values.get("messages", [])]
+
+
+def _run_config(
+    served: ServedGraph, thread_id: str, run_id: str, options: RunOptions
+) -> RunnableConfig:
+    """The run's config: the assistant's and the client's, under the server's own keys."""
+    client = options.config
+    configurable = {
+        key: value
+        for key, value in (client.get("configurable") or {}).items()
+        # LangGraph's internal keys and the checkpoint address are the server's to set.
+        if not str(key).startswith("__") and key not in _SERVER_KEYS
+    }
+    configurable["thread_id"] = thread_id
+    if options.checkpoint_id:
+        configurable["checkpoint_id"] = options.checkpoint_id
+        configurable["checkpoint_ns"] = ""
+    config: RunnableConfig = {
+        "configurable": configurable,
+        "run_id": uuid.UUID(run_id),
+        "metadata": {
+            **{k: v for k, v in (client.get("metadata") or {}).items() if k != "run_id"},
+            "run_id": run_id,
+            "graph_id": served.graph_id,
+            "assistant_id": served.assistant_id,
+        },
+    }
+    if isinstance(client.get("tags"), list):
+        config["tags"] = [str(tag) for tag in client["tags"]][:20]
+    limit = client.get("recursion_limit")
+    if isinstance(limit, int) and 1 <= limit <= MAX_RECURSION_LIMIT:
+        config["recursion_limit"] = limit
+    return config
+
+
+async def _stream_parts(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    graph_input: Any,
+    config: RunnableConfig,
+    context: Any,
+    modes: tuple[str, ...],
+    options: RunOptions,
+) -> AsyncIterator[tuple[tuple[str, ...], str, Any]]:
+    """Stream the graph as (namespace, mode, payload); `events` mode rides on astream_events."""
+    wanted = [m for m in dict.fromkeys((*modes, "updates", "values")) if m != "events"]
+    kwargs: dict[str, Any] = {
+        "context": context,
+        "stream_mode": wanted,
+        "durability": "sync",
+        "subgraphs": options.subgraphs,
+        "interrupt_before": options.interrupt_before,
+        "interrupt_after": options.interrupt_after,
+    }
+    if "events" not in modes:
+        async for part in graph.astream(graph_input, config, **kwargs):
+            yield _with_namespace(part)
+        return
+    root = str(config.get("run_id"))
+    async for event in graph.astream_events(graph_input, config, version="v2", **kwargs):
+        chunk = event["data"].get("chunk") if event["event"] == "on_chain_stream" else None
+        if event["run_id"] == root and isinstance(chunk, tuple):
+            yield _with_namespace(chunk)
+        else:
+            yield (), "events", event
+
+
+def _with_namespace(part: Any) -> tuple[tuple[str, ...], str, Any]:
+    if len(part) == 3:
+        return tuple(part[0]), part[1], part[2]
+    return (), part[0], part[1]
+
+
+def _graph_input(
+    info: ThreadInfo | None,
+    thread_id: str,
+    graph_input: Any,
+    command: dict[str, Any] | None,
+    options: RunOptions,
+) -> Any:
+    """A developer's graph gets the client's input and command as they are."""
+    if command:
+        if command.get("resume") is not None and (info is None or info.status != "interrupted"):
+            raise TurnError(
+                409, f"Thread {thread_id} is not waiting for an answer; nothing to resume."
+            )
+        return Command(
+            resume=command.get("resume"),
+            update=command.get("update"),
+            goto=command.get("goto") or (),
+        )
+    if graph_input is None and options.checkpoint_id is None:
+        raise TurnError(422, "A run needs input or command (e.g. command={'resume': ...}).")
+    return graph_input
 
 
 def _trace_inputs(prepared: PreparedRun) -> dict[str, Any]:

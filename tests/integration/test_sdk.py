@@ -3,7 +3,7 @@
 import asyncio
 import json
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -244,7 +244,9 @@ async def test_bad_requests_are_clear_4xx(live_server):
     with pytest.raises(NotFoundError):
         await client.runs.get(tid, str(uuid.uuid4()))
     with pytest.raises(Unprocessable, match="stream_mode"):
-        await client.runs.create(tid, "agent", input=human("hi"), stream_mode="debug")
+        await client.runs.create(
+            tid, "agent", input=human("hi"), stream_mode=cast(Any, "telepathy")
+        )
     with pytest.raises(NotFound, match="Assistant"):
         await client.runs.create(tid, "nobody", input=human("hi"))
     with pytest.raises(Conflict, match="nothing to resume"):

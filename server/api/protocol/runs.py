@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Query, Response
@@ -10,9 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from graph.context import TIER_NAMES, Context, TierName
-from server.api.protocol.assistants import check_assistant
 from server.api.protocol.common import (
-    ASSISTANT_ID,
     GRAPH_ID,
     Ctx,
     IdempotencyKey,
@@ -49,6 +48,15 @@ class RunCreate(BaseModel):
     on_disconnect: Literal["cancel", "continue"] = "continue"
     if_not_exists: Literal["create", "reject"] = "reject"
     stream_resumable: bool = False
+    config: dict[str, Any] | None = None
+    # Branch from (or re-run) a past checkpoint of the thread.
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_id: str | None = Field(default=None, max_length=200)
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    stream_subgraphs: bool = False
+    # Thread-less runs: whether their thread is kept once they end.
+    on_completion: Literal["delete", "keep"] | None = None
 
 
 def run_json(run: RunRecord) -> dict[str, Any]:
@@ -56,13 +64,16 @@ def run_json(run: RunRecord) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "thread_id": run.thread_id,
-        "assistant_id": ASSISTANT_ID,
+        "assistant_id": run.assistant_id,
         "created_at": run.created_at,
         "updated_at": run.updated_at,
         "status": run.status,
         "metadata": run.metadata,
         "multitask_strategy": run.multitask_strategy,
-        "kwargs": {"input": run.payload.get("input"), "command": run.payload.get("command")},
+        "kwargs": {
+            key: run.payload.get(key)
+            for key in ("input", "command", "stream_mode", "config", "context", "checkpoint_id")
+        },
     }
 
 
@@ -86,28 +97,56 @@ async def _create_run(
     runs: RunManager,
     idempotency_key: str | None = None,
 ) -> RunRecord:
-    refuse_oversized_json(runner.services.settings, metadata=body.metadata)
-    check_assistant(body.assistant_id)
+    settings = runner.services.settings
+    refuse_oversized_json(
+        settings, metadata=body.metadata, config=body.config or {}, context=body.context or {}
+    )
+    served = runner.graphs.by_assistant(body.assistant_id)
+    if served is None:
+        raise TurnError(404, f"Assistant {body.assistant_id} not found.")
     stream_modes(body.stream_mode)
-    if body.input is None and body.command is None:
+    checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
+    if thread_id is None and checkpoint_id is not None:
+        raise TurnError(422, "A checkpoint belongs to a thread; give the run a thread_id.")
+    if body.input is None and body.command is None and checkpoint_id is None:
         raise TurnError(422, "A run needs input or command (e.g. command={'resume': ...}).")
-    try:
-        # Before anything is created: a refused input leaves no run and no thread behind.
-        check_run_request(body.input, body.command, runner.services.settings)
-    except RefusedInput as exc:
-        raise TurnError(422, str(exc)) from None
+    for nodes in (body.interrupt_before, body.interrupt_after):
+        unknown = sorted(set(nodes or []) - set(served.graph.nodes) - {"*"})
+        if nodes != "*" and unknown:
+            raise TurnError(422, f"Graph {served.graph_id!r} has no node {unknown[0]!r}.")
+    if served.task_agent:
+        try:
+            # Before anything is created: a refused input leaves no run and no thread behind.
+            if body.input is not None or body.command is not None:
+                check_run_request(body.input, body.command, settings)
+        except RefusedInput as exc:
+            raise TurnError(422, str(exc)) from None
+    elif body.command is not None and body.command.keys() - {"resume", "update", "goto"}:
+        raise TurnError(422, "command may hold resume, update and goto.")
     if thread_id is not None and body.if_not_exists == "create":
         # Another user's thread of that id stays theirs: admission answers 404 for it.
         await runs.create_thread(context, thread_id)
-    payload = {"input": body.input, "command": body.command, "stream_mode": body.stream_mode}
+    payload = {
+        "input": body.input,
+        "command": body.command,
+        "stream_mode": body.stream_mode,
+        "graph_id": served.graph_id,
+        "config": body.config or {},
+        "context": {} if served.task_agent else body.context or {},
+        "checkpoint_id": checkpoint_id,
+        "interrupt_before": body.interrupt_before,
+        "interrupt_after": body.interrupt_after,
+        "stream_subgraphs": body.stream_subgraphs,
+        "on_completion": body.on_completion,
+    }
     return await runs.create(
-        context=_run_context(context, body),
+        context=_run_context(context, body) if served.task_agent else context,
         thread_id=thread_id,
         kind="agent",
-        payload=payload,
+        payload={key: value for key, value in payload.items() if value not in (None, {}, False)},
         strategy=body.multitask_strategy,
         metadata=body.metadata,
-        assistant_id=ASSISTANT_ID,
+        assistant_id=served.assistant_id,
         idempotency_key=idempotency_key,
     )
 
@@ -148,8 +187,53 @@ async def stream_stateless_run(
     body: RunCreate, context: Ctx, runner: Runner, runs: Runs
 ) -> EventSourceResponse:
     """Create a run on a new thread and stream its events."""
-    run = await _create_run(None, body, context, runner, runs)
+    run = await _create_run(None, _stateless(body), context, runner, runs)
     return _stream(run, runs, 0, body.on_disconnect == "cancel")
+
+
+def _stateless(body: RunCreate, *, wait: bool = False) -> RunCreate:
+    """A thread-less run's thread is deleted when it ends unless `on_completion="keep"`."""
+    update: dict[str, Any] = {"on_completion": body.on_completion or "delete"}
+    if wait:
+        # Its result is read from the run's log: the thread may be gone by then.
+        update["stream_mode"] = "values"
+    return body.model_copy(update=update)
+
+
+@router.post("/runs")
+async def create_stateless_run(
+    body: RunCreate, context: Ctx, runner: Runner, runs: Runs
+) -> JSONResponse:
+    """Create a background run on a new thread."""
+    run = await _create_run(None, _stateless(body), context, runner, runs)
+    return JSONResponse(run_json(run), headers={"Content-Location": f"/runs/{run.run_id}"})
+
+
+@router.post("/runs/wait")
+async def wait_stateless_run(
+    body: RunCreate, context: Ctx, runner: Runner, runs: Runs
+) -> JSONResponse:
+    """Create a run on a new thread, wait for it and return its final values."""
+    run = await _create_run(None, _stateless(body, wait=True), context, runner, runs)
+    return JSONResponse(
+        await _final_values(runner, runs, run),
+        headers={"Content-Location": f"/threads/{run.thread_id}/runs/{run.run_id}"},
+    )
+
+
+MAX_BATCH = 100
+
+
+@router.post("/runs/batch")
+async def create_run_batch(
+    body: list[RunCreate], context: Ctx, runner: Runner, runs: Runs
+) -> list[dict[str, Any]]:
+    """Create several background runs, each on a new thread."""
+    if not 1 <= len(body) <= MAX_BATCH:
+        raise TurnError(422, f"A batch holds 1 to {MAX_BATCH} runs (got {len(body)}).")
+    return [
+        run_json(await _create_run(None, _stateless(item), context, runner, runs)) for item in body
+    ]
 
 
 @router.post("/threads/{thread_id}/runs")
@@ -173,7 +257,11 @@ async def _final_values(runner: AgentRunner, runs: RunManager, run: RunRecord) -
     finished = await runs.wait(run.run_id)
     if finished.status == "error":
         return {"__error__": {"error": finished.error or "Error", "message": "The run failed."}}
-    snapshot = await runner.graph.aget_state({"configurable": {"thread_id": run.thread_id}})
+    if run.payload.get("on_completion") == "delete":
+        # A thread-less run's thread goes when it ends: its result is the last values it logged.
+        logged = [e for e in await runs.store.events_after(run.run_id, 0) if e.event == "values"]
+        return json.loads(logged[-1].data) if logged else {}
+    snapshot = await runner.state(run.thread_id)
     values = jsonable(snapshot.values)
     if snapshot.interrupts:
         values["__interrupt__"] = jsonable(list(snapshot.interrupts))

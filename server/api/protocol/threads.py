@@ -58,7 +58,9 @@ class ThreadSearch(BaseModel):
 async def _thread_json(
     runner: AgentRunner, info: ThreadInfo, with_values: bool = True
 ) -> dict[str, Any]:
-    snapshot = await runner.graph.aget_state({"configurable": {"thread_id": info.thread_id}})
+    snapshot = await runner.graph_of(info).graph.aget_state(
+        {"configurable": {"thread_id": info.thread_id}}
+    )
     interrupts: dict[str, list[Any]] = {}
     for task in snapshot.tasks:
         if task.interrupts:
@@ -133,12 +135,7 @@ async def patch_thread(
 async def delete_thread(thread_id: str, context: Ctx, runner: Runner, runs: Runs) -> Response:
     """Delete a thread: its runs (cancelled if live), checkpoints, archive and index entry."""
     await runner.check_access(thread_id, context.user_id)
-    for run_id in await runs.active_runs(thread_id):
-        await runs.cancel(run_id)
-    await runs.store.delete_thread(thread_id)
-    await runner.saver.adelete_thread(thread_id)
-    await runner.services.tasks.delete_archive(thread_id)
-    await runner.threads.delete(thread_id)
+    await runs.delete_thread(thread_id)
     return Response(status_code=204)
 
 
@@ -196,7 +193,7 @@ def state_json(snapshot: StateSnapshot) -> dict[str, Any]:
 async def get_thread_state(thread_id: str, context: Ctx, runner: Runner) -> dict[str, Any]:
     """Return the thread's current state."""
     await runner.check_access(thread_id, context.user_id)
-    return state_json(await runner.graph.aget_state({"configurable": {"thread_id": thread_id}}))
+    return state_json(await runner.state(thread_id))
 
 
 @router.get("/threads/{thread_id}/state/{checkpoint_id}")
@@ -205,14 +202,7 @@ async def get_thread_state_at(
 ) -> dict[str, Any]:
     """Return the thread's state at a checkpoint."""
     await runner.check_access(thread_id, context.user_id)
-    config: RunnableConfig = {
-        "configurable": {
-            "thread_id": thread_id,
-            "checkpoint_ns": "",
-            "checkpoint_id": checkpoint_id,
-        }
-    }
-    snapshot = await runner.graph.aget_state(config)
+    snapshot = await runner.state(thread_id, checkpoint_id)
     if snapshot.config is None or not snapshot.created_at:
         raise TurnError(404, f"Checkpoint {checkpoint_id} not found (it may be pruned).")
     return state_json(snapshot)
@@ -233,7 +223,7 @@ async def get_thread_history(
 ) -> list[dict[str, Any]]:
     """Return the thread's checkpoints, newest first (history is bounded; see README)."""
     refuse_oversized_json(runner.services.settings, metadata=body.metadata)
-    await runner.check_access(thread_id, context.user_id)
+    info = await runner.check_access(thread_id, context.user_id)
     for key in body.metadata or {}:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
             raise TurnError(422, f"metadata filter keys are letters, digits, _ . - (got {key!r}).")
@@ -244,7 +234,7 @@ async def get_thread_history(
         before = {"configurable": {"checkpoint_id": body.before["checkpoint_id"]}}
     return [
         state_json(snapshot)
-        async for snapshot in runner.graph.aget_state_history(
+        async for snapshot in runner.graph_of(info).graph.aget_state_history(
             {"configurable": {"thread_id": thread_id}},
             limit=body.limit,
             before=before,
