@@ -12,6 +12,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from typing_extensions import TypedDict
 from server.runs.assistants import AssistantChange, AssistantStore
 from server.runs.graphs import GraphRegistry, ServedGraph, system_assistant_id
 from server.runs.runner import TurnError
+from server.runs.store import RunRecord, RunStore
 from tests.integration.conftest import LiveServer
 
 pytestmark = pytest.mark.integration
@@ -403,5 +405,45 @@ async def test_assistants_of_a_graph_no_longer_served_hide_until_it_is_again(tmp
     try:
         assert await store.get(made["assistant_id"], "alice") == made
         assert await store.count("alice") == 3
+    finally:
+        await store.close()
+
+
+async def test_live_runs_on_an_assistant_are_found_per_owner(tmp_path):
+    """What deleting an assistant cancels: its owner's pending and running runs on it, only."""
+    store = await RunStore.open(
+        tmp_path / "runs.sqlite", busy_timeout_ms=5000, synchronous="NORMAL"
+    )
+    try:
+        ids = {}
+        for name, owner, assistant in (
+            ("mine", "alice", "a-1"),
+            ("other assistant", "alice", "a-2"),
+            ("bob's", "bob", "a-1"),
+        ):
+            run = RunRecord(
+                run_id=str(uuid.uuid4()),
+                thread_id=str(uuid.uuid4()),
+                owner=owner,
+                assistant_id=assistant,
+                kind="agent",
+                status="pending",
+                multitask_strategy="enqueue",
+                payload={},
+                metadata={},
+            )
+            admitted = await store.admit(
+                run,
+                key=None,
+                key_ttl=timedelta(seconds=60),
+                max_pending=10,
+                lease_owner="test",
+                lease_s=30,
+            )
+            ids[name] = admitted.run.run_id
+        assert await store.live_on_assistant("a-1", "alice") == [ids["mine"]]
+        await store.set_status(ids["mine"], "success")
+        assert await store.live_on_assistant("a-1", "alice") == []
+        assert await store.live_on_assistant("a-1", "bob") == [ids["bob's"]]
     finally:
         await store.close()
