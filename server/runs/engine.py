@@ -28,6 +28,7 @@ from graph.context import Context
 from graph.services import Services
 from graph.settings import Settings
 from server.observability import logs
+from server.runs.assistants import AssistantStore
 from server.runs.channel import RunChannel
 from server.runs.graphs import TASK_AGENT, system_assistant_id
 from server.runs.leases import Leases
@@ -79,10 +80,12 @@ class RunManager:
         store: RunStore,
         limiter: RateLimiter | None = None,
         *,
+        assistants: AssistantStore,
         serves_others: bool = True,
     ) -> None:
         self.runner = runner
         self.store = store
+        self.assistants = assistants
         self.limiter = limiter
         self.leases = Leases(store, runner.services.settings, serves_others=serves_others)
         self.identity = self.leases.identity
@@ -110,7 +113,13 @@ class RunManager:
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
         )
-        runs = cls(runner, store, limiter, serves_others=serves_others)
+        assistants = await AssistantStore.open(
+            settings.runs_db,
+            runner.graphs,
+            busy_timeout_ms=settings.busy_timeout_ms,
+            synchronous=settings.sqlite_synchronous,
+        )
+        runs = cls(runner, store, limiter, assistants=assistants, serves_others=serves_others)
         if start:
             await runs.start()
         return runs
@@ -118,6 +127,7 @@ class RunManager:
     async def close(self) -> None:
         """Stop (leaving unfinished runs to whoever claims them next) and close everything."""
         await self.shutdown(self.settings.shutdown_grace_s)
+        await self.assistants.close()
         await self.store.close()
         await self.runner.close()
 

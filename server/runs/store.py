@@ -466,6 +466,16 @@ class RunStore:
         )
         return [str(row[0]) for row in rows]
 
+    async def live_on_assistant(self, assistant_id: str, owner: str) -> list[str]:
+        """Return the ids of `owner`'s pending and running runs on the assistant."""
+        rows = await fetch_all(
+            self._conn,
+            "SELECT run_id FROM runs WHERE assistant_id = ? AND owner = ?"
+            " AND status IN ('pending', 'running')",
+            (assistant_id, owner),
+        )
+        return [str(row[0]) for row in rows]
+
     async def for_thread(
         self, thread_id: str, *, limit: int = 10, offset: int = 0, status: str | None = None
     ) -> list[RunRecord]:
