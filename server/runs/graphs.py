@@ -34,9 +34,14 @@ _OWN_BUILDER = (Path(__file__).resolve().parents[2] / "graph" / "builder.py").re
 Compiled = CompiledStateGraph[Any, Any, Any, Any]
 
 
+# The namespace langgraph-api derives system assistant ids from: a client that hard-codes the
+# id `langgraph dev` gave a graph's assistant finds the same assistant here.
+_GRAPH_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+
+
 def system_assistant_id(graph_id: str) -> str:
     """The id of the assistant the server creates for a graph (stable across restarts)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"taskagent/assistants/{graph_id}"))
+    return str(uuid.uuid5(_GRAPH_NAMESPACE, graph_id))
 
 
 @dataclass(frozen=True)

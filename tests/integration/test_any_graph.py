@@ -90,7 +90,7 @@ async def test_a_thread_stays_with_its_graph_and_its_owner(server):
         assert stolen.status_code == 404
         unknown = await http.post(
             "/runs/wait",
-            json={"assistant_id": "nope", "input": {}},
+            json={"assistant_id": "6c0d2b4e-0000-4000-8000-000000000000", "input": {}},
             headers={"X-Api-Key": "alice-key-123456"},
         )
         assert unknown.status_code == 404
@@ -217,3 +217,29 @@ def test_a_bad_config_is_one_line(tmp_path, config, says):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], result.stderr
+
+
+async def test_runs_use_their_assistants_config_and_context(server):
+    alice, bob = client_of(server), client_of(server, "bob-key-1234567")
+    owl = await alice.assistants.create("echo", context={"speaker": "Owl"}, name="owl")
+    said = {"messages": [{"role": "user", "content": "hi"}]}
+    thread = await alice.threads.create()
+    result = await alice.runs.wait(thread["thread_id"], owl["assistant_id"], input=said)
+    assert result["messages"][-1]["content"] == "Owl: You said: hi"
+    assert (await alice.threads.get(thread["thread_id"]))["metadata"]["assistant_id"] == (
+        owl["assistant_id"]
+    )
+    # The run's own context wins over the assistant's.
+    again = await alice.runs.wait(
+        thread["thread_id"], owl["assistant_id"], input=said, context={"speaker": "Bat"}
+    )
+    assert again["messages"][-1]["content"] == "Bat: You said: hi"
+    # Another user cannot run on it.
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        refused = await http.post(
+            "/runs/wait",
+            json={"assistant_id": owl["assistant_id"], "input": said},
+            headers={"X-Api-Key": "bob-key-1234567"},
+        )
+    assert refused.status_code == 404
+    assert owl["assistant_id"] not in [a["assistant_id"] for a in await bob.assistants.search()]

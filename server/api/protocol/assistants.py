@@ -15,10 +15,7 @@ from langgraph.channels.base import BaseChannel
 from langgraph.pregel import Pregel
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
-from server.api.protocol import threads as thread_routes
 from server.api.protocol.common import (
-    ASSISTANT_ID,
-    GRAPH_ID,
     Ctx,
     Runner,
     Runs,
@@ -114,17 +111,6 @@ class VersionChange(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     version: int = Field(ge=1, le=2**62)
-
-
-def check_assistant(assistant_id: str) -> None:
-    """Raise 404 unless `assistant_id` names the task agent's system assistant (or `agent`).
-
-    Kept for the run routes until they resolve assistants through `RunManager.assistants`.
-    """
-    if assistant_id not in (ASSISTANT_ID, GRAPH_ID):
-        raise TurnError(
-            404, f"Assistant {assistant_id} not found; this server serves {GRAPH_ID!r}."
-        )
 
 
 def _check_graph(runs: RunManager, graph_id: str | None) -> None:
@@ -248,7 +234,7 @@ async def delete_assistant(
             context.user_id, metadata={"assistant_id": deleted}, limit=_THREAD_BATCH
         )
         for info in batch:
-            await thread_routes.delete_thread(info.thread_id, context, runner, runs)
+            await runs.delete_thread(info.thread_id)
         delete_threads = len(batch) == _THREAD_BATCH
     return Response(status_code=204)
 

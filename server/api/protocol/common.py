@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import Depends, Header
@@ -11,10 +10,11 @@ from pydantic_core import to_jsonable_python
 from graph.context import Context
 from server.api.deps import context_of, runner_of, runs_of
 from server.runs.engine import RunManager
+from server.runs.graphs import system_assistant_id
 from server.runs.runner import AgentRunner
 
 GRAPH_ID = "agent"
-ASSISTANT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "taskagent/assistants/agent"))
+ASSISTANT_ID = system_assistant_id(GRAPH_ID)
 CREATED = "2026-01-01T00:00:00+00:00"
 VERSION = "0.1.0"
 

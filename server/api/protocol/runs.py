@@ -77,8 +77,8 @@ def run_json(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def _run_context(base: Context, body: RunCreate) -> Context:
-    tier = (body.context or {}).get("model_tier")
+def _run_context(base: Context, given: dict[str, Any]) -> Context:
+    tier = given.get("model_tier")
     if tier is not None and tier not in TIER_NAMES:
         raise TurnError(422, "context.model_tier must be one of ollama, openai or offline.")
     return Context(
@@ -101,9 +101,8 @@ async def _create_run(
     refuse_oversized_json(
         settings, metadata=body.metadata, config=body.config or {}, context=body.context or {}
     )
-    served = runner.graphs.by_assistant(body.assistant_id)
-    if served is None:
-        raise TurnError(404, f"Assistant {body.assistant_id} not found.")
+    assistant = await runs.assistants.resolve(body.assistant_id, context.user_id)
+    served = runner.graphs.get(assistant.graph_id)
     stream_modes(body.stream_mode)
     checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
     if thread_id is None and checkpoint_id is not None:
@@ -131,8 +130,9 @@ async def _create_run(
         "command": body.command,
         "stream_mode": body.stream_mode,
         "graph_id": served.graph_id,
-        "config": body.config or {},
-        "context": {} if served.task_agent else body.context or {},
+        # The assistant's config and context, under the run's own (the run's keys win).
+        "config": _merged(assistant.config, body.config or {}),
+        "context": {} if served.task_agent else {**assistant.context, **(body.context or {})},
         "checkpoint_id": checkpoint_id,
         "interrupt_before": body.interrupt_before,
         "interrupt_after": body.interrupt_after,
@@ -140,15 +140,30 @@ async def _create_run(
         "on_completion": body.on_completion,
     }
     return await runs.create(
-        context=_run_context(context, body) if served.task_agent else context,
+        context=(
+            _run_context(context, {**assistant.context, **(body.context or {})})
+            if served.task_agent
+            else context
+        ),
         thread_id=thread_id,
         kind="agent",
         payload={key: value for key, value in payload.items() if value not in (None, {}, False)},
         strategy=body.multitask_strategy,
         metadata=body.metadata,
-        assistant_id=served.assistant_id,
+        assistant_id=assistant.assistant_id,
         idempotency_key=idempotency_key,
     )
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, one level into `configurable`."""
+    merged = {**base, **override}
+    if isinstance(base.get("configurable"), dict) or isinstance(override.get("configurable"), dict):
+        merged["configurable"] = {
+            **(base.get("configurable") or {}),
+            **(override.get("configurable") or {}),
+        }
+    return merged
 
 
 def _stream(

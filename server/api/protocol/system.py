@@ -6,9 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from server.api.protocol.common import (
-    VERSION,
-)
+from server.api.protocol.common import VERSION
+from server.runs.projections import SUPPORTED_MODES
 
 router = APIRouter(tags=["agent protocol"])
 
@@ -25,8 +24,16 @@ async def info(request: Request) -> dict[str, Any]:
     return {
         "version": VERSION,
         "langgraph_py_version": _version("langgraph"),
-        "flags": {"assistants": True, "crons": False, "langsmith": False, "thread_ttl": False},
-        "metadata": {"stream_modes": ["values", "updates", "messages-tuple", "custom"]},
+        "flags": {
+            "assistants": True,
+            "crons": False,
+            "langsmith": False,
+            "langsmith_tracing_replicas": False,
+            "langsmith_tracing_session_on_runs": False,
+            "thread_ttl": False,
+        },
+        "host": {"kind": "self-hosted", "project_id": None, "revision_id": None},
+        "metadata": {"stream_modes": list(SUPPORTED_MODES)},
     }
 
 
