@@ -243,3 +243,32 @@ async def test_runs_use_their_assistants_config_and_context(server):
         )
     assert refused.status_code == 404
     assert owl["assistant_id"] not in [a["assistant_id"] for a in await bob.assistants.search()]
+
+
+async def test_a_run_of_any_graph_cut_by_kill_9_is_finished_after_restart(tmp_path):
+    data = tmp_path / "data"
+    args = ("--config", str(CONFIG))
+    first = LiveServer(data, args=args)
+    client = get_client(url=first.url)
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    run = await client.runs.create(tid, "slow", input={"pause_s": 3.0})
+    for _ in range(200):
+        state = await client.threads.get_state(tid)
+        if state["next"] == ["slow"]:
+            break
+        await asyncio.sleep(0.02)
+    assert state["values"]["log"] == ["first"]
+    first.kill()  # inside the slow step
+
+    second = LiveServer(data, args=args)
+    try:
+        client = get_client(url=second.url)
+        finished = await client.runs.join(tid, run["run_id"])
+        assert finished["log"] == ["first", "slow"]  # the quick step did not run again
+        again = await client.runs.get(tid, run["run_id"])
+        assert again["status"] == "success"
+        parts = [p async for p in client.runs.join_stream(tid, run["run_id"], last_event_id="0")]
+        assert parts, "the run's log survived the kill"
+    finally:
+        second.stop()
