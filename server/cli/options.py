@@ -68,6 +68,7 @@ def prepare_data_dir(settings: Settings) -> None:
 
 async def _upgrade(settings: Settings) -> None:
     from graph.redaction import Redactor
+    from server.runs.crons import CronStore
     from server.runs.store import RunStore
     from server.runs.threads import ThreadIndex
     from server.runs.user_store import open_user_store
@@ -89,6 +90,8 @@ async def _upgrade(settings: Settings) -> None:
     await runs.close()
     store = await open_user_store(settings, threads)
     await store.close()
+    crons = await CronStore.open(settings.runs_db, busy_timeout_ms=timeout, synchronous=synchronous)
+    await crons.close()
 
 
 def run_client(
