@@ -127,6 +127,11 @@ def next_slot(schedule: str, timezone: str | None, after: float) -> float:
     return following.timestamp()
 
 
+def stamp_now() -> str:
+    """Now, ISO 8601 in UTC to the microsecond (crons made in one second still sort)."""
+    return datetime.now(UTC).isoformat()
+
+
 def iso(stamp: float | None) -> str | None:
     """An epoch time as ISO 8601 in UTC."""
     return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat()
@@ -149,8 +154,8 @@ class CronRecord:
     payload: dict[str, Any]
     metadata: dict[str, Any]
     next_run_at: float
-    created_at: str = field(default_factory=now_iso)
-    updated_at: str = field(default_factory=now_iso)
+    created_at: str = field(default_factory=stamp_now)
+    updated_at: str = field(default_factory=stamp_now)
 
     def context(self) -> Context:
         """The identity the cron's runs act with: its creator's."""

@@ -32,6 +32,7 @@ from server.runs.crons import (
     iso,
     new_cron,
     next_slot,
+    stamp_now,
 )
 from server.runs.engine import RunManager
 from server.runs.projections import stream_modes
@@ -357,7 +358,7 @@ async def patch_cron(
 ) -> dict[str, Any]:
     """Change a cron's schedule, time zone, end, enabled flag or run request."""
     given = body.model_fields_set
-    if not given:
+    if not any(getattr(body, name) is not None or name == "end_time" for name in given):
         raise TurnError(400, "Nothing to update: give at least one field to change.")
     cron = await _own_cron(cron_id, context, crons)
     if body.schedule is not None:
@@ -379,7 +380,7 @@ async def patch_cron(
         cron.metadata = {**cron.metadata, **body.metadata}
     cron.payload = {**cron.payload, **changes}
     _check_run(cron, runner)
-    cron.updated_at = datetime.now(UTC).isoformat(timespec="seconds")
+    cron.updated_at = stamp_now()
     if not await crons.crons.replace(cron):
         raise TurnError(404, f"Cron {cron_id} not found.")
     return cron_json(cron)
