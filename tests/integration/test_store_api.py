@@ -162,8 +162,8 @@ async def test_bad_requests_answer_4xx_with_a_sentence_and_change_nothing(server
     await client.store.put_item(["a"], "k", {"v": 1})
     bad = [
         ("GET", "/store/items", {"namespace": "a"}, None, 400),
-        ("PUT", "/store/items", None, {"namespace": [], "key": "k", "value": {}}, 422),
-        ("PUT", "/store/items", None, {"namespace": ["langgraph"], "key": "k", "value": {}}, 422),
+        ("PUT", "/store/items", None, {"namespace": [], "key": "k", "value": {}}, 400),
+        ("PUT", "/store/items", None, {"namespace": ["langgraph"], "key": "k", "value": {}}, 400),
         ("PUT", "/store/items", None, {"namespace": ["a.b"], "key": "k", "value": {}}, 422),
         ("PUT", "/store/items", None, {"namespace": ["a"], "key": "k", "value": [1]}, 422),
         ("PUT", "/store/items", None, {"namespace": ["a"], "key": "", "value": {}}, 422),

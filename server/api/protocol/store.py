@@ -101,7 +101,7 @@ async def put_item(body: ItemPut, context: Ctx, runner: Runner) -> Response:
             _namespace(body.namespace), body.key, body.value, index=body.index, ttl=body.ttl
         )
     except InvalidNamespaceError as exc:  # empty, or under the reserved root "langgraph"
-        raise TurnError(422, str(exc)) from None
+        raise TurnError(400, str(exc)) from None
     return Response(status_code=204)
 
 
