@@ -43,7 +43,7 @@ from server.runs.runner import TurnError
 from server.runs.storage_errors import classify
 from server.runs.store import FINISHED, RunRecord
 from tools.migrations import Migration, migrate
-from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
+from tools.sqlite import fetch_all, fetch_one, open_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,16 @@ COLUMNS = (
 )
 # Most crons claimed in one pass; the rest are taken at once by the next pass.
 CLAIM_BATCH = 100
+# A cron is due at now (bound three times): enabled, not ended, and its next slot has come
+# with nothing firing, or a firing's claim lapsed (its claimer died or stalled).
+DUE = (
+    "enabled = 1 AND (end_at IS NULL OR end_at >= ?)"
+    " AND ((firing_slot IS NULL AND next_run_at <= ?)"
+    " OR (firing_slot IS NOT NULL AND firing_until < ?))"
+)
+# How long the record of which run each slot fired is kept, and how often it is trimmed.
+FIRINGS_KEPT_S = 7 * 86400.0
+PRUNE_EVERY_S = 3600.0
 
 
 class CronLimitReached(Exception):
@@ -326,13 +336,14 @@ class CronStore:
         Returns (cron, slot) pairs; each due cron's next run has moved past `now`.
         """
         claimed: list[tuple[CronRecord, float]] = []
+        # Looked for first without the write lock: most passes find nothing due, and run
+        # admission shares this file's lock.
+        if not await fetch_one(self._conn, f"SELECT 1 FROM crons WHERE {DUE} LIMIT 1", (now,) * 3):
+            return claimed
         async with self._transaction() as conn:
             rows = await fetch_all(
                 conn,
-                f"SELECT {COLUMNS}, firing_slot FROM crons WHERE enabled = 1"
-                " AND (end_at IS NULL OR end_at >= ?)"
-                " AND ((firing_slot IS NULL AND next_run_at <= ?)"
-                "      OR (firing_slot IS NOT NULL AND firing_until < ?))"
+                f"SELECT {COLUMNS}, firing_slot FROM crons WHERE {DUE}"
                 " ORDER BY next_run_at LIMIT ?",
                 (now, now, now, CLAIM_BATCH),
             )
@@ -373,7 +384,7 @@ class CronStore:
                         run.thread_id,
                         cron.owner,
                         int(temporary),
-                        now_iso(),
+                        stamp_now(),
                     ),
                 )
 
@@ -390,6 +401,15 @@ class CronStore:
                 FINISHED,
             )
         ]
+
+    async def prune(self, before: float) -> int:
+        """Forget firings recorded before `before` whose thread needs nothing more done."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM cron_runs WHERE delete_thread = 0 AND created_at < ?",
+                (datetime.fromtimestamp(before, UTC).isoformat(),),
+            )
+            return int(cursor.rowcount)
 
     async def thread_deleted(self, run_id: str) -> None:
         """Note that the thread of a stateless run is gone."""
@@ -419,6 +439,7 @@ class CronScheduler:
         self._poll_s = poll_s
         self._claim_s = claim_s
         self._task: asyncio.Task[None] | None = None
+        self._pruned_at = 0.0
 
     def start(self) -> None:
         """Start firing."""
@@ -448,6 +469,9 @@ class CronScheduler:
         for run_id, thread_id, owner in await self.crons.finished_temporary():
             await self._delete_thread(owner, thread_id)
             await self.crons.thread_deleted(run_id)
+        if time.monotonic() - self._pruned_at > PRUNE_EVERY_S:
+            self._pruned_at = time.monotonic()
+            await self.crons.prune(time.time() - FIRINGS_KEPT_S)
         return len(claimed)
 
     async def _fire_slot(self, cron: CronRecord, slot: float) -> None:
