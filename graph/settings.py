@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     run_lease_s: float = Field(default=15.0, ge=1.0, le=3600.0, alias="TASKAGENT_RUN_LEASE_S")
     run_poll_s: float = Field(default=1.0, gt=0, le=60.0, alias="TASKAGENT_RUN_POLL_S")
 
+    # Crons (server/runs/crons.py): how often each server looks for due crons, and the most
+    # crons one user may have.
+    cron_poll_s: float = Field(default=5.0, gt=0, le=60.0, alias="TASKAGENT_CRON_POLL_S")
+    max_crons_per_user: int = Field(default=100, ge=1, alias="TASKAGENT_MAX_CRONS_PER_USER")
+
     # Browser guard (server/security/browser_guard.py): comma-separated in the environment
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="TASKAGENT_ALLOWED_HOSTS"
@@ -268,6 +273,11 @@ class Settings(BaseSettings):
     def runs_db(self) -> Path:
         """SQLite file holding runs and their event logs."""
         return self.data_dir / "runs.sqlite"
+
+    @property
+    def store_db(self) -> Path:
+        """SQLite file holding the LangGraph store (`/store/*`, `runtime.store`)."""
+        return self.data_dir / "store.sqlite"
 
     @property
     def tasks_db(self) -> Path:

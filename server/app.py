@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resumed = await runs.recover()
         if resumed:
             log.warning("resumed %d run(s) left unfinished by a process that is gone", len(resumed))
+        crons = app.state.crons = await protocol.crons.open_scheduler(settings, runner, runs)
         sweeper = asyncio.create_task(_sweep_events(store, settings.event_retention_s))
         background = [sweeper, prober]
         if settings.wallclock_probes:
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await crons.stop()
             await runs.close()
 
     docs = settings.api_docs  # Swagger UI and ReDoc load their scripts from a CDN: opt-in.

@@ -68,8 +68,10 @@ def prepare_data_dir(settings: Settings) -> None:
 
 async def _upgrade(settings: Settings) -> None:
     from graph.redaction import Redactor
+    from server.runs.crons import CronStore
     from server.runs.store import RunStore
     from server.runs.threads import ThreadIndex
+    from server.runs.user_store import open_user_store
     from tools.store import TaskStore
 
     timeout, synchronous = settings.busy_timeout_ms, settings.sqlite_synchronous
@@ -86,6 +88,10 @@ async def _upgrade(settings: Settings) -> None:
     await threads.close()
     runs = await RunStore.open(settings.runs_db, busy_timeout_ms=timeout, synchronous=synchronous)
     await runs.close()
+    store = await open_user_store(settings, threads)
+    await store.close()
+    crons = await CronStore.open(settings.runs_db, busy_timeout_ms=timeout, synchronous=synchronous)
+    await crons.close()
 
 
 def run_client(

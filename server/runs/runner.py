@@ -31,6 +31,7 @@ from server.runs.client_input import RefusedInput, user_messages
 from server.runs.graphs import TASK_AGENT, GraphRegistry, ServedGraph, load_graphs
 from server.runs.retention import prune_before
 from server.runs.threads import ThreadIndex, ThreadInfo, ThreadStatus
+from server.runs.user_store import UserStore, open_user_store
 from tools.audit import summarize
 from tools.text import printable
 
@@ -165,6 +166,8 @@ def tool_call_records(messages: list[AnyMessage]) -> list[dict[str, Any]]:
 class AgentRunner:
     """The compiled graph on its SQLite saver, plus the thread index; one per process."""
 
+    store: UserStore  # the LangGraph store every graph is compiled with (set by `open`)
+
     def __init__(
         self,
         graphs: GraphRegistry,
@@ -193,8 +196,11 @@ class AgentRunner:
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
         )
-        graphs = await load_graphs(settings, services, saver)
-        return cls(graphs, saver, services, threads)
+        store = await open_user_store(settings, threads)
+        graphs = await load_graphs(settings, services, saver, store)
+        runner = cls(graphs, saver, services, threads)
+        runner.store = store
+        return runner
 
     def graph_of(self, info: ThreadInfo | None) -> ServedGraph:
         """The graph a thread runs on: the one its first run recorded, else the task agent."""
@@ -209,6 +215,7 @@ class AgentRunner:
     async def close(self) -> None:
         """Close every connection this runner opened."""
         self.tracer.flush()
+        await self.store.close()
         await self.threads.close()
         await self.saver.conn.close()
         await self.services.tasks.close()
