@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from server.api.protocol import assistants, runs, system, threads
+from server.api.protocol import assistants, runs, system, thread_stream, threads
 
 router = APIRouter()
-for part in (assistants, threads, runs, system):
+for part in (assistants, threads, runs, system, thread_stream):
     router.include_router(part.router)
