@@ -94,6 +94,9 @@ class ThreadCommands:
         graph_input = params.get("input")
         if graph_input is not None and not isinstance(graph_input, dict):
             raise CommandError("invalid_argument", "run.start input must be an object or null.")
+        if await self.runs.runner.threads.get(self.thread_id) is not None:
+            await self._thread()  # another user's thread is not found, whatever the input
+        self._check({"input": graph_input, "command": None})
         info = await self._thread(create_for=served)
         if info.metadata.get("graph_id", served.graph_id) != served.graph_id:
             raise CommandError(
@@ -270,6 +273,15 @@ class ThreadCommands:
         await served.graph.aupdate_state(snapshot.config, None, as_node="__copy__")
         await self.runs.runner.settle(self.thread_id)
 
+    def _check(self, payload: dict[str, Any]) -> None:
+        """Refuse input a client may not send, before anything is created."""
+        if payload["input"] is None and payload["command"] is None:
+            return  # nothing new: the run continues the thread from its checkpoint
+        try:
+            check_run_request(payload["input"], payload["command"], self.runs.settings)
+        except RefusedInput as exc:
+            raise CommandError("invalid_argument", str(exc)) from None
+
     async def _create(
         self,
         served: ServedGraph,
@@ -278,10 +290,7 @@ class ThreadCommands:
         strategy: MultitaskStrategy = "enqueue",
         metadata: Any = None,
     ) -> str:
-        try:
-            check_run_request(payload["input"], payload["command"], self.runs.settings)
-        except RefusedInput as exc:
-            raise CommandError("invalid_argument", str(exc)) from None
+        self._check(payload)
         run = await self.runs.create(
             context=self.context,
             thread_id=self.thread_id,

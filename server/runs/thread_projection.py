@@ -31,6 +31,7 @@ Event = tuple[str, Any]
 # Text that opens like a tool call written out (JSON, a fence, a tag) is not streamed: the
 # node's update carries the message with the call lifted out (models/toolcalls.py).
 _HELD_OPENINGS = ("", "{", "[", "`", "<")
+_EMPTY_TEXT = {"type": "text", "text": ""}
 
 
 def _params(data: Any, *, node: str | None = None) -> dict[str, Any]:
@@ -86,6 +87,10 @@ class ThreadProjection:
         if not text:
             return []
         key = chunk.id
+        # Clients assemble a message from the events of one (namespace, node): every event
+        # of a message names the node that wrote it.
+        node = meta.get("langgraph_node")
+        node = node if isinstance(node, str) else None
         events: list[Event] = []
         if key not in self._open:
             text = self._held.pop(key, "") + text
@@ -93,26 +98,13 @@ class ThreadProjection:
                 self._held[key] = text
                 return []
             self._open.add(key)
+            start = {"event": "content-block-start", "index": 0, "content": _EMPTY_TEXT}
             events += [
-                ("messages", _params({"event": "message-start", "role": "ai", "id": key})),
-                (
-                    "messages",
-                    _params(
-                        {
-                            "event": "content-block-start",
-                            "index": 0,
-                            "content": {"type": "text", "text": ""},
-                        }
-                    ),
-                ),
+                ("messages", _params(_message_start(key), node=node)),
+                ("messages", _params(start, node=node)),
             ]
-        node = meta.get("langgraph_node")
-        delta = {
-            "event": "content-block-delta",
-            "index": 0,
-            "delta": {"type": "text-delta", "text": text},
-        }
-        events.append(("messages", _params(delta, node=node if isinstance(node, str) else None)))
+        delta = {"event": "content-block-delta", "index": 0, "delta": _text_delta(text)}
+        events.append(("messages", _params(delta, node=node)))
         return events
 
     def _updates(self, payload: dict[str, Any]) -> list[Event]:
@@ -126,20 +118,20 @@ class ThreadProjection:
                 if isinstance(messages, Overwrite):
                     messages = messages.value[-1:]
                 for message in messages if isinstance(messages, list) else []:
-                    events += self._message(message)
+                    events += self._message(message, node)
             events.append(("updates", _params(update, node=node)))
         return events
 
-    def _message(self, message: Any) -> list[Event]:
+    def _message(self, message: Any, node: str) -> list[Event]:
         if isinstance(message, AIMessage):
             for call in message.tool_calls:
                 self._calls[call["id"] or ""] = dict(call)
-            return self._finished_message(message)
+            return self._finished_message(message, node)
         if isinstance(message, ToolMessage):
             return self._tool(message)
         return []
 
-    def _finished_message(self, message: AIMessage) -> list[Event]:
+    def _finished_message(self, message: AIMessage, node: str | None) -> list[Event]:
         key = message.id or ""
         self._held.pop(key, None)
         events = list(message_to_events(message))
@@ -152,7 +144,7 @@ class ThreadProjection:
                 if e["event"] not in ("message-start", "content-block-delta")
                 and not (e["event"] == "content-block-start" and e.get("index") == 0)
             ]
-        return [("messages", _params(e)) for e in events]
+        return [("messages", _params(e, node=node)) for e in events]
 
     def _tool(self, message: ToolMessage) -> list[Event]:
         call_id = message.tool_call_id
@@ -194,10 +186,18 @@ class ThreadProjection:
         """The thread's values, which end with the stop sentence, and the run's end."""
         stop = AIMessage(content=answer)
         return [
-            *[("messages", _params(e)) for e in message_to_events(stop)],
+            *[("messages", _params(e, node="model_call")) for e in message_to_events(stop)],
             ("values", _params(values)),
             ("lifecycle", _params({"event": "completed", "graph_name": self._graph})),
         ]
+
+
+def _message_start(message_id: str) -> dict[str, Any]:
+    return {"event": "message-start", "role": "ai", "id": message_id}
+
+
+def _text_delta(text: str) -> dict[str, Any]:
+    return {"type": "text-delta", "text": text}
 
 
 def _checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
