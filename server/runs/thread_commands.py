@@ -76,8 +76,8 @@ class ThreadCommands:
         except TurnError as exc:
             if exc.status in (401, 403, 404, 429):
                 raise
-            code = "invalid_argument" if exc.status in (400, 409, 422) else "unknown_error"
-            return error(command_id, code, exc.message)
+            # As langgraph-api wraps a refused run: the HTTP status leads the message.
+            return error(command_id, "unknown_error", f"{exc.status}: {exc.message}")
         meta = {"applied_through_seq": await head(self.runs, self.thread_id)}
         return {"type": "success", "id": command_id, "result": result, "meta": meta}
 
@@ -90,7 +90,12 @@ class ThreadCommands:
             raise CommandError("invalid_argument", "run.start requires an assistant_id.")
         served = self.runs.runner.graphs.by_assistant(assistant_id)
         if served is None:
-            raise CommandError("invalid_argument", f"Assistant {assistant_id} not found.")
+            graphs = ", ".join(self.runs.runner.graphs.ids())
+            raise CommandError(
+                "unknown_error",
+                f"422: Invalid assistant: {assistant_id!r}. Must be either a valid assistant"
+                f" UUID or one of the registered graphs: {graphs}",
+            )
         graph_input = params.get("input")
         if graph_input is not None and not isinstance(graph_input, dict):
             raise CommandError("invalid_argument", "run.start input must be an object or null.")

@@ -41,8 +41,10 @@ CHANNELS = frozenset(
         "tasks",
     }
 )
-# How often a following client looks for the thread's next run.
-NEXT_RUN_POLL_S = 0.2
+# How often a following client looks for the thread's next run: from 0.1 s after a run, up
+# to 0.5 s while the thread is quiet; it reads the newest few runs, or all after a burst.
+NEXT_RUN_POLL_S = (0.1, 0.5)
+RECENT_RUNS = 20
 MAX_RUNS = 100_000
 
 
@@ -121,21 +123,30 @@ def envelope(rank: int, run: RunRecord, logged: RunEvent) -> dict[str, Any]:
     }
 
 
-async def follow(
-    runs: RunManager, thread_id: str, since: int = 0, poll_s: float = NEXT_RUN_POLL_S
-) -> AsyncIterator[dict[str, Any]]:
+async def follow(runs: RunManager, thread_id: str, since: int = 0) -> AsyncIterator[dict[str, Any]]:
     """Yield the thread's events with `seq > since`: logged ones, live ones, later runs' ones.
 
-    Never ends by itself; the caller stops iterating when its client goes away.
+    Never ends by itself; the caller stops iterating when its client goes away. Between runs
+    it looks for the thread's next run, more slowly the longer the thread stays quiet.
     """
-    read: set[str] = set()
+    every = list(reversed(await runs.store.for_thread(thread_id, limit=MAX_RUNS)))
+    ordered = [run for run in every if run.kind == KIND]
+    known = {run.run_id for run in every}  # of every kind: a burst is told from quiet
+    done, wait_s = 0, NEXT_RUN_POLL_S[0]
     while True:
-        for rank, run in enumerate(await thread_runs(runs, thread_id), start=1):
-            if run.run_id in read:
-                continue
-            read.add(run.run_id)
+        while done < len(ordered):
+            run, rank = ordered[done], done + 1
+            done += 1
             if since >= (rank + 1) * BLOCK:
                 continue
             async for logged in runs.events(run.run_id, max(0, since - rank * BLOCK)):
                 yield envelope(rank, run, logged)
-        await asyncio.sleep(poll_s)
+            wait_s = NEXT_RUN_POLL_S[0]
+        await asyncio.sleep(wait_s)
+        wait_s = min(wait_s * 2, NEXT_RUN_POLL_S[1])
+        recent = await runs.store.for_thread(thread_id, limit=RECENT_RUNS)
+        if len(recent) == RECENT_RUNS and not known & {run.run_id for run in recent}:
+            recent = await runs.store.for_thread(thread_id, limit=MAX_RUNS)  # a burst: all
+        fresh = [run for run in reversed(recent) if run.run_id not in known]
+        ordered += [run for run in fresh if run.kind == KIND]
+        known.update(run.run_id for run in fresh)

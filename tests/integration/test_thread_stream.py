@@ -264,9 +264,14 @@ def test_bad_requests_are_clear_errors_and_change_nothing(server):
         assert no_id.status_code == 400 and no_id.json()["error"] == "invalid_argument"
         unknown = command(client, tid, "run.explode", {}).json()
         assert unknown["type"] == "error" and unknown["error"] == "unknown_command"
-        for params in ({}, {"assistant_id": "nope"}, {"assistant_id": "agent", "input": "hi"}):
+        for params in ({}, {"assistant_id": "agent", "input": "hi"}):
             refused = command(client, tid, "run.start", params).json()
             assert refused["error"] == "invalid_argument", refused
+        # Worded as langgraph dev words it.
+        nope = command(client, tid, "run.start", {"assistant_id": "nope", "input": None}).json()
+        assert (
+            nope["error"] == "unknown_error" and "422: Invalid assistant: 'nope'" in nope["message"]
+        )
         system = {
             "assistant_id": "agent",
             "input": {"messages": [{"role": "system", "content": "x"}]},
