@@ -177,55 +177,44 @@ def test_run_start_streams_messages_values_and_lifecycle_to_its_owner_only(serve
     assert runs_of(server, "alice") == [("thread", tid)] and runs_of(server, "bob") == []
 
 
+def respond(client: httpx.Client, tid: str, interrupt_id: str, approved: bool) -> dict[str, Any]:
+    params = {"interrupt_id": interrupt_id, "namespace": [], "response": {"approved": approved}}
+    return dict(command(client, tid, "input.respond", params).json())
+
+
 def test_approval_arrives_on_input_and_input_respond_resumes_it(server):
     tid = str(uuid.uuid4())
     with httpx.Client(base_url=server.url, timeout=10, headers=CAROL) as client:
         start(client, tid, CREATE)
-        first = read(client, tid, terminals(1), channels=["lifecycle", "tools"])
-        start(client, tid, "delete the quarterly report task")
-        asked = read(
-            client, tid, terminals(1), channels=["input", "lifecycle"], since=first[-1]["seq"]
-        )
-        request = next(e for e in asked if e["method"] == "input.requested")
-        assert asked[-1]["params"]["data"]["event"] == "interrupted"
-        question = request["params"]["data"]["payload"]
-        assert question["tool"] == "delete_task" and question["task_id"] == tools_created(first)
-        interrupt_id = request["params"]["data"]["interrupt_id"]
-        state = ok(command(client, tid, "state.get", {"namespace": []}))
-        assert state["values"]["messages"][-1]["tool_calls"][0]["name"] == "delete_task"
-        assert tasks_in(server, "carol") == ["Write the quarterly report"]  # asked, not done
-
-        wrong = command(
-            client,
-            tid,
-            "input.respond",
-            {"interrupt_id": "nope", "namespace": [], "response": {"approved": True}},
-        ).json()
-        assert wrong["type"] == "error" and wrong["error"] == "no_such_interrupt"
-        assert (
-            ok(
-                command(
-                    client,
-                    tid,
-                    "input.respond",
-                    {"interrupt_id": interrupt_id, "namespace": [], "response": {"approved": True}},
-                )
+        seen = read(client, tid, terminals(1), channels=["lifecycle", "tools"])
+        task_id = tools_created(seen)
+        for approved in (False, True):
+            start(client, tid, "delete the quarterly report task")
+            asked = read(
+                client, tid, terminals(1), channels=["input", "lifecycle"], since=seen[-1]["seq"]
             )
-            == {}
-        )
-        done = read(
-            client, tid, terminals(1), channels=["lifecycle", "tools"], since=asked[-1]["seq"]
-        )
-        assert done[-1]["params"]["data"]["event"] == "completed"
-        assert any(e["params"]["data"].get("tool_name") == "delete_task" for e in done)
-        assert tasks_in(server, "carol") == []
-        again = command(
-            client,
-            tid,
-            "input.respond",
-            {"interrupt_id": interrupt_id, "namespace": [], "response": {"approved": True}},
-        ).json()
-        assert again["error"] == "no_such_interrupt"
+            assert asked[-1]["params"]["data"]["event"] == "interrupted"
+            request = next(e["params"]["data"] for e in asked if e["method"] == "input.requested")
+            assert request["payload"]["tool"] == "delete_task"
+            assert request["payload"]["task_id"] == task_id
+            state = ok(command(client, tid, "state.get", {"namespace": []}))
+            assert state["values"]["messages"][-1]["tool_calls"][0]["name"] == "delete_task"
+            assert tasks_in(server, "carol") == ["Write the quarterly report"]  # asked, not done
+            assert respond(client, tid, "nope", True)["error"] == "no_such_interrupt"
+
+            answered = respond(client, tid, request["interrupt_id"], approved)
+            assert answered["type"] == "success" and answered["result"] == {}
+            seen = read(
+                client, tid, terminals(1), channels=["lifecycle", "tools"], since=asked[-1]["seq"]
+            )
+            assert seen[-1]["params"]["data"]["event"] == "completed"
+            # A declined call ends in a tool-error that says so; an approved one in its result.
+            ended = [e["params"]["data"] for e in seen if e["method"] == "tools"][-1]
+            assert ended["tool_call_id"] == request["payload"]["tool_call_id"]
+            assert ended["event"] == ("tool-finished" if approved else "tool-error")
+            assert tasks_in(server, "carol") == ([] if approved else ["Write the quarterly report"])
+            again = respond(client, tid, request["interrupt_id"], True)
+            assert again["error"] == "no_such_interrupt"
 
 
 def test_since_replays_across_runs_and_a_restart_without_gaps_or_repeats(tmp_path):
