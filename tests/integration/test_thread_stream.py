@@ -30,9 +30,10 @@ BOB = {"X-Api-Key": "k-bob-00000"}
 CAROL = {"X-Api-Key": "k-carol-0000"}
 DAVE = {"X-Api-Key": "k-dave-00000"}
 ERIN = {"X-Api-Key": "k-erin-00000"}
+FRED = {"X-Api-Key": "k-fred-00000"}
 KEYS = ",".join(
     f"k-{u}:{u.split('-')[0]}:write"
-    for u in ("alice-0000", "bob-00000", "carol-0000", "dave-00000", "erin-00000")
+    for u in ("alice-0000", "bob-00000", "carol-0000", "dave-00000", "erin-00000", "fred-00000")
 )
 CREATE = "Create a task called write the quarterly report"
 ALL = ["values", "updates", "messages", "tools", "lifecycle", "input", "checkpoints", "tasks"]
@@ -44,9 +45,9 @@ JS_PACKAGES = {"@langchain/langgraph-sdk": "1.15.0", "@langchain/core": "^1.3.2"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """One server for the tests that need no restart; each test is a user of its own."""
-    live = LiveServer(
-        tmp_path_factory.mktemp("thread-stream") / "data", env={"TASKAGENT_API_KEYS": KEYS}
-    )
+    # 20 ms per streamed token: a run lasts long enough for another command to race it.
+    env = {"TASKAGENT_API_KEYS": KEYS, "TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "20"}
+    live = LiveServer(tmp_path_factory.mktemp("thread-stream") / "data", env=env)
     yield live
     live.stop()
 
@@ -215,6 +216,34 @@ def test_approval_arrives_on_input_and_input_respond_resumes_it(server):
             assert tasks_in(server, "carol") == ([] if approved else ["Write the quarterly report"])
             again = respond(client, tid, request["interrupt_id"], True)
             assert again["error"] == "no_such_interrupt"
+
+
+def test_a_run_stopped_by_the_next_one_ends_interrupted_and_the_stream_goes_on(server):
+    tid = str(uuid.uuid4())
+    with httpx.Client(base_url=server.url, timeout=10, headers=FRED) as client:
+        first = start(client, tid, CREATE)
+        params = {
+            "assistant_id": "agent",
+            "input": {"messages": [{"role": "user", "content": "list my tasks"}]},
+            "multitaskStrategy": "interrupt",
+        }
+        second = ok(command(client, tid, "run.start", params))["run_id"]
+        events = read(client, tid, terminals(2), channels=["lifecycle"])
+    ends = [
+        (e["event_id"].split(":")[0], e["params"]["data"]["event"])
+        for e in events
+        if is_terminal(e)
+    ]
+    assert ends == [(first, "interrupted"), (second, "completed")]
+    # The log is complete before the run is recorded finished: its status follows at once.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with sqlite3.connect(server.data_dir / "runs.sqlite") as db:
+            statuses = dict(db.execute("SELECT run_id, status FROM runs WHERE owner = 'fred'"))
+        if "running" not in statuses.values():
+            break
+        time.sleep(0.05)
+    assert statuses == {first: "interrupted", second: "success"}
 
 
 def test_since_replays_across_runs_and_a_restart_without_gaps_or_repeats(tmp_path):
