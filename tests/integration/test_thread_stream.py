@@ -295,19 +295,17 @@ def test_bad_requests_are_clear_errors_and_change_nothing(server):
             "input": {"messages": [{"role": "system", "content": "x"}]},
         }
         assert command(client, tid, "run.start", system).json()["error"] == "invalid_argument"
-        bad = client.post(f"/threads/{tid}/stream/events", json={"channels": ["values", "debug"]})
-        assert bad.status_code == 400 and "debug" in bad.json()["detail"]
-        assert (
-            client.post(f"/threads/{tid}/stream/events", json={"channels": []}).status_code == 400
-        )
-        assert (
-            client.post(f"/threads/{tid}/stream/events", json={"channels": ["values"]}).status_code
-            == 404
-        )
+        unknown_thread = client.post(f"/threads/{tid}/stream/events", json={"channels": ["values"]})
+        assert unknown_thread.status_code == 404
         assert runs_of(server, "dave") == []
 
         start(client, tid, CREATE)
         read(client, tid, terminals(1), channels=["lifecycle"])
+        bad = client.post(f"/threads/{tid}/stream/events", json={"channels": ["values", "debug"]})
+        assert bad.status_code == 400 and "debug" in bad.json()["detail"]
+        bodies: list[Any] = [{"channels": []}, {"channels": "values"}, [1]]
+        for body in bodies:
+            assert client.post(f"/threads/{tid}/stream/events", json=body).status_code == 400
         sub = ok(command(client, tid, "subscription.subscribe", {"channels": ["values"]}))
         assert sub["replayed_events"] == 0 and uuid.UUID(sub["subscription_id"])
         gone = command(client, tid, "subscription.unsubscribe", {"subscription_id": "x"}).json()

@@ -19,6 +19,7 @@ from sse_starlette import EventSourceResponse
 from server.api.protocol.common import Ctx, Runs
 from server.api.sse import event_stream
 from server.runs.engine import RunManager
+from server.runs.runner import TurnError
 from server.runs.store import RunEvent
 from server.runs.thread_commands import ThreadCommands, error
 from server.runs.thread_stream import StreamFilter, follow, supported_channel
@@ -41,7 +42,13 @@ async def _json_body(request: Request) -> Any:
 async def thread_command(
     thread_id: str, request: Request, context: Ctx, runs: Runs
 ) -> JSONResponse:
-    """Run one protocol command on the thread: run.start, input.respond, state.get, ..."""
+    """Run one protocol command on the thread: run.start, input.respond, state.get, ...
+
+    The body is `{"id": <int>, "method": "<command>", "params": {...}}`. Another user's
+    thread is not found (404), whatever the body.
+    """
+    if await runs.runner.threads.get(thread_id) is not None:
+        await runs.runner.check_access(thread_id, context.user_id)
     body = await _json_body(request)
     if body is ...:
         return JSONResponse({"detail": "Invalid JSON body"}, status_code=400)
@@ -58,24 +65,27 @@ async def thread_command(
     return JSONResponse(await commands.handle(body))
 
 
-@router.post("/threads/{thread_id}/stream/events", response_model=None)
+@router.post("/threads/{thread_id}/stream/events", response_class=EventSourceResponse)
 async def thread_events(
     thread_id: str, request: Request, context: Ctx, runs: Runs
-) -> EventSourceResponse | JSONResponse:
-    """Stream the thread's events (replayed after `since`, then live) for the asked channels."""
+) -> EventSourceResponse:
+    """Stream the thread's events (replayed after `since`, then live) for the asked channels.
+
+    The body is `{"channels": [...], "namespaces"?: [[...]], "depth"?: n, "since"?: seq}`.
+    The stream stays open across the thread's runs until the client leaves.
+    """
+    await runs.runner.check_access(thread_id, context.user_id)
     body = await _json_body(request)
     if not isinstance(body, dict):
-        return JSONResponse({"detail": "Invalid JSON body"}, status_code=400)
+        raise TurnError(400, "Invalid JSON body")
     channels = body.get("channels")
     if not isinstance(channels, list) or not channels:
-        return JSONResponse(
-            {"detail": "channels is required and must be a non-empty array"}, status_code=400
-        )
+        raise TurnError(400, "channels is required and must be a non-empty array")
     bad = [c if isinstance(c, str) else repr(c) for c in channels if not supported_channel(c)]
     if bad:
-        detail = f"channels contains unsupported entries: {', '.join(bad[:5])}. Allowed: {ALLOWED}."
-        return JSONResponse({"detail": detail}, status_code=400)
-    await runs.runner.check_access(thread_id, context.user_id)
+        raise TurnError(
+            400, f"channels contains unsupported entries: {', '.join(bad[:5])}. Allowed: {ALLOWED}."
+        )
     stream_filter = StreamFilter(
         channels=frozenset(channels), namespaces=_namespaces(body), depth=_count(body, "depth")
     )
