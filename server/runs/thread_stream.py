@@ -126,8 +126,9 @@ def envelope(rank: int, run: RunRecord, logged: RunEvent) -> dict[str, Any]:
 async def follow(runs: RunManager, thread_id: str, since: int = 0) -> AsyncIterator[dict[str, Any]]:
     """Yield the thread's events with `seq > since`: logged ones, live ones, later runs' ones.
 
-    Never ends by itself; the caller stops iterating when its client goes away. Between runs
-    it looks for the thread's next run, more slowly the longer the thread stays quiet.
+    Ends only when the thread is deleted; otherwise the caller stops iterating when its client
+    goes away. Between runs it looks for the thread's next run, more slowly the longer the
+    thread stays quiet.
     """
     every = list(reversed(await runs.store.for_thread(thread_id, limit=MAX_RUNS)))
     ordered = [run for run in every if run.kind == KIND]
@@ -144,6 +145,8 @@ async def follow(runs: RunManager, thread_id: str, since: int = 0) -> AsyncItera
             wait_s = NEXT_RUN_POLL_S[0]
         await asyncio.sleep(wait_s)
         wait_s = min(wait_s * 2, NEXT_RUN_POLL_S[1])
+        if await runs.runner.threads.get(thread_id) is None:
+            return  # the thread was deleted: nothing more will come
         recent = await runs.store.for_thread(thread_id, limit=RECENT_RUNS)
         if len(recent) == RECENT_RUNS and not known & {run.run_id for run in recent}:
             recent = await runs.store.for_thread(thread_id, limit=MAX_RUNS)  # a burst: all

@@ -177,6 +177,16 @@ def test_run_start_streams_messages_values_and_lifecycle_to_its_owner_only(serve
             assert refused.status_code == 404 and "not found" in refused.json()["detail"]
     assert runs_of(server, "alice") == [("thread", tid)] and runs_of(server, "bob") == []
 
+    # A follower of a thread that gets deleted is told so: its stream ends.
+    with httpx.Client(base_url=server.url, timeout=10, headers=ALICE) as client:
+        body = {"channels": ["lifecycle"]}
+        with connect_sse(client, "POST", f"/threads/{tid}/stream/events", json=body) as es:
+            followed = es.iter_sse()
+            assert json.loads(next(followed).data)["params"]["data"]["event"] == "running"
+            assert json.loads(next(followed).data)["params"]["data"]["event"] == "completed"
+            assert client.delete(f"/threads/{tid}").status_code == 204
+            assert list(followed) == []
+
 
 def respond(client: httpx.Client, tid: str, interrupt_id: str, approved: bool) -> dict[str, Any]:
     params = {"interrupt_id": interrupt_id, "namespace": [], "response": {"approved": approved}}
