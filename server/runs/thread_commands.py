@@ -102,6 +102,7 @@ class ThreadCommands:
         if await self.runs.runner.threads.get(self.thread_id) is not None:
             await self._thread()  # another user's thread is not found, whatever the input
         self._check({"input": graph_input, "command": None})
+        checkpoint_id = _checkpoint_id(params.get("config"))
         info = await self._thread(create_for=served)
         if info.metadata.get("graph_id", served.graph_id) != served.graph_id:
             raise CommandError(
@@ -109,7 +110,6 @@ class ThreadCommands:
                 f"Thread {self.thread_id} runs graph {info.metadata['graph_id']!r},"
                 f" not {served.graph_id!r}.",
             )
-        checkpoint_id = _checkpoint_id(params.get("config"))
         if checkpoint_id is not None:
             await self._branch(served, checkpoint_id)
         run_id = await self._create(
@@ -262,12 +262,7 @@ class ThreadCommands:
 
     async def _branch(self, served: ServedGraph, checkpoint_id: str) -> None:
         """Make a past checkpoint the thread's head (LangGraph's `__copy__`), nothing running."""
-        try:
-            uuid.UUID(checkpoint_id)
-        except ValueError:
-            raise CommandError(
-                "invalid_argument", f"Invalid config.configurable.checkpoint_id: {checkpoint_id!r}."
-            ) from None
+        _valid_checkpoint_id(checkpoint_id)
         snapshot = await served.graph.aget_state(self._config(checkpoint_id))
         if not snapshot.created_at:
             raise CommandError("no_such_checkpoint", f"Checkpoint {checkpoint_id} not found.")
@@ -326,6 +321,16 @@ def _checkpoint_id(config: Any) -> str | None:
         raise CommandError(
             "invalid_argument", "config.configurable.checkpoint_id must be a non-empty string."
         )
+    return _valid_checkpoint_id(value)
+
+
+def _valid_checkpoint_id(value: str) -> str:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise CommandError(
+            "invalid_argument", f"Invalid config.configurable.checkpoint_id: {value!r}."
+        ) from None
     return value
 
 

@@ -305,6 +305,8 @@ def test_bad_requests_are_clear_errors_and_change_nothing(server):
             "input": {"messages": [{"role": "system", "content": "x"}]},
         }
         assert command(client, tid, "run.start", system).json()["error"] == "invalid_argument"
+        bad_target = {"assistant_id": "agent", "config": {"configurable": {"checkpoint_id": "x"}}}
+        assert command(client, tid, "run.start", bad_target).json()["error"] == "invalid_argument"
         unknown_thread = client.post(f"/threads/{tid}/stream/events", json={"channels": ["values"]})
         assert unknown_thread.status_code == 404
         assert runs_of(server, "dave") == []
@@ -328,8 +330,6 @@ def test_bad_requests_are_clear_errors_and_change_nothing(server):
         assert checkpoints[0]["step"] > checkpoints[-1]["step"] == -1
         missing = command(client, tid, "state.fork", {"checkpoint_id": str(uuid.uuid4())}).json()
         assert missing["error"] == "no_such_checkpoint"
-        bad_target = {"assistant_id": "agent", "config": {"configurable": {"checkpoint_id": "x"}}}
-        assert command(client, tid, "run.start", bad_target).json()["error"] == "invalid_argument"
 
         # Fork from the checkpoint before the first answer: a new branch, the old one kept.
         first_input = checkpoints[-1]["id"]
