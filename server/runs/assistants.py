@@ -185,8 +185,9 @@ class AssistantStore:
         except ValueError:
             raise TurnError(
                 422,
-                f"Invalid assistant {assistant_id!r}: give an assistant UUID or one of the"
-                f" served graph ids ({', '.join(self.graphs.ids())}).",
+                # langgraph dev's sentence, which clients and suites match on.
+                f"Invalid assistant: {assistant_id!r}. Must be either a valid assistant UUID"
+                f" or one of the registered graphs: {', '.join(self.graphs.ids())}",
             ) from None
 
     async def get(self, assistant_id: str, user_id: str) -> dict[str, Any]:

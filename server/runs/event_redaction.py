@@ -1,10 +1,10 @@
 """Redacting a run's events before they are logged or sent: streamed text with a held tail.
 
-Chat `token` events and agent-protocol `messages` chunks carry a model's answer a few
-characters at a time, and its tool calls' arguments likewise, so each of these streams goes
-through a `StreamRedactor` that holds back a short tail and releases it when the message ends
-(its last chunk, or any other event). Every other event, and everything else in a chunk, is
-redacted whole.
+Chat `token` events, agent-protocol `messages` chunks and the thread-centric protocol's text
+deltas (`content-block-delta`) carry a model's answer a few characters at a time, and its tool
+calls' arguments likewise, so each of these streams goes through a `StreamRedactor` that holds
+back a short tail and releases it when the message ends (its last chunk, or any other event).
+Every other event, and everything else in a chunk, is redacted whole.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class EventRedactor:
         self._streams: dict[StreamKey, StreamRedactor] = {}
         # The last chunk of each open agent-protocol stream, the template of its tail's chunk.
         self._last: dict[str, Event] = {}
+        # The same for the thread-centric protocol's text deltas, one stream per graph node.
+        self._thread_last: dict[StreamKey, Any] = {}
 
     def events(self, event: str, data: Any) -> list[Event]:
         """Return what to publish for one JSON-ready event: held tails first, then the event."""
@@ -42,6 +44,14 @@ class EventRedactor:
         chunk_id = _streamed_chunk_id(event, data)
         if chunk_id is not None:
             return [*self._flush(keep=chunk_id), *self._chunk(chunk_id, data)]
+        thread_key = _thread_text_key(event, data)
+        if thread_key is not None:
+            out = self._flush(keep=thread_key)
+            text = self._stream(thread_key).feed(data["data"]["delta"]["text"])
+            self._thread_last[thread_key] = data
+            if text:
+                out.append((event, _with_delta(self._redactor.value(data), text)))
+            return out
         return [*self._flush(), (event, self._redactor.value(data))]
 
     def flush(self) -> list[Event]:
@@ -112,7 +122,14 @@ class EventRedactor:
             tail = self._streams.pop(_CHAT).flush()
             if tail:
                 out.append(("token", {"text": tail}))
-        for chunk_id in dict.fromkeys(k[0] for k in self._streams if k != _CHAT):
+        for key in [k for k in self._thread_last if k != keep and k in self._streams]:
+            tail = self._streams.pop(key).flush()
+            template = self._thread_last.pop(key)
+            if tail:
+                out.append(("messages", _with_delta(self._redactor.value(template), tail)))
+        for chunk_id in dict.fromkeys(
+            k[0] for k in self._streams if k != _CHAT and k not in self._thread_last
+        ):
             if chunk_id == keep:
                 continue
             text_stream = self._streams.pop((chunk_id, None), None)
@@ -163,6 +180,25 @@ def _streamed_chunk_id(event: str, data: Any) -> str | None:
     if not isinstance(chunk.get("content"), str | list):
         return None
     return str(chunk.get("id") or "")
+
+
+def _thread_text_key(event: str, data: Any) -> StreamKey | None:
+    """The stream of a thread-protocol text delta (`content-block-delta`), else None."""
+    if event != "messages" or not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+        return None
+    body = data["data"]
+    delta = body.get("delta")
+    if body.get("event") != "content-block-delta" or not isinstance(delta, dict):
+        return None
+    if delta.get("type") != "text-delta" or not isinstance(delta.get("text"), str):
+        return None
+    return (f"thread:{data.get('node') or ''}", None)
+
+
+def _with_delta(params: dict[str, Any], text: str) -> dict[str, Any]:
+    """A thread-protocol delta event carrying `text`."""
+    body = params["data"]
+    return {**params, "data": {**body, "delta": {**body["delta"], "text": text}}}
 
 
 def _carries_more(chunk: dict[str, Any]) -> bool:

@@ -23,6 +23,7 @@ from server.runs.runner import (
 )
 from server.runs.runner import message_text as _text
 from server.runs.store import RunRecord
+from server.runs.thread_projection import ThreadProjection
 
 Event = tuple[str, Any]
 SUPPORTED_MODES = (
@@ -231,6 +232,7 @@ class AgentProjection:
 PROJECTIONS: dict[str, Callable[[RunRecord], Projection]] = {
     "chat": ChatProjection,
     "agent": AgentProjection,
+    "thread": ThreadProjection,
 }
 
 

@@ -30,7 +30,7 @@ from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 log = logging.getLogger("server.runs.engine")
 
 RunStatus = Literal["pending", "running", "success", "error", "timeout", "interrupted"]
-RunKind = Literal["chat", "agent"]
+RunKind = Literal["chat", "agent", "thread"]
 MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 CancelAction = Literal["interrupt", "rollback"]
 FINISHED: tuple[RunStatus, ...] = ("success", "error", "timeout", "interrupted")

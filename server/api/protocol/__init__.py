@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from server.api.protocol import assistants, crons, runs, store, system, threads
+from server.api.protocol import assistants, crons, runs, store, system, thread_stream, threads
 
 router = APIRouter()
-for part in (assistants, threads, crons, runs, store, system):
+for part in (assistants, threads, crons, runs, store, system, thread_stream):
     router.include_router(part.router)
