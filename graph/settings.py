@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     run_lease_s: float = Field(default=15.0, ge=1.0, le=3600.0, alias="TASKAGENT_RUN_LEASE_S")
     run_poll_s: float = Field(default=1.0, gt=0, le=60.0, alias="TASKAGENT_RUN_POLL_S")
 
+    # threads: how often the sweeper applies the TTL of threads whose time ran out (seconds).
+    thread_ttl_sweep_s: float = Field(
+        default=300.0, gt=0, le=86400.0, alias="TASKAGENT_THREAD_TTL_SWEEP_S"
+    )
+
     # Browser guard (server/security/browser_guard.py): comma-separated in the environment
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="TASKAGENT_ALLOWED_HOSTS"

@@ -295,6 +295,7 @@ class RunManager:
             resume=command.get("resume"),
             graph_input=payload.get("input"),
             strict_pending=False,
+            continue_thread=payload.get("input") is None and not command,
         )
 
     # --- leases --------------------------------------------------------------------------

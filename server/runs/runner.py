@@ -192,12 +192,15 @@ class AgentRunner:
         resume: Any = None,
         graph_input: Any = None,
         strict_pending: bool = True,
+        continue_thread: bool = False,
     ) -> PreparedRun:
         """Check a request against the thread's state and turn it into graph input.
 
         `message` is a user turn, `resume` answers the pending approval (strict: refused when
         nothing waits), `graph_input` is raw graph input from the Agent Server protocol; with
-        none of them a run cut off by a crash is finished. Raises TurnError with the status
+        none of them a run cut off by a crash is finished (`continue_thread`: the thread goes on
+        from its latest checkpoint, as a protocol run with null input does after
+        `update_state`). Raises TurnError with the status
         to answer with. A thread whose run was cut off is never settled here: the run engine
         takes that run over (its lease expired) before any later run of the thread starts.
         """
@@ -234,7 +237,13 @@ class AgentRunner:
                 title = title_of(run_input)
         else:
             run_input = None
-        return PreparedRun(thread_id=thread_id, info=info, graph_input=run_input, title=title)
+        return PreparedRun(
+            thread_id=thread_id,
+            info=info,
+            graph_input=run_input,
+            title=title,
+            continue_run=continue_thread and run_input is None and info is not None,
+        )
 
     async def _bound_answer(self, thread_id: str, answer: Any) -> dict[str, Any]:
         """Bind an approval answer to the one question the thread waits on, or refuse it.

@@ -89,11 +89,12 @@ async def _create_run(
     refuse_oversized_json(runner.services.settings, metadata=body.metadata)
     check_assistant(body.assistant_id)
     stream_modes(body.stream_mode)
-    if body.input is None and body.command is None:
+    if body.input is None and body.command is None and thread_id is None:
         raise TurnError(422, "A run needs input or command (e.g. command={'resume': ...}).")
     try:
         # Before anything is created: a refused input leaves no run and no thread behind.
-        check_run_request(body.input, body.command, runner.services.settings)
+        if body.input is not None or body.command is not None:
+            check_run_request(body.input, body.command, runner.services.settings)
     except RefusedInput as exc:
         raise TurnError(422, str(exc)) from None
     if thread_id is not None and body.if_not_exists == "create":
