@@ -5,7 +5,8 @@ The task agent's guards live in its nodes: `guard_input` reads each new user mes
 and `tool_execute` runs only the calls `guard_tools` put in `pending_calls`. An update that
 wrote `pending_calls` (or spoke as `guard_tools`) would send calls to `tool_execute` that no
 guard saw, and the other bookkeeping keys (budgets, verdicts, executed calls) are the graph's
-own. So a client may write messages only, as a person or as the model: an AI message with
+own. So a client may write messages only, as a person (checked as guard_input checks a turn)
+or as the model: an AI message with
 tool calls written as `model_call` goes to `guard_tools` like any model reply, and a delete
 there still waits for the user's approval. Tool results come from the tools, the system
 prompt from the server: tool and system messages are refused, and so is an update or a fork
@@ -26,6 +27,7 @@ from langchain_core.messages import (
 from langgraph.types import StateSnapshot
 
 from graph.settings import Settings
+from nodes.guard_input import check_turn
 
 GUARDED_NODE = "guard_tools"
 EXECUTING_NODE = "tool_execute"
@@ -123,6 +125,13 @@ def _check_messages(raw: Any, source: StateSnapshot, settings: Settings) -> None
 
 def _check_size(message: BaseMessage, where: str, settings: Settings) -> None:
     limit = settings.max_message_chars
+    if isinstance(message, HumanMessage):
+        # Written as any node, a user message may never pass guard_input: it is checked here
+        # as guard_input checks a turn (size, characters, clear prompt injection).
+        verdict = check_turn([message], limit)
+        if not verdict.allowed:
+            raise RefusedUpdate(422, f"{where}: {verdict.reason}")
+        return
     text = message.text
     if len(text) > limit:
         raise RefusedUpdate(422, f"{where} has {len(text)} characters; the limit is {limit}.")
