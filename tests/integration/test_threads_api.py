@@ -15,7 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from langgraph_sdk import get_client
-from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
+from langgraph_sdk.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    UnprocessableEntityError,
+)
 
 from tests.integration.conftest import LiveServer
 
@@ -185,7 +190,7 @@ async def test_writes_that_would_skip_the_guards_are_refused_and_change_nothing(
     for values, as_node, why in forged:
         with pytest.raises(UnprocessableEntityError, match=why):
             await alice.threads.update_state(tid, values, as_node=as_node)
-    with pytest.raises(UnprocessableEntityError, match="does not fit the graph"):
+    with pytest.raises(BadRequestError, match="does not fit the graph"):
         await alice.threads.update_state(tid, {"messages": []}, as_node="no_such_node")
     assert checkpoint_count(server, tid) == checkpoints
     assert task_exists(server, task_id)
@@ -422,7 +427,7 @@ async def test_update_state_uses_the_threads_own_graph(tmp_path):
         state = await alice.threads.get_state(tid)
         assert state["values"] == {"count": 41, "notes": ["set by hand"]}
         assert state["next"] == [] and state["metadata"]["source"] == "update"
-        with pytest.raises(UnprocessableEntityError, match="guard_tools does not exist"):
+        with pytest.raises(BadRequestError, match="guard_tools does not exist"):
             await alice.threads.update_state(tid, {"count": 1}, as_node="guard_tools")
         forked = await alice.threads.update_state(tid, None, as_node="__copy__")
         assert (await alice.threads.get_state(tid))["checkpoint"] == forked["checkpoint"]

@@ -40,6 +40,7 @@ MAX_VALUES_SCAN = 1000
 """Threads whose state a `values` filter reads at most; narrower filters serve more threads."""
 MAX_TTL_MINUTES = 60 * 24 * 366 * 10
 THREAD_FIELDS = (
+    "error",
     "thread_id",
     "created_at",
     "updated_at",
@@ -288,6 +289,7 @@ async def _thread_json(
         "config": {},
         "status": info.status,
         "values": values,
+        "error": None,
         "interrupts": interrupts,
     }
     if select:
@@ -575,6 +577,8 @@ async def update_thread_state(
         checkpoint = checkpoint.model_copy(update={"checkpoint_id": body.checkpoint_id})
     config = _config(thread_id, checkpoint)
     source = await _state(graph, config)
+    # As langgraph-api does: the checkpoint's metadata names the graph that wrote it.
+    config["configurable"]["graph_id"] = served.graph_id
     if checkpoint.checkpoint_id and source.created_at is None:
         raise TurnError(404, f"Checkpoint {checkpoint.checkpoint_id} not found (it may be pruned).")
     if body.as_node == "__copy__" and source.created_at is None:
@@ -587,7 +591,7 @@ async def update_thread_state(
     try:
         written = await graph.aupdate_state(config, body.values, as_node=body.as_node)
     except InvalidUpdateError as exc:
-        raise TurnError(422, f"The update does not fit the graph: {exc}") from None
+        raise TurnError(400, f"The update does not fit the graph: {exc}") from None
     await _settle(runner, graph, thread_id)
     configurable = jsonable(written["configurable"])
     return {
