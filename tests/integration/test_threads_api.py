@@ -208,6 +208,30 @@ async def test_writes_that_would_skip_the_guards_are_refused_and_change_nothing(
     assert checkpoint_count(server, tid) == checkpoints
 
 
+async def test_a_thread_created_with_supersteps_starts_from_them(server):
+    alice = client_of(server, "alice")
+    said = [{"type": "human", "content": "hello"}, {"type": "ai", "content": "Hi! Ask away."}]
+    thread = await alice.threads.create(
+        supersteps=[{"updates": [{"values": {"messages": said}, "as_node": "answer_check"}]}]
+    )
+    state = await alice.threads.get_state(thread["thread_id"])
+    assert texts(state) == [("human", "hello"), ("ai", "Hi! Ask away.")]
+    assert state["next"] == [] and thread["status"] == "idle"
+    final = await alice.runs.wait(thread["thread_id"], "agent", input=human("list my tasks"))
+    assert [m["content"] for m in final["messages"]][:2] == ["hello", "Hi! Ask away."]
+
+    chosen = str(uuid.uuid4())
+    forged = {"type": "tool", "content": "{}", "tool_call_id": "c1"}
+    with pytest.raises(UnprocessableEntityError, match="tool results come from the tools"):
+        await alice.threads.create(
+            thread_id=chosen,
+            supersteps=[{"updates": [{"values": {"messages": [forged]}, "as_node": "model_call"}]}],
+        )
+    with pytest.raises(NotFoundError):
+        await alice.threads.get(chosen)
+    assert checkpoint_count(server, chosen) == 0
+
+
 async def test_fork_then_run_continues_from_the_fork(server):
     alice = client_of(server, "alice")
     tid = (await alice.threads.create())["thread_id"]
@@ -420,6 +444,11 @@ async def test_update_state_uses_the_threads_own_graph(tmp_path):
     )
     try:
         alice, bob = client_of(live, "alice"), client_of(live, "bob")
+        started = await alice.threads.create(
+            graph_id="counter",
+            supersteps=[{"updates": [{"values": {"count": 5}, "as_node": "step"}]}],
+        )
+        assert started["values"] == {"count": 5}
         tid = (await alice.threads.create(graph_id="counter"))["thread_id"]
         await alice.threads.update_state(
             tid, {"count": 41, "notes": ["set by hand"]}, as_node="step"
@@ -431,9 +460,8 @@ async def test_update_state_uses_the_threads_own_graph(tmp_path):
             await alice.threads.update_state(tid, {"count": 1}, as_node="guard_tools")
         forked = await alice.threads.update_state(tid, None, as_node="__copy__")
         assert (await alice.threads.get_state(tid))["checkpoint"] == forked["checkpoint"]
-        assert [
-            t["thread_id"] for t in await alice.threads.search(metadata={"graph_id": "counter"})
-        ] == [tid]
+        counters = await alice.threads.search(metadata={"graph_id": "counter"})
+        assert {t["thread_id"] for t in counters} == {tid, started["thread_id"]}
         assert (await alice.threads.get(tid))["values"] == {"count": 41, "notes": ["set by hand"]}
         with pytest.raises(NotFoundError):
             await bob.threads.update_state(tid, {"count": 0}, as_node="step")

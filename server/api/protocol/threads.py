@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import Interrupt, StateSnapshot
+from langgraph.types import StateUpdate as GraphUpdate
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.api.protocol.common import (
@@ -86,15 +87,31 @@ class CheckpointConfig(BaseModel):
     checkpoint_map: dict[str, Any] | None = None
 
 
+class SuperstepUpdate(BaseModel):
+    """One update of a superstep: values written as a node."""
+
+    model_config = ConfigDict(extra="ignore")
+    values: dict[str, Any] | list[Any] | None = None
+    command: dict[str, Any] | None = None
+    as_node: str = Field(max_length=200)
+
+
+class Superstep(BaseModel):
+    """Updates applied together, as one step of the graph."""
+
+    model_config = ConfigDict(extra="ignore")
+    updates: list[SuperstepUpdate] = Field(min_length=1, max_length=100)
+
+
 class ThreadCreate(BaseModel):
-    """Create a thread, optionally with a chosen id and a TTL."""
+    """Create a thread, optionally with a chosen id, a TTL and state to start from."""
 
     model_config = ConfigDict(extra="ignore")
     thread_id: str | None = Field(default=None, max_length=200)
     metadata: dict[str, Any] = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
     ttl: TtlConfig | None = None
-    supersteps: list[Any] | None = None
+    supersteps: list[Superstep] | None = Field(default=None, max_length=1000)
 
 
 class ThreadPatch(BaseModel):
@@ -322,18 +339,49 @@ async def create_thread(
 ) -> dict[str, Any]:
     """Create a thread (a client may choose its id; `if_exists` says what a clash does)."""
     refuse_oversized_json(runner.services.settings, metadata=body.metadata)
-    if body.supersteps:
-        raise TurnError(
-            422, "supersteps are not supported; create the thread, then update its state."
-        )
+    if any(update.command is not None for step in body.supersteps or [] for update in step.updates):
+        raise TurnError(422, "supersteps updates take values and as_node; command is refused.")
     thread_id = body.thread_id or str(uuid.uuid4())
     info, created = await runs.create_thread(context, thread_id, body.metadata)
     if not created and (body.if_exists == "raise" or info.owner != context.user_id):
         raise TurnError(409, f"Thread {thread_id} already exists.")
+    if created and body.supersteps:
+        try:
+            await _apply_supersteps(runner, info, body.supersteps)
+        except BaseException:
+            # All or nothing: a refused superstep leaves no thread behind.
+            await runner.saver.adelete_thread(thread_id)
+            await runner.threads.delete(thread_id)
+            raise
     if created and body.ttl is not None:
         await runner.threads.set_ttl(thread_id, body.ttl.strategy, body.ttl.ttl)
-        info = await runner.check_access(thread_id, context.user_id)
-    return await _thread_json(runner, info)
+    return await _thread_json(runner, await runner.check_access(thread_id, context.user_id))
+
+
+async def _apply_supersteps(
+    runner: AgentRunner, info: ThreadInfo, supersteps: list[Superstep]
+) -> None:
+    """Write a new thread's state step by step, each update checked like `update_state`."""
+    served = runner.graph_of(info)
+    config = _config(info.thread_id)
+    config["configurable"]["graph_id"] = served.graph_id
+    for step in supersteps:
+        if served.task_agent:
+            source = await _state(served.graph, _config(info.thread_id))
+            for update in step.updates:
+                try:
+                    check_task_agent_update(
+                        update.values, update.as_node, source, runner.services.settings
+                    )
+                except RefusedUpdate as exc:
+                    raise TurnError(exc.status, f"supersteps: {exc}") from None
+        try:
+            await served.graph.abulk_update_state(
+                config, [[GraphUpdate(cast(Any, u.values), u.as_node) for u in step.updates]]
+            )
+        except InvalidUpdateError as exc:
+            raise TurnError(400, f"supersteps do not fit the graph: {exc}") from None
+    await _settle(runner, served.graph, info.thread_id)
 
 
 async def _matching(
