@@ -5,12 +5,13 @@ The task agent's guards live in its nodes: `guard_input` reads each new user mes
 and `tool_execute` runs only the calls `guard_tools` put in `pending_calls`. An update that
 wrote `pending_calls` (or spoke as `guard_tools`) would send calls to `tool_execute` that no
 guard saw, and the other bookkeeping keys (budgets, verdicts, executed calls) are the graph's
-own. So a client may write messages only, as a person (checked as guard_input checks a turn)
-or as the model: an AI message with
-tool calls written as `model_call` goes to `guard_tools` like any model reply, and a delete
-there still waits for the user's approval. Tool results come from the tools, the system
-prompt from the server: tool and system messages are refused, and so is an update or a fork
-at a checkpoint whose approved calls wait for `tool_execute`.
+own. So a client may write messages only: user messages (checked as guard_input checks a
+turn) and the model's text. Tool calls and their results are the graph's, as they are for a
+run's input (`server.runs.client_input`): an AI message carrying tool calls, a tool or system
+message, or a message replacing one that is part of a tool call, is refused. What a user
+wants done is asked for in a user message; the model's calls for it then pass `guard_tools`,
+and a delete waits for the user's approval. An update or a fork at a checkpoint whose
+approved calls wait for `tool_execute` is refused too.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ class RefusedUpdate(ValueError):
         self.status = status
 
 
+def holds_approved_calls(snapshot: StateSnapshot) -> bool:
+    """Whether the task agent's state at this checkpoint has approved calls waiting to run.
+
+    Going on from such a checkpoint in a new branch (a fork, an update, a run started from
+    it) would run calls that `guard_tools` approved in another timeline.
+    """
+    return EXECUTING_NODE in snapshot.next
+
+
 def check_task_agent_update(
     values: Any, as_node: str | None, source: StateSnapshot, settings: Settings
 ) -> None:
@@ -52,7 +62,7 @@ def check_task_agent_update(
     copies that checkpoint as it is; with a list of `[values, as_node]` pairs, each pair
     is checked like a single update.
     """
-    if EXECUTING_NODE in source.next:
+    if holds_approved_calls(source):
         # A fork or an update here would run calls approved in another timeline.
         raise RefusedUpdate(
             409,
@@ -106,7 +116,7 @@ def _check_messages(raw: Any, source: StateSnapshot, settings: Settings) -> None
         messages = convert_to_messages(listed)
     except (ValueError, TypeError, NotImplementedError) as exc:
         raise RefusedUpdate(422, f"values.messages is not a list of messages: {exc}") from None
-    existing = {m.id: m.type for m in source.values.get("messages", []) if m.id}
+    existing = {m.id: m for m in source.values.get("messages", []) if m.id}
     for index, message in enumerate(messages):
         where = f"values.messages[{index}]"
         if not isinstance(message, HumanMessage | AIMessage | RemoveMessage):
@@ -115,10 +125,21 @@ def _check_messages(raw: Any, source: StateSnapshot, settings: Settings) -> None
                 f"{where} is a {message.type} message: tool results come from the tools and"
                 " the system prompt from the server; write human or ai messages.",
             )
-        if message.id in existing and existing[message.id] not in ("human", "ai"):
+        if isinstance(message, AIMessage) and (message.tool_calls or message.invalid_tool_calls):
             raise RefusedUpdate(
                 422,
-                f"{where} would replace a {existing[message.id]} message, which is the graph's.",
+                f"{where} carries tool calls: tool calls come from the model and pass"
+                " guard_tools, never from a client; ask for the change in a user message.",
+            )
+        replaced = existing.get(message.id)
+        if replaced is not None and (
+            not isinstance(replaced, HumanMessage | AIMessage)
+            or (isinstance(replaced, AIMessage) and replaced.tool_calls)
+        ):
+            raise RefusedUpdate(
+                422,
+                f"{where} would replace a {replaced.type} message that is part of a tool"
+                " call and its result, which are the graph's.",
             )
         _check_size(message, where, settings)
 
@@ -135,9 +156,3 @@ def _check_size(message: BaseMessage, where: str, settings: Settings) -> None:
     text = message.text
     if len(text) > limit:
         raise RefusedUpdate(422, f"{where} has {len(text)} characters; the limit is {limit}.")
-    if isinstance(message, AIMessage) and len(message.tool_calls) > (
-        cap := settings.max_tool_calls_per_message
-    ):
-        raise RefusedUpdate(
-            422, f"{where} has {len(message.tool_calls)} tool calls; the limit is {cap}."
-        )
