@@ -491,3 +491,21 @@ async def test_update_state_uses_the_threads_own_graph(tmp_path):
         assert len(await alice.threads.get_history(tid, limit=10)) == 2
     finally:
         live.stop()
+
+
+async def test_a_keep_latest_ttl_prunes_the_thread_and_starts_over(server):
+    carol = client_of(server, "carol")
+    tid, _ = await thread_with_task(carol)
+    original = await carol.threads.get_state(tid)
+    await carol.threads.update_state(tid, None, as_node="__copy__")  # a branch to prune
+    before = checkpoint_count(server, tid)
+    await carol.threads.update(tid, metadata={}, ttl={"strategy": "keep_latest", "ttl": 0.01})
+    first = (await carol.threads.get(tid, include=["ttl"]))["ttl"]["expires_at"]
+    for _ in range(100):
+        if checkpoint_count(server, tid) < before:
+            break
+        await asyncio.sleep(0.1)
+    assert checkpoint_count(server, tid) == before - 1
+    thread = await carol.threads.get(tid, include=["ttl"])
+    assert thread["values"] == original["values"]
+    assert thread["ttl"]["strategy"] == "keep_latest" and thread["ttl"]["expires_at"] > first
