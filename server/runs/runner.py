@@ -237,6 +237,10 @@ class AgentRunner:
                 title = title_of(run_input)
         else:
             run_input = None
+            if continue_thread and info is not None:
+                config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+                if (await self.graph_of(info).graph.aget_state(config)).created_at is None:
+                    raise TurnError(422, f"Thread {thread_id} has no state to go on from.")
         return PreparedRun(
             thread_id=thread_id,
             info=info,

@@ -167,6 +167,11 @@ async def test_an_injected_delete_is_refused_and_a_written_request_still_asks_fi
     await alice.runs.wait(tid, "agent", command={"resume": {"approved": False}})
     assert task_exists(server, task_id)
     assert (await alice.threads.get(tid))["status"] == "idle"
+    # A thread with no state yet has nothing to go on from.
+    empty = (await alice.threads.create())["thread_id"]
+    with pytest.raises(UnprocessableEntityError, match="no state to go on from"):
+        await alice.runs.create(empty, "agent", input=None)
+    assert await alice.runs.list(empty) == []
 
 
 async def test_writes_that_would_skip_the_guards_are_refused_and_change_nothing(server):
