@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     # crons one user may have.
     cron_poll_s: float = Field(default=5.0, gt=0, le=60.0, alias="TASKAGENT_CRON_POLL_S")
     max_crons_per_user: int = Field(default=100, ge=1, alias="TASKAGENT_MAX_CRONS_PER_USER")
+    # threads: how often the sweeper applies the TTL of threads whose time ran out (seconds).
+    thread_ttl_sweep_s: float = Field(
+        default=300.0, gt=0, le=86400.0, alias="TASKAGENT_THREAD_TTL_SWEEP_S"
+    )
 
     # Browser guard (server/security/browser_guard.py): comma-separated in the environment
     allowed_hosts: Annotated[list[str], NoDecode] = Field(

@@ -34,6 +34,7 @@ from server.observability.request_context import RequestContext, request_id_of
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
 from server.runs.store import RunStore
+from server.runs.thread_ttl import watch_ttls
 from server.security.auth import KeyRing
 from server.security.browser_guard import protect
 from server.security.limits import RequestSizeLimit
@@ -70,7 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("resumed %d run(s) left unfinished by a process that is gone", len(resumed))
         crons = app.state.crons = await protocol.crons.open_scheduler(settings, runner, runs)
         sweeper = asyncio.create_task(_sweep_events(store, settings.event_retention_s))
-        background = [sweeper, prober]
+        ttls = asyncio.create_task(watch_ttls(runs, settings.thread_ttl_sweep_s))
+        background = [sweeper, prober, ttls]
         if settings.wallclock_probes:
             background.append(_probe(runner, store))
         try:

@@ -332,6 +332,7 @@ class RunManager:
             command=command,
             strict_pending=False,
             options=RunOptions.of(payload),
+            continue_thread=payload.get("input") is None and not command,
         )
 
     # --- leases --------------------------------------------------------------------------

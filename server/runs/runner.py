@@ -30,6 +30,7 @@ from server.observability.tracing import Tracer, finish
 from server.runs.client_input import RefusedInput, user_messages
 from server.runs.graphs import TASK_AGENT, GraphRegistry, ServedGraph, load_graphs
 from server.runs.retention import prune_before
+from server.runs.state_updates import holds_approved_calls
 from server.runs.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from server.runs.user_store import UserStore, open_user_store
 from tools.audit import summarize
@@ -238,12 +239,15 @@ class AgentRunner:
         command: dict[str, Any] | None = None,
         strict_pending: bool = True,
         options: RunOptions | None = None,
+        continue_thread: bool = False,
     ) -> PreparedRun:
         """Check a request against the thread's state and turn it into graph input.
 
         `message` is a user turn, `resume` answers the pending approval (strict: refused when
         nothing waits), `graph_input` is raw graph input from the Agent Server protocol; with
-        none of them a run cut off by a crash is finished. Raises TurnError with the status
+        none of them a run cut off by a crash is finished (`continue_thread`: the thread goes on
+        from its latest checkpoint, as a protocol run with null input does after
+        `update_state`). Raises TurnError with the status
         to answer with. A thread whose run was cut off is never settled here: the run engine
         takes that run over (its lease expired) before any later run of the thread starts.
         """
@@ -256,9 +260,33 @@ class AgentRunner:
         else:
             info = await self.check_access(thread_id, context.user_id)
         served = self._served_for(info, options.graph_id)
+        if continue_thread and info is not None and options.checkpoint_id is None:
+            if (await self.state(thread_id)).created_at is None:
+                raise TurnError(422, f"Thread {thread_id} has no state to go on from.")
+        if options.checkpoint_id is not None:
+            past = await self.state(thread_id, options.checkpoint_id)
+            if past.created_at is None:
+                raise TurnError(
+                    404, f"Checkpoint {options.checkpoint_id} not found (it may be pruned)."
+                )
+            if served.task_agent and holds_approved_calls(past):
+                # Approved in another timeline: a new branch must ask again.
+                raise TurnError(
+                    409,
+                    f"Checkpoint {options.checkpoint_id} has approved tool calls waiting to run;"
+                    " branch from the checkpoint before the approval.",
+                )
         if not served.task_agent:
             raw = _graph_input(info, thread_id, graph_input, command, options)
-            return PreparedRun(thread_id, info, raw, title_of(raw), served=served, options=options)
+            return PreparedRun(
+                thread_id,
+                info,
+                raw,
+                title_of(raw),
+                continue_run=raw is None,
+                served=served,
+                options=options,
+            )
         title = message or ""
         if resume is not None:
             if info is None or info.status != "interrupted":
@@ -293,7 +321,8 @@ class AgentRunner:
             title=title,
             served=served,
             options=options,
-            continue_run=options.checkpoint_id is not None,
+            continue_run=options.checkpoint_id is not None
+            or (continue_thread and run_input is None and info is not None),
         )
 
     def _served_for(self, info: ThreadInfo | None, graph_id: str | None) -> ServedGraph:
@@ -586,7 +615,7 @@ def _graph_input(
             update=command.get("update"),
             goto=command.get("goto") or (),
         )
-    if graph_input is None and options.checkpoint_id is None:
+    if graph_input is None and options.checkpoint_id is None and info is None:
         raise TurnError(422, "A run needs input or command (e.g. command={'resume': ...}).")
     return graph_input
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,10 +14,21 @@ from tools.migrations import Migration, migrate
 from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+TtlStrategy = Literal["delete", "keep_latest"]
+SortBy = Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"]
 
 COLUMNS = (
-    "thread_id, owner, title, status, interrupt, history_floor, metadata, created_at, updated_at"
+    "thread_id, owner, title, status, interrupt, history_floor, metadata, created_at, updated_at,"
+    " ttl_strategy, ttl_minutes, ttl_expires_at"
 )
+# The index keeps one change time; `state_updated_at` sorts like it (as langgraph dev does).
+_SORT_COLUMNS: dict[str, str] = {
+    "thread_id": "thread_id",
+    "status": "status",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "state_updated_at": "updated_at",
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS threads (
@@ -34,7 +46,19 @@ CREATE TABLE IF NOT EXISTS threads (
 CREATE INDEX IF NOT EXISTS threads_owner ON threads (owner, updated_at);
 """
 
-MIGRATIONS: list[Migration] = [SCHEMA]
+# Thread TTLs (`{"strategy", "ttl"}` on create or patch): when the sweeper acts on the thread.
+# The owner/created_at index serves sorted searches and the per-owner count.
+TTL = """
+ALTER TABLE threads ADD COLUMN ttl_strategy TEXT
+    CHECK (ttl_strategy IS NULL OR ttl_strategy IN ('delete', 'keep_latest'));
+ALTER TABLE threads ADD COLUMN ttl_minutes REAL;
+ALTER TABLE threads ADD COLUMN ttl_expires_at TEXT;
+CREATE INDEX IF NOT EXISTS threads_ttl ON threads (ttl_expires_at)
+    WHERE ttl_expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS threads_owner_created ON threads (owner, created_at);
+"""
+
+MIGRATIONS: list[Migration] = [SCHEMA, TTL]
 """The thread index's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 
@@ -59,6 +83,25 @@ class ThreadInfo:
     metadata: dict[str, Any]
     created_at: str
     updated_at: str
+    ttl_strategy: TtlStrategy | None = None
+    ttl_minutes: float | None = None
+    ttl_expires_at: str | None = None
+
+    @property
+    def ttl(self) -> dict[str, Any] | None:
+        """The thread's TTL as langgraph-api shows it (`?include=ttl`), or None."""
+        if self.ttl_strategy is None:
+            return None
+        return {
+            "strategy": self.ttl_strategy,
+            "ttl_minutes": self.ttl_minutes,
+            "expires_at": self.ttl_expires_at,
+        }
+
+
+def expiry_stamp(moment: datetime) -> str:
+    """A TTL expiry as stored: UTC ISO-8601 to the microsecond, so stamps sort as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 class ThreadIndex:
@@ -154,10 +197,42 @@ class ThreadIndex:
                 raise ThreadLimitReached(limit)
             # The clashing thread was deleted between the two statements: try again.
 
-    async def count(self, owner: str) -> int:
-        """Return how many threads `owner` has."""
-        row = await fetch_one(self._conn, "SELECT COUNT(*) FROM threads WHERE owner = ?", (owner,))
+    async def count(
+        self,
+        owner: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        status: str | None = None,
+    ) -> int:
+        """Return how many threads `owner` has (those matching the filters, when given)."""
+        where, params = _filters(owner, metadata, status, None)
+        row = await fetch_one(
+            self._conn, f"SELECT COUNT(*) FROM threads WHERE {where}", tuple(params)
+        )
         return int(row[0]) if row else 0
+
+    async def set_ttl(
+        self, thread_id: str, strategy: TtlStrategy, minutes: float, *, now: datetime | None = None
+    ) -> None:
+        """Give the thread a TTL: the sweeper applies `strategy` once `minutes` have passed."""
+        expires = expiry_stamp((now or datetime.now(UTC)) + timedelta(minutes=minutes))
+        await self._conn.execute(
+            "UPDATE threads SET ttl_strategy = ?, ttl_minutes = ?, ttl_expires_at = ?"
+            " WHERE thread_id = ?",
+            (strategy, minutes, expires, thread_id),
+        )
+
+    async def expired(self, now: datetime, limit: int) -> list[ThreadInfo]:
+        """Return up to `limit` threads whose TTL ran out by `now`, the longest expired first."""
+        return [
+            _info(row)
+            for row in await fetch_all(
+                self._conn,
+                f"SELECT {COLUMNS} FROM threads WHERE ttl_expires_at IS NOT NULL"
+                " AND ttl_expires_at <= ? ORDER BY ttl_expires_at LIMIT ?",
+                (expiry_stamp(now), limit),
+            )
+        ]
 
     async def update_metadata(
         self, thread_id: str, metadata: dict[str, Any], *, max_bytes: int | None = None
@@ -186,28 +261,29 @@ class ThreadIndex:
         *,
         metadata: dict[str, Any] | None = None,
         status: str | None = None,
-        limit: int = 10,
+        ids: list[str] | None = None,
+        sort_by: SortBy | None = None,
+        sort_order: Literal["asc", "desc"] | None = None,
+        limit: int | None = 10,
         offset: int = 0,
     ) -> list[ThreadInfo]:
-        """Return `owner`'s threads whose metadata contains every given key/value."""
-        where, params = ["owner = ?"], [owner]
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        for key, value in (metadata or {}).items():
-            # The key is bound as a value, never spliced into a JSON path: any key is safe.
-            where.append(
-                "EXISTS (SELECT 1 FROM json_each(threads.metadata) AS m"
-                " WHERE m.key = ? AND m.value IS json_extract(?, '$'))"
-            )
-            params += [key, json.dumps(value)]
+        """Return `owner`'s threads matching every filter, sorted (newest change first).
+
+        `metadata` matches threads whose metadata has every given key with that value; `ids`
+        keeps only those threads; `limit=None` returns every match.
+        """
+        where, params = _filters(owner, metadata, status, ids)
+        column = _SORT_COLUMNS[sort_by or "updated_at"]
+        direction = "ASC" if sort_order == "asc" else "DESC"
+        page = "" if limit is None else " LIMIT ? OFFSET ?"
+        bounds: tuple[Any, ...] = () if limit is None else (limit, offset)
         return [
             _info(row)
             for row in await fetch_all(
                 self._conn,
-                f"SELECT {COLUMNS} FROM threads WHERE {' AND '.join(where)}"
-                " ORDER BY updated_at DESC, rowid DESC LIMIT ? OFFSET ?",
-                (*params, limit, offset),
+                f"SELECT {COLUMNS} FROM threads WHERE {where}"
+                f" ORDER BY {column} {direction}, rowid {direction}{page}",
+                (*params, *bounds),
             )
         ]
 
@@ -230,8 +306,39 @@ class ThreadIndex:
         ]
 
 
+def _filters(
+    owner: str, metadata: dict[str, Any] | None, status: str | None, ids: list[str] | None
+) -> tuple[str, list[Any]]:
+    where, params = ["owner = ?"], [owner]
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if ids is not None:
+        where.append("thread_id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(ids))
+    for key, value in (metadata or {}).items():
+        # The key is bound as a value, never spliced into a JSON path: any key is safe.
+        where.append(
+            "EXISTS (SELECT 1 FROM json_each(threads.metadata) AS m"
+            " WHERE m.key = ? AND m.value IS json_extract(?, '$'))"
+        )
+        params += [key, json.dumps(value)]
+    return " AND ".join(where), params
+
+
 def _info(row: Any) -> ThreadInfo:
     values = list(row)
     values[4] = json.loads(values[4]) if values[4] else None
     values[6] = json.loads(values[6] or "{}")
     return ThreadInfo(*values)
+
+
+def json_contains(whole: Any, part: Any) -> bool:
+    """Whether `part` is contained in `whole` the way langgraph-api filters values.
+
+    Objects match when each of `part`'s keys is in `whole` with a contained value; anything
+    else must be equal.
+    """
+    if isinstance(part, dict) and isinstance(whole, dict):
+        return all(key in whole and json_contains(whole[key], value) for key, value in part.items())
+    return bool(whole == part)

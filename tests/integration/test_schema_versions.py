@@ -140,7 +140,7 @@ def test_a_data_dir_from_before_versions_opens_with_every_row(tmp_path: Path) ->
         "archive": 1,
         "audit": 2,
         "usage": 1,
-        "threads": 1,
+        "threads": 2,
     }
 
 

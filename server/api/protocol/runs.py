@@ -107,7 +107,8 @@ async def _create_run(
     checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
     if thread_id is None and checkpoint_id is not None:
         raise TurnError(422, "A checkpoint belongs to a thread; give the run a thread_id.")
-    if body.input is None and body.command is None and checkpoint_id is None:
+    if body.input is None and body.command is None and thread_id is None:
+        # On a thread, no input continues it from its latest (or the given) checkpoint.
         raise TurnError(422, "A run needs input or command (e.g. command={'resume': ...}).")
     for nodes in (body.interrupt_before, body.interrupt_after):
         unknown = sorted(set(nodes or []) - set(served.graph.nodes) - {"*"})

@@ -1,0 +1,70 @@
+"""Removing threads: deleting one, pruning its history, and the TTL sweeper that does either.
+
+`DELETE /threads/{id}`, `POST /threads/prune` and the sweeper all remove a thread through
+`delete_thread`, so an expired thread goes exactly as a deleted one does: its runs
+(cancelled first if live) and their event logs, its checkpoints, its message archive and
+its index entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from server.runs.engine import RunManager
+from server.runs.threads import ThreadInfo
+
+log = logging.getLogger(__name__)
+
+# Threads one sweep removes at most; the rest go at the next sweep.
+SWEEP_LIMIT = 1000
+
+
+async def keep_latest(runs: RunManager, thread_id: str) -> bool:
+    """Drop the thread's history but its latest state; False (nothing done) while it runs.
+
+    A live run is writing the chain the prune would cut: the thread is left for later.
+    """
+    if await runs.active_runs(thread_id):
+        return False
+    await runs.runner.saver.aprune([thread_id], strategy="keep_latest")
+    return True
+
+
+async def sweep_expired(runs: RunManager, now: datetime | None = None) -> int:
+    """Apply each expired thread's TTL strategy; return how many threads were swept.
+
+    `delete` deletes the thread; `keep_latest` prunes its history and starts its TTL over,
+    so the thread keeps only its latest state as it lives on.
+    """
+    moment = now or datetime.now(UTC)
+    swept = 0
+    for info in await runs.runner.threads.expired(moment, SWEEP_LIMIT):
+        if await _expire(runs, info, moment):
+            swept += 1
+    return swept
+
+
+async def _expire(runs: RunManager, info: ThreadInfo, now: datetime) -> bool:
+    if info.ttl_strategy == "keep_latest":
+        if not await keep_latest(runs, info.thread_id):
+            return False
+        await runs.runner.threads.set_ttl(
+            info.thread_id, "keep_latest", info.ttl_minutes or 0.0, now=now
+        )
+        return True
+    await runs.delete_thread(info.thread_id)
+    return True
+
+
+async def watch_ttls(runs: RunManager, interval_s: float) -> None:
+    """Sweep expired threads every `interval_s` seconds until cancelled."""
+    while True:
+        try:
+            swept = await sweep_expired(runs)
+            if swept:
+                log.info("swept %d thread(s) whose TTL ran out", swept)
+        except Exception:
+            log.exception("thread TTL sweep failed")
+        await asyncio.sleep(interval_s)
