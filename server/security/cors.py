@@ -34,7 +34,7 @@ EXPOSED_HEADERS = (
 PREFLIGHT_MAX_AGE_S = 600
 REFUSED = "This origin may not call the API; add it to TASKAGENT_ALLOWED_ORIGINS if it is yours."
 _ANY_PORT = re.compile(r"(?P<base>https?://[^/?#@\s]+):\*")
-_PORT = re.compile(r":\d{1,5}")
+_PORT = re.compile(r"\d{1,5}")
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,9 @@ class AllowedOrigins:
         origin = origin.strip().lower().rstrip("/")
         if origin in self.exact:
             return True
-        base, colon, port = origin.rpartition(":")
+        base, _, port = origin.rpartition(":")
         # "http://localhost" has no port: its rpartition splits the scheme, not a port.
-        if colon and _PORT.fullmatch(colon + port) and base in self.any_port:
+        if _PORT.fullmatch(port) and 0 < int(port) < 65536 and base in self.any_port:
             return True
         return origin in self.any_port
 
