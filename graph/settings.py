@@ -20,7 +20,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 _LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
 _HOST_PATTERN = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
-_ORIGIN = re.compile(rf"https?://(\[[0-9a-f:.]+\]|{_LABEL}(\.{_LABEL})*)(:\d{{1,5}})?")
+# An origin, or one with `:*` for any port (loopback pages run on whatever port they got).
+_ORIGIN = re.compile(rf"https?://(\[[0-9a-f:.]+\]|{_LABEL}(\.{_LABEL})*)(:\d{{1,5}}|:\*)?")
+# Web pages that may call the API from a browser: any loopback page (agent-chat-ui, a
+# useStream app on localhost) and LangGraph Studio, as `langgraph dev` allows them.
+DEFAULT_ORIGINS = (
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "http://[::1]:*",
+    "https://smith.langchain.com",
+)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -158,8 +167,10 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="TASKAGENT_ALLOWED_HOSTS"
     )
+    # Browser access (server/security/cors.py): the origins whose pages may call the API
+    # (CORS) and change things (the guard's cross-site check); `none` allows no page.
     allowed_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, alias="TASKAGENT_ALLOWED_ORIGINS"
+        default_factory=lambda: list(DEFAULT_ORIGINS), alias="TASKAGENT_ALLOWED_ORIGINS"
     )
     api_docs: bool = Field(default=False, alias="TASKAGENT_API_DOCS")
 
@@ -216,11 +227,14 @@ class Settings(BaseSettings):
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
         origins = [item.strip().lower().rstrip("/") for item in value]
+        if origins == ["none"]:
+            return []
         for origin in origins:
             if not _ORIGIN.fullmatch(origin):
                 raise ValueError(
                     f"TASKAGENT_ALLOWED_ORIGINS entry {origin!r} must be an origin such as"
-                    " https://smith.langchain.com (scheme, host, optional port; no path)"
+                    " https://smith.langchain.com or http://localhost:* (scheme, host, optional"
+                    " port or :* for any port; no path), or none"
                 )
         return origins
 

@@ -17,11 +17,14 @@ from graph.services import Services
 from graph.state import State
 from tools.approval import (
     CHANGING_TOOLS,
+    UnusableDecision,
     answers,
     approval_request,
     binding,
+    from_decisions,
     names_no_call,
     needs_approval,
+    quoted,
 )
 from tools.audit import AuditRecord
 from tools.authorization import argument_problem, may_call, task_scope
@@ -158,7 +161,7 @@ async def guard_tools(
     shown = await services.tasks.shown_approvals(step_key)
     pauses = 0
 
-    async def ask(request: dict[str, Any]) -> bool:
+    async def ask(request: dict[str, Any]) -> dict[str, Any]:
         # LangGraph hands resume values to a node's interrupt() calls by position, so the
         # question shown at each position is recorded before pausing on it: a plain answer
         # then counts only for the question the user saw there.
@@ -168,11 +171,16 @@ async def guard_tools(
             if position not in shown:
                 shown[position] = request["approval_id"]
                 await services.tasks.record_shown(step_key, position, request["approval_id"])
-            answer = interrupt(request)
+            try:
+                # The server translates LangChain decisions before resuming; `langgraph dev`
+                # hands them over as sent. An edit is no answer: the question is asked again.
+                answer = from_decisions(interrupt(request))
+            except UnusableDecision:
+                continue
             if answers(answer, request) or (
                 names_no_call(answer) and shown[position] == request["approval_id"]
             ):
-                return bool(answer["approved"])
+                return dict(answer)
 
     async def refuse(position: int, call: ToolCall, reason: str, why: str, **details: Any) -> None:
         await audit("denied", position, call, False, reason)
@@ -255,14 +263,16 @@ async def guard_tools(
                 )
                 # An answer to another question (one asked before the calls or tasks
                 # changed) approves nothing: this one is asked.
-                yes = await ask(request)
+                answer = await ask(request)
+                yes = bool(answer["approved"])
                 verb = "approved" if yes else "rejected"
                 await audit(
                     "approval", position, call, yes, f"{verb} {call['name']} on {task['id']}"
                 )
                 if not yes:
                     refused.append((call["name"], "rejected"))
-                    denied_messages.append(_denied(call, _rejected(call["name"], task["id"])))
+                    rejected = _rejected(call["name"], task["id"], answer.get("reason"))
+                    denied_messages.append(_denied(call, rejected))
                     continue
                 approval = binding(task, owner)
         seen.append(call_signature(call["name"], args))
@@ -291,11 +301,14 @@ def _guessed(call: ToolCall, task: dict[str, Any], owner: str, actor: str, state
     )
 
 
-def _rejected(tool: str, task_id: str) -> str:
+def _rejected(tool: str, task_id: str, reason: Any = None) -> str:
     if tool in DESTRUCTIVE_TOOLS:
-        return f"The user rejected deleting {task_id}; it was kept."
-    doing = "completing" if tool == "complete_task" else "changing"
-    return f"The user rejected {doing} {task_id}; it was left as it was."
+        said = f"The user rejected deleting {task_id}; it was kept."
+    else:
+        doing = "completing" if tool == "complete_task" else "changing"
+        said = f"The user rejected {doing} {task_id}; it was left as it was."
+    # A reject decision's message (LangChain's human-in-the-loop schema), quoted as data.
+    return f"{said} The user's reason: {quoted(reason)}." if isinstance(reason, str) else said
 
 
 def _not_there(task_id: str) -> str:

@@ -26,6 +26,7 @@ from server.api import chat as chat_api
 from server.api import ops as ops_api
 from server.api import protocol
 from server.api import tasks as tasks_api
+from server.api.json_bodies import BodiesAreJson
 from server.api.schemas import ErrorResponse, HealthResponse, TierHealth
 from server.api.storage_errors import answer_storage_errors
 from server.observability import wallclock
@@ -37,6 +38,7 @@ from server.runs.store import RunStore
 from server.runs.thread_ttl import watch_ttls
 from server.security.auth import KeyRing
 from server.security.browser_guard import protect
+from server.security.cors import AllowedOrigins, BrowserCORS
 from server.security.limits import RequestSizeLimit
 from server.security.proxies import behind_proxies
 from server.security.ratelimit import AuthFailureLimiter, RateLimiter
@@ -103,6 +105,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        broken = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+        if broken is not None:
+            where = broken["loc"][-1] if len(broken["loc"]) > 1 else 0
+            why = (broken.get("ctx") or {}).get("error", "unreadable")
+            detail = f"The request body is not valid JSON ({why} at character {where})."
+            return JSONResponse(status_code=422, content={"detail": detail})
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: "
             f"{str(err['msg']).removeprefix('Value error, ')}"
@@ -159,14 +167,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_api.router, responses=errors)
     app.include_router(tasks_api.router, responses=errors)
     app.include_router(ops_api.router)
+    app.add_middleware(BodiesAreJson)
     app.add_middleware(RejectLoneSurrogates)
-    hosts, origins = [*settings.allowed_hosts, settings.host.lower()], settings.allowed_origins
+    hosts = [*settings.allowed_hosts, settings.host.lower()]
+    origins = AllowedOrigins.parse(settings.allowed_origins)
     protect(app, hosts, origins, csp_exempt={"/docs", "/docs/oauth2-redirect", "/redoc"})
     app.add_middleware(
         RequestSizeLimit,  # before any route: oversized requests cost no auth or parsing work
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
     )
+    # Outside the size limit and the guard, so a browser page can read their refusals too.
+    app.add_middleware(BrowserCORS, origins=origins)
     app.add_middleware(RequestContext)  # outermost: its id is on every response, 422s included
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     return app

@@ -26,6 +26,12 @@ from tools.store import TaskStore
 UNAUTHORIZED = (
     "Missing or invalid API key. Send it as X-Api-Key: <key> or Authorization: Bearer <key>."
 )
+# Studio marks its LangSmith sign-in with this scheme; `langgraph dev` lets it in unchecked.
+# Here it names no one: only one of this server's keys does, sent the usual way.
+LANGSMITH_SIGN_IN = (
+    "A LangSmith sign-in (x-auth-scheme: langsmith) is not a key of this server. Send one of"
+    " its API keys as X-Api-Key: <key> or Authorization: Bearer <key>."
+)
 
 
 def settings_of(request: Request) -> Settings:
@@ -81,7 +87,9 @@ async def principal_of(
         await audit.login_failed(
             request.url.path, client, peer=getattr(request.state, "peer", None)
         )
-        raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        scheme = request.headers.get("x-auth-scheme", "").strip().lower()
+        detail = LANGSMITH_SIGN_IN if scheme == "langsmith" else UNAUTHORIZED
+        raise HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
     logs.bind(user=principal.user_id)
     limiter: RateLimiter = request.app.state.limiter
     retry_after = limiter.admit(principal.user_id)

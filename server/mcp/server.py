@@ -20,6 +20,7 @@ from graph.settings import Settings, get_settings
 from server.security.asgi_reply import refuse
 from server.security.auth import KeyError_, KeyRing, Principal, local_principal, presented_key
 from server.security.browser_guard import header_map, host_refusal, is_loopback_host
+from server.security.cors import AllowedOrigins
 from server.security.ratelimit import too_many_failures
 from tools.store import TaskStore
 
@@ -88,7 +89,7 @@ class LoopbackGate:
         self.app = app
         self.service = service
         self.allowed_hosts = service.settings.allowed_hosts
-        self.allowed_origins = frozenset(service.settings.allowed_origins)
+        self.allowed_origins = AllowedOrigins.parse(service.settings.allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass allowed requests on to the MCP app."""

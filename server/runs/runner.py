@@ -33,6 +33,7 @@ from server.runs.retention import prune_before
 from server.runs.state_updates import holds_approved_calls
 from server.runs.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from server.runs.user_store import UserStore, open_user_store
+from tools.approval import UnusableDecision, from_decisions
 from tools.audit import summarize
 from tools.text import printable
 
@@ -345,13 +346,23 @@ class AgentRunner:
 
         The answer may name the call it answers (`tool_call_id`, and `approval_id` from the
         question); the plain `{"approved": true}` answers the question waiting, when exactly
-        one is. The graph acts on an answer only for the question it was bound to here.
+        one is, and so does LangChain's `{"decisions": [{"type": "approve"}]}` (or a reject,
+        whose `message` reaches the model). The graph acts on an answer only for the question
+        it was bound to here.
         """
+        try:
+            decided = from_decisions(answer)
+        except UnusableDecision as exc:
+            raise TurnError(422, str(exc)) from None
+        # Only a reject decision's message (bounded there) is passed on to the model.
+        reason = decided.get("reason") if decided is not answer else None
+        answer = decided
         if not isinstance(answer, dict) or not isinstance(answer.get("approved"), bool):
             raise TurnError(
                 422,
                 'Answer an approval with {"approved": true} or {"approved": false}, and the'
-                ' "tool_call_id" of the call it answers.',
+                ' "tool_call_id" of the call it answers, or with {"decisions": [{"type":'
+                ' "approve"}]} or [{"type": "reject"}].',
             )
         state = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
         asked = [
@@ -380,11 +391,14 @@ class AgentRunner:
                 " exactly one of them; nothing was done.",
             )
         question = matching[0]
-        return {
+        bound = {
             "approved": answer["approved"],
             "tool_call_id": question.get("tool_call_id"),
             "approval_id": question.get("approval_id"),
         }
+        if reason is not None:
+            bound["reason"] = reason
+        return bound
 
     async def execute(
         self,

@@ -16,7 +16,8 @@ out, shared by the HTTP API and `taskagent mcp --http`:
   POSTs (forms, `fetch(..., {mode: "no-cors"})`). Browsers label every request with
   `Sec-Fetch-Site` (or at least `Origin`) and page scripts cannot forge either, so a
   state-changing request labelled as coming from another origin is refused unless that
-  origin is on TASKAGENT_ALLOWED_ORIGINS (the same list a CORS allow-list reads).
+  origin is on TASKAGENT_ALLOWED_ORIGINS (by default loopback pages of any port and
+  LangGraph Studio; `server/security/cors.py` answers CORS for the same list).
   Clients that are not browsers (curl, the SDK, the CLI) send neither label and pass.
   The rule follows Go's `net/http.CrossOriginProtection`.
 """
@@ -26,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
 
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -110,7 +111,7 @@ def host_refusal(headers: Mapping[str, str], allowed_hosts: Iterable[str]) -> st
 
 
 def write_refusal(
-    method: str, headers: Mapping[str, str], allowed_origins: Collection[str]
+    method: str, headers: Mapping[str, str], allowed_origins: Container[str]
 ) -> str | None:
     """Return why a browser's cross-site write is refused (a sentence), or None to let it pass."""
     if method in SAFE_METHODS:
@@ -148,11 +149,11 @@ class BrowserGuard:
     """ASGI middleware: 400 for a Host this server does not answer to, 403 for cross-site writes."""
 
     def __init__(
-        self, app: ASGIApp, allowed_hosts: Iterable[str], allowed_origins: Iterable[str]
+        self, app: ASGIApp, allowed_hosts: Iterable[str], allowed_origins: Container[str]
     ) -> None:
         self.app = app
         self.allowed_hosts = tuple(allowed_hosts)
-        self.allowed_origins = frozenset(allowed_origins)
+        self.allowed_origins = allowed_origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass requests a browser page may send on to the app; answer the rest."""
@@ -200,12 +201,12 @@ class SecurityHeaders:
 def protect(
     app: Starlette,
     allowed_hosts: Iterable[str],
-    allowed_origins: Iterable[str],
+    allowed_origins: Container[str],
     csp_exempt: Collection[str] = (),
 ) -> None:
     """Wrap everything registered so far in BrowserGuard, and that in SecurityHeaders."""
     app.add_middleware(
-        BrowserGuard, allowed_hosts=list(allowed_hosts), allowed_origins=list(allowed_origins)
+        BrowserGuard, allowed_hosts=list(allowed_hosts), allowed_origins=allowed_origins
     )
     # Outside the guard, so its refusals carry the headers too.
     app.add_middleware(SecurityHeaders, csp_exempt=csp_exempt)

@@ -133,6 +133,16 @@ def victim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A keyless server that trusts Studio's origin only, not the loopback pages of the default."""
+    env = {"TASKAGENT_ALLOWED_ORIGINS": "https://smith.langchain.com"}
+    server = LiveServer(tmp_path_factory.mktemp("strict") / "data", env=env)
+    seed(server)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def configured(
     tmp_path_factory: pytest.TempPathFactory, attack_site: AttackSite
 ) -> Iterator[LiveServer]:
@@ -239,11 +249,21 @@ def test_a_rebinding_page_in_a_real_browser_reads_and_changes_nothing(
 # --- Cross-site writes ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attacker_host", ["127.0.0.1", "localhost"])
+@pytest.mark.parametrize(
+    ("target", "attacker_host"),
+    [("victim", REBINDING_NAME), ("strict", "127.0.0.1"), ("strict", "localhost")],
+)
 def test_a_page_on_another_origin_cannot_complete_tasks_or_frame_the_chat(
-    victim: LiveServer, attack_site: AttackSite, page: Page, attacker_host: str
+    target: str,
+    attack_site: AttackSite,
+    page: Page,
+    attacker_host: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    # 127.0.0.1:<other port> is the same site as the server, localhost a cross-site one.
+    # Loopback pages of any port are allowed by default (chat UIs run there), so the default
+    # server is attacked from a page elsewhere, and one that trusts Studio only from loopback
+    # pages: 127.0.0.1:<other port> is the same site as the server, localhost a cross-site one.
+    victim: LiveServer = request.getfixturevalue(target)
     page.goto(attack_site.url(attacker_host, victim.url))
     sent = page.evaluate("window.attack")
     assert sent == {"fetch": "answered", "form": "loaded", "frame": "loaded"}
