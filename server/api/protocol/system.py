@@ -26,11 +26,11 @@ async def info(request: Request) -> dict[str, Any]:
         "langgraph_py_version": _version("langgraph"),
         "flags": {
             "assistants": True,
-            "crons": False,
+            "crons": True,
             "langsmith": False,
             "langsmith_tracing_replicas": False,
             "langsmith_tracing_session_on_runs": False,
-            "thread_ttl": False,
+            "thread_ttl": True,
         },
         "host": {"kind": "self-hosted", "project_id": None, "revision_id": None},
         "metadata": {"stream_modes": list(SUPPORTED_MODES)},
