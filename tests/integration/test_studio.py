@@ -270,9 +270,11 @@ async def test_studio_reads_the_whole_state_without_blocking_our_classes(studio)
     tid = (await client.threads.create())["thread_id"]
     await client.runs.wait(tid, "agent", input=human("create a task to call mum"), context=WRITER)
     state = await client.threads.get_state(tid)
+    assert isinstance(state["values"], dict)
     assert state["values"]["verdict"] == {"allowed": True, "reason": "", "flags": []}
     history = await client.threads.get_history(tid, limit=100)
-    assert any("verdict" in (h["values"] or {}) for h in history)
-    assert (await client.threads.get(tid))["values"]["verdict"]["allowed"] is True
+    assert any(isinstance(h["values"], dict) and "verdict" in h["values"] for h in history)
+    thread_values = (await client.threads.get(tid))["values"]
+    assert isinstance(thread_values, dict) and thread_values["verdict"]["allowed"] is True
     blocked = [line for line in server.output if "Blocked deserialization" in line]
     assert blocked == []
