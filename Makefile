@@ -44,6 +44,10 @@ format: install ## Format and auto-fix with ruff
 test: lint ## The whole suite: lint, type check, unit and integration tests
 	$(UV) run --frozen pytest -q
 
+.PHONY: e2e-ui
+e2e-ui: install ## agent-chat-ui built from its source, against the server in Chromium (first run ≈5 min); docs/E2E_UI.md
+	TASKAGENT_E2E_UI=1 $(UV) run --frozen pytest -q tests/e2e_ui
+
 .PHONY: bench
 bench: install ## Benchmarks (≈17 min) → docs/BENCHMARKS.md; `uv run python -m bench --quick` for a quick look
 	$(UV) run --frozen python -m bench --wait-for-load 600
@@ -64,4 +68,4 @@ eval: install ## Outcome eval judged from the database; on a model: MODEL_BASE_U
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'

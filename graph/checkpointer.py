@@ -7,6 +7,7 @@ The server and the CLI open it through `AgentRunner`; `langgraph dev` (Studio) g
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.channels.binop import _get_overwrite
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
+    BaseCheckpointSaver,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
@@ -300,11 +302,24 @@ async def open_saver(settings: Settings) -> AsyncSqliteSaver:
     return saver
 
 
+def declared_msgpack_allowlist() -> list[tuple[str, ...]]:
+    """Return langgraph.json's `checkpointer.serde.allowed_msgpack_modules`, if declared.
+
+    `langgraph dev` hands the `checkpointer` block over as LANGGRAPH_CHECKPOINTER; langgraph-api
+    0.16.7 applies only the JSON half of `serde` itself, so the saver it gets from us applies
+    the msgpack half, or Studio's reads of a thread would drop our state classes.
+    """
+    block = json.loads(os.environ.get("LANGGRAPH_CHECKPOINTER") or "{}")
+    modules = (block.get("serde") or {}).get("allowed_msgpack_modules") or []
+    return [tuple(entry) for entry in modules] if isinstance(modules, list) else []
+
+
 @asynccontextmanager
-async def sqlite_checkpointer() -> AsyncIterator[AsyncSqliteSaver]:
+async def sqlite_checkpointer() -> AsyncIterator[BaseCheckpointSaver[str]]:
     """Yield the saver for `langgraph dev` and close it when the dev server stops."""
-    saver = await open_saver(get_settings())
+    opened = await open_saver(get_settings())
+    saver = opened.with_allowlist(declared_msgpack_allowlist())
     try:
         yield saver
     finally:
-        await saver.conn.close()
+        await opened.conn.close()

@@ -261,3 +261,20 @@ async def test_studio_copies_a_thread_with_its_history_and_reports_nothing_degra
     ]
     await client.runs.wait(copy_id, "agent", input=human("list my tasks"), context=WRITER)
     assert contents((await client.threads.get_state(tid))["values"]) == contents(original["values"])
+
+
+async def test_studio_reads_the_whole_state_without_blocking_our_classes(studio):
+    """langgraph.json's serde allow-list reaches the saver Studio reads threads through."""
+    server, _ = studio
+    client = get_client(url=server.url)
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "agent", input=human("create a task to call mum"), context=WRITER)
+    state = await client.threads.get_state(tid)
+    assert isinstance(state["values"], dict)
+    assert state["values"]["verdict"] == {"allowed": True, "reason": "", "flags": []}
+    history = await client.threads.get_history(tid, limit=100)
+    assert any(isinstance(h["values"], dict) and "verdict" in h["values"] for h in history)
+    thread_values = (await client.threads.get(tid))["values"]
+    assert isinstance(thread_values, dict) and thread_values["verdict"]["allowed"] is True
+    blocked = [line for line in server.output if "Blocked deserialization" in line]
+    assert blocked == []
