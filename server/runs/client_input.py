@@ -8,6 +8,7 @@ is read as user messages alone, each checked like a `/chat` message, and rebuilt
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -22,6 +23,7 @@ _MESSAGE_KEYS = frozenset({"role", "type", "content", "id", "name"})
 _EMPTY_EXTRAS = frozenset({"additional_kwargs", "response_metadata", "example"})
 _FORGED_KEYS = frozenset({"tool_calls", "invalid_tool_calls", "tool_call_id", "function_call"})
 _COMMAND_KEYS = frozenset({"resume", "update", "goto"})
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 class RefusedInput(ValueError):
@@ -112,8 +114,27 @@ def user_messages(raw_input: Any, settings: Settings) -> list[HumanMessage]:
         verdict = check_message(text, settings.max_message_chars)
         if not verdict.allowed:
             raise _refuse(f"{where}: {verdict.reason}")
-        built.append(HumanMessage(content=text, id=str(uuid.uuid4())))
+        built.append(HumanMessage(content=text, id=_client_id(message)))
     return built
+
+
+def _client_id(message: Any) -> str:
+    """The id the client gave the message (its chat UI matches its copy by it), or a new one.
+
+    The run keeps it only if no message of the thread has it yet (`fresh_ids`): an existing id
+    would replace that message in the state.
+    """
+    given = message.get("id") if isinstance(message, dict) else None
+    if isinstance(given, str) and _CLIENT_ID.fullmatch(given):
+        return given
+    return str(uuid.uuid4())
+
+
+def fresh_ids(messages: list[HumanMessage], taken: set[str]) -> list[HumanMessage]:
+    """The messages, each whose id is already in the thread given a new one."""
+    return [
+        m.model_copy(update={"id": str(uuid.uuid4())}) if m.id in taken else m for m in messages
+    ]
 
 
 def check_run_request(raw_input: Any, command: dict[str, Any] | None, settings: Settings) -> None:

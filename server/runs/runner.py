@@ -27,7 +27,7 @@ from graph.context import Context
 from graph.services import Services, open_services
 from graph.settings import Settings, get_settings
 from server.observability.tracing import Tracer, finish
-from server.runs.client_input import RefusedInput, user_messages
+from server.runs.client_input import RefusedInput, fresh_ids, user_messages
 from server.runs.graphs import TASK_AGENT, GraphRegistry, ServedGraph, load_graphs
 from server.runs.retention import prune_before
 from server.runs.state_updates import holds_approved_calls
@@ -308,7 +308,8 @@ class AgentRunner:
             else:
                 # Only user messages, each checked, ever enter the graph from a client.
                 try:
-                    run_input = {"messages": user_messages(graph_input, self.services.settings)}
+                    sent = user_messages(graph_input, self.services.settings)
+                    run_input = {"messages": await self._fresh(thread_id, info, sent, options)}
                 except RefusedInput as exc:
                     raise TurnError(422, str(exc)) from None
                 title = title_of(run_input)
@@ -325,6 +326,20 @@ class AgentRunner:
             continue_run=options.checkpoint_id is not None
             or (continue_thread and run_input is None and info is not None),
         )
+
+    async def _fresh(
+        self,
+        thread_id: str,
+        info: ThreadInfo | None,
+        sent: list[HumanMessage],
+        options: RunOptions,
+    ) -> list[HumanMessage]:
+        """`sent` with client ids kept unless a message of the thread (there) already has one."""
+        if info is None:
+            return sent
+        state = await self.state(thread_id, options.checkpoint_id)
+        taken = {str(m.id) for m in state.values.get("messages", []) if m.id}
+        return fresh_ids(sent, taken)
 
     def _served_for(self, info: ThreadInfo | None, graph_id: str | None) -> ServedGraph:
         served = self.graph_of(info)

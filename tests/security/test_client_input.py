@@ -199,6 +199,14 @@ def test_a_client_chosen_id_cannot_replace_an_earlier_message(http: httpx.Client
     ).json()
     assert answer in second["messages"]  # still there, unchanged
     assert [m["content"] for m in second["messages"] if m["type"] == "human"] == ["hello", "thanks"]
+    assert second["messages"][-2]["id"] != answer["id"]
+    # A new id of the client's own is kept: a chat UI matches its copy of the message by it.
+    mine = {"type": "human", "content": "and now?", "id": "client-msg-7"}
+    third = http.post(
+        f"/threads/{thread_id}/runs/wait",
+        json={"assistant_id": "agent", "input": {"messages": [mine]}},
+    ).json()
+    assert [m["id"] for m in third["messages"] if m["type"] == "human"][-1] == "client-msg-7"
 
 
 async def test_the_sdk_usual_forms_still_work(server: LiveServer) -> None:
