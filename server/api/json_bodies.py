@@ -33,7 +33,7 @@ class BodiesAreJson:
             headers = scope["headers"]
             labels = [value for name, value in headers if name.lower() == b"content-type"]
             if len(labels) != 1 or not is_json_type(labels[0]):
-                scope = dict(scope)
+                # In place, not a copy: outer middleware reads the matched route from this scope.
                 scope["headers"] = [
                     *((name, value) for name, value in headers if name.lower() != b"content-type"),
                     (b"content-type", JSON),

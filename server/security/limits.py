@@ -144,6 +144,8 @@ LastEventId = Annotated[
 
 MAX_OFFSET = 1_000_000_000
 """The largest `offset` a list or search accepts (SQLite integers stop at 2**63 - 1)."""
+MAX_TTL_MINUTES = 60 * 24 * 366 * 10
+"""The longest time-to-live a thread or store item accepts (ten years; more overflows dates)."""
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -247,7 +247,7 @@ async def test_bad_requests_are_clear_4xx(live_server):
         await client.runs.create(
             tid, "agent", input=human("hi"), stream_mode=cast(Any, "telepathy")
         )
-    with pytest.raises(NotFound, match="Assistant"):
+    with pytest.raises(NotFound, match="Invalid assistant: .nobody."):
         await client.runs.create(tid, "nobody", input=human("hi"))
     with pytest.raises(Conflict, match="nothing to resume"):
         await client.runs.create(tid, "agent", command={"resume": {"approved": True}})

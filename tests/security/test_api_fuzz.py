@@ -556,15 +556,35 @@ def _negated_beyond_auth(case: Case) -> bool:
 
 
 def _query_lost_in_transit(case: Case, response: Any) -> bool:
-    """Whether a generated query value never reached the server.
+    """Whether a generated query value never reached the server as generated.
 
     A negated `string | null` query parameter can come out as an empty object or list, which
-    serializes to no parameter at all: the request that went out is then a valid one.
+    serializes to no parameter at all, or as a number, which serializes to its text: the
+    request that went out is then a valid one.
     """
     request = getattr(response, "request", None)
     url = str(getattr(request, "url", "") or "")
     sent = {key for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
-    return any(key not in sent for key in case.query or {})
+    if any(key not in sent for key in case.query or {}):
+        return True
+    # A number, boolean or null "violating" a string parameter goes out as its text.
+    schemas = {
+        p["name"]: json.dumps(p.get("schema", {}))
+        for p in case.operation.definition.raw.get("parameters", [])
+        if p.get("in") == "query"
+    }
+    return any(
+        _sent_as_text(value, schemas.get(key, "")) for key, value in (case.query or {}).items()
+    )
+
+
+def _sent_as_text(value: Any, schema: str) -> bool:
+    """Whether a query value that is not a string becomes a string the schema accepts."""
+    if '"string"' not in schema:
+        return False
+    if isinstance(value, list):
+        return '"array"' in schema and any(_sent_as_text(item, schema) for item in value)
+    return value is None or isinstance(value, int | float)
 
 
 def negatable(operation: Any) -> bool:

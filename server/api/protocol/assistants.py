@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from langgraph.channels.base import BaseChannel
 from langgraph.pregel import Pregel
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, create_model
 
 from server.api.protocol.common import (
     Ctx,
@@ -81,8 +81,8 @@ class AssistantSearch(BaseModel):
     graph_id: str | None = Field(default=None, max_length=200)
     name: str | None = Field(default=None, max_length=1000)
     metadata: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: StrictInt = Field(default=10, ge=1, le=1000)
+    offset: StrictInt = Field(default=0, ge=0, le=MAX_OFFSET)
     sort_by: SortField | None = None
     sort_order: SortOrder | None = None
     select: list[AssistantField] | None = Field(default=None, max_length=len(FIELDS))
@@ -102,15 +102,15 @@ class VersionSearch(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     metadata: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: StrictInt = Field(default=10, ge=1, le=1000)
+    offset: StrictInt = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class VersionChange(BaseModel):
     """The version to make the latest."""
 
     model_config = ConfigDict(extra="ignore")
-    version: int = Field(ge=1, le=2**62)
+    version: StrictInt = Field(ge=1, le=2**62)
 
 
 def _check_graph(runs: RunManager, graph_id: str | None) -> None:

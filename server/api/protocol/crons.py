@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from graph.context import Context
 from graph.settings import Settings
@@ -138,8 +138,8 @@ class CronSearch(BaseModel):
     thread_id: str | None = None
     enabled: bool | None = None
     metadata: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: StrictInt = Field(default=10, ge=1, le=1000)
+    offset: StrictInt = Field(default=0, ge=0, le=MAX_OFFSET)
     sort_by: (
         Literal[
             "cron_id",
@@ -321,6 +321,8 @@ async def search_crons(
 ) -> JSONResponse:
     """List the caller's crons by assistant, thread, enabled and metadata; sorted and paged."""
     refuse_oversized_json(runner.services.settings, metadata=body.metadata)
+    if body.thread_id is not None:
+        await runner.check_access(body.thread_id, context.user_id)  # another user's: 404
     found = [c for c in await crons.crons.of_owner(context.user_id) if _matches(c, runner, body)]
     found.sort(key=_sort_key(body.sort_by or "created_at"), reverse=body.sort_order != "asc")
     page = found[body.offset : body.offset + body.limit]
@@ -337,6 +339,8 @@ async def search_crons(
 async def count_crons(body: CronCount, context: Ctx, runner: Runner, crons: Crons) -> int:
     """Count the caller's crons by assistant, thread and metadata."""
     refuse_oversized_json(runner.services.settings, metadata=body.metadata)
+    if body.thread_id is not None:
+        await runner.check_access(body.thread_id, context.user_id)
     return sum(1 for c in await crons.crons.of_owner(context.user_id) if _matches(c, runner, body))
 
 

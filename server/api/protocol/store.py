@@ -9,15 +9,15 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from langgraph.store.base import InvalidNamespaceError, Item
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from server.api.protocol.common import Ctx, Runner
 from server.runs.runner import AgentRunner, TurnError
 from server.runs.user_store import UserSpace
-from server.security.limits import MAX_OFFSET, refuse_oversized_json
+from server.security.limits import MAX_OFFSET, MAX_TTL_MINUTES, refuse_oversized_json
 
 router = APIRouter(tags=["store"])
 
@@ -33,7 +33,18 @@ class ItemPut(BaseModel):
     key: str = Field(min_length=1, max_length=1000)
     value: dict[str, Any]
     index: Literal[False] | list[str] | None = None
-    ttl: float | None = Field(default=None, gt=0, description="Minutes until it expires.")
+    ttl: float | None = Field(
+        default=None, gt=0, le=MAX_TTL_MINUTES, description="Minutes until it expires."
+    )
+
+
+class ItemGet(BaseModel):
+    """Which item to read (query parameters; unknown ones are refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str | None = Field(default=None, max_length=1000)
+    namespace: list[str] | None = None
+    refresh_ttl: bool | None = None
 
 
 class ItemDelete(BaseModel):
@@ -50,8 +61,8 @@ class ItemSearch(BaseModel):
     model_config = ConfigDict(extra="ignore")
     namespace_prefix: Namespace | None = None
     filter: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: StrictInt = Field(default=10, ge=1, le=1000)
+    offset: StrictInt = Field(default=0, ge=0, le=MAX_OFFSET)
     query: str | None = Field(default=None, max_length=10_000)
     refresh_ttl: bool | None = None
 
@@ -62,9 +73,9 @@ class NamespaceList(BaseModel):
     model_config = ConfigDict(extra="ignore")
     prefix: Namespace | None = None
     suffix: Namespace | None = None
-    max_depth: int | None = Field(default=None, ge=1, le=100)
-    limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    max_depth: StrictInt | None = Field(default=None, ge=1, le=100)
+    limit: StrictInt = Field(default=100, ge=1, le=1000)
+    offset: StrictInt = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 def _space(runner: AgentRunner, user_id: str) -> UserSpace:
@@ -107,13 +118,12 @@ async def put_item(body: ItemPut, context: Ctx, runner: Runner) -> Response:
 
 @router.get("/store/items")
 async def get_item(
-    context: Ctx,
-    runner: Runner,
-    key: Annotated[str | None, Query(max_length=1000)] = None,
-    namespace: Annotated[list[str] | None, Query()] = None,
-    refresh_ttl: bool | None = None,
+    request: Request, asked: Annotated[ItemGet, Query()], context: Ctx, runner: Runner
 ) -> JSONResponse:
     """Return an item of the caller's, or null when there is none."""
+    if len(request.query_params.getlist("key")) > 1:
+        raise TurnError(422, "Give the key once.")
+    key, namespace = asked.key, asked.namespace
     if not key:
         raise TurnError(400, "Key is required.")
     # The SDKs send the namespace dotted ("a.b"); repeated parameters are labels as well.
@@ -121,7 +131,7 @@ async def get_item(
     if len(labels) == 1:
         labels = labels[0].split(".") if labels[0] else []
     found = await _space(runner, context.user_id).aget(
-        _namespace(labels), key, refresh_ttl=refresh_ttl
+        _namespace(labels), key, refresh_ttl=asked.refresh_ttl
     )
     return JSONResponse(None if found is None else item_json(found))
 

@@ -13,7 +13,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import Interrupt, StateSnapshot
 from langgraph.types import StateUpdate as GraphUpdate
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from server.api.protocol.common import (
     Ctx,
@@ -28,6 +28,7 @@ from server.runs.thread_ttl import keep_latest
 from server.runs.threads import SortBy, ThreadInfo, TtlStrategy, json_contains
 from server.security.limits import (
     MAX_OFFSET,
+    MAX_TTL_MINUTES,
     check_json_size,
     merge_patch,
     refuse_oversized_json,
@@ -39,7 +40,6 @@ MAX_IDS = 1000
 """Thread ids one search or prune names at most."""
 MAX_VALUES_SCAN = 1000
 """Threads whose state a `values` filter reads at most; narrower filters serve more threads."""
-MAX_TTL_MINUTES = 60 * 24 * 366 * 10
 THREAD_FIELDS = (
     "error",
     "thread_id",
@@ -135,8 +135,8 @@ class ThreadSearch(ThreadCount):
     """Filter, sort and page threads."""
 
     ids: list[str] | None = Field(default=None, max_length=MAX_IDS)
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: StrictInt = Field(default=10, ge=1, le=1000)
+    offset: StrictInt = Field(default=0, ge=0, le=MAX_OFFSET)
     sort_by: SortBy | None = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[ThreadField] | None = None
@@ -173,7 +173,7 @@ class HistoryQuery(BaseModel):
     """Which checkpoints of a thread to list."""
 
     model_config = ConfigDict(extra="ignore")
-    limit: int = Field(default=1, ge=1, le=1000)
+    limit: StrictInt = Field(default=1, ge=1, le=1000)
     before: CheckpointConfig | str | None = None
     metadata: dict[str, Any] | None = None
     checkpoint: CheckpointConfig | None = None
