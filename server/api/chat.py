@@ -20,6 +20,8 @@ from server.api.schemas import (
     ChatThread,
     ErrorResponse,
     StoppedRun,
+    ThreadListQuery,
+    ThreadPrefixQuery,
     ThreadTitleRequest,
 )
 from server.api.sse import event_stream, last_event_id
@@ -168,32 +170,25 @@ async def cancel_chat_run(
     }
 
 
-ThreadQuery = Annotated[
-    str, Query(max_length=200, description="Words in the title or the first message.")
-]
-ThreadLimit = Annotated[int, Query(ge=1, le=200, description="At most this many threads.")]
-
-
 @router.get("/chat/threads", response_model=list[ChatThread], responses=ERRORS)
 async def chat_threads(
+    query: Annotated[ThreadListQuery, Query()],
     context: Annotated[Context, Depends(context_of)],
     runner: Annotated[AgentRunner, Depends(runner_of)],
-    q: ThreadQuery = "",
-    limit: ThreadLimit = 50,
 ) -> list[dict[str, Any]]:
     """List the user's threads, most recently active first; `q` keeps those that mention it."""
-    found = await runner.threads.find(context.user_id, query=q.strip(), limit=limit)
+    found = await runner.threads.find(context.user_id, query=query.q.strip(), limit=query.limit)
     return [thread_json(info) for info in found]
 
 
 @router.get("/chat/threads/resolve", response_model=ChatThread, responses=ERRORS)
 async def resolve_chat_thread(
+    query: Annotated[ThreadPrefixQuery, Query()],
     context: Annotated[Context, Depends(context_of)],
     runner: Annotated[AgentRunner, Depends(runner_of)],
-    prefix: Annotated[str, Query(max_length=36)] = "",
 ) -> dict[str, Any]:
     """Return the one thread of the user whose id starts with `prefix` (at least 4 hex digits)."""
-    wanted = prefix.strip().lower()
+    wanted = query.prefix.strip().lower()
     if not PREFIX.fullmatch(wanted):
         raise TurnError(
             422, "Give at least the first 4 characters of a thread id (0-9, a-f and dashes)."

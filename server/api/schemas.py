@@ -147,3 +147,20 @@ class StoppedRun(BaseModel):
     thread_id: str
     status: str = Field(description="The run's status now: interrupted when it was stopped.")
     cancelled: bool = Field(description="False when the run had already ended.")
+
+
+class ThreadListQuery(BaseModel):
+    """Which of the user's threads to list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    q: str = Field(default="", max_length=200, description="Words in the title or first message.")
+    limit: int = Field(default=50, ge=1, le=200, description="At most this many threads.")
+
+
+class ThreadPrefixQuery(BaseModel):
+    """The first characters of a thread id, as a person copies them from a listing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: str = Field(default="", max_length=36, description="At least 4 of 0-9, a-f and -.")

@@ -233,6 +233,8 @@ def test_the_listing_has_times_and_newest_activity_first(alice: httpx.Client) ->
     assert created_at <= updated_at
     assert len(alice.get("/chat/threads", params={"limit": 2}).json()) == 2
     assert alice.get("/chat/threads", params={"limit": 0}).status_code == 422
+    unknown = alice.get("/chat/threads", params={"sort": "title"})
+    assert unknown.status_code == 422 and "sort" in unknown.json()["detail"]
 
 
 def test_search_matches_titles_and_first_messages_of_ones_own_threads(
