@@ -87,6 +87,17 @@ class AgentClient(Protocol):
         """Return the caller's threads, most recently active first."""
         ...
 
+    async def resolve_thread(self, prefix: str) -> str:
+        """Return the id of the caller's one thread whose id starts with `prefix`.
+
+        ClientError 404 when none does, 409 (naming the candidates) when several do.
+        """
+        ...
+
+    async def cancel_run(self, run_id: str) -> None:
+        """Stop the caller's run `run_id`; returns once it has stopped."""
+        ...
+
     async def health(self) -> dict[str, Any]:
         """Return the database state and each model tier's breaker."""
         ...
@@ -128,6 +139,34 @@ async def open_client(
         yield client
     finally:
         await client.close()
+
+
+THREAD_ID_CHARS = 36
+MIN_PREFIX_CHARS = 4
+
+
+def check_prefix(prefix: str) -> None:
+    """Refuse a thread id prefix too short to name one thread (ClientError 404)."""
+    if len(prefix) < MIN_PREFIX_CHARS:
+        raise ClientError(
+            f"Thread {prefix} not found: give its id or at least {MIN_PREFIX_CHARS} of its"
+            " first characters.",
+            404,
+        )
+
+
+def only_match(prefix: str, threads: list[tuple[str, str]]) -> str:
+    """Return the one id of `threads` (id, title) starting with `prefix`, else a ClientError."""
+    found = [(tid, title) for tid, title in threads if tid.startswith(prefix.lower())]
+    if not found:
+        raise ClientError(f"Thread {prefix} not found.", 404)
+    if len(found) > 1:
+        names = ", ".join(f'{tid} "{title}"' for tid, title in found[:5])
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise ClientError(
+            f"{prefix} matches {len(found)} threads: {names}{more}; give more characters.", 409
+        )
+    return found[0][0]
 
 
 def _view_messages(history: list[AnyMessage]) -> list[dict[str, Any]]:
@@ -234,10 +273,23 @@ class LocalClient:
                 "thread_id": t.thread_id,
                 "title": t.title,
                 "status": t.status,
+                "created_at": t.created_at,
                 "updated_at": t.updated_at,
             }
             for t in await runner.threads.list(self.context.user_id)
         ]
+
+    async def resolve_thread(self, prefix: str) -> str:
+        """Return the local user's one thread whose id starts with `prefix`."""
+        check_prefix(prefix)
+        runner = await self._agent()
+        # Every thread of the user: a prefix must not miss an old one.
+        owned = await runner.threads.list(self.context.user_id, self.settings.max_threads_per_user)
+        return only_match(prefix, [(t.thread_id, t.title) for t in owned])
+
+    async def cancel_run(self, run_id: str) -> None:
+        """Stop a run of this process's engine (the run's own cancel, as the server's)."""
+        await (await self._engine()).cancel(run_id)
 
     async def health(self) -> dict[str, Any]:
         """Return the local database state and the configured tiers."""
@@ -418,6 +470,16 @@ class HttpClient:
         """Return the caller's threads with `GET /chat/threads`."""
         threads: list[dict[str, Any]] = await self._request("GET", "/chat/threads")
         return threads
+
+    async def resolve_thread(self, prefix: str) -> str:
+        """Return the thread `GET /chat/threads/resolve?prefix=` names."""
+        check_prefix(prefix)
+        found = await self._request("GET", "/chat/threads/resolve", params={"prefix": prefix})
+        return str(found["thread_id"])
+
+    async def cancel_run(self, run_id: str) -> None:
+        """Stop a run with `POST /chat/runs/{id}/cancel`."""
+        await self._request("POST", f"/chat/runs/{quote(run_id, safe='')}/cancel")
 
     async def health(self) -> dict[str, Any]:
         """Return `GET /health`."""
