@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from server.cli.client import THREAD_ID_CHARS, AgentClient, ClientError
+from server.cli.client import AgentClient, ClientError, is_id_prefix
 from server.cli.options import ApiKey, AsJson, Url, run_client
 from server.cli.render import (
     TurnView,
@@ -189,7 +189,7 @@ class ChatSession:
 
     async def open(self, thread: str, verb: str = "Resuming") -> None:
         """Make `thread` (an id, or its first 4+ characters) the current thread."""
-        if len(thread) < THREAD_ID_CHARS:
+        if is_id_prefix(thread):
             thread = await self.client.resolve_thread(thread)
         view = await self.client.thread(thread)
         self.thread_id, self.pending = view.thread_id, view.interrupt

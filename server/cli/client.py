@@ -8,6 +8,7 @@ rate limit, server down) surfaces as a `ClientError` carrying one readable sente
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from server.runs.engine import RunManager
     from server.runs.runner import AgentRunner
+    from server.runs.threads import ThreadInfo
 
 # A turn can think for a long time, but the server pings the stream every few seconds.
 STREAM_READ_TIMEOUT_S = 120.0
@@ -141,32 +143,42 @@ async def open_client(
         await client.close()
 
 
-THREAD_ID_CHARS = 36
-MIN_PREFIX_CHARS = 4
+# What `GET /chat/threads/resolve` takes: the first 4 or more characters of a thread id.
+ID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{3,34}")
 
 
-def check_prefix(prefix: str) -> None:
-    """Refuse a thread id prefix too short to name one thread (ClientError 404)."""
-    if len(prefix) < MIN_PREFIX_CHARS:
-        raise ClientError(
-            f"Thread {prefix} not found: give its id or at least {MIN_PREFIX_CHARS} of its"
-            " first characters.",
-            404,
-        )
+def is_id_prefix(value: str) -> bool:
+    """Return whether `value` is a shortened thread id to resolve (not a whole id)."""
+    return ID_PREFIX.fullmatch(value.strip().lower()) is not None
 
 
-def only_match(prefix: str, threads: list[tuple[str, str]]) -> str:
-    """Return the one id of `threads` (id, title) starting with `prefix`, else a ClientError."""
-    found = [(tid, title) for tid, title in threads if tid.startswith(prefix.lower())]
+def only_match(prefix: str, found: list[tuple[str, str]], more: bool) -> str:
+    """Return the one thread id of `found` (id, title), else the server's 404/409 sentence."""
     if not found:
-        raise ClientError(f"Thread {prefix} not found.", 404)
+        raise ClientError(f"No thread of yours starts with {prefix}.", 404)
     if len(found) > 1:
-        names = ", ".join(f'{tid} "{title}"' for tid, title in found[:5])
-        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        listed = "; ".join(f'{tid} "{title}"' for tid, title in found)
         raise ClientError(
-            f"{prefix} matches {len(found)} threads: {names}{more}; give more characters.", 409
+            f"{prefix} starts more than one of your threads: {listed}"
+            f"{' and more' if more else ''}; give more of it.",
+            409,
         )
     return found[0][0]
+
+
+def _thread_json(info: ThreadInfo) -> dict[str, Any]:
+    """A thread as `GET /chat/threads` shows it (server.api.chat.thread_json)."""
+    waiting = info.interrupt if info.status == "interrupted" else None
+    return {
+        "thread_id": info.thread_id,
+        "title": info.title,
+        "status": info.status,
+        "created_at": info.created_at,
+        "updated_at": info.updated_at,
+        "waiting_approval": None
+        if not waiting
+        else {k: waiting.get(k) for k in ("task_id", "title", "question")},
+    }
 
 
 def _view_messages(history: list[AnyMessage]) -> list[dict[str, Any]]:
@@ -266,26 +278,16 @@ class LocalClient:
         )
 
     async def threads(self) -> list[dict[str, Any]]:
-        """Return the local user's threads."""
+        """Return the local user's threads in the shape of `GET /chat/threads`."""
         runner = await self._agent()
-        return [
-            {
-                "thread_id": t.thread_id,
-                "title": t.title,
-                "status": t.status,
-                "created_at": t.created_at,
-                "updated_at": t.updated_at,
-            }
-            for t in await runner.threads.list(self.context.user_id)
-        ]
+        return [_thread_json(t) for t in await runner.threads.list(self.context.user_id)]
 
     async def resolve_thread(self, prefix: str) -> str:
-        """Return the local user's one thread whose id starts with `prefix`."""
-        check_prefix(prefix)
+        """Return the local user's one thread whose id starts with `prefix`, as the server does."""
+        prefix = prefix.strip().lower()
         runner = await self._agent()
-        # Every thread of the user: a prefix must not miss an old one.
-        owned = await runner.threads.list(self.context.user_id, self.settings.max_threads_per_user)
-        return only_match(prefix, [(t.thread_id, t.title) for t in owned])
+        found = await runner.threads.with_prefix(self.context.user_id, prefix, limit=6)
+        return only_match(prefix, [(t.thread_id, t.title) for t in found[:5]], len(found) > 5)
 
     async def cancel_run(self, run_id: str) -> None:
         """Stop a run of this process's engine (the run's own cancel, as the server's)."""
@@ -473,7 +475,6 @@ class HttpClient:
 
     async def resolve_thread(self, prefix: str) -> str:
         """Return the thread `GET /chat/threads/resolve?prefix=` names."""
-        check_prefix(prefix)
         found = await self._request("GET", "/chat/threads/resolve", params={"prefix": prefix})
         return str(found["thread_id"])
 
