@@ -94,7 +94,7 @@ def readme_commands(text: str) -> list[str]:
     for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", text, flags=re.S | re.M):
         if lang not in ("bash", "sh", "shell", ""):
             continue
-        joined = re.sub(r"\\\n\s*", " ", body)
+        joined = re.sub(r"\s*\\\n\s*", " ", body)
         for line in joined.splitlines():
             line = line.strip()
             if not line or line.startswith("#"):
