@@ -116,8 +116,13 @@ def skip_reason(command: str) -> str | None:
 
 def fresh_env(clone: Path) -> dict[str, str]:
     """A new user's environment: no uv on PATH, no model or taskagent settings."""
-    keep = ("TASKAGENT_", "OLLAMA_", "OPENAI_", "LANGSMITH_", "LANGCHAIN_", "VIRTUAL_ENV", "UV_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
+    drop = ("TASKAGENT_", "OLLAMA_", "OPENAI_", "LANGSMITH_", "LANGCHAIN_", "VIRTUAL_ENV")
+    # uv's own settings stay (its cache dir above all), but not a venv other than the clone's.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(drop) and k != "UV_PROJECT_ENVIRONMENT"
+    }
     env["PATH"] = os.pathsep.join(
         d for d in env.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "uv").exists()
     )
