@@ -78,7 +78,7 @@ def chat(
     url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Chat with the agent: the answer streams as markdown, each tool call is one line.
+    """Chat with the agent: the answer streams as it is written, each tool call is one line.
 
     Deleting a task asks for approval inline (y/N).
 

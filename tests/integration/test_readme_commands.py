@@ -16,6 +16,13 @@ from tests.integration.conftest import REPO
 
 pytestmark = pytest.mark.integration
 
+IMPORT_EVERY_MODULE = """
+import importlib, pkgutil
+for package in ("graph", "nodes", "tools", "models", "server"):
+    for info in pkgutil.walk_packages(importlib.import_module(package).__path__, package + "."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+"""
 DEV_ONLY = ("pytest", "playwright", "mypy", "ruff", "langgraph_cli", "langgraph_api", "pexpect")
 
 
@@ -37,6 +44,16 @@ def test_every_runnable_readme_command_works_in_a_fresh_clone():
         installed = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
         assert "fastapi" in installed and "langgraph" in installed
         assert not installed & set(DEV_ONLY), installed & set(DEV_ONLY)
+        # Nothing the app imports, even lazily, is missing from the lean install.
+        clone = Path(found.group(1))
+        imported = subprocess.run(
+            [str(clone / ".venv" / "bin" / "python"), "-c", IMPORT_EVERY_MODULE],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert imported.returncode == 0, imported.stderr
     finally:
         if found is not None:
             shutil.rmtree(Path(found.group(1)).parent, ignore_errors=True)
