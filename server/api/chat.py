@@ -14,7 +14,16 @@ from sse_starlette import EventSourceResponse
 from graph.context import Context
 from graph.settings import Settings
 from server.api.deps import context_of, runner_of, runs_of, settings_of
-from server.api.schemas import ChatRequest, ChatResponse, ErrorResponse, ThreadTitleRequest
+from server.api.schemas import (
+    ChatRequest,
+    ChatResponse,
+    ChatThread,
+    ErrorResponse,
+    StoppedRun,
+    ThreadListQuery,
+    ThreadPrefixQuery,
+    ThreadTitleRequest,
+)
 from server.api.sse import event_stream, last_event_id
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
@@ -137,7 +146,7 @@ async def rejoin_chat_stream(
     )
 
 
-@router.post("/chat/runs/{run_id}/cancel", responses=ERRORS)
+@router.post("/chat/runs/{run_id}/cancel", response_model=StoppedRun, responses=ERRORS)
 async def cancel_chat_run(
     run_id: str,
     context: Annotated[Context, Depends(context_of)],
@@ -161,32 +170,25 @@ async def cancel_chat_run(
     }
 
 
-ThreadQuery = Annotated[
-    str, Query(max_length=200, description="Words in the title or the first message.")
-]
-ThreadLimit = Annotated[int, Query(ge=1, le=200, description="At most this many threads.")]
-
-
-@router.get("/chat/threads")
+@router.get("/chat/threads", response_model=list[ChatThread], responses=ERRORS)
 async def chat_threads(
+    query: Annotated[ThreadListQuery, Query()],
     context: Annotated[Context, Depends(context_of)],
     runner: Annotated[AgentRunner, Depends(runner_of)],
-    q: ThreadQuery = "",
-    limit: ThreadLimit = 50,
 ) -> list[dict[str, Any]]:
     """List the user's threads, most recently active first; `q` keeps those that mention it."""
-    found = await runner.threads.find(context.user_id, query=q.strip(), limit=limit)
+    found = await runner.threads.find(context.user_id, query=query.q.strip(), limit=query.limit)
     return [thread_json(info) for info in found]
 
 
-@router.get("/chat/threads/resolve", responses=ERRORS)
+@router.get("/chat/threads/resolve", response_model=ChatThread, responses=ERRORS)
 async def resolve_chat_thread(
+    query: Annotated[ThreadPrefixQuery, Query()],
     context: Annotated[Context, Depends(context_of)],
     runner: Annotated[AgentRunner, Depends(runner_of)],
-    prefix: Annotated[str, Query(max_length=36)] = "",
 ) -> dict[str, Any]:
     """Return the one thread of the user whose id starts with `prefix` (at least 4 hex digits)."""
-    wanted = prefix.strip().lower()
+    wanted = query.prefix.strip().lower()
     if not PREFIX.fullmatch(wanted):
         raise TurnError(
             422, "Give at least the first 4 characters of a thread id (0-9, a-f and dashes)."
@@ -204,7 +206,7 @@ async def resolve_chat_thread(
     return thread_json(found[0])
 
 
-@router.get("/chat/threads/{thread_id}", responses=ERRORS)
+@router.get("/chat/threads/{thread_id}", response_model=ChatThread, responses=ERRORS)
 async def chat_thread(
     thread_id: str,
     context: Annotated[Context, Depends(context_of)],
@@ -214,7 +216,7 @@ async def chat_thread(
     return thread_json(await runner.check_access(thread_id, context.user_id))
 
 
-@router.patch("/chat/threads/{thread_id}", responses=ERRORS)
+@router.patch("/chat/threads/{thread_id}", response_model=ChatThread, responses=ERRORS)
 async def rename_chat_thread(
     thread_id: str,
     body: ThreadTitleRequest,

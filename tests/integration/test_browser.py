@@ -32,6 +32,8 @@ pytestmark = pytest.mark.integration
 TIMEOUT_MS = 15_000
 QUARTERLY = "Create a high-priority task for the quarterly review due next Friday"
 XSS_TITLE = "<img src=x onerror=alert(1)>"
+# Threads are titled from what their first turn did: here, the task it created.
+QUARTERLY_THREAD = "Quarterly review"
 TITLES = ["buy milk", "call mom", "pay rent", "book dentist", "renew passport",
           "water plants", "fix the bike", "send the invoice"]  # fmt: skip
 TASK_IDS = [f"TASK-{n:04d}" for n in range(1, len(TITLES) + 1)]
@@ -121,8 +123,8 @@ def test_streams_tool_cards_badge_and_approval(watched: Watched) -> None:
     assert lengths == sorted(lengths) and lengths[-1] == final
     assert len(set(lengths)) >= 5, lengths
     expect(chat.threads).to_have_count(1)
-    expect(chat.threads.first).to_contain_text(QUARTERLY)
-    expect(chat.heading).to_have_text(QUARTERLY)
+    expect(chat.threads.first).to_contain_text(QUARTERLY_THREAD)
+    expect(chat.heading).to_have_text(QUARTERLY_THREAD)
 
     chat.send("delete TASK-0001")
     approval = page.locator(".approval")
@@ -151,7 +153,7 @@ def test_reload_and_dropped_connection_resume_the_stream_once(
     thread_id = _thread_with_eight_tasks(live_server.url)
 
     page.goto("/")
-    page.locator(".thread", has_text="add a task to buy milk").click()
+    page.locator(".thread", has_text="Buy milk").click()
     expect(page.locator(".msg.user")).to_have_count(len(TITLES))
     expect(page.locator(".msg.assistant .text").last).to_contain_text("TASK-0008")
 
@@ -242,7 +244,7 @@ def test_reload_mid_answer_and_server_restart_finish_the_answer_once(
         page = open_page(server.url).page
         chat = ChatPage(page)
         page.goto("/")
-        page.locator(".thread", has_text="add a task to buy milk").click()
+        page.locator(".thread", has_text="Buy milk").click()
         expect(page.locator(".msg.user")).to_have_count(len(TITLES))
 
         chat.send("list my tasks")
@@ -303,8 +305,8 @@ def test_threads_switch_and_text_is_never_markup(watched: Watched, tmp_path: Pat
     expect(chat.threads).to_have_count(2)
     expect(chat.threads.first).to_contain_text(XSS_TITLE)
 
-    chat.threads.filter(has_text=QUARTERLY).click()
-    expect(chat.heading).to_have_text(QUARTERLY)
+    chat.threads.filter(has_text=QUARTERLY_THREAD).click()
+    expect(chat.heading).to_have_text(QUARTERLY_THREAD)
     expect(page.locator(".msg.user")).to_have_text([QUARTERLY])
     expect(chat.answer_text()).to_contain_text('Created TASK-0001 "Quarterly review"')
     expect(chat.answer().locator(".badge")).to_have_text(["offline-engine"])
