@@ -12,31 +12,38 @@ $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
 	$(CURDIR)/.tools/bin/pip install --quiet uv
 
+# `install` is what the server and the CLI need (`uv sync --no-dev`); `install-dev` adds the
+# [dependency-groups] dev tools (tests, linters, Studio, benchmarks). --inexact: `make run` on a
+# developer's venv keeps the dev tools rather than uninstalling them.
 .PHONY: install
-install: $(UV) ## Install the locked dependencies into .venv
+install: $(UV) ## Install what the server and the CLI need into .venv (no dev tools)
+	$(UV) sync --frozen --no-dev --inexact
+
+.PHONY: install-dev
+install-dev: $(UV) ## Install everything: the server plus the test, lint and Studio tools
 	$(UV) sync --frozen
 
 .PHONY: run
 run: install ## Start the server on http://127.0.0.1:8000 (HOST/PORT override)
-	$(UV) run --frozen taskagent serve
+	$(UV) run --frozen --no-dev taskagent serve
 
 .PHONY: chat
 chat: install ## Chat with the agent in the terminal
-	$(UV) run --frozen taskagent chat
+	$(UV) run --frozen --no-dev taskagent chat
 
 .PHONY: studio
-studio: install ## Serve the graph to LangGraph Studio with `langgraph dev` (http://127.0.0.1:2024)
+studio: install-dev ## Serve the graph to LangGraph Studio with `langgraph dev` (http://127.0.0.1:2024)
 	$(UV) run --frozen langgraph dev --host 127.0.0.1 --port $${STUDIO_PORT:-2024}
 
 .PHONY: lint
-lint: install ## Ruff (lint + format check), mypy --strict and the import-linter layering contracts
+lint: install-dev ## Ruff (lint + format check), mypy --strict and the import-linter layering contracts
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy .
 	$(UV) run --frozen lint-imports
 
 .PHONY: format
-format: install ## Format and auto-fix with ruff
+format: install-dev ## Format and auto-fix with ruff
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
 
@@ -45,15 +52,15 @@ test: lint ## The whole suite: lint, type check, unit and integration tests
 	$(UV) run --frozen pytest -q
 
 .PHONY: e2e-ui
-e2e-ui: install ## agent-chat-ui built from its source, against the server in Chromium (first run ≈5 min); docs/E2E_UI.md
+e2e-ui: install-dev ## agent-chat-ui built from its source, against the server in Chromium (first run ≈5 min); docs/E2E_UI.md
 	TASKAGENT_E2E_UI=1 $(UV) run --frozen pytest -q tests/e2e_ui
 
 .PHONY: bench
-bench: install ## Benchmarks (≈17 min) → docs/BENCHMARKS.md; `uv run python -m bench --quick` for a quick look
+bench: install-dev ## Benchmarks (≈17 min) → docs/BENCHMARKS.md; `.venv/bin/python -m bench --quick` for a quick look
 	$(UV) run --frozen python -m bench --wait-for-load 600
 
 .PHONY: faults
-faults: install ## Fault injection (≈15–20 min) → docs/RELIABILITY.md; `uv run python -m faults --quick` for the short set
+faults: install-dev ## Fault injection (≈15–20 min) → docs/RELIABILITY.md; `.venv/bin/python -m faults --quick` for the short set
 	$(UV) run --frozen python -m faults
 
 # The eval: offline it runs the app in process (about a minute); with a model, a fresh server
@@ -63,9 +70,13 @@ OLLAMA_URL ?=
 MODEL ?=
 EVAL_ARGS ?=
 .PHONY: eval
-eval: install ## Outcome eval judged from the database; on a model: MODEL_BASE_URL=… (or OLLAMA_URL=…) MODEL=…
+eval: install-dev ## Outcome eval judged from the database; on a model: MODEL_BASE_URL=… (or OLLAMA_URL=…) MODEL=…
 	$(UV) run --frozen python -m evals $(if $(MODEL_BASE_URL),--model-base-url $(MODEL_BASE_URL),$(if $(OLLAMA_URL),--ollama $(OLLAMA_URL),--in-process)) $(if $(MODEL),--model $(MODEL)) $(EVAL_ARGS)
+
+.PHONY: readme-check
+readme-check: ## Run the README's commands in a fresh clone (scratch dir, offline; ≈2 min with a uv cache)
+	$(PYTHON) tools/readme_check.py
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'

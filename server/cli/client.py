@@ -8,6 +8,7 @@ rate limit, server down) surfaces as a `ClientError` carrying one readable sente
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from server.runs.engine import RunManager
     from server.runs.runner import AgentRunner
+    from server.runs.threads import ThreadInfo
 
 # A turn can think for a long time, but the server pings the stream every few seconds.
 STREAM_READ_TIMEOUT_S = 120.0
@@ -87,6 +89,17 @@ class AgentClient(Protocol):
         """Return the caller's threads, most recently active first."""
         ...
 
+    async def resolve_thread(self, prefix: str) -> str:
+        """Return the id of the caller's one thread whose id starts with `prefix`.
+
+        ClientError 404 when none does, 409 (naming the candidates) when several do.
+        """
+        ...
+
+    async def cancel_run(self, run_id: str) -> None:
+        """Stop the caller's run `run_id`; returns once it has stopped."""
+        ...
+
     async def health(self) -> dict[str, Any]:
         """Return the database state and each model tier's breaker."""
         ...
@@ -128,6 +141,44 @@ async def open_client(
         yield client
     finally:
         await client.close()
+
+
+# What `GET /chat/threads/resolve` takes: the first 4 or more characters of a thread id.
+ID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{3,34}")
+
+
+def is_id_prefix(value: str) -> bool:
+    """Return whether `value` is a shortened thread id to resolve (not a whole id)."""
+    return ID_PREFIX.fullmatch(value.strip().lower()) is not None
+
+
+def only_match(prefix: str, found: list[tuple[str, str]], more: bool) -> str:
+    """Return the one thread id of `found` (id, title), else the server's 404/409 sentence."""
+    if not found:
+        raise ClientError(f"No thread of yours starts with {prefix}.", 404)
+    if len(found) > 1:
+        listed = "; ".join(f'{tid} "{title}"' for tid, title in found)
+        raise ClientError(
+            f"{prefix} starts more than one of your threads: {listed}"
+            f"{' and more' if more else ''}; give more of it.",
+            409,
+        )
+    return found[0][0]
+
+
+def _thread_json(info: ThreadInfo) -> dict[str, Any]:
+    """A thread as `GET /chat/threads` shows it (server.api.chat.thread_json)."""
+    waiting = info.interrupt if info.status == "interrupted" else None
+    return {
+        "thread_id": info.thread_id,
+        "title": info.title,
+        "status": info.status,
+        "created_at": info.created_at,
+        "updated_at": info.updated_at,
+        "waiting_approval": None
+        if not waiting
+        else {k: waiting.get(k) for k in ("task_id", "title", "question")},
+    }
 
 
 def _view_messages(history: list[AnyMessage]) -> list[dict[str, Any]]:
@@ -227,17 +278,20 @@ class LocalClient:
         )
 
     async def threads(self) -> list[dict[str, Any]]:
-        """Return the local user's threads."""
+        """Return the local user's threads in the shape of `GET /chat/threads`."""
         runner = await self._agent()
-        return [
-            {
-                "thread_id": t.thread_id,
-                "title": t.title,
-                "status": t.status,
-                "updated_at": t.updated_at,
-            }
-            for t in await runner.threads.list(self.context.user_id)
-        ]
+        return [_thread_json(t) for t in await runner.threads.list(self.context.user_id)]
+
+    async def resolve_thread(self, prefix: str) -> str:
+        """Return the local user's one thread whose id starts with `prefix`, as the server does."""
+        prefix = prefix.strip().lower()
+        runner = await self._agent()
+        found = await runner.threads.with_prefix(self.context.user_id, prefix, limit=6)
+        return only_match(prefix, [(t.thread_id, t.title) for t in found[:5]], len(found) > 5)
+
+    async def cancel_run(self, run_id: str) -> None:
+        """Stop a run of this process's engine (the run's own cancel, as the server's)."""
+        await (await self._engine()).cancel(run_id)
 
     async def health(self) -> dict[str, Any]:
         """Return the local database state and the configured tiers."""
@@ -418,6 +472,15 @@ class HttpClient:
         """Return the caller's threads with `GET /chat/threads`."""
         threads: list[dict[str, Any]] = await self._request("GET", "/chat/threads")
         return threads
+
+    async def resolve_thread(self, prefix: str) -> str:
+        """Return the thread `GET /chat/threads/resolve?prefix=` names."""
+        found = await self._request("GET", "/chat/threads/resolve", params={"prefix": prefix})
+        return str(found["thread_id"])
+
+    async def cancel_run(self, run_id: str) -> None:
+        """Stop a run with `POST /chat/runs/{id}/cancel`."""
+        await self._request("POST", f"/chat/runs/{quote(run_id, safe='')}/cancel")
 
     async def health(self) -> dict[str, Any]:
         """Return `GET /health`."""

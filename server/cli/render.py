@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import re
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
+from markdown_it import MarkdownIt
 from rich import box
 from rich.console import Console
 from rich.live import Live
@@ -152,9 +154,29 @@ class TurnView:
         self._pause(delivered if isinstance(delivered, str) and delivered.strip() else None)
 
 
+# Block structure only (paragraphs, lists, headings, code blocks, tables): every inline
+# character is shown as written. An answer quotes task titles, which are anyone's words:
+# `**x**`, `<b>x</b>` or `[red]x[/red]` in a title must show as typed, and inline HTML would
+# otherwise vanish, a link hide its address, an escape eat a backslash.
+_BLOCKS_ONLY = (
+    MarkdownIt()
+    .enable("table")
+    .disable(["html_block", "reference"])
+    .disable(["escape", "backticks", "emphasis", "link", "image", "autolink", "html_inline"])
+    .disable("entity")
+)
+
+
+class LiteralMarkdown(Markdown):
+    """Rich's markdown with the text of every line printed literally (see `_BLOCKS_ONLY`)."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(markup, hyperlinks=False)
+        self.parsed = _BLOCKS_ONLY.parse(markup)
+
+
 def _markdown(text: str) -> Markdown:
-    # A link's address is shown, not hidden behind its words (an OSC 8 hyperlink).
-    return Markdown(text, hyperlinks=False)
+    return LiteralMarkdown(text)
 
 
 def footer(done: dict[str, Any]) -> Text:
@@ -183,19 +205,42 @@ def print_history(
             )
 
 
+def ago(stamp: str, now: datetime | None = None) -> str:
+    """Return an ISO-8601 time as people say it: `just now`, `5 min ago`, `yesterday`, a date."""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    if seconds < 2 * 86400:
+        return "yesterday"
+    if seconds < 7 * 86400:
+        return f"{int(seconds // 86400)} days ago"
+    return moment.date().isoformat()
+
+
 def threads_table(threads: list[dict[str, Any]]) -> Table:
-    """Return the user's threads as a table; ids are never cut, so they can be copied."""
+    """Return the user's threads numbered (for `/open N`), with full ids to copy and times."""
     table = Table(box=box.SIMPLE, title=f"{len(threads)} thread(s)", title_justify="left")
+    table.add_column("#", justify="right", no_wrap=True)
     table.add_column("thread", no_wrap=True, min_width=36)
-    table.add_column("updated", no_wrap=True, min_width=16)
+    table.add_column("updated", no_wrap=True)
     table.add_column("title", overflow="ellipsis", no_wrap=True)
-    for info in threads:
-        title = plain(info["title"] or "")
+    for number, info in enumerate(threads, start=1):
+        title = plain(info.get("title") or "(untitled)")
         if info.get("status") not in (None, "idle"):
             waiting = "waiting for approval" if info["status"] == "interrupted" else info["status"]
             title.append(f" ({waiting})", style="yellow")
-        updated = str(info["updated_at"])[:16].replace("T", " ")
-        table.add_row(plain(info["thread_id"]), plain(updated), title)
+        updated = plain(ago(str(info.get("updated_at", ""))), style="dim")
+        table.add_row(plain(number), plain(info["thread_id"]), updated, title)
     return table
 
 

@@ -249,9 +249,12 @@ class _FakeLLMServer:
         default: Behaviour | None = None,
         chunk_size: int = 4,
         max_prompt_chars: int | None = None,
+        chunk_delay_s: float = 0.0,
     ) -> None:
         self.default: Behaviour = default or text("ok")
         self.chunk_size = chunk_size
+        # A slow model: the pause before each streamed piece after the first.
+        self.chunk_delay_s = chunk_delay_s
         self.max_prompt_chars = max_prompt_chars
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Behaviour] = deque()
@@ -353,9 +356,12 @@ class _FakeLLMServer:
             return
         self._other(handler, request)
 
-    def _pieces(self, content: str) -> list[str]:
+    def _pieces(self, content: str) -> Iterator[str]:
         size = max(1, self.chunk_size)
-        return [content[i : i + size] for i in range(0, len(content), size)]
+        for start in range(0, len(content), size):
+            if start and self.chunk_delay_s:
+                self._stopping.wait(self.chunk_delay_s)
+            yield content[start : start + size]
 
     def _error(self, handler: _Handler, behaviour: Status) -> None:
         raise NotImplementedError
