@@ -156,9 +156,11 @@ function answererName(model) {
   return model;
 }
 
+// Tier labels read "ollama:llama3.2", "openai:gpt-4o-mini".
 function tierName(label) {
-  const name = label.trim();
-  return name.startsWith("ollama") ? "Ollama" + name.slice(6) : name;
+  const [kind, ...model] = label.trim().split(":");
+  const name = { ollama: "Ollama", openai: "The OpenAI-compatible model" }[kind] || kind;
+  return model.length ? `${name} (${model.join(":")})` : name;
 }
 
 // A failure reads "label: ErrorType: detail"; the server's plain reasons ("label — unreachable")
@@ -234,7 +236,7 @@ function showApproval(value) {
   const actions = el("div", "actions");
   actions.append(approve, reject);
   box.append(actions, el("p", "hint", "Or type yes or no below."));
-  turn().block.append(box);
+  turn().block.insertBefore(box, turn().meta);
   state.pending = { value, box };
   scrollToEnd();
 }

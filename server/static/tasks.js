@@ -55,7 +55,8 @@ function taskRow(task) {
   box.disabled = task.status === "completed";
   box.setAttribute("aria-label", `Complete ${task.id}: ${task.title}`);
   box.addEventListener("change", () => completeTask(task, box));
-  const open = button("task-open", null, `Open ${task.id}: ${task.title}`);
+  const open = button("task-open");
+  open.title = `Open ${task.id}`;
   open.append(el("span", "task-title", task.title));
   const meta = el("span", "task-meta");
   meta.append(el("span", `prio ${task.priority}`, task.priority));
