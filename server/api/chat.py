@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import JSONResponse, Response
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from sse_starlette import EventSourceResponse
 
 from graph.context import Context
 from graph.settings import Settings
 from server.api.deps import context_of, runner_of, runs_of, settings_of
-from server.api.schemas import ChatRequest, ChatResponse, ErrorResponse
+from server.api.schemas import ChatRequest, ChatResponse, ErrorResponse, ThreadTitleRequest
 from server.api.sse import event_stream, last_event_id
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
 from server.runs.storage_errors import EVENT_ERROR as STORAGE_ERROR
 from server.runs.storage_errors import StorageUnavailable
+from server.runs.threads import ThreadInfo
 from server.security.limits import LastEventId, refuse_oversized_json
 
 router = APIRouter(tags=["chat"])
@@ -27,6 +29,9 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=200, description="Makes a retried request safe."),
 ]
+
+# A thread id's first characters, as a person copies them from a listing.
+PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{3,35}")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse},
@@ -132,21 +137,132 @@ async def rejoin_chat_stream(
     )
 
 
+@router.post("/chat/runs/{run_id}/cancel", responses=ERRORS)
+async def cancel_chat_run(
+    run_id: str,
+    context: Annotated[Context, Depends(context_of)],
+    runs: Annotated[RunManager, Depends(runs_of)],
+) -> dict[str, Any]:
+    """Stop a chat run (the stop button): it ends where it is and writes nothing more.
+
+    Answers with the run's status afterwards; stopping a run that already ended changes
+    nothing (`cancelled` is false), so a late click is harmless.
+    """
+    run = await runs.store.get(run_id)
+    if run is None or run.owner != context.user_id or run.kind != "chat":
+        raise TurnError(404, f"Run {run_id} not found.")
+    cancelled = await runs.cancel(run_id)
+    status = await runs.store.status(run_id)
+    return {
+        "run_id": run_id,
+        "thread_id": run.thread_id,
+        "status": status or run.status,
+        "cancelled": cancelled,
+    }
+
+
+ThreadQuery = Annotated[
+    str, Query(max_length=200, description="Words in the title or the first message.")
+]
+ThreadLimit = Annotated[int, Query(ge=1, le=200, description="At most this many threads.")]
+
+
 @router.get("/chat/threads")
 async def chat_threads(
     context: Annotated[Context, Depends(context_of)],
     runner: Annotated[AgentRunner, Depends(runner_of)],
+    q: ThreadQuery = "",
+    limit: ThreadLimit = 50,
 ) -> list[dict[str, Any]]:
-    """List the user's threads, most recently active first."""
-    return [
-        {
-            "thread_id": t.thread_id,
-            "title": t.title,
-            "status": t.status,
-            "updated_at": t.updated_at,
-        }
-        for t in await runner.threads.list(context.user_id)
-    ]
+    """List the user's threads, most recently active first; `q` keeps those that mention it."""
+    found = await runner.threads.find(context.user_id, query=q.strip(), limit=limit)
+    return [thread_json(info) for info in found]
+
+
+@router.get("/chat/threads/resolve", responses=ERRORS)
+async def resolve_chat_thread(
+    context: Annotated[Context, Depends(context_of)],
+    runner: Annotated[AgentRunner, Depends(runner_of)],
+    prefix: Annotated[str, Query(max_length=36)] = "",
+) -> dict[str, Any]:
+    """Return the one thread of the user whose id starts with `prefix` (at least 4 hex digits)."""
+    wanted = prefix.strip().lower()
+    if not PREFIX.fullmatch(wanted):
+        raise TurnError(
+            422, "Give at least the first 4 characters of a thread id (0-9, a-f and dashes)."
+        )
+    found = await runner.threads.with_prefix(context.user_id, wanted, limit=6)
+    if not found:
+        raise TurnError(404, f"No thread of yours starts with {wanted}.")
+    if len(found) > 1:
+        shown = found[:5]
+        listed = "; ".join(f'{t.thread_id} "{t.title}"' for t in shown)
+        more = " and more" if len(found) > len(shown) else ""
+        raise TurnError(
+            409, f"{wanted} starts more than one of your threads: {listed}{more}; give more of it."
+        )
+    return thread_json(found[0])
+
+
+@router.get("/chat/threads/{thread_id}", responses=ERRORS)
+async def chat_thread(
+    thread_id: str,
+    context: Annotated[Context, Depends(context_of)],
+    runner: Annotated[AgentRunner, Depends(runner_of)],
+) -> dict[str, Any]:
+    """Return one of the user's threads: title, status, times and the approval it waits for."""
+    return thread_json(await runner.check_access(thread_id, context.user_id))
+
+
+@router.patch("/chat/threads/{thread_id}", responses=ERRORS)
+async def rename_chat_thread(
+    thread_id: str,
+    body: ThreadTitleRequest,
+    context: Annotated[Context, Depends(context_of)],
+    runner: Annotated[AgentRunner, Depends(runner_of)],
+) -> dict[str, Any]:
+    """Rename a thread; a title the user set is never replaced by a summary."""
+    await runner.check_access(thread_id, context.user_id)
+    await runner.threads.set_title(thread_id, body.title, "user")
+    return thread_json(await runner.check_access(thread_id, context.user_id))
+
+
+@router.delete("/chat/threads/{thread_id}", status_code=204, responses=ERRORS)
+async def delete_chat_thread(
+    thread_id: str,
+    context: Annotated[Context, Depends(context_of)],
+    runner: Annotated[AgentRunner, Depends(runner_of)],
+    runs: Annotated[RunManager, Depends(runs_of)],
+) -> Response:
+    """Delete a thread with its checkpoints and runs; refused while an answer is being written."""
+    await runner.check_access(thread_id, context.user_id)
+    if await runs.active_runs(thread_id):
+        raise TurnError(
+            409,
+            f"Thread {thread_id} is still answering; stop it or wait for the answer,"
+            " then delete it.",
+        )
+    await runs.delete_thread(thread_id)
+    return Response(status_code=204)
+
+
+def thread_json(info: ThreadInfo) -> dict[str, Any]:
+    """A thread as the chat page and the terminal show it."""
+    waiting = info.interrupt if info.status == "interrupted" else None
+    return {
+        "thread_id": info.thread_id,
+        "title": info.title,
+        "status": info.status,
+        "created_at": info.created_at,
+        "updated_at": info.updated_at,
+        "waiting_approval": None
+        if not waiting
+        else {
+            "task_id": waiting.get("task_id"),
+            "title": waiting.get("title"),
+            "question": waiting.get("question"),
+        },
+    }
 
 
 @router.get("/chat/threads/{thread_id}/messages", responses=ERRORS)

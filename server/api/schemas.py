@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tools.text import printable
+
+MAX_THREAD_TITLE_CHARS = 120
 
 
 class ChatRequest(BaseModel):
@@ -96,3 +100,22 @@ class ErrorResponse(BaseModel):
     """A client error explained."""
 
     detail: str
+
+
+class ThreadTitleRequest(BaseModel):
+    """A thread's new title, as the user typed it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(description="1 to 120 characters; spaces around it are dropped.")
+
+    @field_validator("title")
+    @classmethod
+    def _fits(cls, value: str) -> str:
+        title = " ".join(printable(value).split())
+        if not 1 <= len(title) <= MAX_THREAD_TITLE_CHARS:
+            raise ValueError(
+                f"A thread title needs 1 to {MAX_THREAD_TITLE_CHARS} characters"
+                f" (this one has {len(title)})."
+            )
+        return title

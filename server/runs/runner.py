@@ -27,10 +27,12 @@ from graph.context import Context
 from graph.services import Services, open_services
 from graph.settings import Settings, get_settings
 from server.observability.tracing import Tracer, finish
+from server.runs.approval_words import answer_of, waiting_sentence
 from server.runs.client_input import RefusedInput, fresh_ids, user_messages
 from server.runs.graphs import TASK_AGENT, GraphRegistry, ServedGraph, load_graphs
 from server.runs.retention import prune_before
 from server.runs.state_updates import holds_approved_calls
+from server.runs.thread_titles import summarise
 from server.runs.threads import ThreadIndex, ThreadInfo, ThreadStatus
 from server.runs.user_store import UserStore, open_user_store
 from tools.approval import UnusableDecision, from_decisions
@@ -291,6 +293,13 @@ class AgentRunner:
                 options=options,
             )
         title = message or ""
+        if message is not None and strict_pending and info is not None:
+            if info.status == "interrupted":
+                # A chat message while an approval waits is its answer, in plain words.
+                approved = answer_of(message)
+                if approved is None:
+                    raise TurnError(409, waiting_sentence(info.interrupt))
+                resume, message = {"approved": approved}, None
         if resume is not None:
             if info is None or info.status != "interrupted":
                 raise TurnError(
@@ -299,12 +308,7 @@ class AgentRunner:
             run_input: Any = Command(resume=await self._bound_answer(thread_id, resume))
         elif message is not None or graph_input is not None:
             if strict_pending and info is not None and info.status == "interrupted":
-                question = (info.interrupt or {}).get("question", "an approval")
-                raise TurnError(
-                    409,
-                    f"Thread {thread_id} is waiting for approval: {question}"
-                    ' Answer it with resume={"approved": true|false} first.',
-                )
+                raise TurnError(409, waiting_sentence(info.interrupt))
             if message is not None:
                 run_input = {"messages": [HumanMessage(content=message, id=str(uuid.uuid4()))]}
             else:
@@ -478,9 +482,20 @@ class AgentRunner:
             raise
         status: ThreadStatus = "interrupted" if outcome.interrupt else "idle"
         await self.threads.finish_run(thread_id, status, outcome.interrupt)
+        await self._summarise_title(thread_id, outcome.values)
         if served.task_agent:
             floor = str(outcome.values.get("history_floor", ""))
             await self._prune(thread_id, prepared.info, floor)
+
+    async def _summarise_title(self, thread_id: str, values: Any) -> None:
+        """Title the thread from its first turn, once, unless the user titled it."""
+        info = await self.threads.get(thread_id)
+        if info is None or info.title_source != "first" or not isinstance(values, dict):
+            return
+        messages = [m for m in values.get("messages") or () if isinstance(m, BaseMessage)]
+        title = summarise(messages)
+        if title:
+            await self.threads.set_title(thread_id, title, "summary")
 
     async def reached_graph(self, thread_id: str, run_id: str, payload: dict[str, Any]) -> bool:
         """Whether a run's input got into the thread before its previous process died.

@@ -15,11 +15,12 @@ from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 TtlStrategy = Literal["delete", "keep_latest"]
+TitleSource = Literal["first", "summary", "user"]
 SortBy = Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"]
 
 COLUMNS = (
     "thread_id, owner, title, status, interrupt, history_floor, metadata, created_at, updated_at,"
-    " ttl_strategy, ttl_minutes, ttl_expires_at"
+    " ttl_strategy, ttl_minutes, ttl_expires_at, title_source, first_message"
 )
 # The index keeps one change time; `state_updated_at` sorts like it (as langgraph dev does).
 _SORT_COLUMNS: dict[str, str] = {
@@ -58,7 +59,17 @@ CREATE INDEX IF NOT EXISTS threads_ttl ON threads (ttl_expires_at)
 CREATE INDEX IF NOT EXISTS threads_owner_created ON threads (owner, created_at);
 """
 
-MIGRATIONS: list[Migration] = [SCHEMA, TTL]
+# Titles for people: where the title came from ('first': the first message, not summarised
+# yet; 'summary': summarised from the first turn; 'user': set by the user, never overwritten)
+# and the first message itself, which a title search also matches.
+TITLES = """
+ALTER TABLE threads ADD COLUMN title_source TEXT NOT NULL DEFAULT 'first'
+    CHECK (title_source IN ('first', 'summary', 'user'));
+ALTER TABLE threads ADD COLUMN first_message TEXT NOT NULL DEFAULT '';
+UPDATE threads SET first_message = title;
+"""
+
+MIGRATIONS: list[Migration] = [SCHEMA, TTL, TITLES]
 """The thread index's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 
@@ -86,6 +97,8 @@ class ThreadInfo:
     ttl_strategy: TtlStrategy | None = None
     ttl_minutes: float | None = None
     ttl_expires_at: str | None = None
+    title_source: TitleSource = "first"
+    first_message: str = ""
 
     @property
     def ttl(self) -> dict[str, Any] | None:
@@ -139,11 +152,14 @@ class ThreadIndex:
         """Mark the thread busy (creating it, titled `title`, if new)."""
         stamp = now_iso()
         await self._conn.execute(
-            "INSERT INTO threads (thread_id, owner, title, status, created_at, updated_at)"
-            " VALUES (?, ?, ?, 'busy', ?, ?)"
+            "INSERT INTO threads"
+            " (thread_id, owner, title, first_message, status, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, 'busy', ?, ?)"
             " ON CONFLICT (thread_id) DO UPDATE SET status = 'busy', interrupt = NULL,"
-            " updated_at = excluded.updated_at",
-            (thread_id, owner, title[:80], stamp, stamp),
+            " updated_at = excluded.updated_at,"
+            " first_message = CASE WHEN first_message = '' THEN excluded.first_message"
+            " ELSE first_message END",
+            (thread_id, owner, title[:80], title[:200], stamp, stamp),
         )
 
     async def finish_run(
@@ -173,14 +189,16 @@ class ThreadIndex:
         while True:
             stamp = now_iso()
             cursor = await self._conn.execute(
-                "INSERT INTO threads (thread_id, owner, title, metadata, created_at, updated_at)"
-                " SELECT ?, ?, ?, ?, ?, ?"
+                "INSERT INTO threads"
+                " (thread_id, owner, title, first_message, metadata, created_at, updated_at)"
+                " SELECT ?, ?, ?, ?, ?, ?, ?"
                 " WHERE ? IS NULL OR (SELECT COUNT(*) FROM threads WHERE owner = ?) < ?"
                 " ON CONFLICT (thread_id) DO NOTHING",
                 (
                     thread_id,
                     owner,
                     title[:80],
+                    title[:200],
                     json.dumps(metadata or {}),
                     stamp,
                     stamp,
@@ -284,6 +302,49 @@ class ThreadIndex:
                 f"SELECT {COLUMNS} FROM threads WHERE {where}"
                 f" ORDER BY {column} {direction}, rowid {direction}{page}",
                 (*params, *bounds),
+            )
+        ]
+
+    async def set_title(self, thread_id: str, title: str, source: TitleSource) -> bool:
+        """Title the thread; return whether it changed.
+
+        A summary replaces only a first-message title, so a title the user set is never
+        overwritten, not even by a turn that ends while the user renames the thread.
+        """
+        cursor = await self._conn.execute(
+            "UPDATE threads SET title = ?, title_source = ?"
+            " WHERE thread_id = ? AND (? != 'summary' OR title_source = 'first')",
+            (title, source, thread_id, source),
+        )
+        return cursor.rowcount == 1
+
+    async def find(self, owner: str, *, query: str = "", limit: int = 50) -> list[ThreadInfo]:
+        """Return `owner`'s threads whose title or first message holds `query`, newest first.
+
+        The match ignores case (ASCII letters, as SQLite's LIKE does); `%` and `_` in the
+        query are plain characters.
+        """
+        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return [
+            _info(row)
+            for row in await fetch_all(
+                self._conn,
+                f"SELECT {COLUMNS} FROM threads WHERE owner = ?"
+                " AND (? = '' OR title LIKE ? ESCAPE '\\' OR first_message LIKE ? ESCAPE '\\')"
+                " ORDER BY updated_at DESC, rowid DESC LIMIT ?",
+                (owner, query, pattern, pattern, limit),
+            )
+        ]
+
+    async def with_prefix(self, owner: str, prefix: str, limit: int = 10) -> list[ThreadInfo]:
+        """Return up to `limit` of `owner`'s threads whose id starts with `prefix`."""
+        return [
+            _info(row)
+            for row in await fetch_all(
+                self._conn,
+                f"SELECT {COLUMNS} FROM threads WHERE owner = ? AND substr(thread_id, 1, ?) = ?"
+                " ORDER BY updated_at DESC, rowid DESC LIMIT ?",
+                (owner, len(prefix), prefix, limit),
             )
         ]
 

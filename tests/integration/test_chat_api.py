@@ -49,7 +49,10 @@ def test_delete_pauses_for_approval_and_resume_answers_it(live_server):
         ).json()
         assert paused["interrupt"]["task_id"] == "TASK-0001"
         busy = client.post("/chat", json={"message": "list my tasks", "thread_id": thread})
-        assert busy.status_code == 409 and "waiting for approval" in busy.json()["detail"]
+        assert busy.status_code == 409 and busy.json()["detail"] == (
+            'Deleting TASK-0001 "Buy milk" is waiting for your answer:'
+            " say yes to delete it or no to keep it."
+        )
         done = client.post("/chat", json={"thread_id": thread, "resume": {"approved": True}})
         assert done.status_code == 200 and done.json()["interrupt"] is None
         again = client.post("/chat", json={"thread_id": thread, "resume": {"approved": True}})

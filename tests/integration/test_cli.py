@@ -187,7 +187,7 @@ def test_threads_and_keys_list_as_json(cli_env):
     thread = thread_of(invoke("chat", "-m", "add a task to water the plants").output)
     threads = json.loads(invoke("threads", "--json").stdout)
     assert [t["thread_id"] for t in threads] == [thread]
-    assert threads[0]["title"] == "add a task to water the plants"
+    assert threads[0]["title"] == "Water the plants"  # summarised from the created task
     assert thread in invoke("threads").output
 
     key = invoke("keys", "add", "--user", "alice", "--role", "read").stdout.splitlines()[1]

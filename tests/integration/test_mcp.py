@@ -182,7 +182,7 @@ async def test_deleting_through_the_agent_waits_for_approval(tmp_path):
         assert task_titles(tmp_path) == ["Old report"]
 
         blocked = await client.call_tool("ask_agent", {"message": "hello", "thread_id": thread})
-        assert blocked.is_error and "waiting for approval" in text_of(blocked)
+        assert blocked.is_error and "is waiting for your answer" in text_of(blocked)
 
         refused = await client.call_tool(
             "answer_approval", {"thread_id": thread, "approved": False}

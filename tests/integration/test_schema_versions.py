@@ -140,7 +140,7 @@ def test_a_data_dir_from_before_versions_opens_with_every_row(tmp_path: Path) ->
         "archive": 1,
         "audit": 2,
         "usage": 1,
-        "threads": 2,
+        "threads": 3,
     }
 
 
@@ -152,7 +152,7 @@ async def test_a_file_from_a_newer_version_is_refused_in_one_line_and_left_alone
     await store.close()
     with closing(sqlite3.connect(data / "tasks.sqlite")) as db:
         db.execute("UPDATE schema_versions SET version = 7 WHERE store = 'audit'")
-        db.execute("INSERT OR REPLACE INTO schema_versions VALUES ('threads', 3)")
+        db.execute("INSERT OR REPLACE INTO schema_versions VALUES ('threads', 4)")
         db.commit()
     before = rows(data, "SELECT * FROM schema_versions ORDER BY store")
 
@@ -162,7 +162,7 @@ async def test_a_file_from_a_newer_version_is_refused_in_one_line_and_left_alone
         "The audit tables are at schema version 7, newer than this version of taskagent"
         " knows (2); upgrade taskagent."
     )
-    with pytest.raises(RuntimeError, match="The threads tables are at schema version 3"):
+    with pytest.raises(RuntimeError, match="The threads tables are at schema version 4"):
         await ThreadIndex.open(data / "tasks.sqlite", busy_timeout_ms=1000, synchronous="NORMAL")
     assert rows(data, "SELECT * FROM schema_versions ORDER BY store") == before
     assert rows(data, "SELECT id FROM tasks") == [("TASK-0001",)]

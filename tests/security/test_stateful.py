@@ -205,7 +205,7 @@ class TaskAgentMachine(RuleBasedStateMachine):
         if thread is not None and thread in self.pending:
             # A new message while an approval is pending is refused, naming the question.
             assert response.status_code == 409, response.text
-            assert "waiting for approval" in response.json()["detail"]
+            assert "is waiting for your answer" in response.json()["detail"]
             self.thread[user] = None  # carry on in a new thread; the question stays open
             return None
         assert response.status_code == 200, response.text
@@ -358,6 +358,8 @@ class TaskAgentMachine(RuleBasedStateMachine):
         if response.status_code == 200:
             data = response.json()
             self.thread[user] = data["thread_id"]
+            # Random text that is a plain yes or no answers the pending approval.
+            self.pending.pop(data["thread_id"], None)
             if data["interrupt"] is not None:
                 STEPS["approvals asked"] += 1
                 self.pending[data["thread_id"]] = (user, data["interrupt"])

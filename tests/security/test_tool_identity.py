@@ -168,7 +168,7 @@ def test_a_store_from_before_keeps_its_rows_and_takes_new_calls(tmp_path: Path) 
         "archive": 1,
         "audit": 2,
         "usage": 1,
-        "threads": 2,
+        "threads": 3,
     }
 
 
