@@ -254,7 +254,6 @@ function approvalNotice(detail) {
 function setStreaming(on) {
   state.streaming = on;
   sendButton.disabled = on;
-  sendButton.hidden = on;
   stopButton.hidden = !on;
   stopButton.disabled = false;
   document.body.classList.toggle("streaming", on);

@@ -15,6 +15,8 @@ async function api(url, options = {}) {
     const headers = { ...(options.headers || {}), ...(key ? { "X-Api-Key": key } : {}) };
     const response = await fetch(url, { ...options, headers });
     if (response.status !== 401 || attempt > 0) return response;
+    // Requests sent together all meet the 401: the first asks, the others use its answer.
+    if (localStorage.getItem(API_KEY) !== key) continue;
     const entered = window.prompt("This server needs an API key:");
     if (!entered) return response;
     localStorage.setItem(API_KEY, entered.trim());

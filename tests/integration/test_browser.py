@@ -121,20 +121,21 @@ def test_streams_tool_cards_badge_and_approval(watched: Watched) -> None:
     assert lengths == sorted(lengths) and lengths[-1] == final
     assert len(set(lengths)) >= 5, lengths
     expect(chat.threads).to_have_count(1)
-    expect(chat.threads.first).to_contain_text(QUARTERLY)
-    expect(chat.heading).to_have_text(QUARTERLY)
+    # The thread is titled from what the turn did: the task it created.
+    expect(chat.threads.first).to_contain_text("Quarterly review")
+    expect(chat.heading).to_have_text("Quarterly review")
 
     chat.send("delete TASK-0001")
     approval = page.locator(".approval")
     expect(approval.locator(".question")).to_have_text('Delete TASK-0001 "Quarterly review"?')
     expect(approval.locator(".subject")).to_have_text("TASK-0001 · Quarterly review")
-    expect(approval.get_by_role("button", name="Reject")).to_be_enabled()
-    approval.get_by_role("button", name="Approve").click()
+    expect(approval.get_by_role("button", name="Keep it")).to_be_enabled()
+    approval.get_by_role("button", name="Delete it").click()
     expect(chat.answer_text()).to_have_text('Deleted TASK-0001 "Quarterly review".')
     expect(page.locator(".card", has_text="delete_task").locator(".result")).to_have_text(
         "✓ deleted TASK-0001 · Quarterly review"
     )
-    expect(approval.get_by_role("button", name="Approve")).to_be_disabled()
+    expect(approval.get_by_role("button", name="Delete it")).to_be_disabled()
     chat.wait_finished()
 
     chat.send("list my tasks")
@@ -151,7 +152,7 @@ def test_reload_and_dropped_connection_resume_the_stream_once(
     thread_id = _thread_with_eight_tasks(live_server.url)
 
     page.goto("/")
-    page.locator(".thread", has_text="add a task to buy milk").click()
+    page.locator(".thread", has_text="Buy milk").click()
     expect(page.locator(".msg.user")).to_have_count(len(TITLES))
     expect(page.locator(".msg.assistant .text").last).to_contain_text("TASK-0008")
 
@@ -242,7 +243,7 @@ def test_reload_mid_answer_and_server_restart_finish_the_answer_once(
         page = open_page(server.url).page
         chat = ChatPage(page)
         page.goto("/")
-        page.locator(".thread", has_text="add a task to buy milk").click()
+        page.locator(".thread", has_text="Buy milk").click()
         expect(page.locator(".msg.user")).to_have_count(len(TITLES))
 
         chat.send("list my tasks")
@@ -303,8 +304,8 @@ def test_threads_switch_and_text_is_never_markup(watched: Watched, tmp_path: Pat
     expect(chat.threads).to_have_count(2)
     expect(chat.threads.first).to_contain_text(XSS_TITLE)
 
-    chat.threads.filter(has_text=QUARTERLY).click()
-    expect(chat.heading).to_have_text(QUARTERLY)
+    chat.threads.filter(has_text="Quarterly review").click()
+    expect(chat.heading).to_have_text("Quarterly review")
     expect(page.locator(".msg.user")).to_have_text([QUARTERLY])
     expect(chat.answer_text()).to_contain_text('Created TASK-0001 "Quarterly review"')
     expect(chat.answer().locator(".badge")).to_have_text(["offline-engine"])

@@ -120,12 +120,16 @@ def test_approvals_by_words_and_buttons(open_page: Opened, live_server: LiveServ
     ask(chat, "no")
     assert task_rows(live_server)["TASK-0002"] == ("Call mom", "pending")
 
+    question = page.locator(".approval:not(.answered)")
     chat.send("delete TASK-0003")
-    page.locator(".approval").last.get_by_role("button", name="Keep it").click()
+    expect(question.locator(".question")).to_contain_text("TASK-0003")
+    question.get_by_role("button", name="Keep it").click()
     chat.wait_finished()
+    expect(question).to_have_count(0)
     assert "TASK-0003" in task_rows(live_server)
     chat.send("delete TASK-0003")
-    page.locator(".approval").last.get_by_role("button", name="Delete it").click()
+    expect(question.locator(".question")).to_contain_text("TASK-0003")
+    question.get_by_role("button", name="Delete it").click()
     expect(chat.answer_text()).to_have_text('Deleted TASK-0003 "Pay rent".')
     chat.wait_finished()
     assert sorted(task_rows(live_server)) == ["TASK-0002"]
@@ -298,9 +302,9 @@ def test_threads_rename_delete_and_search(open_page: Opened, live_server: LiveSe
     older.get_by_role("button", name=re.compile("^Delete chat")).click()
     page.get_by_role("button", name="Delete", exact=True).click()
     expect(chat.threads).to_have_count(1)
-    assert [t["title"] for t in httpx.get(f"{live_server.url}/chat/threads", timeout=10).json()] == [
-        "Groceries"
-    ]
+    assert [
+        t["title"] for t in httpx.get(f"{live_server.url}/chat/threads", timeout=10).json()
+    ] == ["Groceries"]
 
 
 def test_task_panel_completes_filters_and_follows_the_chat(
