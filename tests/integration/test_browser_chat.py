@@ -8,12 +8,20 @@ import os
 import re
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    Page,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 from tests.clients.node import ensure_node, ensure_packages
 from tests.integration.browser import CHROMIUM_ARGS, ChatPage, ensure_chromium
@@ -46,16 +54,24 @@ class Opened:
         self.dialogs: list[str] = []
         self.errors: list[str] = []
 
-    def __call__(self, base_url: str, width: int = 1280, height: int = 800, **options: str) -> Page:
+    def __call__(
+        self, base_url: str, width: int = 1280, height: int = 800, dark: bool = False
+    ) -> Page:
         context = self.browser.new_context(
-            base_url=base_url, viewport={"width": width, "height": height}, **options
+            base_url=base_url,
+            viewport={"width": width, "height": height},
+            color_scheme="dark" if dark else "light",
         )
         context.set_default_timeout(TIMEOUT_MS)
         self.contexts.append(context)
         page = context.new_page()
-        page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
+        page.on("dialog", self._dialog)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
         return page
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
 
 
 @pytest.fixture
@@ -177,7 +193,10 @@ def test_stop_cancels_the_answer_and_the_chat_goes_on(open_page: Opened, tmp_pat
 def test_markdown_renders_and_html_never_runs(open_page: Opened, tmp_path: Path) -> None:
     from tests.fakes.llm_servers import FakeOpenAIServer, text
 
-    answer = f"Here is **the plan**:\n\n- first `step`\n- second step\n\n{XSS} and [a link](javascript:alert(2))"
+    answer = (
+        "Here is **the plan**:\n\n- first `step`\n- second step\n\n"
+        f"{XSS} and [a link](javascript:alert(2))"
+    )
     with FakeOpenAIServer() as fake:
         fake.script(text(answer))
         server = LiveServer(tmp_path / "data", env={"OPENAI_BASE_URL": fake.base_url})
@@ -250,7 +269,8 @@ def test_fallback_badge_says_why_in_words(open_page: Opened, tmp_path: Path) -> 
         meta = chat.answer().locator(".meta")
         expect(meta.locator(".badge.fallback")).to_have_text("fallback")
         expect(meta.locator(".fallback-why")).to_have_text(
-            "Ollama (llama3.2) didn't answer (unreachable), so the built-in offline engine answered."
+            "Ollama (llama3.2) didn't answer (unreachable), "
+            "so the built-in offline engine answered."
         )
     finally:
         server.stop()
@@ -378,7 +398,7 @@ def test_dark_mode_phone_width_and_accessibility(
     assert _audit(page, axe_source) == []
     light = page.evaluate("getComputedStyle(document.body).backgroundColor")
 
-    dark = open_page(live_server.url, color_scheme="dark")
+    dark = open_page(live_server.url, dark=True)
     dark.add_init_script(f"localStorage.setItem('taskagent.thread', '{thread_id}')")
     dark.goto("/")
     expect(dark.locator(".approval")).to_be_visible()
