@@ -422,6 +422,8 @@ def test_dark_mode_phone_width_and_accessibility(
     expect(phone.locator("#tasks-panel")).to_be_visible()
     expect(phone.locator("#task-list .task")).to_have_count(3)
     assert phone.evaluate(wide) is False
+    shots["phone-tasks"] = tmp_path / "chat-phone-tasks.png"
+    phone.screenshot(path=str(shots["phone-tasks"]))
     phone.get_by_role("button", name="Chats").click()
     expect(phone.locator("#tasks-panel")).to_be_hidden()
     expect(phone.locator("#sidebar")).to_be_visible()
