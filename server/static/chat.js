@@ -280,7 +280,8 @@ function apply(kind, data) {
       showApproval(data.value || {});
       break;
     case "error":
-      showError(data.message || "The answer failed.", { retry: true });
+      // The run the user stopped ends with an error event; the "stopped" badge says it better.
+      if (!state.stopping) showError(data.message || "The answer failed.", { retry: true });
       break;
     case "done":
       // The delivered answer wins over the streamed tokens: a streamed answer can be withdrawn
@@ -298,7 +299,7 @@ function announceEnd(kind, data) {
     announce(`Needs your answer: ${data.interrupt.question || data.message}. Say yes or no.`);
   } else if (kind === "done") {
     announce(`Answer: ${turn().text.textContent.slice(0, 400)}`);
-  } else if (kind === "error") {
+  } else if (kind === "error" && !state.stopping) {
     announce(data.message || "The answer failed.");
   }
 }

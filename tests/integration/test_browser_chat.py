@@ -32,6 +32,13 @@ pytestmark = pytest.mark.integration
 TIMEOUT_MS = 15_000
 XSS = "<img src=x onerror=alert(1)>"
 SCREENSHOTS = REPO / "docs" / "screenshots"
+# Records every text the live region takes, to show it is not read out token by token.
+ANNOUNCE_RECORDER = """() => {
+  window.__announced = [];
+  const region = document.getElementById("announcer");
+  new MutationObserver(() => window.__announced.push(region.textContent))
+    .observe(region, { childList: true, characterData: true, subtree: true });
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +116,15 @@ def test_approvals_by_words_and_buttons(open_page: Opened, live_server: LiveServ
     page = open_page(live_server.url)
     chat = ChatPage(page)
     page.goto("/")
+    page.evaluate(ANNOUNCE_RECORDER)
 
     chat.send("delete TASK-0001")
     approval = page.locator(".approval").last
     expect(approval.locator(".question")).to_have_text('Delete TASK-0001 "Buy milk"?')
     expect(approval.get_by_role("button", name="Keep it")).to_be_enabled()
     expect(chat.threads.first.locator(".status")).to_have_text("needs your answer")
+    announcer = page.get_by_role("status")
+    expect(announcer).to_have_text(re.compile(r'^Needs your answer: Delete TASK-0001 "Buy milk"\?'))
     # Anything but an answer is refused in a plain sentence; the typed text stays.
     chat.input.fill("what is the weather")
     chat.input.press("Enter")
@@ -127,6 +137,7 @@ def test_approvals_by_words_and_buttons(open_page: Opened, live_server: LiveServ
     chat.input.press("Enter")
     expect(chat.answer_text()).to_have_text('Deleted TASK-0001 "Buy milk".')
     chat.wait_finished()
+    expect(announcer).to_have_text('Answer: Deleted TASK-0001 "Buy milk".')
     expect(approval.get_by_role("button", name="Delete it")).to_be_disabled()
     assert "TASK-0001" not in task_rows(live_server)
     expect(chat.threads.first.locator(".status")).to_have_count(0)
@@ -151,6 +162,9 @@ def test_approvals_by_words_and_buttons(open_page: Opened, live_server: LiveServ
     assert sorted(task_rows(live_server)) == ["TASK-0002"]
     # The task panel followed every change.
     expect(page.locator("#task-list .task-title")).to_have_text(["Call mom"])
+    # The live region spoke once per finished answer or question, never per token.
+    said = [text for text in page.evaluate("window.__announced") if text]
+    assert [text.split(":")[0] for text in said] == ["Needs your answer", "Answer"] * 4, said
 
 
 def test_stop_cancels_the_answer_and_the_chat_goes_on(open_page: Opened, tmp_path: Path) -> None:
@@ -169,6 +183,8 @@ def test_stop_cancels_the_answer_and_the_chat_goes_on(open_page: Opened, tmp_pat
         stop.click()
         expect(stop).to_be_hidden()
         expect(chat.send_button).to_be_enabled()
+        expect(chat.answer().locator(".badge.stopped")).to_have_text("stopped")
+        expect(page.locator(".error")).to_have_count(0)
         shown = chat.answer_text().text_content() or ""
         assert "TASK-0008" not in shown, shown
         page.wait_for_timeout(800)  # a run that was not stopped would keep writing
@@ -254,6 +270,8 @@ def test_typed_text_survives_an_error_and_retry_sends_it(
         chat.input.type(line)
     expect(chat.input).to_have_value("one\ntwo\nthree\nfour")
     assert chat.input.bounding_box()["height"] > height + 30  # type: ignore[index]
+    page.get_by_text("?", exact=True).click()
+    expect(page.get_by_role("note", name="Keyboard shortcuts")).to_contain_text("Stop the answer")
     page.keyboard.press("Control+k")
     expect(chat.heading).to_have_text("New chat")
 
