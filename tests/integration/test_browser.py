@@ -1,6 +1,5 @@
 """The browser chat at `/`, driven in real headless Chromium against the real server."""
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from tests.integration.browser import (
     ensure_chromium,
     sse_prefix,
 )
-from tests.integration.conftest import REPO, LiveServer
+from tests.integration.conftest import LiveServer
 
 pytestmark = pytest.mark.integration
 
@@ -320,9 +319,7 @@ def test_threads_switch_and_text_is_never_markup(watched: Watched, tmp_path: Pat
 
     page.screenshot(path=str(tmp_path / "chat.png"))
     assert (tmp_path / "chat.png").stat().st_size > 10_000
-    if os.environ.get("UPDATE_SCREENSHOT"):
-        # The README's picture is refreshed on request, not by every test run.
-        page.screenshot(path=str(REPO / "docs" / "screenshots" / "chat.png"))
+    # The README's pictures come from a real conversation in test_browser_chat.py, not this one.
 
 
 def test_a_server_with_keys_asks_for_one_and_remembers_it(browser: Browser, tmp_path: Path) -> None:

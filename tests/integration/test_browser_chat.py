@@ -453,3 +453,4 @@ def test_dark_mode_phone_width_and_accessibility(
         # The README's pictures are refreshed on request, not by every test run.
         for name, shot in shots.items():
             shutil.copy(shot, SCREENSHOTS / f"chat-{name}.png")
+        shutil.copy(shots["light"], SCREENSHOTS / "chat.png")  # the README's hero
