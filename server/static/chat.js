@@ -281,7 +281,13 @@ function apply(kind, data) {
       break;
     case "error":
       // The run the user stopped ends with an error event; the "stopped" badge says it better.
-      if (!state.stopping) showError(data.message || "The answer failed.", { retry: true });
+      if (state.stopping) break;
+      showError(data.message || "The answer failed.", { retry: true });
+      // The words are not lost: they wait in the composer for Retry or an edit.
+      if (state.sending === null && state.lastText && !input.value.trim()) {
+        input.value = state.lastText;
+        autoGrow();
+      }
       break;
     case "done":
       // The delivered answer wins over the streamed tokens: a streamed answer can be withdrawn
@@ -296,7 +302,8 @@ function apply(kind, data) {
 // Finished answers and approvals are announced once; tokens never are.
 function announceEnd(kind, data) {
   if (kind === "done" && data.interrupt) {
-    announce(`Needs your answer: ${data.interrupt.question || data.message}. Say yes or no.`);
+    const question = String(data.interrupt.question || data.message || "").replace(/[.?!]*$/, "?");
+    announce(`Needs your answer: ${question} Say yes or no.`);
   } else if (kind === "done") {
     announce(`Answer: ${turn().text.textContent.slice(0, 400)}`);
   } else if (kind === "error" && !state.stopping) {

@@ -163,6 +163,7 @@ def test_approvals_by_words_and_buttons(open_page: Opened, live_server: LiveServ
     # The task panel followed every change.
     expect(page.locator("#task-list .task-title")).to_have_text(["Call mom"])
     # The live region spoke once per finished answer or question, never per token.
+    expect(announcer).to_have_text('Answer: Deleted TASK-0003 "Pay rent".')
     said = [text for text in page.evaluate("window.__announced") if text]
     assert [text.split(":")[0] for text in said] == ["Needs your answer", "Answer"] * 4, said
 
