@@ -14,7 +14,14 @@ from sse_starlette import EventSourceResponse
 from graph.context import Context
 from graph.settings import Settings
 from server.api.deps import context_of, runner_of, runs_of, settings_of
-from server.api.schemas import ChatRequest, ChatResponse, ErrorResponse, ThreadTitleRequest
+from server.api.schemas import (
+    ChatRequest,
+    ChatResponse,
+    ChatThread,
+    ErrorResponse,
+    StoppedRun,
+    ThreadTitleRequest,
+)
 from server.api.sse import event_stream, last_event_id
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
@@ -137,7 +144,7 @@ async def rejoin_chat_stream(
     )
 
 
-@router.post("/chat/runs/{run_id}/cancel", responses=ERRORS)
+@router.post("/chat/runs/{run_id}/cancel", response_model=StoppedRun, responses=ERRORS)
 async def cancel_chat_run(
     run_id: str,
     context: Annotated[Context, Depends(context_of)],
@@ -167,7 +174,7 @@ ThreadQuery = Annotated[
 ThreadLimit = Annotated[int, Query(ge=1, le=200, description="At most this many threads.")]
 
 
-@router.get("/chat/threads")
+@router.get("/chat/threads", response_model=list[ChatThread], responses=ERRORS)
 async def chat_threads(
     context: Annotated[Context, Depends(context_of)],
     runner: Annotated[AgentRunner, Depends(runner_of)],
@@ -179,7 +186,7 @@ async def chat_threads(
     return [thread_json(info) for info in found]
 
 
-@router.get("/chat/threads/resolve", responses=ERRORS)
+@router.get("/chat/threads/resolve", response_model=ChatThread, responses=ERRORS)
 async def resolve_chat_thread(
     context: Annotated[Context, Depends(context_of)],
     runner: Annotated[AgentRunner, Depends(runner_of)],
@@ -204,7 +211,7 @@ async def resolve_chat_thread(
     return thread_json(found[0])
 
 
-@router.get("/chat/threads/{thread_id}", responses=ERRORS)
+@router.get("/chat/threads/{thread_id}", response_model=ChatThread, responses=ERRORS)
 async def chat_thread(
     thread_id: str,
     context: Annotated[Context, Depends(context_of)],
@@ -214,7 +221,7 @@ async def chat_thread(
     return thread_json(await runner.check_access(thread_id, context.user_id))
 
 
-@router.patch("/chat/threads/{thread_id}", responses=ERRORS)
+@router.patch("/chat/threads/{thread_id}", response_model=ChatThread, responses=ERRORS)
 async def rename_chat_thread(
     thread_id: str,
     body: ThreadTitleRequest,

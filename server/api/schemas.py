@@ -119,3 +119,31 @@ class ThreadTitleRequest(BaseModel):
                 f" (this one has {len(title)})."
             )
         return title
+
+
+class WaitingApproval(BaseModel):
+    """The approval a thread waits for."""
+
+    task_id: str | None = Field(description="The task the question is about.")
+    title: str | None = Field(description="The task's title as the question shows it.")
+    question: str | None = Field(description='E.g. Delete TASK-0001 "Buy milk"?')
+
+
+class ChatThread(BaseModel):
+    """A thread as the chat page and the terminal list it."""
+
+    thread_id: str
+    title: str = Field(description="Summarised after the first turn, or as the user set it.")
+    status: str = Field(description="idle, busy, interrupted (an approval waits) or error.")
+    created_at: str = Field(description="ISO-8601, UTC with its offset.")
+    updated_at: str = Field(description="The latest activity, ISO-8601, UTC with its offset.")
+    waiting_approval: WaitingApproval | None
+
+
+class StoppedRun(BaseModel):
+    """A chat run after a stop was asked."""
+
+    run_id: str
+    thread_id: str
+    status: str = Field(description="The run's status now: interrupted when it was stopped.")
+    cancelled: bool = Field(description="False when the run had already ended.")

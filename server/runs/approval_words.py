@@ -44,9 +44,13 @@ NO = frozenset(
 _NOISE = re.compile(r"[^\w\s']+")
 
 
+# Politeness around the answer changes nothing: "yes please", "no thanks", "ok thank you".
+_POLITE = re.compile(r"(?:^(?:oh|well|um+) )|(?: (?:please|pls|thanks|thank you))+$")
+
+
 def _words(message: str) -> str:
     text = message.replace("\u2019", "'").lower()
-    return " ".join(_NOISE.sub(" ", text).split())
+    return _POLITE.sub("", " ".join(_NOISE.sub(" ", text).split()))
 
 
 def answer_of(message: str) -> bool | None:

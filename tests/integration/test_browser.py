@@ -31,6 +31,8 @@ pytestmark = pytest.mark.integration
 TIMEOUT_MS = 15_000
 QUARTERLY = "Create a high-priority task for the quarterly review due next Friday"
 XSS_TITLE = "<img src=x onerror=alert(1)>"
+# Threads are titled from what their first turn did: here, the task it created.
+QUARTERLY_THREAD = "Quarterly review"
 TITLES = ["buy milk", "call mom", "pay rent", "book dentist", "renew passport",
           "water plants", "fix the bike", "send the invoice"]  # fmt: skip
 TASK_IDS = [f"TASK-{n:04d}" for n in range(1, len(TITLES) + 1)]
@@ -120,9 +122,8 @@ def test_streams_tool_cards_badge_and_approval(watched: Watched) -> None:
     assert lengths == sorted(lengths) and lengths[-1] == final
     assert len(set(lengths)) >= 5, lengths
     expect(chat.threads).to_have_count(1)
-    # The thread is titled from what the turn did: the task it created.
-    expect(chat.threads.first).to_contain_text("Quarterly review")
-    expect(chat.heading).to_have_text("Quarterly review")
+    expect(chat.threads.first).to_contain_text(QUARTERLY_THREAD)
+    expect(chat.heading).to_have_text(QUARTERLY_THREAD)
 
     chat.send("delete TASK-0001")
     approval = page.locator(".approval")
@@ -303,8 +304,8 @@ def test_threads_switch_and_text_is_never_markup(watched: Watched, tmp_path: Pat
     expect(chat.threads).to_have_count(2)
     expect(chat.threads.first).to_contain_text(XSS_TITLE)
 
-    chat.threads.filter(has_text="Quarterly review").click()
-    expect(chat.heading).to_have_text("Quarterly review")
+    chat.threads.filter(has_text=QUARTERLY_THREAD).click()
+    expect(chat.heading).to_have_text(QUARTERLY_THREAD)
     expect(page.locator(".msg.user")).to_have_text([QUARTERLY])
     expect(chat.answer_text()).to_contain_text('Created TASK-0001 "Quarterly review"')
     expect(chat.answer().locator(".badge")).to_have_text(["offline-engine"])
