@@ -153,6 +153,7 @@ class ChatProjection:
             latency_ms=round(latency_ms, 1),
             interrupt=interrupt,
             failures=list(outcome.values.get("failures", [])),
+            fallback_reasons=list(outcome.values.get("fallback_reasons", [])),
             usage=dict(outcome.values.get("usage") or {}),
         )
         return [("done", result.__dict__)]

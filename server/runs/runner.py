@@ -70,6 +70,8 @@ class TurnResult:
     latency_ms: float
     interrupt: dict[str, Any] | None = None
     failures: list[str] = field(default_factory=list)
+    # "label — plain reason" per failed tier, for people (the browser's fallback badge).
+    fallback_reasons: list[str] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
 
 

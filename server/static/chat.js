@@ -1,17 +1,19 @@
 "use strict";
 
-// Every piece of model, user or task text goes into the page through textContent only.
+// The chat: streams runs over SSE, renders answers, approvals, stop, retry and the thread list.
+// Loaded after common.js (api, el, $), markdown.js (renderMarkdown) and tasks.js (loadTasks).
 
 const RUN_KEY = "taskagent.run";
-const API_KEY = "taskagent.apiKey";
 const THREAD_KEY = "taskagent.thread";
 const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 4000, 4000, 4000, 4000];
+// After asking the server to stop, how long to wait for its stream to end before leaving it.
+const STOP_GRACE_MS = 3000;
 
-const $ = (id) => document.getElementById(id);
 const log = $("log");
 const form = $("composer");
 const input = $("message");
 const sendButton = $("send");
+const stopButton = $("stop");
 
 const state = {
   threadId: null,
@@ -20,32 +22,13 @@ const state = {
   turn: null, // the assistant block that events render into
   cards: new Map(), // tool call id -> card, across the whole view
   run: null, // {thread_id, run_id, last_event_id, events} while a run streams
+  sending: null, // {text, user, turn} until the server accepted the message
+  pending: null, // {value, box}: the approval the thread waits for
+  lastText: "", // what was last sent, for Retry
+  stopping: false,
 };
 
-// --- API access --------------------------------------------------------------------------------
-
-// A server with API keys answers 401 until the page sends one: ask once, keep it for next time.
-async function api(url, options = {}) {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const key = localStorage.getItem(API_KEY);
-    const headers = { ...(options.headers || {}), ...(key ? { "X-Api-Key": key } : {}) };
-    const response = await fetch(url, { ...options, headers });
-    if (response.status !== 401 || attempt > 0) return response;
-    const entered = window.prompt("This server needs an API key:");
-    if (!entered) return response;
-    localStorage.setItem(API_KEY, entered.trim());
-  }
-  throw new Error("unreachable");
-}
-
 // --- DOM helpers -----------------------------------------------------------------------------
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  return node;
-}
 
 function scrollToEnd() {
   log.scrollTop = log.scrollHeight;
@@ -54,13 +37,16 @@ function scrollToEnd() {
 function clearLog() {
   log.replaceChildren();
   state.turn = null;
+  state.pending = null;
   state.cards.clear();
 }
 
 function addUser(text) {
   $("empty")?.remove();
-  log.append(el("div", "msg user", text));
+  const node = el("div", "msg user", text);
+  log.append(node);
   scrollToEnd();
+  return node;
 }
 
 function newTurn() {
@@ -71,7 +57,7 @@ function newTurn() {
   const meta = el("div", "meta");
   block.append(tools, text, meta);
   log.append(block);
-  state.turn = { block, tools, text, meta };
+  state.turn = { block, tools, text, meta, raw: "" };
   return state.turn;
 }
 
@@ -79,11 +65,49 @@ function turn() {
   return state.turn || newTurn();
 }
 
-function showError(message) {
-  const line = el("div", "error", message);
+function setAnswer(target, markdownText) {
+  target.raw = markdownText;
+  renderMarkdown(target.text, markdownText);
+}
+
+function showError(message, { retry = false } = {}) {
+  const line = el("div", "error");
   line.setAttribute("role", "alert");
+  line.append(el("span", null, message));
+  if (retry) line.append(retryButton());
   (state.turn ? state.turn.block : log).append(line);
   scrollToEnd();
+}
+
+function retryButton() {
+  const again = button("retry", "Retry");
+  again.addEventListener("click", () => {
+    if (state.streaming) return;
+    const text = input.value.trim() || state.lastText;
+    if (!text) return;
+    hideNotice();
+    input.value = "";
+    autoGrow();
+    send(text);
+  });
+  return again;
+}
+
+/** Show one sentence above the composer; a Retry button when trying again can help. */
+function showNotice(message, { retry = false } = {}) {
+  const notice = $("notice");
+  notice.replaceChildren(el("span", null, message));
+  if (retry) notice.append(retryButton());
+  const close = button("close", "×", "Dismiss");
+  close.addEventListener("click", hideNotice);
+  notice.append(close);
+  notice.classList.toggle("is-error", retry);
+  notice.hidden = false;
+}
+
+function hideNotice() {
+  $("notice").hidden = true;
+  $("notice").replaceChildren();
 }
 
 function summarizeArgs(args) {
@@ -124,6 +148,44 @@ function fillCard(card, result) {
   card.querySelector(".result").textContent = (failed ? "✗ " : "✓ ") + summarizeResult(result);
 }
 
+// --- the fallback badge, in words ---------------------------------------------------------------
+
+function answererName(model) {
+  if (!model || model === "none") return "no model";
+  if (model === "offline-engine") return "the built-in offline engine";
+  return model;
+}
+
+// Tier labels read "ollama:llama3.2", "openai:gpt-4o-mini".
+function tierName(label) {
+  const [kind, ...model] = label.trim().split(":");
+  const name = { ollama: "Ollama", openai: "The OpenAI-compatible model" }[kind] || kind;
+  return model.length ? `${name} (${model.join(":")})` : name;
+}
+
+// A failure reads "label: ErrorType: detail"; the server's plain reasons ("label — unreachable")
+// are preferred when it sends them.
+function reasonOf(failure) {
+  const [label, type = "", ...rest] = failure.split(": ");
+  const text = `${type} ${rest.join(": ")}`.toLowerCase();
+  let why = "failed";
+  if (/connect|unreachable|refused|resolve/.test(text)) why = "unreachable";
+  else if (/timeout|timed out/.test(text)) why = "timed out";
+  else if (/429|rate/.test(text)) why = "rate-limited";
+  else if (/circuit/.test(text)) why = "circuit open after repeated failures";
+  return [label, why];
+}
+
+/** "Ollama didn't answer (unreachable), so the built-in offline engine answered." */
+function explainFallback(done) {
+  const plain = (done.fallback_reasons || []).map((r) => r.split(" — "));
+  const reasons = plain.length ? plain : (done.failures || []).map(reasonOf);
+  const who = answererName(done.model_used);
+  if (!reasons.length) return `The first model could not answer, so ${who} answered.`;
+  const failed = reasons.map(([label, why]) => `${tierName(label)} didn't answer (${why})`);
+  return `${failed.join("; ")}, so ${who} answered.`;
+}
+
 function showBadge(done) {
   const meta = turn().meta;
   meta.replaceChildren();
@@ -131,75 +193,122 @@ function showBadge(done) {
   const badge = el("span", "badge", done.model_used);
   if (done.latency_ms) badge.title = `${Math.round(done.latency_ms)} ms`;
   meta.append(badge);
-  if (done.fallback_used) meta.append(el("span", "badge fallback", "fallback"));
+  if (done.fallback_used) {
+    const why = explainFallback(done);
+    const fallback = el("span", "badge fallback", "fallback");
+    fallback.title = why;
+    meta.append(fallback, el("span", "fallback-why", why));
+  }
+}
+
+// --- approvals -------------------------------------------------------------------------------
+
+function answerApproval(box, words) {
+  box.classList.add("answered");
+  for (const b of box.querySelectorAll("button")) b.disabled = true;
+  box.querySelector(".hint")?.remove();
+  box.append(el("p", "answer", words));
+  if (state.pending?.box === box) state.pending = null;
 }
 
 function showApproval(value) {
+  if (state.pending && state.pending.value.approval_id === value.approval_id) return;
   const waiting = value.tool_call_id && state.cards.get(value.tool_call_id);
   if (waiting && waiting.classList.contains("pending")) {
-    waiting.querySelector(".result").textContent = "waiting for approval";
+    waiting.querySelector(".result").textContent = "waiting for your answer";
   }
   const box = el("div", "approval");
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", "Needs your answer");
   box.append(el("p", "question", value.question || `Approve ${value.tool}?`));
   if (value.task_id || value.title) {
     box.append(el("p", "subject", [value.task_id, value.title].filter(Boolean).join(" · ")));
   }
-  const approve = el("button", "approve", "Approve");
-  const reject = el("button", "reject", "Reject");
-  for (const [button, approved] of [[approve, true], [reject, false]]) {
-    button.type = "button";
-    button.addEventListener("click", () => {
+  const approve = button("approve", "Delete it");
+  const reject = button("reject", "Keep it");
+  for (const [choice, approved] of [[approve, true], [reject, false]]) {
+    choice.addEventListener("click", () => {
       if (state.streaming) return;
-      approve.disabled = reject.disabled = true;
-      box.classList.add("answered");
-      box.append(el("p", "answer", approved ? "Approved" : "Rejected"));
+      answerApproval(box, approved ? "You said: delete it." : "You said: keep it.");
       resume(approved, value);
     });
   }
   const actions = el("div", "actions");
   actions.append(approve, reject);
-  box.append(actions);
-  turn().block.append(box);
+  box.append(actions, el("p", "hint", "Or type yes or no below."));
+  turn().block.insertBefore(box, turn().meta);
+  state.pending = { value, box };
   scrollToEnd();
 }
+
+// The server's 409 is one plain sentence; an older server's names its API: say it plainly.
+function approvalNotice(detail) {
+  const value = state.pending?.value;
+  if (!/resume=|approved|\{/.test(detail) || !value) return detail;
+  const what = [value.task_id, value.title && `"${value.title}"`].filter(Boolean).join(" ");
+  return `Deleting ${what || "the task"} is waiting for your answer: say yes to delete it or no to keep it.`;
+}
+
+// --- streaming state -------------------------------------------------------------------------
 
 function setStreaming(on) {
   state.streaming = on;
   sendButton.disabled = on;
+  stopButton.hidden = !on;
+  stopButton.disabled = false;
   document.body.classList.toggle("streaming", on);
+  if (!on) state.stopping = false;
 }
-
-// --- events ----------------------------------------------------------------------------------
 
 function apply(kind, data) {
   switch (kind) {
     case "metadata":
       // A later attempt re-runs the step from its checkpoint: the partial text is void.
-      if (data.attempt > 1) turn().text.textContent = "";
+      if (data.attempt > 1) setAnswer(turn(), "");
       break;
     case "token":
-      turn().text.append(data.text);
+      setAnswer(turn(), turn().raw + data.text);
       break;
     case "tool_call":
       toolCard(data.id, data.tool, data.arguments);
       break;
     case "tool_result":
       fillCard(toolCard(data.id, data.tool, {}), data.result);
+      onToolResult(data.tool);
       break;
     case "interrupt":
       showApproval(data.value || {});
       break;
     case "error":
-      showError(data.message || "The run failed.");
+      // The run the user stopped ends with an error event; the "stopped" badge says it better.
+      if (state.stopping) break;
+      showError(data.message || "The answer failed.", { retry: true });
+      // The words are not lost: they wait in the composer for Retry or an edit.
+      if (state.sending === null && state.lastText && !input.value.trim()) {
+        input.value = state.lastText;
+        autoGrow();
+      }
       break;
     case "done":
       // The delivered answer wins over the streamed tokens: a streamed answer can be withdrawn
       // (it claimed a change that never happened) or get a fallback notice in front.
-      if (data.message && !data.interrupt) turn().text.textContent = data.message;
+      if (data.message && !data.interrupt) setAnswer(turn(), data.message);
       showBadge(data);
       break;
   }
   scrollToEnd();
+}
+
+// Finished answers and approvals are announced once; tokens never are.
+function announceEnd(kind, data) {
+  if (kind === "done" && data.interrupt) {
+    const question = String(data.interrupt.question || data.message || "").replace(/[.?!]*$/, "?");
+    announce(`Needs your answer: ${question} Say yes or no.`);
+  } else if (kind === "done") {
+    announce(`Answer: ${turn().text.textContent.slice(0, 400)}`);
+  } else if (kind === "error" && !state.stopping) {
+    announce(data.message || "The answer failed.");
+  }
 }
 
 // --- the persisted run: what a reload needs to pick the stream up again ------------------------
@@ -261,13 +370,11 @@ async function* sseEvents(response) {
   }
 }
 
-async function errorDetail(response) {
-  try {
-    const body = await response.json();
-    return typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
-  } catch {
-    return `${response.status} ${response.statusText}`;
-  }
+// The server accepted the message: it is in the thread now, and so is a pending answer.
+function accepted() {
+  const sending = state.sending;
+  state.sending = null;
+  if (sending && state.pending) answerApproval(state.pending.box, `You said: ${sending.text}`);
 }
 
 // Reads one response to its end; returns true once the run is over (`done`, or an `error`
@@ -282,14 +389,17 @@ async function consume(response) {
       continue;
     }
     if (event.kind === "metadata") {
+      accepted();
       state.threadId = data.thread_id;
       localStorage.setItem(THREAD_KEY, data.thread_id);
       if (!state.run) state.run = { thread_id: data.thread_id, run_id: data.run_id, events: [] };
       state.run.run_id = data.run_id;
+      if (state.stopping) cancelRun(data.run_id);
       if (!threadTitles.has(data.thread_id)) refreshThreads();
     }
     record(event.kind, data, event.id);
     apply(event.kind, data);
+    announceEnd(event.kind, data);
     if (event.kind === "done") return true;
     failed = event.kind === "error";
   }
@@ -297,6 +407,24 @@ async function consume(response) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The message never became part of the thread: take it back into the composer, say why.
+function refused(status, detail) {
+  const sending = state.sending;
+  state.sending = null;
+  if (sending) {
+    sending.user.remove();
+    sending.turn.block.remove();
+    state.turn = null;
+    if (!input.value.trim()) {
+      input.value = sending.text;
+      autoGrow();
+    }
+    if (!log.querySelector(".msg")) newChatHint();
+  }
+  if (status === 409 && state.pending) showNotice(approvalNotice(detail));
+  else showNotice(detail, { retry: Boolean(sending) && status !== 409 && status !== 422 });
+}
 
 // Streams a run from `request` (the POST or a rejoin GET) and keeps rejoining on drops.
 async function stream(request) {
@@ -314,7 +442,8 @@ async function stream(request) {
           const detail = await errorDetail(response);
           if (!state.run?.last_event_id) {
             // Refused before the run started: an answer to show, not a drop to retry.
-            showError(detail);
+            if (state.sending) refused(response.status, detail);
+            else showError(detail);
             break;
           }
           if (response.status < 500) {
@@ -333,11 +462,13 @@ async function stream(request) {
       } catch (err) {
         if (controller.signal.aborted) return;
         if (!state.run) {
-          showError(`Could not reach the server: ${err.message}`);
+          if (state.sending) refused(0, "Could not reach the server. Check it is running, then retry.");
+          else showError("Could not reach the server.", { retry: true });
           break;
         }
       }
       if (controller.signal.aborted) return;
+      if (state.stopping) break;
       if (state.run.last_event_id !== seen) failures = 0;
       if (failures >= RETRY_DELAYS_MS.length) {
         showError("Lost the connection to the server. Reload the page to try again.");
@@ -348,14 +479,23 @@ async function stream(request) {
       next = rejoinRequest(state.run.run_id, state.run.last_event_id);
     }
   } finally {
-    if (state.controller === controller) {
-      state.controller = null;
-      state.run = null;
-      saveRun();
-      setStreaming(false);
-      refreshThreads();
-    }
+    if (state.controller === controller) finishStream(controller);
   }
+}
+
+function finishStream(controller) {
+  if (state.stopping && state.turn && !state.turn.meta.querySelector(".badge")) {
+    state.turn.meta.append(el("span", "badge stopped", "stopped"));
+    if (!state.turn.raw) setAnswer(state.turn, "Stopped.");
+    announce("Stopped.");
+  }
+  if (state.controller === controller) state.controller = null;
+  state.run = null;
+  state.sending = null;
+  saveRun();
+  setStreaming(false);
+  refreshThreads();
+  loadTasks();
 }
 
 function rejoinRequest(runId, lastEventId) {
@@ -379,8 +519,11 @@ function postRequest(body) {
 // --- actions ---------------------------------------------------------------------------------
 
 function send(text) {
-  addUser(text);
-  newTurn();
+  hideNotice();
+  state.lastText = text;
+  const user = addUser(text);
+  const answer = newTurn();
+  state.sending = { text, user, turn: answer };
   state.run = null;
   const body = state.threadId ? { message: text, thread_id: state.threadId } : { message: text };
   return stream(postRequest(body));
@@ -388,6 +531,7 @@ function send(text) {
 
 // The answer names the question it answers, so it can never approve a different one.
 function resume(approved, question) {
+  hideNotice();
   newTurn();
   state.run = null;
   const answer = {
@@ -398,24 +542,54 @@ function resume(approved, question) {
   return stream(postRequest({ thread_id: state.threadId, resume: answer }));
 }
 
+async function cancelRun(runId) {
+  try {
+    await api(`/chat/runs/${encodeURIComponent(runId)}/cancel`, { method: "POST" });
+  } catch {
+    // leaving the stream below still frees the page
+  }
+}
+
+/** Stop the running answer: the server cancels the run and ends its stream. */
+async function stop() {
+  if (!state.streaming || state.stopping) return;
+  state.stopping = true;
+  stopButton.disabled = true;
+  const controller = state.controller;
+  const runId = state.run?.run_id;
+  if (runId) await cancelRun(runId);
+  await sleep(STOP_GRACE_MS);
+  if (state.controller === controller && controller && state.stopping) {
+    controller.abort();
+    finishStream(controller);
+  }
+}
+
 function leaveStream() {
   if (state.controller) state.controller.abort();
   state.controller = null;
   state.run = null;
+  state.sending = null;
   saveRun();
   setStreaming(false);
 }
 
-function newChat() {
-  leaveStream();
-  state.threadId = null;
-  localStorage.removeItem(THREAD_KEY);
-  clearLog();
+function newChatHint() {
   const empty = el("p", "empty", "New chat. Ask me to create, list, update or delete tasks.");
   empty.id = "empty";
   log.append(empty);
+}
+
+function newChat() {
+  leaveStream();
+  hideNotice();
+  state.threadId = null;
+  localStorage.removeItem(THREAD_KEY);
+  clearLog();
+  newChatHint();
   $("thread-title").textContent = "New chat";
   markCurrentThread();
+  document.body.classList.remove("show-threads");
   input.focus();
 }
 
@@ -426,7 +600,7 @@ function renderHistory(messages) {
       state.turn = null;
     } else if (message.role === "assistant") {
       for (const call of message.tool_calls || []) toolCard(call.id, call.tool, call.arguments);
-      if (message.content) turn().text.append(message.content);
+      if (message.content) setAnswer(turn(), turn().raw + message.content);
       if (message.model_used) showBadge({ model_used: message.model_used });
     } else if (message.role === "tool") {
       fillCard(toolCard(message.tool_call_id, "tool", {}), message.result);
@@ -446,6 +620,8 @@ function untilLastUser(messages) {
 async function openThread(threadId, { keepRun = true } = {}) {
   const stored = keepRun ? loadRun() : null;
   leaveStream();
+  hideNotice();
+  document.body.classList.remove("show-threads");
   state.threadId = threadId;
   localStorage.setItem(THREAD_KEY, threadId);
   markCurrentThread();
@@ -460,8 +636,8 @@ async function openThread(threadId, { keepRun = true } = {}) {
       return;
     }
     thread = await response.json();
-  } catch (err) {
-    showError(`Could not load the thread: ${err.message}`);
+  } catch {
+    showError("Could not load the chat: the server did not answer.");
     return;
   }
   if (state.threadId !== threadId) return; // the user moved on meanwhile
@@ -495,57 +671,173 @@ async function openThread(threadId, { keepRun = true } = {}) {
 // --- the thread list -------------------------------------------------------------------------
 
 const threadTitles = new Map();
+let threadRows = [];
+let searchSeq = 0;
 
 function markCurrentThread() {
-  for (const item of $("threads").querySelectorAll("button")) {
+  for (const item of $("threads").querySelectorAll("button.thread")) {
     if (item.dataset.threadId === state.threadId) item.setAttribute("aria-current", "true");
     else item.removeAttribute("aria-current");
   }
 }
 
+function statusBadge(thread) {
+  if (thread.waiting_approval || thread.status === "interrupted") {
+    return el("span", "status waiting", "needs your answer");
+  }
+  if (thread.status === "busy") return el("span", "status busy", "answering…");
+  if (thread.status === "error") return el("span", "status failed", "failed");
+  return null;
+}
+
+function threadRow(thread) {
+  const title = thread.title || "Untitled";
+  const item = el("li", "thread-item");
+  const open = el("button", "thread");
+  open.type = "button";
+  open.dataset.threadId = thread.thread_id;
+  open.title = title;
+  open.append(el("span", "thread-title", title));
+  const when = el("span", "thread-time", relativeTime(thread.updated_at || thread.created_at));
+  if (thread.updated_at) when.title = new Date(thread.updated_at).toLocaleString();
+  open.append(when);
+  const badge = statusBadge(thread);
+  if (badge) open.append(badge);
+  open.addEventListener("click", () => openThread(thread.thread_id));
+  const rename = button("thread-action rename", "✎", `Rename chat: ${title}`);
+  rename.addEventListener("click", () => startRename(item, thread));
+  const remove = button("thread-action delete", "🗑", `Delete chat: ${title}`);
+  remove.addEventListener("click", () => confirmDelete(item, thread));
+  item.append(open, rename, remove);
+  return item;
+}
+
+function renderThreads() {
+  const list = $("threads");
+  if (list.querySelector(".thread-edit, .thread-confirm")) return; // never under the user's hands
+  list.replaceChildren(...threadRows.map(threadRow));
+  $("threads-empty").hidden = threadRows.length > 0;
+  markCurrentThread();
+}
+
 async function refreshThreads() {
+  const query = $("thread-search").value.trim();
+  const seq = ++searchSeq;
   let threads;
   try {
-    const response = await api("/chat/threads");
+    const response = await api(query ? `/chat/threads?q=${encodeURIComponent(query)}` : "/chat/threads");
     if (!response.ok) return;
     threads = await response.json();
   } catch {
     return;
   }
-  const list = $("threads");
-  list.replaceChildren();
-  for (const thread of threads) {
-    const title = thread.title || "Untitled";
-    threadTitles.set(thread.thread_id, title);
-    const button = el("button", "thread");
-    button.type = "button";
-    button.dataset.threadId = thread.thread_id;
-    button.title = title;
-    button.append(el("span", "thread-title", title));
-    if (thread.status && thread.status !== "idle") {
-      button.append(el("span", `status ${thread.status}`, thread.status));
-    }
-    button.addEventListener("click", () => openThread(thread.thread_id));
-    const item = el("li");
-    item.append(button);
-    list.append(item);
-  }
+  if (seq !== searchSeq) return; // a newer search answered first
+  for (const thread of threads) threadTitles.set(thread.thread_id, thread.title || "Untitled");
+  threadRows = threads;
+  renderThreads();
   if (state.threadId && threadTitles.has(state.threadId)) {
     $("thread-title").textContent = threadTitles.get(state.threadId);
   }
-  markCurrentThread();
+}
+
+function startRename(item, thread) {
+  const formEl = el("form", "thread-edit");
+  const field = el("input");
+  field.value = thread.title || "";
+  field.maxLength = 120;
+  field.setAttribute("aria-label", "New chat title");
+  const save = el("button", "save", "Save");
+  save.type = "submit";
+  const cancel = button("cancel", "Cancel");
+  formEl.append(field, save, cancel);
+  item.replaceChildren(formEl);
+  field.focus();
+  field.select();
+  let done = false;
+  const close = () => {
+    done = true;
+    formEl.remove();
+    renderThreads();
+  };
+  cancel.addEventListener("click", close);
+  field.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      close();
+    }
+  });
+  formEl.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (done) return;
+    const title = field.value.trim();
+    if (!title) {
+      showNotice("A chat title needs at least one character.");
+      return;
+    }
+    const response = await api(`/chat/threads/${encodeURIComponent(thread.thread_id)}`, {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ title }),
+    });
+    if (!response.ok) {
+      showNotice(await errorDetail(response));
+      return;
+    }
+    close();
+    await refreshThreads();
+  });
+}
+
+function confirmDelete(item, thread) {
+  const box = el("div", "thread-confirm");
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", `Delete chat: ${thread.title || "Untitled"}`);
+  box.append(el("span", null, "Delete this chat?"));
+  const yes = button("confirm-delete", "Delete");
+  const no = button("cancel", "Cancel");
+  box.append(yes, no);
+  item.replaceChildren(box);
+  no.focus();
+  const close = () => {
+    box.remove();
+    renderThreads();
+  };
+  no.addEventListener("click", close);
+  yes.addEventListener("click", async () => {
+    const response = await api(`/chat/threads/${encodeURIComponent(thread.thread_id)}`, {
+      method: "DELETE",
+    });
+    if (!response.ok && response.status !== 404) {
+      close();
+      showNotice(await errorDetail(response));
+      return;
+    }
+    threadTitles.delete(thread.thread_id);
+    threadRows = threadRows.filter((t) => t.thread_id !== thread.thread_id);
+    close();
+    if (state.threadId === thread.thread_id) newChat();
+    await refreshThreads();
+  });
 }
 
 // --- wiring ----------------------------------------------------------------------------------
+
+function autoGrow() {
+  input.style.height = "auto";
+  input.style.height = `${Math.min(input.scrollHeight + 2, 240)}px`;
+}
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = input.value.trim();
   if (!text || state.streaming) return;
   input.value = "";
+  autoGrow();
   send(text);
 });
 
+input.addEventListener("input", autoGrow);
 input.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
@@ -553,9 +845,57 @@ input.addEventListener("keydown", (event) => {
   }
 });
 
+stopButton.addEventListener("click", stop);
 $("new-chat").addEventListener("click", newChat);
 
+let searchTimer = null;
+$("thread-search").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(refreshThreads, 200);
+});
+
+function togglePanel(name, buttonId) {
+  const open = !document.body.classList.contains(name);
+  document.body.classList.remove("show-threads", "show-tasks");
+  document.body.classList.toggle(name, open);
+  for (const id of ["toggle-threads", "toggle-tasks"]) {
+    $(id).setAttribute("aria-expanded", String(open && id === buttonId));
+  }
+}
+$("toggle-threads").addEventListener("click", () => togglePanel("show-threads", "toggle-threads"));
+$("toggle-tasks").addEventListener("click", () => togglePanel("show-tasks", "toggle-tasks"));
+
+const typing = (target) =>
+  target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") {
+    if (state.streaming) {
+      event.preventDefault();
+      stop();
+    } else if (document.body.classList.contains("show-threads") || document.body.classList.contains("show-tasks")) {
+      document.body.classList.remove("show-threads", "show-tasks");
+    }
+    return;
+  }
+  if ((event.ctrlKey || event.metaKey) && !event.altKey && event.key.toLowerCase() === "k") {
+    event.preventDefault();
+    newChat();
+    return;
+  }
+  if (event.key === "/" && !event.ctrlKey && !event.metaKey && !typing(event.target)) {
+    event.preventDefault();
+    document.body.classList.add("show-threads");
+    $("thread-search").focus();
+  }
+});
+
+setInterval(() => {
+  if (document.visibilityState === "visible") renderThreads();
+}, 60_000);
+
 async function start() {
+  loadTasks();
   await refreshThreads();
   const stored = loadRun();
   const threadId = stored?.thread_id || localStorage.getItem(THREAD_KEY);

@@ -1,6 +1,5 @@
 """The browser chat at `/`, driven in real headless Chromium against the real server."""
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from tests.integration.browser import (
     ensure_chromium,
     sse_prefix,
 )
-from tests.integration.conftest import REPO, LiveServer
+from tests.integration.conftest import LiveServer
 
 pytestmark = pytest.mark.integration
 
@@ -130,13 +129,13 @@ def test_streams_tool_cards_badge_and_approval(watched: Watched) -> None:
     approval = page.locator(".approval")
     expect(approval.locator(".question")).to_have_text('Delete TASK-0001 "Quarterly review"?')
     expect(approval.locator(".subject")).to_have_text("TASK-0001 · Quarterly review")
-    expect(approval.get_by_role("button", name="Reject")).to_be_enabled()
-    approval.get_by_role("button", name="Approve").click()
+    expect(approval.get_by_role("button", name="Keep it")).to_be_enabled()
+    approval.get_by_role("button", name="Delete it").click()
     expect(chat.answer_text()).to_have_text('Deleted TASK-0001 "Quarterly review".')
     expect(page.locator(".card", has_text="delete_task").locator(".result")).to_have_text(
         "✓ deleted TASK-0001 · Quarterly review"
     )
-    expect(approval.get_by_role("button", name="Approve")).to_be_disabled()
+    expect(approval.get_by_role("button", name="Delete it")).to_be_disabled()
     chat.wait_finished()
 
     chat.send("list my tasks")
@@ -321,9 +320,7 @@ def test_threads_switch_and_text_is_never_markup(watched: Watched, tmp_path: Pat
 
     page.screenshot(path=str(tmp_path / "chat.png"))
     assert (tmp_path / "chat.png").stat().st_size > 10_000
-    if os.environ.get("UPDATE_SCREENSHOT"):
-        # The README's picture is refreshed on request, not by every test run.
-        page.screenshot(path=str(REPO / "docs" / "screenshots" / "chat.png"))
+    # The README's pictures come from a real conversation in test_browser_chat.py, not this one.
 
 
 def test_a_server_with_keys_asks_for_one_and_remembers_it(browser: Browser, tmp_path: Path) -> None:
