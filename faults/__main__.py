@@ -1,9 +1,9 @@
 """`python -m faults`: run the fault-injection suite and write docs/RELIABILITY.md.
 
-    uv run python -m faults                  # everything (`make faults`, about 15–20 min)
-    uv run python -m faults --quick          # the short set, small counts (about a minute)
-    uv run python -m faults --only kills --kills 20
-    uv run python -m faults --only shared --shared 10
+    .venv/bin/python -m faults                  # everything (`make faults`, about 15–20 min)
+    .venv/bin/python -m faults --quick          # the short set, small counts (about a minute)
+    .venv/bin/python -m faults --only kills --kills 20
+    .venv/bin/python -m faults --only shared --shared 10
 
 Exits non-zero when any fault breaks its expectation.
 """
@@ -90,7 +90,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
         scratches.append(path)
         return path
 
-    base = "uv run python -m faults"
+    base = ".venv/bin/python -m faults"
     try:
         if "kills" in chosen:
             say(f"kills: {args.kills} SIGKILLs …")

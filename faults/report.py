@@ -284,7 +284,7 @@ def render(rows: list[Row], *, command: str, seconds: float, details: list[str])
     lines += [f"{index}. {row.fault}: `{row.reproduce}`" for index, row in enumerate(rows, 1)]
     lines += [
         "",
-        "`make faults` runs them all (`uv run python -m faults`); `make test` runs the short"
+        "`make faults` runs them all (`.venv/bin/python -m faults`); `make test` runs the short"
         " set (`tests/faults/test_faults_short.py`: 5 kills, 3 kills with two servers on one"
         " data dir, both locks, the disk, every model"
         " fault once, 20 sessions for 10 s) and asserts the zeros.",
