@@ -435,6 +435,53 @@ async def cancel_run(
     return JSONResponse(await _final_values(runner, runs, run), headers=_join_headers(run))
 
 
+class RunsCancel(BaseModel):
+    """Which runs `POST /runs/cancel` stops: by thread and ids, by status, or by assistant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thread_id: str | None = None
+    run_ids: list[str] | None = Field(default=None, max_length=MAX_BATCH)
+    status: Literal["pending", "running", "all"] | None = None
+    assistant_id: str | None = None
+
+
+@router.post("/runs/cancel", status_code=204)
+async def cancel_runs(
+    body: RunsCancel,
+    context: Ctx,
+    runs: Runs,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+) -> Response:
+    """Cancel several of the caller's runs at once (the three selections langgraph dev takes)."""
+    user = context.user_id
+    if body.assistant_id is not None:
+        if body.thread_id or body.run_ids or body.status:
+            raise TurnError(422, "With assistant_id, give no thread_id, run_ids or status.")
+        targets = await runs.store.live_on_assistant(body.assistant_id, user)
+    elif body.status is not None:
+        if body.thread_id or body.run_ids:
+            raise TurnError(422, "With status, give no thread_id or run_ids.")
+        wanted = ("pending", "running") if body.status == "all" else (body.status,)
+        unfinished = await runs.store.unfinished()
+        targets = [r.run_id for r in unfinished if r.owner == user and r.status in wanted]
+    elif body.thread_id and body.run_ids:
+        found = [await runs.store.get(run_id) for run_id in body.run_ids]
+        targets = [
+            run.run_id
+            for run in found
+            if run is not None and run.thread_id == body.thread_id and run.owner == user
+            if run.status in ("pending", "running")
+        ]
+    else:
+        raise TurnError(422, "Give a status, an assistant_id, or both thread_id and run_ids.")
+    if not targets and body.assistant_id is None:
+        raise TurnError(404, "No matching runs to cancel (they may have ended or not exist).")
+    for run_id in targets:
+        await runs.cancel(run_id, action=action)
+    return Response(status_code=204)
+
+
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
 async def delete_run(thread_id: str, run_id: str, context: Ctx, runs: Runs) -> Response:
     """Delete a finished run and its event log."""
