@@ -13,7 +13,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import Interrupt, StateSnapshot
 from langgraph.types import StateUpdate as GraphUpdate
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from server.api.protocol.common import (
     Ctx,
@@ -177,6 +177,14 @@ class HistoryQuery(BaseModel):
     before: CheckpointConfig | str | None = None
     metadata: dict[str, Any] | None = None
     checkpoint: CheckpointConfig | None = None
+
+    @field_validator("before", mode="before")
+    @classmethod
+    def _unwrap_config(cls, value: Any) -> Any:
+        """Take `before` as a config too (`{"configurable": {...}}`), the form dev takes."""
+        if isinstance(value, dict) and isinstance(value.get("configurable"), dict):
+            return value["configurable"]
+        return value
 
 
 # --- shapes ----------------------------------------------------------------------------------
