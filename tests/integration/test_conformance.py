@@ -130,6 +130,14 @@ ALLOWED: dict[str, str] = {
         "a cron's `enabled` is shown once, at the top level; dev also copies a patch's"
         " `enabled` into the payload"
     ),
+    r"^threads\.search: body\.ok\[0\]\.values\.messages: 3 items on ours, 2 on dev": (
+        "a thread's values follow its latest state after every update here; dev's listing"
+        " keeps the values from before an update that branched from a past checkpoint"
+    ),
+    r"^threads\.state subgraphs: body\.ok\.metadata: key 'checkpoint_id' only on dev": (
+        "dev copies the config of an update at a past checkpoint (its checkpoint_id) into the"
+        " new checkpoint's metadata"
+    ),
     r"^info: body": (
         "/info names our version and flags (thread_ttl, stream_modes); dev's host block has"
         " revision fields of LangSmith deployments"
@@ -247,6 +255,21 @@ def sequence() -> list[Step]:
         ),
         ("assistants.get", lambda c, i: c.assistants.get(i["aid"])),
         (
+            "assistants.create existing",
+            lambda c, i: c.assistants.create("echo", assistant_id=i["aid"], if_exists="do_nothing"),
+        ),
+        (
+            "assistants.create taken",
+            lambda c, i: c.assistants.create("echo", assistant_id=i["aid"]),
+        ),
+        ("assistants.search name", lambda c, i: c.assistants.search(name="CON")),
+        (
+            "assistants.create config and context",
+            lambda c, i: c.assistants.create(
+                "echo", config={"configurable": {"speaker": "A"}}, context={"speaker": "B"}
+            ),
+        ),
+        (
             "assistants.update",
             lambda c, i: c.assistants.update(
                 i["aid"], metadata={"round": 2}, context={"speaker": "Bo"}
@@ -348,6 +371,23 @@ def sequence() -> list[Step]:
             lambda c, i: c.threads.update_state(i["tid"], {"messages": []}, as_node="no_such_node"),
         ),
         ("threads.fork", lambda c, i: c.threads.update_state(i["tid"], None, as_node="__copy__")),
+        (
+            "threads.update_state at checkpoint",
+            lambda c, i: c.threads.update_state(
+                i["tid"],
+                {"messages": [{"type": "ai", "content": "branch", "id": "b1"}]},
+                as_node="answer",
+                checkpoint_id=i["cp"]["checkpoint_id"],
+            ),
+        ),
+        (
+            "threads.update_state list",
+            lambda c, i: c.http.post(
+                f"/threads/{i['tid']}/state",
+                json={"values": [{"messages": []}, {"messages": []}], "as_node": "answer"},
+            ),
+        ),
+        ("threads.state subgraphs", lambda c, i: c.threads.get_state(i["tid"], subgraphs=True)),
         ("threads.copy", lambda c, i: keep(i, "copy", c.threads.copy(i["tid"]), "thread_id")),
         (
             "threads.search",
@@ -408,6 +448,28 @@ def sequence() -> list[Step]:
         ("runs.join", lambda c, i: c.runs.join(i["tid"], i["rid"])),
         ("runs.get", lambda c, i: c.runs.get(i["tid"], i["rid"])),
         ("runs.list", lambda c, i: c.runs.list(i["tid"], limit=2)),
+        ("runs.list by status", lambda c, i: c.runs.list(i["tid"], status="success", limit=1)),
+        (
+            "runs.stream events",
+            lambda c, i: parts(
+                c.runs.stream(i["tid"], "echo", input=human("events"), stream_mode="events")
+            ),
+        ),
+        (
+            "runs.wait if_not_exists",
+            lambda c, i: c.runs.wait(
+                "6c0d2b4e-0000-4000-8000-00000000abcd",
+                "echo",
+                input=human("new"),
+                if_not_exists="create",
+            ),
+        ),
+        (
+            "runs.wait enqueue",
+            lambda c, i: c.runs.wait(
+                i["tid"], "echo", input=human("queued"), multitask_strategy="enqueue"
+            ),
+        ),
         ("runs.join_stream finished", lambda c, i: parts(c.runs.join_stream(i["tid"], i["rid"]))),
         ("runs.cancel finished", lambda c, i: c.runs.cancel(i["tid"], i["rid"])),
         ("runs.delete", lambda c, i: c.runs.delete(i["tid"], i["rid"])),
@@ -608,6 +670,11 @@ def sequence() -> list[Step]:
         ("crons.delete", lambda c, i: c.crons.delete(i["cron"])),
         ("crons.delete stateless", lambda c, i: c.crons.delete(i["cron2"])),
         ("crons.delete unknown", lambda c, i: c.crons.delete(UNKNOWN)),
+        (
+            "crons.create bad schedule",
+            lambda c, i: c.crons.create("echo", schedule="not a schedule", input=human("x")),
+        ),
+        ("threads.delete unknown", lambda c, i: c.threads.delete(UNKNOWN)),
         # Deleting
         ("threads.delete", lambda c, i: c.threads.delete(i["tid"])),
         ("threads.get deleted", lambda c, i: c.threads.get(i["tid"])),
