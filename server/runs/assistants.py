@@ -93,6 +93,7 @@ class ResolvedAssistant:
     version: int
     config: dict[str, Any]
     context: dict[str, Any]
+    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,7 @@ class AssistantStore:
             version=found["version"],
             config=found["config"],
             context=found["context"],
+            metadata=found["metadata"],
         )
 
     async def _row(self, assistant_id: str, user_id: str) -> Any:

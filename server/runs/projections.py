@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessageChunk,
+    ToolMessage,
+    message_chunk_to_message,
+)
 from langgraph.types import Overwrite
 
 from server.runs.runner import (
@@ -183,6 +189,8 @@ class AgentProjection:
         )
         # `messages` (not `-tuple`): each message so far, as langgraph-api accumulates it.
         self._messages: dict[str, Any] = {}
+        # Whether the graph's own values stream already showed the interrupt.
+        self._interrupt_shown = False
 
     def start(self) -> list[Event]:
         """`metadata` with the run id, as the SDK expects first."""
@@ -193,6 +201,8 @@ class AgentProjection:
         base, bar, namespace = mode.partition("|")
         if base not in self.modes:
             return []
+        if mode == "values":
+            self._interrupt_shown = isinstance(payload, dict) and "__interrupt__" in payload
         if base == "messages":
             chunk, meta = payload
             events: list[Event] = []
@@ -215,13 +225,15 @@ class AgentProjection:
         if isinstance(chunk, BaseMessageChunk):
             known = self._messages.get(key)
             self._messages[key] = chunk if known is None else known + chunk
-            return [*events, (f"messages/partial{suffix}", [self._messages[key]])]
+            # Sent as the message so far (type "ai", not a chunk), as langgraph dev sends it.
+            whole = message_chunk_to_message(self._messages[key])
+            return [*events, (f"messages/partial{suffix}", [whole])]
         self._messages[key] = chunk
         return [*events, (f"messages/complete{suffix}", [chunk])]
 
     def finish(self, outcome: RunOutcome, latency_ms: float) -> list[Event]:
-        """A paused run's state, with its interrupts (LangGraph's values mode omits them)."""
-        if "values" in self.requested and outcome.interrupts:
+        """A paused run's state with its interrupts, unless LangGraph's values mode showed them."""
+        if "values" in self.requested and outcome.interrupts and not self._interrupt_shown:
             return [("values", {**outcome.values, "__interrupt__": outcome.interrupts})]
         return []
 

@@ -278,3 +278,23 @@ async def test_a_run_of_any_graph_cut_by_kill_9_is_finished_after_restart(tmp_pa
         assert parts, "the run's log survived the kill"
     finally:
         second.stop()
+
+
+async def test_bulk_cancel_stops_only_the_callers_runs(server):
+    alice, bob = client_of(server), client_of(server, "bob-key-1234567")
+    thread = await alice.threads.create()
+    tid = thread["thread_id"]
+    run = await alice.runs.create(tid, "slow", input={"pause_s": 20.0})
+    # Bob can name Alice's run, or every running run: neither reaches hers.
+    with pytest.raises(httpx.HTTPStatusError) as named:
+        await bob.runs.cancel_many(thread_id=tid, run_ids=[run["run_id"]])
+    assert named.value.response.status_code == 404
+    with pytest.raises(httpx.HTTPStatusError) as every:
+        await bob.runs.cancel_many(status="all")
+    assert every.value.response.status_code == 404
+    assert (await alice.runs.get(tid, run["run_id"]))["status"] in ("pending", "running")
+    await alice.runs.cancel_many(status="all")
+    assert (await alice.runs.get(tid, run["run_id"]))["status"] == "interrupted"
+    with pytest.raises(httpx.HTTPStatusError) as ended:
+        await alice.runs.cancel(tid, run["run_id"])
+    assert ended.value.response.status_code == 404  # as langgraph dev: nothing left to cancel

@@ -174,6 +174,18 @@ def crons_of(request: Request) -> CronScheduler:
 Crons = Annotated[CronScheduler, Depends(crons_of)]
 
 
+def _payload_json(cron: CronRecord) -> dict[str, Any]:
+    """What each run of the cron is created with, as langgraph dev shows it."""
+    config = dict(cron.payload.get("config") or {})
+    config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron.cron_id}
+    return {
+        "schedule": cron.schedule,
+        **cron.payload,
+        "assistant_id": cron.assistant_id,
+        "config": config,
+    }
+
+
 def cron_json(cron: CronRecord) -> dict[str, Any]:
     """A cron the way the Agent Server shows it."""
     return {
@@ -187,7 +199,7 @@ def cron_json(cron: CronRecord) -> dict[str, Any]:
         "created_at": cron.created_at,
         "updated_at": cron.updated_at,
         "user_id": cron.owner,
-        "payload": {**cron.payload, "assistant_id": cron.assistant_id},
+        "payload": _payload_json(cron),
         "next_run_date": iso(cron.next_run_at),
         "metadata": cron.metadata,
         "enabled": cron.enabled,

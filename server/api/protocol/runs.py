@@ -20,6 +20,7 @@ from server.api.protocol.common import (
     jsonable,
 )
 from server.api.sse import event_stream, last_event_id
+from server.runs.assistants import ResolvedAssistant
 from server.runs.client_input import RefusedInput, check_run_request
 from server.runs.engine import RunManager
 from server.runs.projections import stream_modes
@@ -70,10 +71,42 @@ def run_json(run: RunRecord) -> dict[str, Any]:
         "status": run.status,
         "metadata": run.metadata,
         "multitask_strategy": run.multitask_strategy,
-        "kwargs": {
-            key: run.payload.get(key)
-            for key in ("input", "command", "stream_mode", "config", "context", "checkpoint_id")
-        },
+        "kwargs": _run_kwargs(run),
+    }
+
+
+def _run_kwargs(run: RunRecord) -> dict[str, Any]:
+    """What the run was asked to do, under the keys langgraph dev shows."""
+    payload = run.payload
+    modes = payload.get("stream_mode") or "values"
+    config = dict(payload.get("config") or {})
+    # The ids the server adds to every run's config, where dev shows them.
+    config["configurable"] = {
+        **(payload.get("context") or {}),  # dev keeps context and configurable equal
+        **(config.get("configurable") or {}),
+        "run_id": run.run_id,
+        "thread_id": run.thread_id,
+        "graph_id": payload.get("graph_id"),
+        "assistant_id": run.assistant_id,
+        "user_id": run.owner,
+        **({"checkpoint_id": payload["checkpoint_id"]} if payload.get("checkpoint_id") else {}),
+    }
+    config["metadata"] = run.metadata
+    return {
+        "input": payload.get("input"),
+        "command": payload.get("command"),
+        "config": config,
+        "context": payload.get("context") or {},
+        "stream_mode": [modes] if isinstance(modes, str) else list(modes),
+        "interrupt_before": payload.get("interrupt_before"),
+        "interrupt_after": payload.get("interrupt_after"),
+        "webhook": None,
+        "feedback_keys": None,
+        "temporary": payload.get("on_completion") == "delete",
+        "subgraphs": bool(payload.get("stream_subgraphs")),
+        "resumable": False,
+        "checkpoint_during": True,
+        "durability": "async",
     }
 
 
@@ -110,10 +143,8 @@ async def _create_run(
     if body.input is None and body.command is None and thread_id is None:
         # On a thread, no input continues it from its latest (or the given) checkpoint.
         raise TurnError(422, "A run needs input or command (e.g. command={'resume': ...}).")
-    for nodes in (body.interrupt_before, body.interrupt_after):
-        unknown = sorted(set(nodes or []) - set(served.graph.nodes) - {"*"})
-        if nodes != "*" and unknown:
-            raise TurnError(422, f"Graph {served.graph_id!r} has no node {unknown[0]!r}.")
+    # A node name the graph lacks never matches, as in langgraph dev (clients send one list
+    # to assistants of several graphs); LangGraph itself ignores it.
     if served.task_agent:
         try:
             # Before anything is created: a refused input leaves no run and no thread behind.
@@ -150,10 +181,34 @@ async def _create_run(
         kind="agent",
         payload={key: value for key, value in payload.items() if value not in (None, {}, False)},
         strategy=body.multitask_strategy,
-        metadata=body.metadata,
+        metadata=await _run_metadata(runner, context, thread_id, assistant, body.metadata),
         assistant_id=assistant.assistant_id,
         idempotency_key=idempotency_key,
     )
+
+
+async def _run_metadata(
+    runner: AgentRunner,
+    context: Context,
+    thread_id: str | None,
+    assistant: ResolvedAssistant,
+    given: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The run's metadata as langgraph dev composes it.
+
+    The assistant's, the thread's, the graph and assistant ids, then the run's own.
+    """
+    info = await runner.threads.get(thread_id) if thread_id is not None else None
+    thread_metadata = info.metadata if info is not None and info.owner == context.user_id else {}
+    # A thread's metadata names its graph (dev: a thread-less run's does not).
+    on_thread = {"graph_id": assistant.graph_id} if thread_id is not None else {}
+    return {
+        **assistant.metadata,
+        **thread_metadata,
+        **on_thread,
+        "assistant_id": assistant.assistant_id,
+        **(given or {}),
+    }
 
 
 def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -167,10 +222,20 @@ def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _join_headers(run: RunRecord) -> dict[str, str]:
+    """Where a waited-for run and its result live, as langgraph dev names them."""
+    base = f"/threads/{run.thread_id}/runs/{run.run_id}"
+    return {"Content-Location": base, "Location": f"{base}/join"}
+
+
 def _stream(
     run: RunRecord, runs: RunManager, after: int, cancel_on_disconnect: bool
 ) -> EventSourceResponse:
     base = f"/threads/{run.thread_id}/runs/{run.run_id}"
+    if run.payload.get("on_completion") == "delete":
+        # A thread-less run is named without its thread, which goes when the run ends
+        # (so the SDK does not look for the run on a deleted thread after the stream).
+        base = f"/runs/{run.run_id}"
 
     async def cancel() -> None:
         await runs.cancel(run.run_id)
@@ -231,10 +296,7 @@ async def wait_stateless_run(
 ) -> JSONResponse:
     """Create a run on a new thread, wait for it and return its final values."""
     run = await _create_run(None, _stateless(body, wait=True), context, runner, runs)
-    return JSONResponse(
-        await _final_values(runner, runs, run),
-        headers={"Content-Location": f"/threads/{run.thread_id}/runs/{run.run_id}"},
-    )
+    return JSONResponse(await _final_values(runner, runs, run), headers=_join_headers(run))
 
 
 MAX_BATCH = 100
@@ -264,9 +326,7 @@ async def create_run(
     """Create a background run on the thread."""
     run = await _create_run(thread_id, body, context, runner, runs, idempotency_key)
     location = f"/threads/{thread_id}/runs/{run.run_id}"
-    return JSONResponse(
-        run_json(run), headers={"Content-Location": location, "Location": f"{location}/stream"}
-    )
+    return JSONResponse(run_json(run), headers={"Content-Location": location})
 
 
 async def _final_values(runner: AgentRunner, runs: RunManager, run: RunRecord) -> dict[str, Any]:
@@ -295,11 +355,7 @@ async def wait_run(
 ) -> JSONResponse:
     """Create a run on the thread, wait for it and return the thread's final values."""
     run = await _create_run(thread_id, body, context, runner, runs, idempotency_key)
-    location = f"/threads/{thread_id}/runs/{run.run_id}"
-    return JSONResponse(
-        await _final_values(runner, runs, run),
-        headers={"Content-Location": location, "Location": f"{location}/join"},
-    )
+    return JSONResponse(await _final_values(runner, runs, run), headers=_join_headers(run))
 
 
 async def _own_run(thread_id: str, run_id: str, context: Context, runs: RunManager) -> RunRecord:
@@ -334,10 +390,10 @@ async def get_run(thread_id: str, run_id: str, context: Ctx, runs: Runs) -> dict
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
 async def join_run(
     thread_id: str, run_id: str, context: Ctx, runner: Runner, runs: Runs
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Wait for a run to finish and return the thread's final values."""
     run = await _own_run(thread_id, run_id, context, runs)
-    return await _final_values(runner, runs, run)
+    return JSONResponse(await _final_values(runner, runs, run), headers=_join_headers(run))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream", response_class=EventSourceResponse)
@@ -360,17 +416,70 @@ async def cancel_run(
     run_id: str,
     context: Ctx,
     runs: Runs,
+    runner: Runner,
     action: Literal["interrupt", "rollback"] = "interrupt",
     wait: bool = False,
 ) -> Response:
-    """Cancel a pending or running run (`rollback` also undoes what it wrote)."""
+    """Cancel a pending or running run (`rollback` also undoes what it wrote).
+
+    With `wait` the answer is the thread's values once the run has stopped, as `join`
+    gives them (langgraph dev answers both this way).
+    """
     run = await _own_run(thread_id, run_id, context, runs)
-    if not await runs.is_live(run.run_id):
+    if not await runs.cancel(run_id, action=action):
         raise TurnError(
-            409, f"Run {run_id} is {run.status}; only pending or running runs can be cancelled."
+            404, f"Run {run_id} has already ended ({run.status}); there is nothing to cancel."
         )
-    await runs.cancel(run_id, action=action)
-    return Response(status_code=204 if wait else 202)
+    if not wait:
+        return Response(status_code=202)
+    return JSONResponse(await _final_values(runner, runs, run), headers=_join_headers(run))
+
+
+class RunsCancel(BaseModel):
+    """Which runs `POST /runs/cancel` stops: by thread and ids, by status, or by assistant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thread_id: str | None = None
+    run_ids: list[str] | None = Field(default=None, max_length=MAX_BATCH)
+    status: Literal["pending", "running", "all"] | None = None
+    assistant_id: str | None = None
+
+
+@router.post("/runs/cancel", status_code=204)
+async def cancel_runs(
+    body: RunsCancel,
+    context: Ctx,
+    runs: Runs,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+) -> Response:
+    """Cancel several of the caller's runs at once (the three selections langgraph dev takes)."""
+    user = context.user_id
+    if body.assistant_id is not None:
+        if body.thread_id or body.run_ids or body.status:
+            raise TurnError(422, "With assistant_id, give no thread_id, run_ids or status.")
+        targets = await runs.store.live_on_assistant(body.assistant_id, user)
+    elif body.status is not None:
+        if body.thread_id or body.run_ids:
+            raise TurnError(422, "With status, give no thread_id or run_ids.")
+        wanted = ("pending", "running") if body.status == "all" else (body.status,)
+        unfinished = await runs.store.unfinished()
+        targets = [r.run_id for r in unfinished if r.owner == user and r.status in wanted]
+    elif body.thread_id and body.run_ids:
+        found = [await runs.store.get(run_id) for run_id in body.run_ids]
+        targets = [
+            run.run_id
+            for run in found
+            if run is not None and run.thread_id == body.thread_id and run.owner == user
+            if run.status in ("pending", "running")
+        ]
+    else:
+        raise TurnError(422, "Give a status, an assistant_id, or both thread_id and run_ids.")
+    if not targets and body.assistant_id is None:
+        raise TurnError(404, "No matching runs to cancel (they may have ended or not exist).")
+    for run_id in targets:
+        await runs.cancel(run_id, action=action)
+    return Response(status_code=204)
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)

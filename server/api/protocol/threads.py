@@ -13,7 +13,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
 from langgraph.types import Interrupt, StateSnapshot
 from langgraph.types import StateUpdate as GraphUpdate
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from server.api.protocol.common import (
     Ctx,
@@ -178,6 +178,14 @@ class HistoryQuery(BaseModel):
     metadata: dict[str, Any] | None = None
     checkpoint: CheckpointConfig | None = None
 
+    @field_validator("before", mode="before")
+    @classmethod
+    def _unwrap_config(cls, value: Any) -> Any:
+        """Take `before` as a config too (`{"configurable": {...}}`), the form dev takes."""
+        if isinstance(value, dict) and isinstance(value.get("configurable"), dict):
+            return value["configurable"]
+        return value
+
 
 # --- shapes ----------------------------------------------------------------------------------
 
@@ -303,12 +311,15 @@ async def _thread_json(
         "updated_at": info.updated_at,
         "state_updated_at": info.updated_at,
         "metadata": info.metadata,
-        "config": {},
+        "config": {} if values is None else {"configurable": {}},
         "status": info.status,
         "values": values,
         "error": None,
         "interrupts": interrupts,
     }
+    if values is None and not select:
+        # A thread with no state yet, as langgraph dev shows one: no error or interrupts keys.
+        del shown["error"], shown["interrupts"]
     if select:
         shown = {key: value for key, value in shown.items() if key in wanted}
     if include_ttl:
@@ -617,6 +628,13 @@ async def update_thread_state(
     if await runs.active_runs(thread_id):
         raise TurnError(
             409, f"Thread {thread_id} has a run in progress; update its state once it ends."
+        )
+    if not info.metadata.get("graph_id"):
+        # As langgraph dev: a write needs the graph whose nodes `as_node` names.
+        raise TurnError(
+            400,
+            f"Thread {thread_id} has no graph yet: run it once, or set metadata.graph_id, "
+            "before updating its state.",
         )
     served = runner.graph_of(info)
     graph = served.graph
