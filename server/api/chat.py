@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -29,7 +28,7 @@ from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
 from server.runs.storage_errors import EVENT_ERROR as STORAGE_ERROR
 from server.runs.storage_errors import StorageUnavailable
-from server.runs.threads import ThreadInfo
+from server.runs.threads import ThreadInfo, UnresolvedPrefix
 from server.security.limits import LastEventId, refuse_oversized_json
 
 router = APIRouter(tags=["chat"])
@@ -38,9 +37,6 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=200, description="Makes a retried request safe."),
 ]
-
-# A thread id's first characters, as a person copies them from a listing.
-PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{3,35}")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse},
@@ -188,22 +184,10 @@ async def resolve_chat_thread(
     runner: Annotated[AgentRunner, Depends(runner_of)],
 ) -> dict[str, Any]:
     """Return the one thread of the user whose id starts with `prefix` (at least 4 hex digits)."""
-    wanted = query.prefix.strip().lower()
-    if not PREFIX.fullmatch(wanted):
-        raise TurnError(
-            422, "Give at least the first 4 characters of a thread id (0-9, a-f and dashes)."
-        )
-    found = await runner.threads.with_prefix(context.user_id, wanted, limit=6)
-    if not found:
-        raise TurnError(404, f"No thread of yours starts with {wanted}.")
-    if len(found) > 1:
-        shown = found[:5]
-        listed = "; ".join(f'{t.thread_id} "{t.title}"' for t in shown)
-        more = " and more" if len(found) > len(shown) else ""
-        raise TurnError(
-            409, f"{wanted} starts more than one of your threads: {listed}{more}; give more of it."
-        )
-    return thread_json(found[0])
+    try:
+        return thread_json(await runner.threads.resolve(context.user_id, query.prefix))
+    except UnresolvedPrefix as exc:
+        raise TurnError(exc.status, str(exc)) from None
 
 
 @router.get("/chat/threads/{thread_id}", response_model=ChatThread, responses=ERRORS)

@@ -42,8 +42,6 @@ NO = frozenset(
 
 # Curly apostrophes (phones type them) count as straight ones; other punctuation is noise.
 _NOISE = re.compile(r"[^\w\s']+")
-
-
 # Politeness around the answer changes nothing: "yes please", "no thanks", "ok thank you".
 _POLITE = re.compile(r"(?:^(?:oh|well|um+) )|(?: (?:please|pls|thanks|thank you))+$")
 

@@ -293,13 +293,12 @@ class AgentRunner:
                 options=options,
             )
         title = message or ""
-        if message is not None and strict_pending and info is not None:
-            if info.status == "interrupted":
-                # A chat message while an approval waits is its answer, in plain words.
-                approved = answer_of(message)
-                if approved is None:
-                    raise TurnError(409, waiting_sentence(info.interrupt))
-                resume, message = {"approved": approved}, None
+        if message is not None and strict_pending and info and info.status == "interrupted":
+            # A chat message while an approval waits is its answer, in plain words.
+            approved = answer_of(message)
+            if approved is None:
+                raise TurnError(409, waiting_sentence(info.interrupt))
+            resume, message = {"approved": approved}, None
         if resume is not None:
             if info is None or info.status != "interrupted":
                 raise TurnError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,6 +72,18 @@ UPDATE threads SET first_message = title;
 
 MIGRATIONS: list[Migration] = [SCHEMA, TTL, TITLES]
 """The thread index's schema versions, oldest first (see `tools.migrations.migrate`)."""
+
+
+# A thread id's first characters, as a person copies them from a listing (ids are uuids).
+ID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{3,35}")
+
+
+class UnresolvedPrefix(ValueError):
+    """An id prefix that is malformed (422), names no thread (404) or several (409)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ThreadLimitReached(Exception):
@@ -347,6 +360,30 @@ class ThreadIndex:
                 (owner, len(prefix), prefix, limit),
             )
         ]
+
+    async def resolve(self, owner: str, prefix: str) -> ThreadInfo:
+        """Return `owner`'s one thread whose id starts with `prefix` (case ignored).
+
+        Raises UnresolvedPrefix, saying why in a sentence, for a prefix that is not at least
+        4 characters of an id, or that starts none or several of the owner's threads.
+        """
+        wanted = prefix.strip().lower()
+        if not ID_PREFIX.fullmatch(wanted):
+            raise UnresolvedPrefix(
+                422, "Give at least the first 4 characters of a thread id (0-9, a-f and dashes)."
+            )
+        found = await self.with_prefix(owner, wanted, limit=6)
+        if not found:
+            raise UnresolvedPrefix(404, f"No thread of yours starts with {wanted}.")
+        if len(found) > 1:
+            shown = found[:5]
+            listed = "; ".join(f'{t.thread_id} "{t.title}"' for t in shown)
+            more = " and more" if len(found) > len(shown) else ""
+            raise UnresolvedPrefix(
+                409,
+                f"{wanted} starts more than one of your threads: {listed}{more}; give more of it.",
+            )
+        return found[0]
 
     async def set_history_floor(self, thread_id: str, checkpoint_id: str) -> None:
         """Remember the checkpoint below which the thread's history has been pruned."""

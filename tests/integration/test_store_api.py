@@ -167,6 +167,7 @@ async def test_bad_requests_answer_4xx_with_a_sentence_and_change_nothing(server
         ("PUT", "/store/items", None, {"namespace": ["a.b"], "key": "k", "value": {}}, 422),
         ("PUT", "/store/items", None, {"namespace": ["a"], "key": "k", "value": [1]}, 422),
         ("PUT", "/store/items", None, {"namespace": ["a"], "key": "", "value": {}}, 422),
+        ("PUT", "/store/items", None, {"namespace": ["a"], "key": "n", "value": {"n": 2**64}}, 422),
         (
             "PUT",
             "/store/items",

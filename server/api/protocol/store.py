@@ -107,6 +107,9 @@ def item_json(item: Item) -> dict[str, Any]:
 async def put_item(body: ItemPut, context: Ctx, runner: Runner) -> Response:
     """Store or replace an item in one of the caller's namespaces."""
     refuse_oversized_json(runner.services.settings, value=body.value)
+    if _wider_than_64_bits(body.value):
+        # The store writes values with orjson, which refuses such integers (a 500 before).
+        raise TurnError(422, "value: holds an integer wider than 64 bits; send it as a string.")
     try:
         await _space(runner, context.user_id).aput(
             _namespace(body.namespace), body.key, body.value, index=body.index, ttl=body.ttl
@@ -177,3 +180,12 @@ async def list_namespaces(body: NamespaceList, context: Ctx, runner: Runner) -> 
         offset=body.offset,
     )
     return {"namespaces": [list(namespace) for namespace in found]}
+
+
+def _wider_than_64_bits(value: Any) -> bool:
+    """Whether a JSON value holds an integer outside the signed and unsigned 64-bit range."""
+    if isinstance(value, dict):
+        return any(_wider_than_64_bits(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_wider_than_64_bits(item) for item in value)
+    return isinstance(value, int) and not -(2**63) <= value < 2**64
