@@ -23,6 +23,7 @@ from graph.context import Context
 from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
 from server.runs.task_calls import TaskCallError, call_task_tool
+from server.runs.threads import UnresolvedPrefix
 from tools.store import TaskStore
 
 if TYPE_CHECKING:
@@ -152,20 +153,6 @@ def is_id_prefix(value: str) -> bool:
     return ID_PREFIX.fullmatch(value.strip().lower()) is not None
 
 
-def only_match(prefix: str, found: list[tuple[str, str]], more: bool) -> str:
-    """Return the one thread id of `found` (id, title), else the server's 404/409 sentence."""
-    if not found:
-        raise ClientError(f"No thread of yours starts with {prefix}.", 404)
-    if len(found) > 1:
-        listed = "; ".join(f'{tid} "{title}"' for tid, title in found)
-        raise ClientError(
-            f"{prefix} starts more than one of your threads: {listed}"
-            f"{' and more' if more else ''}; give more of it.",
-            409,
-        )
-    return found[0][0]
-
-
 def _thread_json(info: ThreadInfo) -> dict[str, Any]:
     """A thread as `GET /chat/threads` shows it (server.api.chat.thread_json)."""
     waiting = info.interrupt if info.status == "interrupted" else None
@@ -284,10 +271,11 @@ class LocalClient:
 
     async def resolve_thread(self, prefix: str) -> str:
         """Return the local user's one thread whose id starts with `prefix`, as the server does."""
-        prefix = prefix.strip().lower()
         runner = await self._agent()
-        found = await runner.threads.with_prefix(self.context.user_id, prefix, limit=6)
-        return only_match(prefix, [(t.thread_id, t.title) for t in found[:5]], len(found) > 5)
+        try:
+            return (await runner.threads.resolve(self.context.user_id, prefix)).thread_id
+        except UnresolvedPrefix as exc:
+            raise ClientError(str(exc), exc.status) from None
 
     async def cancel_run(self, run_id: str) -> None:
         """Stop a run of this process's engine (the run's own cancel, as the server's)."""
