@@ -75,7 +75,7 @@ eval: install-dev ## Outcome eval judged from the database; on a model: MODEL_BA
 
 .PHONY: readme-check
 readme-check: ## Run the README's commands in a fresh clone (scratch dir, offline; ≈2 min with a uv cache)
-	$(PYTHON) tools/readme_check.py
+	$(PYTHON) scripts/readme_check.py
 
 .PHONY: help
 help: ## List the targets

@@ -28,7 +28,7 @@ DEV_ONLY = ("pytest", "playwright", "mypy", "ruff", "langgraph_cli", "langgraph_
 
 def test_every_runnable_readme_command_works_in_a_fresh_clone():
     done = subprocess.run(
-        [sys.executable, "tools/readme_check.py", "--keep"],
+        [sys.executable, "scripts/readme_check.py", "--keep"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from scripts.readme_check import Check, readme_commands, skip_reason
 from server.cli.render import ago
-from tools.readme_check import Check, readme_commands, skip_reason
 
 README = """
 ```

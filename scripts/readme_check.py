@@ -11,7 +11,7 @@ Commands that need what a scratch clone cannot have are skipped and listed: plac
 beyond loopback. The README's ports are mapped to free ones, so a server already on :8000
 does not interfere.
 
-    python tools/readme_check.py [--keep] [--repo PATH]
+    python scripts/readme_check.py [--keep] [--repo PATH]
 """
 
 from __future__ import annotations
