@@ -31,15 +31,16 @@ def event_stream(
     events: AsyncIterator[RunEvent],
     *,
     ping_s: float,
-    location: str,
-    run_location: str,
+    location: str | None = None,
+    run_location: str | None = None,
     on_disconnect: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> EventSourceResponse:
     """Stream run events as SSE (`event`, `data`, `id`).
 
     A heartbeat comment goes out every `ping_s` seconds (the app's TASKAGENT_SSE_PING_S).
     `Location` is where a client rejoins the stream, `Content-Location` the run itself (the
-    SDK reads the run id from it). `on_disconnect` runs when the client goes away first.
+    SDK reads the run id from it); a stream of no one run (a thread's) sends neither.
+    `on_disconnect` runs when the client goes away first.
     """
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
@@ -64,7 +65,7 @@ def event_stream(
         headers={
             "X-Accel-Buffering": "no",
             "Cache-Control": "no-store",
-            "Location": location,
-            "Content-Location": run_location,
+            **({"Location": location} if location else {}),
+            **({"Content-Location": run_location} if run_location else {}),
         },
     )

@@ -85,10 +85,10 @@ class StreamFilter:
         )
 
 
-async def thread_runs(runs: RunManager, thread_id: str) -> list[RunRecord]:
-    """The thread's runs created through its commands, oldest (first executed) first."""
+async def thread_runs(runs: RunManager, thread_id: str, kind: RunKind = KIND) -> list[RunRecord]:
+    """The thread's runs of `kind` (by default its commands'), oldest (first executed) first."""
     newest_first = await runs.store.for_thread(thread_id, limit=MAX_RUNS)
-    return [run for run in reversed(newest_first) if run.kind == KIND]
+    return [run for run in reversed(newest_first) if run.kind == kind]
 
 
 async def head(runs: RunManager, thread_id: str) -> int:
@@ -127,11 +127,24 @@ async def follow(runs: RunManager, thread_id: str, since: int = 0) -> AsyncItera
     """Yield the thread's events with `seq > since`: logged ones, live ones, later runs' ones.
 
     Ends only when the thread is deleted; otherwise the caller stops iterating when its client
-    goes away. Between runs it looks for the thread's next run, more slowly the longer the
-    thread stays quiet.
+    goes away.
+    """
+    async for rank, run, logged in follow_log(runs, thread_id, since, KIND):
+        if logged is not None:
+            yield envelope(rank, run, logged)
+
+
+async def follow_log(
+    runs: RunManager, thread_id: str, since: int, kind: RunKind
+) -> AsyncIterator[tuple[int, RunRecord, RunEvent | None]]:
+    """Yield `(rank, run, event)` for the thread's `kind` runs' events past cursor `since`.
+
+    Each run's logged events come in order, then `(rank, run, None)` once its log is complete
+    (the run finished). Ends only when the thread is deleted. Between runs it looks for the
+    thread's next run, more slowly the longer the thread stays quiet.
     """
     every = list(reversed(await runs.store.for_thread(thread_id, limit=MAX_RUNS)))
-    ordered = [run for run in every if run.kind == KIND]
+    ordered = [run for run in every if run.kind == kind]
     known = {run.run_id for run in every}  # of every kind: a burst is told from quiet
     done, wait_s = 0, NEXT_RUN_POLL_S[0]
     while True:
@@ -141,7 +154,8 @@ async def follow(runs: RunManager, thread_id: str, since: int = 0) -> AsyncItera
             if since >= (rank + 1) * BLOCK:
                 continue
             async for logged in runs.events(run.run_id, max(0, since - rank * BLOCK)):
-                yield envelope(rank, run, logged)
+                yield rank, run, logged
+            yield rank, run, None
             wait_s = NEXT_RUN_POLL_S[0]
         await asyncio.sleep(wait_s)
         wait_s = min(wait_s * 2, NEXT_RUN_POLL_S[1])
@@ -151,5 +165,5 @@ async def follow(runs: RunManager, thread_id: str, since: int = 0) -> AsyncItera
         if len(recent) == RECENT_RUNS and not known & {run.run_id for run in recent}:
             recent = await runs.store.for_thread(thread_id, limit=MAX_RUNS)  # a burst: all
         fresh = [run for run in reversed(recent) if run.run_id not in known]
-        ordered += [run for run in fresh if run.kind == KIND]
+        ordered += [run for run in fresh if run.kind == kind]
         known.update(run.run_id for run in fresh)
