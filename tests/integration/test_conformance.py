@@ -471,6 +471,17 @@ def sequence() -> list[Step]:
             ),
         ),
         ("runs.join_stream finished", lambda c, i: parts(c.runs.join_stream(i["tid"], i["rid"]))),
+        # Following a thread: a client joined before a run sees that run, then its end.
+        ("threads.join_stream thread", lambda c, i: keep(i, "jt", c.threads.create(), "thread_id")),
+        ("threads.join_stream", lambda c, i: joined(c, i["jt"], "followed")),
+        (
+            "threads.join_stream lifecycle",
+            lambda c, i: joined(c, i["jt"], "again", params={"stream_modes": "lifecycle"}),
+        ),
+        (
+            "threads.join_stream bad mode",
+            lambda c, i: c.http.get(f"/threads/{i['jt']}/stream", params={"stream_modes": "bogus"}),
+        ),
         ("runs.cancel finished", lambda c, i: c.runs.cancel(i["tid"], i["rid"])),
         ("runs.delete", lambda c, i: c.runs.delete(i["tid"], i["rid"])),
         ("runs.get deleted", lambda c, i: c.runs.get(i["tid"], i["rid"])),
@@ -700,6 +711,22 @@ async def history_before(client: Any, thread_id: str) -> Any:
 async def first_checkpoint(client: Any, thread_id: str) -> dict[str, Any]:
     history = await client.threads.get_history(thread_id, limit=50)
     return history[-1]["checkpoint"]  # type: ignore[no-any-return]
+
+
+async def joined(client: Any, thread_id: str, text: str, **kw: Any) -> list[Any]:
+    """Join the thread's stream, start an `echo` run once joined, read until the run is done.
+
+    The join stream stays open (on both servers): reading stops at the run's `run_done`.
+    """
+    stream = (await client.threads.join_stream(thread_id, **kw)).__aiter__()
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.5)  # both servers send only what happens after the join
+    await client.runs.create(thread_id, "echo", input=human(text))
+    seen = [await first]
+    while not (seen[-1].event == "metadata" and seen[-1].data.get("status") == "run_done"):
+        seen.append(await anext(stream))
+    await stream.aclose()
+    return [{"event": part.event, "data": part.data} for part in seen]
 
 
 async def started_then(client: Any, ids: dict[str, Any], then: Awaitable[Any]) -> Any:

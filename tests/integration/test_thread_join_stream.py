@@ -129,6 +129,11 @@ async def test_stream_mode_lifecycle_keeps_each_runs_start_and_end(server):
         ("metadata", {"run_id": two, "attempt": 1}),
         ("metadata", {"status": "run_done", "run_id": two}),
     ]
+    # dev's own parameter name wins over the SDK's (which the SDK always sends).
+    stream = await join(sdk, thread_id, last_event_id="-", params={"stream_modes": "lifecycle"})
+    assert [(p.event, p.data) for p in await collect(stream, 2, close=True)] == [
+        (p.event, p.data) for p in parts
+    ]
     # Without `lifecycle`, `run_modes` (the default) is every event of every run.
     everything = await collect(await join(sdk, thread_id, last_event_id="-"), 2, close=True)
     assert {p.event for p in everything} == {"metadata", "values", "updates"}

@@ -16,10 +16,13 @@ router = APIRouter(tags=["threads"])
 
 
 def _modes(request: Request) -> list[str]:
-    """The asked modes: dev's `stream_modes` or the SDK's `stream_mode`, repeated or a,b,c."""
-    given = request.query_params.getlist("stream_modes") + request.query_params.getlist(
-        "stream_mode"
-    )
+    """The asked modes, repeated or `a,b,c`: dev's `stream_modes`, else the SDK's `stream_mode`.
+
+    langgraph dev reads only `stream_modes`, so the SDK's `stream_mode` (which it always sends,
+    `run_modes` by default) is ignored there; here it filters unless `stream_modes` is given.
+    """
+    query = request.query_params
+    given = query.getlist("stream_modes") or query.getlist("stream_mode")
     modes = [mode.strip() for value in given for mode in value.split(",")]
     for mode in modes:
         if mode not in STREAM_MODES:
