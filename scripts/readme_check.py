@@ -38,7 +38,10 @@ SERVER_READY_S = 600.0
 SKIPS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"<[^>\s]+[^>]*>|\.\.\.|…|path/to"), "a placeholder to fill in"),
     (re.compile(r"\bmake (test|bench|faults|eval|e2e-ui|studio|lint)\b"), "a long suite"),
-    (re.compile(r"\b(OPENAI_|OLLAMA_|LANGSMITH_)"), "needs a model or a network service"),
+    (
+        re.compile(r"\b(OPENAI_|OLLAMA_|LANGSMITH_)|^\s*ollama\b"),
+        "needs a model or a network service",
+    ),
     (re.compile(r"\bHOST=0\.0\.0\.0\b"), "binds beyond loopback"),
 ]
 SERVER = re.compile(r"\bmake run\b|\btaskagent serve\b")

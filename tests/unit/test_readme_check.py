@@ -43,6 +43,7 @@ def test_placeholders_models_and_long_suites_are_skipped():
     assert skip_reason("export TASKAGENT_API_KEY=tak_...") == "a placeholder to fill in"
     assert skip_reason("make test    # the whole suite") == "a long suite"
     assert skip_reason("OLLAMA_BASE_URL=http://127.0.0.1:11434 make run") is not None
+    assert skip_reason("ollama pull qwen2.5:7b   # on the machine running Ollama") is not None
     assert skip_reason("HOST=0.0.0.0 make run") == "binds beyond loopback"
     assert skip_reason(".venv/bin/taskagent threads   # <b>not</b> a placeholder") is None
     assert skip_reason("make run") is None
