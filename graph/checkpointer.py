@@ -24,8 +24,10 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from graph.pg_checkpointer import PgSaver
 from graph.settings import Settings, get_settings
 from tools.codec import compressed_serde
+from tools.database import acquire_pool
 from tools.sqlite import fetch_all, fetch_one, open_sqlite
 
 # SQLite allows 32,766 bound values per statement; a write binds 9.
@@ -276,8 +278,31 @@ class SqliteSaver(AsyncSqliteSaver):
         await self.conn.execute("COMMIT")
 
 
-async def open_saver(settings: Settings) -> AsyncSqliteSaver:
-    """Open the checkpoint database under the data dir and create its tables if needed."""
+async def open_saver(settings: Settings) -> BaseCheckpointSaver[str]:
+    """Open the checkpoint database (data dir or PostgreSQL), creating its tables if needed."""
+    if settings.postgres_url:
+        pool = await acquire_pool(settings.postgres_url)
+        saver = PgSaver(pool, serde=compressed_serde())
+        saver.url = settings.postgres_url
+        try:
+            await saver.setup()
+        except BaseException:
+            await saver.aclose()
+            raise
+        return saver
+    return await _open_sqlite_saver(settings)
+
+
+async def close_saver(saver: BaseCheckpointSaver[str]) -> None:
+    """Close what `open_saver` opened."""
+    close = getattr(saver, "aclose", None)
+    if close is not None:
+        await close()
+    else:
+        await saver.conn.close()  # type: ignore[attr-defined]
+
+
+async def _open_sqlite_saver(settings: Settings) -> AsyncSqliteSaver:
     conn = await open_sqlite(
         settings.checkpoint_db,
         busy_timeout_ms=settings.busy_timeout_ms,
@@ -317,7 +342,7 @@ def declared_msgpack_allowlist() -> list[tuple[str, ...]]:
 @asynccontextmanager
 async def sqlite_checkpointer() -> AsyncIterator[BaseCheckpointSaver[str]]:
     """Yield the saver for `langgraph dev` and close it when the dev server stops."""
-    opened = await open_saver(get_settings())
+    opened = await _open_sqlite_saver(get_settings())
     saver = opened.with_allowlist(declared_msgpack_allowlist())
     try:
         yield saver

@@ -40,6 +40,7 @@ async def open_services(settings: Settings) -> Services:
         busy_timeout_ms=settings.busy_timeout_ms,
         synchronous=settings.sqlite_synchronous,
         redactor=Redactor.from_settings(settings),
+        database_url=settings.postgres_url,
     )
     return Services(settings=settings, tiers=build_tiers(settings), tasks=tasks)
 

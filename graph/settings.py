@@ -196,7 +196,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY")
     )
 
-    # Persistence
+    # Persistence: SQLite files in the data dir, or every store in PostgreSQL (docs/SCALING.md).
+    database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
     sqlite_synchronous: str = Field(default="NORMAL", alias="TASKAGENT_SQLITE_SYNCHRONOUS")
     busy_timeout_ms: int = Field(default=5000, ge=0, alias="TASKAGENT_BUSY_TIMEOUT_MS")
 
@@ -256,6 +257,18 @@ class Settings(BaseSettings):
                     ) from None
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "DATABASE_URL must be a PostgreSQL URL such as"
+                " postgresql://user:password@host:5432/dbname (unset it to use SQLite)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.sqlite_synchronous.upper() not in {"NORMAL", "FULL", "EXTRA"}:
@@ -276,6 +289,11 @@ class Settings(BaseSettings):
             # OpenAI-compatible local servers (LiteLLM, llama.cpp) accept any key.
             self.openai_api_key = SecretStr("not-needed")
         return self
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL every store lives in, or None for SQLite files in the data dir."""
+        return self.database_url.get_secret_value() if self.database_url else None
 
     @property
     def checkpoint_db(self) -> Path:

@@ -203,14 +203,15 @@ def _probe(runner: AgentRunner, store: RunStore) -> asyncio.Task[None]:
     """Time every connection's queue and the locks around it; sample the loop's lag."""
     # Steps write checkpoints through the saver's own writer when it has one (saver_pool).
     for conn, db in (
-        (getattr(runner.saver, "writer", runner.saver.conn), "checkpoints"),
+        (getattr(runner.saver, "writer", getattr(runner.saver, "conn", None)), "checkpoints"),
         (runner.services.tasks._writer, "tasks"),
         (runner.services.tasks._reader, "task reads"),
         (runner.threads._conn, "threads"),
         (store._conn, "runs"),
     ):
         wallclock.probe_connection(conn, db)
-    wallclock.probe_lock(runner.saver.lock, "checkpoints")
+    if isinstance(saver_lock := getattr(runner.saver, "lock", None), asyncio.Lock):
+        wallclock.probe_lock(saver_lock, "checkpoints")
     wallclock.probe_lock(runner.services.tasks._lock, "tasks")
     wallclock.probe_lock(store._write, "runs")
     return asyncio.create_task(wallclock.watch_loop_lag())

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
+from tools.database import Connection
 from tools.migrations import Migration
+from tools.postgres import pg_schema
 from tools.sqlite import fetch_all, fetch_one
 
 SCHEMA = """
@@ -18,11 +18,12 @@ CREATE TABLE IF NOT EXISTS message_archive (
 """
 
 MIGRATIONS: list[Migration] = [SCHEMA]
+PG_MIGRATIONS: list[Migration] = [pg_schema(SCHEMA)]
 """The archive's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 
 async def append_messages(
-    conn: aiosqlite.Connection, thread_id: str, messages: list[tuple[str, str]]
+    conn: Connection, thread_id: str, messages: list[tuple[str, str]]
 ) -> None:
     """Append (message_id, json) pairs after the thread's last (inside the caller's transaction).
 
@@ -41,12 +42,12 @@ async def append_messages(
     )
 
 
-async def delete_messages(conn: aiosqlite.Connection, thread_id: str) -> None:
+async def delete_messages(conn: Connection, thread_id: str) -> None:
     """Forget a thread's archived messages."""
     await conn.execute("DELETE FROM message_archive WHERE thread_id = ?", (thread_id,))
 
 
-async def thread_messages(conn: aiosqlite.Connection, thread_id: str) -> list[str]:
+async def thread_messages(conn: Connection, thread_id: str) -> list[str]:
     """Return the archived message JSON documents of `thread_id`, oldest first."""
     rows = await fetch_all(
         conn,

@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import aiosqlite
-
 from graph.redaction import Redactor
+from tools.database import Connection
 from tools.migrations import Migration, columns_of
+from tools.postgres import pg_schema
 from tools.sqlite import fetch_all, fetch_one, now_iso
 
 log = logging.getLogger("taskagent.audit")
@@ -59,7 +59,7 @@ BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
 
 
-async def _add_call_key(conn: aiosqlite.Connection) -> None:
+async def _add_call_key(conn: Connection) -> None:
     """Give a first-release trail (audited once per model call id) its `call_key` column.
 
     That release recorded no schema version, so its table is known by its columns; its
@@ -71,7 +71,26 @@ async def _add_call_key(conn: aiosqlite.Connection) -> None:
         await conn.execute("DROP INDEX IF EXISTS audit_once")
 
 
+# The same rule on PostgreSQL: only the count of the noise kinds may change, nothing goes.
+PG_APPEND_ONLY = """
+CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE'
+        OR (to_jsonb(NEW) - 'detail') IS DISTINCT FROM (to_jsonb(OLD) - 'detail')
+        OR (NEW.detail IS DISTINCT FROM OLD.detail
+            AND OLD.kind NOT IN ('login_failed', 'rate_limit')) THEN
+        RAISE EXCEPTION 'the audit trail is append-only';
+    END IF;
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS audit_append_only ON audit;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+"""
+
 MIGRATIONS: list[Migration] = [_add_call_key, SCHEMA]
+PG_MIGRATIONS: list[Migration] = ["", pg_schema(SCHEMA) + PG_APPEND_ONLY]
 """The audit trail's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 COLUMNS = (
@@ -132,7 +151,7 @@ def completed(audit: AuditRecord, result: dict[str, Any], seconds: float) -> Aud
     return audit
 
 
-async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord, redactor: Redactor) -> None:
+async def insert_audit(conn: Connection, record: AuditRecord, redactor: Redactor) -> None:
     """Append a row (inside the caller's transaction, if any) and log it (under "audit").
 
     Arguments, details and error texts are redacted first: secrets never reach the trail.
@@ -151,7 +170,7 @@ async def insert_audit(conn: aiosqlite.Connection, record: AuditRecord, redactor
 
 
 async def count_audit(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     record: AuditRecord,
     redactor: Redactor,
     window_s: float = AGGREGATE_WINDOW_S,
@@ -170,22 +189,20 @@ async def count_audit(
     since = (datetime.now(UTC) - timedelta(seconds=window_s)).isoformat(timespec="seconds")
     row = await fetch_one(
         conn,
-        "SELECT id FROM audit WHERE kind = ? AND user = ? AND tool = ? AND ts >= ?"
+        "SELECT id, detail FROM audit WHERE kind = ? AND user = ? AND tool = ? AND ts >= ?"
         " AND json_extract(detail, '$.client') IS ? ORDER BY id DESC LIMIT 1",
         (record.kind, record.user, record.tool, since, client),
     )
     if row is None:
         await insert_audit(conn, replace(record, detail={**detail, "count": 1}), redactor)
         return
-    await conn.execute(
-        "UPDATE audit SET detail = json_set(detail, '$.count',"
-        " COALESCE(json_extract(detail, '$.count'), 1) + 1, '$.last_ts', ?) WHERE id = ?",
-        (now_iso(), row[0]),
-    )
+    counted = json.loads(row[1])
+    counted.update(count=int(counted.get("count", 1)) + 1, last_ts=now_iso())
+    await conn.execute("UPDATE audit SET detail = ? WHERE id = ?", (json.dumps(counted), row[0]))
 
 
 async def query_audit(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     user: str | None = None,
     kind: str | None = None,

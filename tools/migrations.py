@@ -3,19 +3,25 @@
 Several stores share one SQLite file, so the version is kept per store in `schema_versions`
 rather than in the file-wide `PRAGMA user_version`. A migration is a SQL script or a function
 of the connection; each runs in its own `BEGIN IMMEDIATE` transaction together with the
-version bump, so two processes starting on one data dir apply it exactly once.
+version bump, so two processes starting on one data dir (or two replicas on one PostgreSQL
+database, where `BEGIN IMMEDIATE` takes the store file's advisory lock) apply it exactly once.
+A store keeps one list per engine; a step that only upgrades an old SQLite file is an empty
+script on PostgreSQL, so a version number means the same tables on both.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
-import aiosqlite
-
+from tools.postgres import PgConnection
 from tools.sqlite import fetch_all, fetch_one
 
-Migration = str | Callable[[aiosqlite.Connection], Awaitable[None]]
+if TYPE_CHECKING:
+    from tools.database import Connection
+
+Migration = str | Callable[["Connection"], Awaitable[None]]
 
 VERSIONS = """
 CREATE TABLE IF NOT EXISTS schema_versions (
@@ -25,12 +31,29 @@ CREATE TABLE IF NOT EXISTS schema_versions (
 """
 
 
-async def migrate(conn: aiosqlite.Connection, store: str, steps: Sequence[Migration]) -> int:
+async def migrate(
+    conn: Connection,
+    store: str,
+    steps: Sequence[Migration],
+    pg_steps: Sequence[Migration] | None = None,
+) -> int:
     """Bring `store`'s tables up to `len(steps)`; return the version found before.
 
+    `pg_steps` are the same versions written for PostgreSQL (used when `conn` is one).
     Raises RuntimeError when the file was written by a newer version of the service.
     """
-    await conn.execute(VERSIONS)
+    postgres = isinstance(conn, PgConnection)
+    if postgres:
+        if pg_steps is None or (steps and len(pg_steps) != len(steps)):
+            raise RuntimeError(f"The {store} tables have no PostgreSQL schema.")
+        steps = pg_steps
+    await conn.execute("BEGIN IMMEDIATE")  # replicas starting together create it once
+    try:
+        await conn.execute(VERSIONS)
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
     found = await version_of(conn, store)
     if found > len(steps):
         raise RuntimeError(
@@ -42,7 +65,10 @@ async def migrate(conn: aiosqlite.Connection, store: str, steps: Sequence[Migrat
         try:
             # Another process may have applied it while this one waited for the lock.
             if await version_of(conn, store) < number:
-                if isinstance(step, str):
+                if isinstance(step, str) and postgres:
+                    if step.strip():
+                        await conn.execute(step)  # one script; PostgreSQL splits it itself
+                elif isinstance(step, str):
                     for statement in _statements(step):
                         await conn.execute(statement)
                 else:
@@ -59,13 +85,13 @@ async def migrate(conn: aiosqlite.Connection, store: str, steps: Sequence[Migrat
     return found
 
 
-async def version_of(conn: aiosqlite.Connection, store: str) -> int:
+async def version_of(conn: Connection, store: str) -> int:
     """Return the schema version recorded for `store` (0: never migrated)."""
     row = await fetch_one(conn, "SELECT version FROM schema_versions WHERE store = ?", (store,))
     return int(row[0]) if row else 0
 
 
-async def columns_of(conn: aiosqlite.Connection, table: str) -> set[str]:
+async def columns_of(conn: Connection, table: str) -> set[str]:
     """Return the names of `table`'s columns (empty when it does not exist)."""
     return {str(row[1]) for row in await fetch_all(conn, f"PRAGMA table_info({table})")}
 

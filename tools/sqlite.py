@@ -8,9 +8,12 @@ import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
+
+if TYPE_CHECKING:
+    from tools.database import Connection
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -71,7 +74,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+async def fetch_all(conn: Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
     """Run a query and return every row in one step.
 
     The statement is finished before control returns, so no read snapshot stays open across an
@@ -81,7 +84,7 @@ async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] 
     return list(await conn.execute_fetchall(sql, tuple(params)))
 
 
-async def fetch_one(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()) -> Any:
+async def fetch_one(conn: Connection, sql: str, params: Iterable[Any] = ()) -> Any:
     """Return the first row of a query, or None (see `fetch_all`)."""
     rows = await fetch_all(conn, sql, params)
     return rows[0] if rows else None

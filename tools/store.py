@@ -15,29 +15,29 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
-
-import aiosqlite
 
 from graph.redaction import Redactor
 from tools import archive, task_store, tool_results, usage
 from tools import audit as audit_module
 from tools.audit import AGGREGATED_KINDS, AuditRecord, completed
+from tools.database import Connection, open_database
 from tools.errors import ToolError
 from tools.migrations import Migration, migrate
-from tools.sqlite import fetch_one, open_sqlite
+from tools.sqlite import fetch_one
 from tools.task_store import TaskFilter
 from tools.usage import Totals
 
-Mutation = Callable[[aiosqlite.Connection], Awaitable[dict[str, Any]]]
+Mutation = Callable[[Connection], Awaitable[dict[str, Any]]]
 
-STORES: tuple[tuple[str, list[Migration]], ...] = (
-    ("tasks", task_store.MIGRATIONS),
-    ("tool_results", tool_results.MIGRATIONS),
-    ("archive", archive.MIGRATIONS),
-    ("audit", audit_module.MIGRATIONS),
-    ("usage", usage.MIGRATIONS),
+STORES: tuple[tuple[str, list[Migration], list[Migration]], ...] = (
+    ("tasks", task_store.MIGRATIONS, task_store.PG_MIGRATIONS),
+    ("tool_results", tool_results.MIGRATIONS, tool_results.PG_MIGRATIONS),
+    ("archive", archive.MIGRATIONS, archive.PG_MIGRATIONS),
+    ("audit", audit_module.MIGRATIONS, audit_module.PG_MIGRATIONS),
+    ("usage", usage.MIGRATIONS, usage.PG_MIGRATIONS),
 )
 """The stores kept in tasks.sqlite besides the thread index, in the order they migrate."""
 
@@ -47,8 +47,8 @@ class TaskStore:
 
     def __init__(
         self,
-        writer: aiosqlite.Connection,
-        reader: aiosqlite.Connection,
+        writer: Connection,
+        reader: Connection,
         redactor: Redactor | None = None,
     ) -> None:
         self._writer = writer
@@ -67,18 +67,24 @@ class TaskStore:
         busy_timeout_ms: int = 5000,
         synchronous: str = "NORMAL",
         redactor: Redactor | None = None,
+        database_url: str | None = None,
     ) -> TaskStore:
         """Open (and create or migrate if needed) the store at `path`; `redactor` scrubs audit.
 
         Raises RuntimeError when a store in the file is at a newer schema than this code knows.
         """
-        writer = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+        opening = partial(
+            open_database,
+            path,
+            busy_timeout_ms=busy_timeout_ms,
+            synchronous=synchronous,
+            database_url=database_url,
+        )
+        writer = await opening()
         try:
-            for name, steps in STORES:
-                await migrate(writer, name, steps)
-            reader = await open_sqlite(
-                path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous
-            )
+            for name, steps, pg_steps in STORES:
+                await migrate(writer, name, steps, pg_steps)
+            reader = await opening()
         except BaseException:
             await writer.close()
             raise
@@ -95,7 +101,7 @@ class TaskStore:
         return (await fetch_one(self._reader, "SELECT 1")) is not None
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _transaction(self) -> AsyncIterator[Connection]:
         """Yield the writer inside one IMMEDIATE transaction: committed whole, or not at all."""
         async with self._lock:
             await self._writer.execute("BEGIN IMMEDIATE")

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-import aiosqlite
-
+from tools.database import Connection
 from tools.errors import ToolError
 from tools.migrations import Migration
+from tools.postgres import pg_schema
 from tools.schemas import MAX_TEXT_WORDS
 from tools.sqlite import fetch_all, fetch_one, now_iso
 
@@ -38,6 +38,7 @@ CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner, status, due_date);
 """
 
 MIGRATIONS: list[Migration] = [SCHEMA]
+PG_MIGRATIONS: list[Migration] = [pg_schema(SCHEMA)]
 """The tasks store's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 TASK_COLUMNS = (
@@ -107,7 +108,7 @@ def _task(row: Any) -> dict[str, Any]:
 
 
 async def find_tasks(
-    conn: aiosqlite.Connection, owner: str | None, filters: TaskFilter, limit: int
+    conn: Connection, owner: str | None, filters: TaskFilter, limit: int
 ) -> list[dict[str, Any]]:
     """Return `owner`'s tasks (everyone's when None) matching `filters`, soonest due first."""
     condition, params = filters.where(owner)
@@ -119,7 +120,7 @@ async def find_tasks(
 
 
 async def count_tasks(
-    conn: aiosqlite.Connection, owner: str | None, filters: TaskFilter | None = None
+    conn: Connection, owner: str | None, filters: TaskFilter | None = None
 ) -> int:
     """Return how many tasks `find_tasks` would return with no limit."""
     condition, params = (filters or TaskFilter()).where(owner)
@@ -127,9 +128,7 @@ async def count_tasks(
     return int(row[0]) if row else 0
 
 
-async def fetch_task(
-    conn: aiosqlite.Connection, owner: str | None, task_id: str
-) -> dict[str, Any] | None:
+async def fetch_task(conn: Connection, owner: str | None, task_id: str) -> dict[str, Any] | None:
     """Return one task of `owner` (any owner when None), or None."""
     sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
     params: tuple[str, ...] = (task_id.upper(),)
@@ -141,7 +140,7 @@ async def fetch_task(
 
 
 async def owned_task(
-    conn: aiosqlite.Connection, scope: str | None, task_id: str
+    conn: Connection, scope: str | None, task_id: str
 ) -> tuple[dict[str, Any], str] | None:
     """Return one task within `scope` (any owner when None) and whose it is, in one read."""
     sql = f"SELECT {TASK_COLUMNS}, owner FROM tasks WHERE id = ?"
@@ -153,7 +152,7 @@ async def owned_task(
     return None if row is None else (_task(row[:-1]), str(row[-1]))
 
 
-async def owners_of(conn: aiosqlite.Connection, task_ids: list[str]) -> dict[str, str]:
+async def owners_of(conn: Connection, task_ids: list[str]) -> dict[str, str]:
     """Return the owner of each of `task_ids` that exists."""
     if not task_ids:
         return {}
@@ -187,14 +186,14 @@ def summarize_tasks(tasks: list[dict[str, Any]], today: date) -> dict[str, Any]:
     }
 
 
-async def insert_task(
-    conn: aiosqlite.Connection, owner: str, fields: dict[str, Any]
-) -> dict[str, Any]:
+async def insert_task(conn: Connection, owner: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Insert a task inside the caller's transaction and return it."""
     stamp = now_iso()
-    cur = await conn.execute(
+    inserted = await fetch_one(
+        conn,
         "INSERT INTO tasks (id, owner, title, description, priority, status, due_date, tags,"
-        " created_at, updated_at) VALUES ('pending-id', ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+        " created_at, updated_at) VALUES ('pending-id', ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
+        " RETURNING seq",
         (
             owner,
             fields["title"],
@@ -206,13 +205,13 @@ async def insert_task(
             stamp,
         ),
     )
-    seq = cur.lastrowid
+    seq = int(inserted[0])
     task_id = f"TASK-{seq:04d}"
     await conn.execute("UPDATE tasks SET id = ? WHERE seq = ?", (task_id, seq))
     return await require_task(conn, owner, task_id)
 
 
-async def task_owner(conn: aiosqlite.Connection, task_id: str) -> str:
+async def task_owner(conn: Connection, task_id: str) -> str:
     """Return the owner of an existing task (inside the caller's transaction)."""
     row = await fetch_one(conn, "SELECT owner FROM tasks WHERE id = ?", (task_id.upper(),))
     if row is None:
@@ -220,9 +219,7 @@ async def task_owner(conn: aiosqlite.Connection, task_id: str) -> str:
     return str(row[0])
 
 
-async def require_task(
-    conn: aiosqlite.Connection, owner: str | None, task_id: str
-) -> dict[str, Any]:
+async def require_task(conn: Connection, owner: str | None, task_id: str) -> dict[str, Any]:
     """Return the task or raise ToolError naming the unknown id."""
     task = await fetch_task(conn, owner, task_id)
     if task is None:
@@ -231,7 +228,7 @@ async def require_task(
 
 
 async def update_fields(
-    conn: aiosqlite.Connection, owner: str | None, task_id: str, changes: dict[str, Any]
+    conn: Connection, owner: str | None, task_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     """Apply `changes` to a task inside the caller's transaction and return the new task."""
     current = await require_task(conn, owner, task_id)
@@ -252,7 +249,7 @@ async def update_fields(
     return await require_task(conn, owner, current["id"])
 
 
-async def delete_row(conn: aiosqlite.Connection, owner: str | None, task_id: str) -> dict[str, Any]:
+async def delete_row(conn: Connection, owner: str | None, task_id: str) -> dict[str, Any]:
     """Delete a task inside the caller's transaction and return it whole, as it was."""
     task = await require_task(conn, owner, task_id)
     await conn.execute("DELETE FROM tasks WHERE id = ?", (task["id"],))

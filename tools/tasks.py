@@ -8,11 +8,11 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-import aiosqlite
 from pydantic import BaseModel
 
 from tools.approval import UNTRUSTED_NOTICE, binding_problem, mark_untrusted, needs_approval
 from tools.audit import AuditRecord, completed
+from tools.database import Connection
 from tools.dates import parse_date
 from tools.errors import ToolError
 from tools.references import resolve_for
@@ -50,7 +50,7 @@ async def _task_id(
 
 
 async def _check_target(
-    conn: aiosqlite.Connection, scope: str | None, task_id: str, actor: str, call: Call
+    conn: Connection, scope: str | None, task_id: str, actor: str, call: Call
 ) -> tuple[dict[str, Any], str]:
     """Refuse a model's change that needs an approval it lacks; return the task and its owner.
 
@@ -106,7 +106,7 @@ async def create_task(
         "tags": [t.strip().lstrip("#") for t in args.tags if t.strip()],
     }
 
-    async def mutate(conn: aiosqlite.Connection) -> ToolResult:
+    async def mutate(conn: Connection) -> ToolResult:
         return {"ok": True, "task": await insert_task(conn, owner, fields)}
 
     return await call.apply(store, owner, args, mutate)
@@ -123,7 +123,7 @@ async def update_task(
     if not changes:
         raise ToolError("Nothing to change: give at least one field to update.")
 
-    async def mutate(conn: aiosqlite.Connection) -> ToolResult:
+    async def mutate(conn: Connection) -> ToolResult:
         task_id = await _task_id(store, scope, owner, args.task, call.tool)
         before, whose = await _check_target(conn, scope, task_id, owner, call)
         task = _whose(await update_fields(conn, scope, task_id, changes), whose, owner)
@@ -138,7 +138,7 @@ async def complete_task(
 ) -> ToolResult:
     """Mark a task completed; the result says what its status was before."""
 
-    async def mutate(conn: aiosqlite.Connection) -> ToolResult:
+    async def mutate(conn: Connection) -> ToolResult:
         task_id = await _task_id(store, scope, owner, args.task, call.tool)
         before, whose = await _check_target(conn, scope, task_id, owner, call)
         task = await update_fields(conn, scope, task_id, {"status": "completed"})
@@ -153,7 +153,7 @@ async def delete_task(
 ) -> ToolResult:
     """Delete a task."""
 
-    async def mutate(conn: aiosqlite.Connection) -> ToolResult:
+    async def mutate(conn: Connection) -> ToolResult:
         task_id = await _task_id(store, scope, owner, args.task, call.tool)
         _, whose = await _check_target(conn, scope, task_id, owner, call)
         return {
@@ -254,7 +254,7 @@ class Call:
         store: TaskStore,
         owner: str,
         args: BaseModel,
-        mutation: Callable[[aiosqlite.Connection], Awaitable[ToolResult]],
+        mutation: Callable[[Connection], Awaitable[ToolResult]],
     ) -> ToolResult:
         """Apply a mutation at most once, audited in the same transaction."""
         return await store.apply_once(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiosqlite
-
+from tools.database import Connection
 from tools.migrations import Migration, columns_of
+from tools.postgres import pg_schema
 from tools.sqlite import fetch_all, fetch_one, now_iso
 
 SCHEMA = """
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS approvals_shown (
 """
 
 
-async def _key_by_run(conn: aiosqlite.Connection) -> None:
+async def _key_by_run(conn: Connection) -> None:
     """Re-key results stored by the first release, which keyed them by the model's call id.
 
     That release recorded no schema version, so its table is known by its columns. Its rows
@@ -61,6 +61,7 @@ async def _key_by_run(conn: aiosqlite.Connection) -> None:
 
 
 MIGRATIONS: list[Migration] = [_key_by_run, SCHEMA]
+PG_MIGRATIONS: list[Migration] = ["", pg_schema(SCHEMA)]
 """The tool-results store's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 
@@ -76,14 +77,14 @@ def call_key(thread_id: str, checkpoint_ns: str, position: int, call_id: str) ->
     return json.dumps([thread_id, checkpoint_ns, position, call_id])
 
 
-async def stored_result(conn: aiosqlite.Connection, key: str) -> dict[str, Any] | None:
+async def stored_result(conn: Connection, key: str) -> dict[str, Any] | None:
     """Return the recorded result of the tool call keyed `key`, if it already ran."""
     row = await fetch_one(conn, "SELECT result FROM tool_results WHERE call_key = ?", (key,))
     return None if row is None else dict(json.loads(row[0]))
 
 
 async def record_result(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     key: str,
     *,
     call_id: str,
@@ -110,7 +111,7 @@ async def record_result(
     )
 
 
-async def shown_approvals(conn: aiosqlite.Connection, step_key: str) -> dict[int, str]:
+async def shown_approvals(conn: Connection, step_key: str) -> dict[int, str]:
     """Return the approval ids a step asked about, by the position of its pause."""
     rows = await fetch_all(
         conn,
@@ -120,9 +121,7 @@ async def shown_approvals(conn: aiosqlite.Connection, step_key: str) -> dict[int
     return {int(row[0]): str(row[1]) for row in rows}
 
 
-async def record_shown(
-    conn: aiosqlite.Connection, step_key: str, position: int, approval_id: str
-) -> None:
+async def record_shown(conn: Connection, step_key: str, position: int, approval_id: str) -> None:
     """Remember the question a step is about to pause on (kept if already recorded)."""
     await conn.execute(
         "INSERT OR IGNORE INTO approvals_shown (step_key, position, approval_id, created_at)"

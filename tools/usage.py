@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiosqlite
-
+from tools.database import Connection
 from tools.migrations import Migration
+from tools.postgres import pg_schema
 from tools.sqlite import fetch_one, now_iso
 
 SCHEMA = """
@@ -33,6 +33,7 @@ CREATE INDEX IF NOT EXISTS usage_run ON usage (run_id);
 """
 
 MIGRATIONS: list[Migration] = [SCHEMA]
+PG_MIGRATIONS: list[Migration] = [pg_schema(SCHEMA)]
 """The usage store's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 WARN_AT = 0.8
@@ -140,7 +141,7 @@ def today_utc() -> str:
 
 
 async def record_usage(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     user: str,
     thread_id: str,
@@ -173,7 +174,7 @@ async def record_usage(
     )
 
 
-async def totals(conn: aiosqlite.Connection, user: str, thread_id: str) -> Totals:
+async def totals(conn: Connection, user: str, thread_id: str) -> Totals:
     """Return the thread's tokens and the user's tokens and cost today."""
     thread_row = await fetch_one(
         conn, "SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE thread_id = ?", (thread_id,)
@@ -188,7 +189,7 @@ async def totals(conn: aiosqlite.Connection, user: str, thread_id: str) -> Total
     return Totals(int(thread_row[0]), int(user_row[0]), float(user_row[1]))
 
 
-async def run_tokens(conn: aiosqlite.Connection, run_id: str) -> int:
+async def run_tokens(conn: Connection, run_id: str) -> int:
     """Return the tokens a run used."""
     row = await fetch_one(
         conn, "SELECT COALESCE(SUM(tokens), 0) FROM usage WHERE run_id = ?", (run_id,)

@@ -226,6 +226,7 @@ class LocalClient:
                 busy_timeout_ms=self.settings.busy_timeout_ms,
                 synchronous=self.settings.sqlite_synchronous,
                 redactor=Redactor.from_settings(self.settings),
+                database_url=self.settings.postgres_url,
             )
         return self._store
 

@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
+import psycopg
 import typer
+from psycopg_pool import PoolTimeout
 
 from graph.settings import ConfigError, Settings, get_settings
 from server.cli.client import AgentClient, ClientError, open_client
@@ -62,8 +64,14 @@ def prepare_data_dir(settings: Settings) -> None:
         ) from None
     try:
         asyncio.run(_upgrade(settings))
+    except (psycopg.Error, PoolTimeout) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"DATABASE_URL: PostgreSQL cannot be used ({first_line}).") from None
     except RuntimeError as exc:
-        raise ConfigError(f"TASKAGENT_DATA_DIR={settings.data_dir}: {exc}") from None
+        where = (
+            "DATABASE_URL" if settings.postgres_url else f"TASKAGENT_DATA_DIR={settings.data_dir}"
+        )
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 async def _upgrade(settings: Settings) -> None:
@@ -75,22 +83,28 @@ async def _upgrade(settings: Settings) -> None:
     from tools.store import TaskStore
 
     timeout, synchronous = settings.busy_timeout_ms, settings.sqlite_synchronous
+    url = settings.postgres_url
     tasks = await TaskStore.open(
         settings.tasks_db,
         busy_timeout_ms=timeout,
         synchronous=synchronous,
         redactor=Redactor.from_settings(settings),
+        database_url=url,
     )
     await tasks.close()
     threads = await ThreadIndex.open(
-        settings.tasks_db, busy_timeout_ms=timeout, synchronous=synchronous
+        settings.tasks_db, busy_timeout_ms=timeout, synchronous=synchronous, database_url=url
     )
     await threads.close()
-    runs = await RunStore.open(settings.runs_db, busy_timeout_ms=timeout, synchronous=synchronous)
+    runs = await RunStore.open(
+        settings.runs_db, busy_timeout_ms=timeout, synchronous=synchronous, database_url=url
+    )
     await runs.close()
     store = await open_user_store(settings, threads)
     await store.close()
-    crons = await CronStore.open(settings.runs_db, busy_timeout_ms=timeout, synchronous=synchronous)
+    crons = await CronStore.open(
+        settings.runs_db, busy_timeout_ms=timeout, synchronous=synchronous, database_url=url
+    )
     await crons.close()
 
 

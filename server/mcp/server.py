@@ -240,6 +240,7 @@ def _audit_login_failed(settings: Settings) -> None:
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
             redactor=Redactor.from_settings(settings),
+            database_url=settings.postgres_url,
         )
         try:
             await store.login_failed("mcp", "stdio")

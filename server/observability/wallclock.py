@@ -74,8 +74,10 @@ async def watch_loop_lag(interval_s: float = LAG_INTERVAL_S) -> None:
         EVENT_LOOP_LAG.observe(max(0.0, loop.time() - asleep - interval_s))
 
 
-def probe_connection(conn: aiosqlite.Connection, db: str) -> None:
-    """Time every hop `conn` makes to its thread: queue wait, execution, wake-up."""
+def probe_connection(conn: object, db: str) -> None:
+    """Time every hop `conn` makes to its thread: queue wait, execution, wake-up (SQLite)."""
+    if not isinstance(conn, aiosqlite.Connection):
+        return  # PostgreSQL: no thread queue to time
     # aiosqlite sends every call (connection and cursor methods alike) through
     # `Connection._execute`, which puts a function on the thread's queue: wrap it there.
     original: Callable[..., Any] = conn._execute

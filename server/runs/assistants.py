@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import aiosqlite
-
 from server.runs.graphs import GraphRegistry
 from server.runs.runner import TurnError
+from tools.database import Connection, open_database
 from tools.migrations import Migration, migrate
-from tools.sqlite import fetch_all, fetch_one, open_sqlite
+from tools.postgres import pg_schema
+from tools.sqlite import fetch_all, fetch_one
 
 SortField = Literal["assistant_id", "created_at", "updated_at", "name", "graph_id"]
 SortOrder = Literal["asc", "desc"]
@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS assistant_versions (
 """
 
 MIGRATIONS: list[Migration] = [SCHEMA]
+PG_MIGRATIONS: list[Migration] = [pg_schema(SCHEMA, rowid=("assistants",))]
 """The assistants' schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 _COLUMNS = (
@@ -111,7 +112,7 @@ class AssistantChange:
 class AssistantStore:
     """Assistants and their versions in runs.sqlite, under the migration store "assistants"."""
 
-    def __init__(self, conn: aiosqlite.Connection, graphs: GraphRegistry) -> None:
+    def __init__(self, conn: Connection, graphs: GraphRegistry) -> None:
         self._conn = conn
         self.graphs = graphs
         # One connection serves every request; a transaction spans several awaits.
@@ -119,15 +120,26 @@ class AssistantStore:
 
     @classmethod
     async def open(
-        cls, path: Path, graphs: GraphRegistry, *, busy_timeout_ms: int, synchronous: str
+        cls,
+        path: Path,
+        graphs: GraphRegistry,
+        *,
+        busy_timeout_ms: int,
+        synchronous: str,
+        database_url: str | None = None,
     ) -> AssistantStore:
         """Open (create or migrate) the store at `path` and register each graph's system assistant.
 
         Raises RuntimeError when the file's assistants tables are newer than this code knows.
         """
-        conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+        conn = await open_database(
+            path,
+            busy_timeout_ms=busy_timeout_ms,
+            synchronous=synchronous,
+            database_url=database_url,
+        )
         try:
-            await migrate(conn, "assistants", MIGRATIONS)
+            await migrate(conn, "assistants", MIGRATIONS, PG_MIGRATIONS)
             store = cls(conn, graphs)
             await store._register_system()
         except BaseException:
@@ -151,7 +163,7 @@ class AssistantStore:
                     " metadata, version, created_at, updated_at)"
                     ' VALUES (?, NULL, ?, ?, ?, \'{"created_by": "system"}\', 1, ?, ?)'
                     " ON CONFLICT (assistant_id) DO UPDATE SET name = excluded.name,"
-                    " description = excluded.description WHERE owner IS NULL",
+                    " description = excluded.description WHERE assistants.owner IS NULL",
                     (
                         served.assistant_id,
                         served.graph_id,
@@ -539,7 +551,7 @@ def _now() -> str:
 class _Transaction:
     """`BEGIN IMMEDIATE` … `COMMIT`, or `ROLLBACK` on any exception (the caller holds the lock)."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def __aenter__(self) -> None:

@@ -35,15 +35,16 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import aiosqlite
 from croniter import croniter  # type: ignore[import-untyped]
 
 from graph.context import Context, Role
 from server.runs.runner import TurnError
 from server.runs.storage_errors import classify
 from server.runs.store import FINISHED, RunRecord
+from tools.database import Connection, open_database
 from tools.migrations import Migration, migrate
-from tools.sqlite import fetch_all, fetch_one, open_sqlite
+from tools.postgres import pg_schema
+from tools.sqlite import fetch_all, fetch_one
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ CREATE INDEX IF NOT EXISTS cron_runs_cleanup ON cron_runs (delete_thread) WHERE 
 """
 
 MIGRATIONS: Sequence[Migration] = (SCHEMA,)
+PG_MIGRATIONS: Sequence[Migration] = (pg_schema(SCHEMA),)
 COLUMNS = (
     "cron_id, owner, role, assistant_id, thread_id, schedule, timezone, end_at, enabled,"
     " on_run_completed, payload, metadata, next_run_at, created_at, updated_at"
@@ -228,15 +230,22 @@ def _record(row: Any) -> CronRecord:
 class CronStore:
     """The crons table and the runs they fired, in runs.sqlite."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._write = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path, *, busy_timeout_ms: int, synchronous: str) -> CronStore:
+    async def open(
+        cls, path: Path, *, busy_timeout_ms: int, synchronous: str, database_url: str | None = None
+    ) -> CronStore:
         """Open runs.sqlite and bring the crons tables up to date."""
-        conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
-        await migrate(conn, "crons", MIGRATIONS)
+        conn = await open_database(
+            path,
+            busy_timeout_ms=busy_timeout_ms,
+            synchronous=synchronous,
+            database_url=database_url,
+        )
+        await migrate(conn, "crons", MIGRATIONS, PG_MIGRATIONS)
         return cls(conn)
 
     async def close(self) -> None:

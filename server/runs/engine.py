@@ -19,9 +19,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from graph import metrics
 from graph.context import Context
@@ -63,6 +64,7 @@ from server.runs.store import (
 from server.runs.threads import ThreadInfo, ThreadLimitReached
 from server.security.ratelimit import RateLimiter
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # How many times (a second apart) a run's final status is retried while storage is unavailable.
@@ -112,12 +114,14 @@ class RunManager:
             settings.runs_db,
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
+            database_url=settings.postgres_url,
         )
         assistants = await AssistantStore.open(
             settings.runs_db,
             runner.graphs,
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
+            database_url=settings.postgres_url,
         )
         runs = cls(runner, store, limiter, assistants=assistants, serves_others=serves_others)
         if start:
@@ -348,15 +352,38 @@ class RunManager:
 
     async def _claim_loop(self) -> None:
         async for claimed in self.leases.claimed():
-            await self._begin(claimed)
+            # A failure here must not end the loop: nothing would be claimed again.
+            try:
+                await self._begin(claimed)
+            except Exception:
+                log.exception("starting claimed runs failed")
 
     async def _begin(self, claimed: list[RunRecord]) -> None:
         for run in claimed:
             if run.attempt > 1:
                 log.warning("resuming run %s (attempt %d)", run.run_id, run.attempt)
-            self._start(run, next_seq=await self.store.last_seq(run.run_id) + 1)
+            try:
+                last_seq = await self._storage_retried(partial(self.store.last_seq, run.run_id))
+            except Exception:
+                # Leased here but not started, its lease would be renewed forever: hand it
+                # back so that the next claim pass (here or elsewhere) takes it over.
+                log.exception("could not start run %s; handing its lease back", run.run_id)
+                await self.store.release_run(run.run_id, self.identity)
+                continue
+            self._start(run, next_seq=last_seq + 1)
         if claimed:
             metrics.RUNS_QUEUED.set(await self.store.pending_count())
+
+    async def _storage_retried(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, retried through a storage outage (a lock, a full disk) for a few seconds."""
+        for attempt in range(STORAGE_RETRIES):
+            try:
+                return await call()
+            except Exception as exc:
+                if classify(exc) is None or attempt == STORAGE_RETRIES - 1:
+                    raise
+                await asyncio.sleep(1.0)
+        raise AssertionError("unreachable")
 
     async def _renew_loop(self) -> None:
         async for held in self.leases.renewals():
@@ -481,14 +508,9 @@ class RunManager:
 
     async def _record_end(self, run_id: str, status: RunStatus, error: str | None) -> None:
         """Record how the run ended, waiting out a storage outage (a lock, a full disk)."""
-        for attempt in range(STORAGE_RETRIES):
-            try:
-                await self.store.set_status(run_id, status, error=error, lease_owner=self.identity)
-                return
-            except Exception as exc:
-                if classify(exc) is None or attempt == STORAGE_RETRIES - 1:
-                    raise
-                await asyncio.sleep(1.0)
+        await self._storage_retried(
+            lambda: self.store.set_status(run_id, status, error=error, lease_owner=self.identity)
+        )
 
     async def _prepared(self, run: RunRecord, context: Context) -> PreparedRun:
         if run.attempt > 1 and await self.runner.reached_graph(

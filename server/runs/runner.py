@@ -18,11 +18,11 @@ from langchain_core.messages import (
     messages_from_dict,
 )
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
-from graph.checkpointer import open_saver
+from graph.checkpointer import close_saver, open_saver
 from graph.context import Context
 from graph.services import Services, open_services
 from graph.settings import Settings, get_settings
@@ -177,7 +177,7 @@ class AgentRunner:
     def __init__(
         self,
         graphs: GraphRegistry,
-        saver: AsyncSqliteSaver,
+        saver: BaseCheckpointSaver[str],
         services: Services,
         threads: ThreadIndex,
     ) -> None:
@@ -201,6 +201,7 @@ class AgentRunner:
             settings.tasks_db,
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
+            database_url=settings.postgres_url,
         )
         store = await open_user_store(settings, threads)
         graphs = await load_graphs(settings, services, saver, store)
@@ -223,7 +224,7 @@ class AgentRunner:
         self.tracer.flush()
         await self.store.close()
         await self.threads.close()
-        await self.saver.conn.close()
+        await close_saver(self.saver)
         await self.services.tasks.close()
 
     async def check_access(self, thread_id: str, user_id: str) -> ThreadInfo:

@@ -19,13 +19,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import aiosqlite
-
 from graph import metrics
 from graph.context import TIER_NAMES, Context
 from server.runs.group_commit import GroupCommit
+from tools.database import Connection, open_database
 from tools.migrations import Migration, columns_of, migrate
-from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
+from tools.postgres import pg_schema
+from tools.sqlite import fetch_all, fetch_one, now_iso
 
 log = logging.getLogger("server.runs.engine")
 
@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS run_events (
 """
 
 
-async def _identities(conn: aiosqlite.Connection) -> None:
+async def _identities(conn: Connection) -> None:
     # Runs stored before identities were: they resume as read-only.
     if "identity" not in await columns_of(conn, "runs"):
         await conn.execute("ALTER TABLE runs ADD COLUMN identity TEXT NOT NULL DEFAULT '{}'")
@@ -87,6 +87,11 @@ CREATE INDEX IF NOT EXISTS runs_live ON runs (status, thread_id)
 """
 
 MIGRATIONS: Sequence[Migration] = (SCHEMA, _identities, LEASES)
+PG_MIGRATIONS: Sequence[Migration] = (
+    pg_schema(SCHEMA, rowid=("runs",)),
+    "ALTER TABLE runs ADD COLUMN identity TEXT NOT NULL DEFAULT '{}'",
+    pg_schema(LEASES),
+)
 
 # SQLite allows 32,766 bound values per statement; an event binds 4.
 EVENTS_PER_STATEMENT = 500
@@ -194,7 +199,7 @@ def _record(row: Any) -> RunRecord:
 class RunStore:
     """The runs table, leases and the append-only event log."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
         # Many runs share this connection; a transaction spans several awaits, so writes
         # take turns instead of landing inside another run's open transaction.
@@ -203,11 +208,18 @@ class RunStore:
         self._events: GroupCommit[tuple[str, int, str, str]] = GroupCommit(self._append_rows)
 
     @classmethod
-    async def open(cls, path: Path, *, busy_timeout_ms: int, synchronous: str) -> RunStore:
+    async def open(
+        cls, path: Path, *, busy_timeout_ms: int, synchronous: str, database_url: str | None = None
+    ) -> RunStore:
         """Open (and create or upgrade) the run store at `path`."""
-        conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+        conn = await open_database(
+            path,
+            busy_timeout_ms=busy_timeout_ms,
+            synchronous=synchronous,
+            database_url=database_url,
+        )
         try:
-            await migrate(conn, "runs", MIGRATIONS)
+            await migrate(conn, "runs", MIGRATIONS, PG_MIGRATIONS)
         except BaseException:
             await conn.close()  # its thread would keep the process alive
             raise
@@ -396,6 +408,15 @@ class RunStore:
             await self._conn.execute(
                 "UPDATE runs SET lease_expires = 0 WHERE lease_owner = ? AND status = 'running'",
                 (lease_owner,),
+            )
+
+    async def release_run(self, run_id: str, lease_owner: str) -> None:
+        """Give up the lease of one run `lease_owner` holds."""
+        async with self._write:
+            await self._conn.execute(
+                "UPDATE runs SET lease_expires = 0 WHERE run_id = ? AND lease_owner = ?"
+                " AND status = 'running'",
+                (run_id, lease_owner),
             )
 
     async def lease_owners(self) -> list[str]:
@@ -617,7 +638,7 @@ class _Transaction:
     another process on the same file.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     async def __aenter__(self) -> None:

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import aiosqlite
-
+from tools.database import Connection, open_database
 from tools.migrations import Migration, migrate
-from tools.sqlite import fetch_all, fetch_one, now_iso, open_sqlite
+from tools.postgres import pg_schema
+from tools.sqlite import fetch_all, fetch_one, now_iso
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 TtlStrategy = Literal["delete", "keep_latest"]
@@ -71,6 +71,11 @@ UPDATE threads SET first_message = title;
 """
 
 MIGRATIONS: list[Migration] = [SCHEMA, TTL, TITLES]
+PG_MIGRATIONS: list[Migration] = [
+    pg_schema(SCHEMA, rowid=("threads",)),
+    pg_schema(TTL),
+    pg_schema(TITLES),
+]
 """The thread index's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 
@@ -133,18 +138,25 @@ def expiry_stamp(moment: datetime) -> str:
 class ThreadIndex:
     """Threads by owner, kept beside the checkpoints so listing never scans them."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     @classmethod
-    async def open(cls, path: Path, *, busy_timeout_ms: int, synchronous: str) -> ThreadIndex:
+    async def open(
+        cls, path: Path, *, busy_timeout_ms: int, synchronous: str, database_url: str | None = None
+    ) -> ThreadIndex:
         """Open (and create or migrate) the index at `path`.
 
         Raises RuntimeError when the file's thread index is newer than this code knows.
         """
-        conn = await open_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+        conn = await open_database(
+            path,
+            busy_timeout_ms=busy_timeout_ms,
+            synchronous=synchronous,
+            database_url=database_url,
+        )
         try:
-            await migrate(conn, "threads", MIGRATIONS)
+            await migrate(conn, "threads", MIGRATIONS, PG_MIGRATIONS)
         except BaseException:
             await conn.close()
             raise
@@ -170,8 +182,8 @@ class ThreadIndex:
             " VALUES (?, ?, ?, ?, 'busy', ?, ?)"
             " ON CONFLICT (thread_id) DO UPDATE SET status = 'busy', interrupt = NULL,"
             " updated_at = excluded.updated_at,"
-            " first_message = CASE WHEN first_message = '' THEN excluded.first_message"
-            " ELSE first_message END",
+            " first_message = CASE WHEN threads.first_message = '' THEN excluded.first_message"
+            " ELSE threads.first_message END",
             (thread_id, owner, title[:80], title[:200], stamp, stamp),
         )
 

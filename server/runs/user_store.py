@@ -1,6 +1,7 @@
 """The LangGraph store, one private space per user: what `/store/*` and `runtime.store` see.
 
-Items live in LangGraph's own `AsyncSqliteStore` (store.sqlite in the data dir). Every
+Items live in LangGraph's own `AsyncSqliteStore` (store.sqlite in the data dir), or its
+`AsyncPostgresStore` on the replica's pool when `DATABASE_URL` is set. Every
 namespace a user (or a graph run acting for them) names is stored under one more, first,
 label: the user's id. It is added on the way in and stripped on the way out, so each user
 sees only their own items, under exactly the namespaces they wrote, and no namespace a
@@ -29,14 +30,17 @@ from langgraph.store.base import (
     SearchOp,
     TTLConfig,
 )
+from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from graph.settings import Settings
 from server.runs.threads import ThreadIndex
+from tools.database import acquire_pool, release_pool
 from tools.sqlite import open_sqlite
 
 # Expired items (a `ttl` given with put) are deleted by the store's sweeper this often.
 TTL_SWEEP_MINUTES = 5
+SETUP_LOCK = "taskagent:store:setup"
 
 
 def user_label(user_id: str) -> str:
@@ -125,8 +129,14 @@ class UserStore(BaseStore):
 
     supports_ttl = True
 
-    def __init__(self, inner: AsyncSqliteStore, threads: ThreadIndex) -> None:
+    def __init__(
+        self,
+        inner: AsyncSqliteStore | AsyncPostgresStore,
+        threads: ThreadIndex,
+        database_url: str | None = None,
+    ) -> None:
         self.inner = inner
+        self._database_url = database_url
         self._threads = threads
         self._loop = asyncio.get_running_loop()
         self.ttl_config = inner.ttl_config
@@ -164,7 +174,10 @@ class UserStore(BaseStore):
     async def close(self) -> None:
         """Stop the TTL sweeper and close the store's connection."""
         await self.inner.stop_ttl_sweeper(timeout=5)
-        await self.inner.conn.close()
+        if self._database_url:
+            await release_pool(self._database_url)  # the replica's pool, shared
+        else:
+            await self.inner.conn.close()
 
 
 def _run_thread() -> str:
@@ -178,13 +191,30 @@ def _run_thread() -> str:
 
 
 async def open_user_store(settings: Settings, threads: ThreadIndex) -> UserStore:
-    """Open store.sqlite in the data dir, bring its tables up to date, start its TTL sweeper."""
+    """Open the store (store.sqlite, or PostgreSQL), migrated, with its TTL sweeper running."""
+    ttl: TTLConfig = {"refresh_on_read": True, "sweep_interval_minutes": TTL_SWEEP_MINUTES}
+    url = settings.postgres_url
+    if url:
+        pool = await acquire_pool(url)
+        postgres = AsyncPostgresStore(pool, ttl=ttl)
+        try:
+            async with pool.connection() as conn:
+                # Replicas starting together create the tables once.
+                await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (SETUP_LOCK,))
+                try:
+                    await postgres.setup()
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (SETUP_LOCK,))
+        except BaseException:
+            await release_pool(url)
+            raise
+        await postgres.start_ttl_sweeper()
+        return UserStore(postgres, threads, url)
     conn = await open_sqlite(
         settings.store_db,
         busy_timeout_ms=settings.busy_timeout_ms,
         synchronous=settings.sqlite_synchronous,
     )
-    ttl: TTLConfig = {"refresh_on_read": True, "sweep_interval_minutes": TTL_SWEEP_MINUTES}
     inner = AsyncSqliteStore(conn, ttl=ttl)
     try:
         await inner.setup()

@@ -15,10 +15,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from server.runs.threads import ThreadIndex
+from tools.database import Connection
 from tools.schemas import ListTasksArgs
 from tools.store import TaskStore
 from tools.task_store import insert_task
@@ -37,7 +37,7 @@ async def test_a_task_in_an_open_transaction_is_never_read_and_gone_after_rollba
 ) -> None:
     inserted, release = asyncio.Event(), asyncio.Event()
 
-    async def insert_then_fail(conn: aiosqlite.Connection) -> dict[str, Any]:
+    async def insert_then_fail(conn: Connection) -> dict[str, Any]:
         await insert_task(conn, "alice", {**FIELDS, "tags": ["held"]})
         inserted.set()
         await release.wait()
@@ -68,7 +68,7 @@ async def test_a_task_in_an_open_transaction_is_never_read_and_gone_after_rollba
 
 
 async def test_a_committed_change_is_read_at_once(store: TaskStore) -> None:
-    async def insert(conn: aiosqlite.Connection) -> dict[str, Any]:
+    async def insert(conn: Connection) -> dict[str, Any]:
         return {"ok": True, "task": await insert_task(conn, "alice", {**FIELDS, "tags": []})}
 
     result = await store.apply_once("call-1", "alice", "create_task", {}, insert)
@@ -91,7 +91,7 @@ def titles_read_by_another_process(path: Path) -> list[str]:
 
 
 async def create(store: TaskStore, title: str) -> None:
-    async def insert(conn: aiosqlite.Connection) -> dict[str, Any]:
+    async def insert(conn: Connection) -> dict[str, Any]:
         task = await insert_task(conn, "alice", {**FIELDS, "title": title, "tags": []})
         return {"ok": True, "task": task}
 

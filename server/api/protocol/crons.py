@@ -428,6 +428,7 @@ async def open_scheduler(
         settings.runs_db,
         busy_timeout_ms=settings.busy_timeout_ms,
         synchronous=settings.sqlite_synchronous,
+        database_url=settings.postgres_url,
     )
     scheduler = CronScheduler(
         store, fire, delete_thread, poll_s=settings.cron_poll_s, claim_s=settings.run_lease_s
