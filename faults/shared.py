@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from langgraph_sdk import get_client
 
 from faults.kills import SETTLE_TIMEOUT_S, KillDriver, KillReport, ThreadState
@@ -49,26 +50,33 @@ class LeaseWatch:
     The engine clears a run's lease when the run ends, so who ran it is seen only meanwhile.
     """
 
-    def __init__(self, runs_db: Path, every_s: float = 0.05) -> None:
-        """Watch the runs in `runs_db` every `every_s` once started."""
+    def __init__(self, runs_db: Path | str, every_s: float = 0.05) -> None:
+        """Watch the runs in `runs_db` (a SQLite file, or a PostgreSQL URL) every `every_s`."""
         self.runs_db = runs_db
         self.every_s = every_s
         self.held: dict[str, list[int]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> None:
-        """Read every run's lease owner now (read-only; nothing while the file is missing)."""
-        if not self.runs_db.exists():
-            return
-        conn = sqlite3.connect(f"file:{self.runs_db}?mode=ro", uri=True, timeout=10)
-        try:
-            rows = conn.execute("SELECT run_id, lease_owner FROM runs").fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
+        """Read every run's lease owner now (read-only; nothing while the table is missing)."""
+        if isinstance(self.runs_db, str):
+            with psycopg.connect(self.runs_db, autocommit=True) as pg:
+                try:
+                    rows = pg.execute("SELECT run_id, lease_owner FROM runs").fetchall()
+                except psycopg.errors.UndefinedTable:
+                    return
+        else:
+            if not self.runs_db.exists():
                 return
-            raise
-        finally:
-            conn.close()
+            conn = sqlite3.connect(f"file:{self.runs_db}?mode=ro", uri=True, timeout=10)
+            try:
+                rows = conn.execute("SELECT run_id, lease_owner FROM runs").fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return
+                raise
+            finally:
+                conn.close()
         for run_id, owner in rows:
             pid = pid_of(owner)
             holders = self.held.setdefault(str(run_id), [])

@@ -19,6 +19,7 @@ from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
 
 from tools.database import release_pool
+from tools.postgres import setup_lock
 
 SETUP_LOCK = "taskagent:checkpoints:setup"
 
@@ -43,12 +44,8 @@ class PgSaver(AsyncPostgresSaver):
 
     async def setup(self) -> None:
         """Create or upgrade the checkpoint tables, one replica at a time."""
-        async with _ainternal.get_connection(self.conn) as conn:
-            await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (SETUP_LOCK,))
-            try:
-                await super().setup()
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (SETUP_LOCK,))
+        async with setup_lock(self.conn, SETUP_LOCK):  # type: ignore[arg-type]
+            await super().setup()
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints the given runs created, with their writes (rollback)."""

@@ -237,12 +237,39 @@ class PgConnection:
         return asyncio.current_task()
 
 
+@asynccontextmanager
+async def setup_lock(pool: AsyncConnectionPool[Any], name: str) -> AsyncIterator[None]:
+    """Hold a session advisory lock named `name` while one replica creates tables.
+
+    Taken by polling `pg_try_advisory_lock`: a replica blocked inside `pg_advisory_lock` holds
+    a snapshot, which `CREATE INDEX CONCURRENTLY` in the lock holder's setup waits for, so
+    two replicas starting together would wait for each other forever.
+    """
+    async with pool.connection() as conn:
+        while not await _try_lock(conn, name):
+            await asyncio.sleep(0.1)
+        try:
+            yield
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+
+
+async def _try_lock(conn: psycopg.AsyncConnection[Any], name: str) -> bool:
+    cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS locked", (name,))
+    row = await cur.fetchone()
+    return bool(row and (row["locked"] if isinstance(row, dict) else row[0]))
+
+
 async def open_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> AsyncConnectionPool[Any]:
     """Open the replica's one pool: autocommit connections, dict rows for LangGraph's savers.
 
     Connections are checked before use (a connection idle through a long model call may
     have been cut by a proxy or a restart) and kept alive with TCP keepalives.
     """
+    # One plain connection first: a wrong URL or a server that is down is then one clear
+    # error at once, not a pool retrying in the background until its timeout.
+    probe = await psycopg.AsyncConnection.connect(url, connect_timeout=10)
+    await probe.close()
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         url,
         min_size=min_size,
@@ -259,5 +286,5 @@ async def open_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> Async
             "keepalives_count": 3,
         },
     )
-    await pool.open(wait=True, timeout=30)
+    await pool.open(wait=True, timeout=10)
     return pool

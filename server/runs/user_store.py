@@ -36,6 +36,7 @@ from langgraph.store.sqlite.aio import AsyncSqliteStore
 from graph.settings import Settings
 from server.runs.threads import ThreadIndex
 from tools.database import acquire_pool, release_pool
+from tools.postgres import setup_lock
 from tools.sqlite import open_sqlite
 
 # Expired items (a `ttl` given with put) are deleted by the store's sweeper this often.
@@ -198,13 +199,8 @@ async def open_user_store(settings: Settings, threads: ThreadIndex) -> UserStore
         pool = await acquire_pool(url)
         postgres = AsyncPostgresStore(pool, ttl=ttl)
         try:
-            async with pool.connection() as conn:
-                # Replicas starting together create the tables once.
-                await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (SETUP_LOCK,))
-                try:
-                    await postgres.setup()
-                finally:
-                    await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (SETUP_LOCK,))
+            async with setup_lock(pool, SETUP_LOCK):  # replicas starting together: once
+                await postgres.setup()
         except BaseException:
             await release_pool(url)
             raise

@@ -1,14 +1,19 @@
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from scripts.local_pg import LocalPostgres
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +29,7 @@ def offline_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("OLLAMA_", "OPENAI_", "TASKAGENT_"))
+        if not k.startswith(("OLLAMA_", "OPENAI_", "TASKAGENT_")) and k != "DATABASE_URL"
     }
     env.update({"TASKAGENT_DATA_DIR": str(data_dir), "LANGGRAPH_STRICT_MSGPACK": "true", **extra})
     return env
@@ -87,6 +92,27 @@ class LiveServer:
             self.proc.wait()
         self._reader.join(timeout=5)
         return "".join(self.output)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """One PostgreSQL server for the session (Debian's package, installed if missing)."""
+    # Not under pytest's tmp dirs: the server runs as the postgres user, who must reach it.
+    directory = Path(tempfile.mkdtemp(prefix="taskagent-pg-"))
+    try:
+        server = LocalPostgres(directory).start()
+    except RuntimeError as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        pytest.skip(f"PostgreSQL cannot run here: {exc}")
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres: LocalPostgres) -> str:
+    """The DATABASE_URL of a new, empty database."""
+    return postgres.create_database(f"t_{uuid.uuid4().hex[:16]}")
 
 
 @pytest.fixture

@@ -30,9 +30,11 @@ Afterwards alice's thread, runs and task are checked to be intact, and the count
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -77,6 +79,52 @@ KEYS = {"alice": "k-alice-fz-4b1e", "bob": "k-bob-fz-90c2", "root": "k-root-fz-7
 ROLES = {"alice": "write", "bob": "write", "root": "admin"}
 WRONG_KEY = "k-bob-fz-90c3"  # one character off bob's
 REQUEST_TIMEOUT_S = 30
+# A thread's joined stream (`GET /threads/{id}/stream`) stays open for as long as the client
+# does, as on langgraph dev: a GET event stream is read this long, then closed by the client.
+OPEN_STREAM_READ_S = 1.0
+
+
+class BoundedStreams(requests.adapters.HTTPAdapter):  # type: ignore[misc]
+    """Reads a GET event stream for OPEN_STREAM_READ_S and hangs up; every other body whole."""
+
+    def send(self, request: Any, stream: bool = False, **kwargs: Any) -> Any:
+        response = super().send(request, stream=True, **kwargs)
+        endless = request.method == "GET" and response.headers.get("content-type", "").startswith(
+            "text/event-stream"
+        )
+        if not endless:
+            if not stream:
+                _ = response.content  # read whole, as requests does unless asked to stream
+            return response
+        chunks: list[bytes] = []
+
+        def read() -> None:
+            try:
+                chunks.extend(response.raw.stream(1024, decode_content=True))
+            except Exception:  # noqa: BLE001 - the hang-up below ends the read
+                pass
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(OPEN_STREAM_READ_S)
+        # Closing alone leaves the reader blocked in recv(); a shutdown wakes it up.
+        sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        response.close()
+        reader.join(5)
+        response._content = b"".join(chunks)
+        response._content_consumed = True
+        return response
+
+
+def bounded_session() -> requests.Session:
+    """A session whose open-ended streams end (see BoundedStreams)."""
+    session = requests.Session()
+    session.mount("http://", BoundedStreams())
+    return session
+
 
 # Examples per operation and generation mode (positive, negative); each example is sent up
 # to three times (as generated, with bob's ids, with alice's ids) plus the auth probes.
@@ -317,7 +365,7 @@ class Harness:
         self.alice = alice
         self.bob = bob
         self.stats = stats
-        self.session = requests.Session()
+        self.session = bounded_session()
         self.auth_probed: Counter[str] = Counter()
         self.rotation = 0
         self.bob_changed = False
@@ -351,7 +399,7 @@ class Harness:
             # The server closes the connection after an unhandled error: start a new one,
             # or the next request would fail for this one's sake.
             self.session.close()
-            self.session = requests.Session()
+            self.session = bounded_session()
         if case.method == "DELETE" and response.status_code == 204:
             self.bob_changed = True  # bob's thread or run may be gone: re-seed before reuse
         return response

@@ -1,0 +1,272 @@
+"""Replicas on one PostgreSQL database (`DATABASE_URL`): every one serves everything.
+
+Real processes only: a PostgreSQL server from Debian's package in a scratch dir, two or
+three `taskagent serve` replicas on loopback with separate data dirs (nothing is shared but
+the database), the stock langgraph-sdk as the client, and a round-robin TCP balancer in
+front where a test needs one. The verdicts come from the database: tasks, audit rows, runs,
+the event log. The offline engine is paced like a hosted model so a kill lands inside a turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psycopg
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.schema import StreamPart
+
+from faults.shared import LeaseWatch
+from scripts.rr_proxy import RoundRobin
+from tests.integration.conftest import REPO, LiveServer, free_port, offline_env
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+
+REPLICA = {
+    "TASKAGENT_RUN_LEASE_S": "2",
+    "TASKAGENT_RUN_POLL_S": "0.2",
+    "TASKAGENT_OFFLINE_FIRST_TOKEN_DELAY_MS": "700",
+    "TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "40",
+}
+CREATE = "Create a high-priority task for the quarterly review due next Friday"
+MODES: Any = ["updates", "messages-tuple"]
+TAKEOVER_S = 45.0
+
+
+def human(text: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}]}
+
+
+def query(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Read the database as an operator would, with psql's eyes: committed rows only."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            return conn.execute(sql, params).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+
+
+async def replicas(tmp_path: Path, url: str, count: int = 2) -> list[LiveServer]:
+    """Start `count` replicas on `url`, each with a data dir of its own."""
+    env = {**REPLICA, "DATABASE_URL": url}
+    return list(
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(LiveServer, tmp_path / f"replica{n}", None, env, (), 60)
+                for n in range(count)
+            )
+        )
+    )
+
+
+async def wait_for(probe: Callable[[], T | None], what: str, timeout: float = TAKEOVER_S) -> T:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (found := probe()):
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"{what}: not seen within {timeout:g} s")
+        await asyncio.sleep(0.05)
+    return found
+
+
+def run_status(url: str, run_id: str) -> str | None:
+    rows = query(url, "SELECT status FROM runs WHERE run_id = %s", run_id)
+    return str(rows[0][0]) if rows else None
+
+
+def assert_done_exactly_once(url: str, run_id: str) -> None:
+    """The run succeeded, its task exists once, its tool ran once, its event log has no gap."""
+    assert run_status(url, run_id) == "success"
+    assert query(url, "SELECT id, title FROM tasks") == [("TASK-0001", "Quarterly review")]
+    tools = query(url, "SELECT tool, success FROM audit WHERE kind = 'tool' ORDER BY id")
+    assert tools == [("create_task", 1)], "the tool must run (and be audited) once"
+    seqs = [
+        int(seq)
+        for (seq,) in query(
+            url, "SELECT seq FROM run_events WHERE run_id = %s ORDER BY seq", run_id
+        )
+    ]
+    assert seqs == list(range(1, len(seqs) + 1)), f"logged event ids {seqs}"
+
+
+def answer_of(parts: list[StreamPart]) -> str:
+    return "".join(
+        str(p.data[0]["content"])
+        for p in parts
+        if p.event == "messages" and p.data[0]["type"] == "AIMessageChunk"
+    )
+
+
+def stop_all(servers: list[LiveServer]) -> None:
+    for server in servers:
+        server.stop()
+
+
+async def test_every_replica_serves_what_another_wrote(tmp_path: Path, pg_url: str) -> None:
+    a, b = await replicas(tmp_path, pg_url)
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            turn = await http.post(f"{a.url}/chat", json={"message": "add a task to buy milk"})
+            assert turn.status_code == 200, turn.text
+            thread_id = turn.json()["thread_id"]
+            tasks = (await http.get(f"{b.url}/tasks")).json()
+            assert [t["title"] for t in tasks["tasks"]] == ["Buy milk"]
+            # The thread goes on through the other replica, with its history.
+            more = await http.post(
+                f"{b.url}/chat", json={"message": "list my tasks", "thread_id": thread_id}
+            )
+            assert more.status_code == 200 and "Buy milk" in more.json()["message"]
+        client_a, client_b = get_client(url=a.url), get_client(url=b.url)
+        state = await client_a.threads.get_state(thread_id)
+        assert isinstance(state["values"], dict)
+        asked = [m["content"] for m in state["values"]["messages"] if m["type"] == "human"]
+        assert asked == ["add a task to buy milk", "list my tasks"]
+        assistant = await client_a.assistants.create("agent", name="Replica test")
+        assert (await client_b.assistants.get(assistant["assistant_id"]))["name"] == "Replica test"
+        await client_b.store.put_item(["notes"], "k", {"v": 1})
+        assert (await client_a.store.get_item(["notes"], "k"))["value"] == {"v": 1}
+        found = await client_b.threads.search(metadata={"graph_id": "agent"})
+        assert thread_id in [t["thread_id"] for t in found]
+        # Tables were created once, by whichever replica came first.
+        assert query(pg_url, "SELECT version FROM schema_versions WHERE store = 'runs'") == [(3,)]
+    finally:
+        stop_all([a, b])
+
+
+async def test_a_run_on_one_replica_is_followed_live_from_another(
+    tmp_path: Path, pg_url: str
+) -> None:
+    a, b = await replicas(tmp_path, pg_url)
+    try:
+        client_a, client_b = get_client(url=a.url), get_client(url=b.url)
+        thread_id = (await client_a.threads.create())["thread_id"]
+        run = await client_a.runs.create(thread_id, "agent", input=human(CREATE), stream_mode=MODES)
+        live = [p async for p in client_b.runs.join_stream(thread_id, run["run_id"])]
+        assert answer_of(live).startswith("Created TASK-0001")
+        replay = [p async for p in client_a.runs.join_stream(thread_id, run["run_id"])]
+        assert [(p.id, p.event, p.data) for p in live] == [(p.id, p.event, p.data) for p in replay]
+        ids = [int(p.id) for p in live if p.id is not None]
+        assert ids == list(range(1, len(ids) + 1))
+        assert_done_exactly_once(pg_url, run["run_id"])
+    finally:
+        stop_all([a, b])
+
+
+@pytest.mark.parametrize("kill_after", ["first event", "tool result"])
+async def test_a_killed_replicas_run_is_finished_by_another_exactly_once(
+    tmp_path: Path, pg_url: str, kill_after: str
+) -> None:
+    a, b = await replicas(tmp_path, pg_url)
+    leases = LeaseWatch(pg_url).start()
+    try:
+        client_a = get_client(url=a.url)
+        thread_id = (await client_a.threads.create())["thread_id"]
+        seen: list[StreamPart] = []
+        async for part in client_a.runs.stream(
+            thread_id, "agent", input=human(CREATE), stream_mode=MODES
+        ):
+            seen.append(part)
+            tool_done = part.event == "updates" and "tool_execute" in part.data
+            if kill_after == "first event" or tool_done:
+                a.kill()
+                break
+        run_id = str(seen[0].data["run_id"])
+        assert run_status(pg_url, run_id) == "running"
+        last = max(int(p.id) for p in seen if p.id is not None)
+        async with asyncio.timeout(TAKEOVER_S):
+            rest = [
+                p
+                async for p in get_client(url=b.url).runs.join_stream(
+                    thread_id, run_id, last_event_id=str(last)
+                )
+            ]
+        ids = [int(p.id) for p in seen + rest if p.id is not None]
+        assert ids == list(range(1, len(ids) + 1)), f"event ids across the kill: {ids}"
+        assert "Quarterly review" in answer_of(rest)
+        assert_done_exactly_once(pg_url, run_id)
+        assert leases.holders(run_id) == [a.proc.pid, b.proc.pid], "A ran it, then B"
+    finally:
+        await leases.stop()
+        stop_all([a, b])
+
+
+async def test_a_replica_stalled_past_its_lease_races_the_takeover_and_writes_nothing(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The forced race: A is frozen mid-run, B takes the run over, then A wakes up."""
+    a, b = await replicas(tmp_path, pg_url)
+    leases = LeaseWatch(pg_url).start()
+    try:
+        client_a, client_b = get_client(url=a.url), get_client(url=b.url)
+        thread_id = (await client_a.threads.create())["thread_id"]
+        run = await client_a.runs.create(thread_id, "agent", input=human(CREATE), stream_mode=MODES)
+        run_id = str(run["run_id"])
+        await wait_for(lambda: query(pg_url, "SELECT 1 FROM tasks"), "the task the turn creates")
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        try:
+            await wait_for(lambda: run_status(pg_url, run_id) == "success", "B finishing the run")
+            finished = await client_b.threads.get_state(thread_id)
+        finally:
+            os.kill(a.proc.pid, signal.SIGCONT)
+        await asyncio.sleep(3)  # A goes on with a lease it no longer holds: it must stop
+        assert (await client_b.threads.get_state(thread_id)) == finished
+        assert_done_exactly_once(pg_url, run_id)
+        assert leases.holders(run_id) == [a.proc.pid, b.proc.pid]
+    finally:
+        await leases.stop()
+        stop_all([a, b])
+
+
+async def test_behind_a_balancer_turns_go_on_when_a_replica_dies(
+    tmp_path: Path, pg_url: str
+) -> None:
+    servers = await replicas(tmp_path, pg_url, count=2)
+    balancer = RoundRobin([s.port for s in servers])
+    port = free_port()
+    proxy = asyncio.create_task(balancer.serve(port))
+    try:
+        await asyncio.sleep(0.2)
+        url = f"http://127.0.0.1:{port}"
+
+        async def turn(message: str) -> httpx.Response:
+            # A new connection per turn, as many clients behind a balancer make.
+            async with httpx.AsyncClient(timeout=60) as http:
+                return await http.post(f"{url}/chat", json={"message": message})
+
+        before = [await turn(f"add a task to water plant {n}") for n in range(4)]
+        assert all(r.status_code == 200 for r in before), [r.text for r in before]
+        assert all(count > 0 for count in balancer.served.values()), balancer.served
+        servers[0].kill()
+        after = [await turn(f"add a task to call friend {n}") for n in range(4)]
+        assert all(r.status_code == 200 for r in after), [r.text for r in after]
+        titles = sorted(str(t) for (t,) in query(pg_url, "SELECT title FROM tasks"))
+        assert len(titles) == 8 and len(set(titles)) == 8
+    finally:
+        proxy.cancel()
+        stop_all(servers)
+
+
+def test_a_bad_database_url_is_one_line_and_serves_nothing(tmp_path: Path) -> None:
+    for url, says in (
+        ("mysql://root@127.0.0.1/tasks", "DATABASE_URL must be a PostgreSQL URL"),
+        (f"postgresql://nobody@127.0.0.1:{free_port()}/x", "PostgreSQL cannot be used"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(free_port())],
+            cwd=REPO,
+            env=offline_env(tmp_path / "data", DATABASE_URL=url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        assert done.returncode != 0 and len(lines) == 1 and says in lines[0], lines
