@@ -27,6 +27,10 @@ install-dev: $(UV) ## Install everything: the server plus the test, lint and Stu
 run: install ## Start the server on http://127.0.0.1:8000 (HOST/PORT override)
 	$(UV) run --frozen --no-dev taskagent serve
 
+.PHONY: run-pg
+run-pg: install ## PostgreSQL (Debian package) + 2 replicas behind a round-robin balancer on :8000; docs/SCALING.md
+	$(UV) run --frozen --no-dev python -m scripts.run_pg
+
 .PHONY: chat
 chat: install ## Chat with the agent in the terminal
 	$(UV) run --frozen --no-dev taskagent chat

@@ -34,6 +34,7 @@ from server.observability.logs import REQUEST_ID_HEADER, log_config
 from server.observability.request_context import RequestContext, request_id_of
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
+from server.runs.storage_errors import log_failure
 from server.runs.store import RunStore
 from server.runs.thread_ttl import watch_ttls
 from server.security.auth import KeyRing
@@ -223,6 +224,6 @@ async def _sweep_events(store: RunStore, retention_s: float) -> None:
             removed = await store.prune_events(timedelta(seconds=retention_s))
             if removed:
                 log.info("pruned %d logged events older than %ss", removed, retention_s)
-        except Exception:
-            log.exception("event retention sweep failed")
+        except Exception as exc:
+            log_failure(log, "event retention sweep", exc)
         await asyncio.sleep(RETENTION_SWEEP_S)

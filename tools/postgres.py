@@ -274,6 +274,8 @@ async def open_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> Async
         url,
         min_size=min_size,
         max_size=max_size,
+        # A request waits this long for a connection, then gets a 503 (the database is down).
+        timeout=5,
         open=False,
         check=AsyncConnectionPool.check_connection,
         kwargs={

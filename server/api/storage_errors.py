@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 
 from server.runs.storage_errors import RETRY_AFTER_S, StorageUnavailable, classify
 
@@ -41,3 +43,5 @@ def answer_storage_errors(app: FastAPI) -> None:
 
     app.add_exception_handler(StorageUnavailable, storage_error)
     app.add_exception_handler(sqlite3.DatabaseError, storage_error)
+    app.add_exception_handler(psycopg.Error, storage_error)
+    app.add_exception_handler(PoolTimeout, storage_error)

@@ -39,7 +39,7 @@ from croniter import croniter  # type: ignore[import-untyped]
 
 from graph.context import Context, Role
 from server.runs.runner import TurnError
-from server.runs.storage_errors import classify
+from server.runs.storage_errors import classify, log_failure
 from server.runs.store import FINISHED, RunRecord
 from tools.database import Connection, open_database
 from tools.migrations import Migration, migrate
@@ -466,8 +466,8 @@ class CronScheduler:
         while True:
             try:
                 await self.tick()
-            except Exception:
-                log.exception("cron pass failed; retrying in %ss", self._poll_s)
+            except Exception as exc:
+                log_failure(log, "cron pass", exc)
             await asyncio.sleep(self._poll_s)
 
     async def tick(self) -> int:

@@ -45,7 +45,7 @@ from server.runs.runner import (
     title_of,
 )
 from server.runs.storage_errors import EVENT_ERROR as STORAGE_ERROR
-from server.runs.storage_errors import classify
+from server.runs.storage_errors import classify, log_failure
 from server.runs.store import (
     FINISHED,
     CancelAction,
@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 STORAGE_RETRIES = 60
 # How often a client of a run executing in another process reads its log.
 FOLLOW_POLL_S = 0.05
+# How often a follower reads another replica's log anyway while notifications arrive.
+LISTENING_POLL_S = 1.0
 
 
 class RunManager:
@@ -90,6 +92,7 @@ class RunManager:
         self.assistants = assistants
         self.limiter = limiter
         self.leases = Leases(store, runner.services.settings, serves_others=serves_others)
+        store.wakeups.on_runs(self.leases.wake)
         self.identity = self.leases.identity
         # Runs executing in this process, by id; the runs table says which are live anywhere.
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -355,8 +358,8 @@ class RunManager:
             # A failure here must not end the loop: nothing would be claimed again.
             try:
                 await self._begin(claimed)
-            except Exception:
-                log.exception("starting claimed runs failed")
+            except Exception as exc:
+                log_failure(log, "starting claimed runs", exc)
 
     async def _begin(self, claimed: list[RunRecord]) -> None:
         for run in claimed:
@@ -538,7 +541,9 @@ class RunManager:
         last = after
         while True:
             # Take the live channel before reading the log: whatever it delivers later has a
-            # higher sequence number than anything the log read can miss.
+            # higher sequence number than anything the log read can miss. Likewise the
+            # wake-up token: a replica's notification after this read still wakes us.
+            token = self.store.wakeups.events_token()
             channel = self._channels.get(run_id)
             status = None if channel else await self.store.status(run_id)
             for event in await self.store.events_after(run_id, last):
@@ -553,7 +558,7 @@ class RunManager:
                 continue  # taken over by another process: read its log from here on
             if status is None or status in FINISHED:
                 return
-            await asyncio.sleep(FOLLOW_POLL_S)
+            await self.store.wakeups.wait(token, FOLLOW_POLL_S, LISTENING_POLL_S)
 
     async def wait(self, run_id: str) -> RunRecord:
         """Wait for the run to finish (in whichever process runs it) and return it."""

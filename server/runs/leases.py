@@ -43,10 +43,12 @@ class Leases:
         self._serves_others = serves_others
         self.queued_here: set[str] = set()
         self._wake = asyncio.Event()
+        self._renew_now = asyncio.Event()
 
     def wake(self) -> None:
-        """Claim now rather than at the next poll (a local run ended, or one was queued)."""
+        """Claim and renew now, not at the next poll: a run ended, was queued or cancelled."""
         self._wake.set()
+        self._renew_now.set()
 
     async def claim(self, limit: int = CLAIM_BATCH) -> list[RunRecord]:
         """Lease up to `limit` runs this process may take."""
@@ -77,7 +79,10 @@ class Leases:
     async def renewals(self) -> AsyncIterator[dict[str, str | None]]:
         """Renew every lease held, a third of a lease apart; yield {run_id: cancel asked}."""
         while True:
-            await asyncio.sleep(self._settings.run_lease_s / 3)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.run_lease_s / 3):
+                    await self._renew_now.wait()
+            self._renew_now.clear()
             try:
                 held = await self._store.renew(self.identity, self._settings.run_lease_s)
             except Exception as exc:

@@ -22,7 +22,8 @@ from typing import Any, Literal
 from graph import metrics
 from graph.context import TIER_NAMES, Context
 from server.runs.group_commit import GroupCommit
-from tools.database import Connection, open_database
+from server.runs.wakeups import EVENTS, RUNS, Wakeups
+from tools.database import Connection, is_postgres, open_database
 from tools.migrations import Migration, columns_of, migrate
 from tools.postgres import pg_schema
 from tools.sqlite import fetch_all, fetch_one, now_iso
@@ -199,8 +200,10 @@ def _record(row: Any) -> RunRecord:
 class RunStore:
     """The runs table, leases and the append-only event log."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, wakeups: Wakeups | None = None) -> None:
         self._conn = conn
+        # Other replicas' notifications (PostgreSQL); inert on SQLite.
+        self.wakeups = wakeups or Wakeups(None)
         # Many runs share this connection; a transaction spans several awaits, so writes
         # take turns instead of landing inside another run's open transaction.
         self._write = asyncio.Lock()
@@ -223,11 +226,20 @@ class RunStore:
         except BaseException:
             await conn.close()  # its thread would keep the process alive
             raise
-        return cls(conn)
+        wakeups = Wakeups(database_url)
+        wakeups.start()
+        return cls(conn, wakeups)
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Stop listening and close the connection."""
+        await self.wakeups.stop()
         await self._conn.close()
+
+    async def _notify(self, *channels: str) -> None:
+        """Tell the other replicas to look again now (PostgreSQL; see server.runs.wakeups)."""
+        if is_postgres(self._conn):
+            for channel in channels:
+                await self._conn.execute(f"NOTIFY {channel}")
 
     # --- admission -----------------------------------------------------------------------
 
@@ -294,7 +306,9 @@ class RunStore:
                     " VALUES (?, ?, ?, ?, ?)",
                     (key.owner, key.key, key.fingerprint, run.run_id, now_iso()),
                 )
-            return Admission(run, new=True, stopping=stopping)
+            admitted = Admission(run, new=True, stopping=stopping)
+        await self._notify(RUNS)
+        return admitted
 
     async def _keyed_run(self, key: KeyBinding, ttl: timedelta) -> RunRecord | None:
         cutoff = (datetime.now(UTC) - ttl).isoformat(timespec="seconds")
@@ -447,7 +461,8 @@ class RunStore:
                     "UPDATE runs SET cancel = ? WHERE run_id = ?", (action, run_id)
                 )
             status: RunStatus = row[0]
-            return status
+        await self._notify(RUNS)
+        return status
 
     # --- runs ----------------------------------------------------------------------------
 
@@ -552,6 +567,7 @@ class RunStore:
             )
         if cur.rowcount == 0:
             return False
+        await self._notify(EVENTS, RUNS) if ends else await self._notify(EVENTS)
         # Only once it is recorded: a write that failed is retried and must count once.
         detail = {"run_id": run_id, "status": status} | ({"error": error} if error else {})
         log.info("run %s", status, extra=detail)
@@ -592,11 +608,13 @@ class RunStore:
                     + ", ".join(["(?, ?, ?, ?)"] * len(rows)),
                     [value for row in rows for value in row],
                 )
-                return
-            async with self._transaction():
-                await self._conn.executemany(
-                    "INSERT INTO run_events (run_id, seq, event, data) VALUES (?, ?, ?, ?)", rows
-                )
+            else:
+                async with self._transaction():
+                    await self._conn.executemany(
+                        "INSERT INTO run_events (run_id, seq, event, data) VALUES (?, ?, ?, ?)",
+                        rows,
+                    )
+        await self._notify(EVENTS)
 
     async def events_after(self, run_id: str, seq: int) -> list[RunEvent]:
         """Return the run's events with a sequence number above `seq`, in order."""

@@ -13,6 +13,7 @@ import logging
 from datetime import UTC, datetime
 
 from server.runs.engine import RunManager
+from server.runs.storage_errors import log_failure
 from server.runs.threads import ThreadInfo
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,6 @@ async def watch_ttls(runs: RunManager, interval_s: float) -> None:
             swept = await sweep_expired(runs)
             if swept:
                 log.info("swept %d thread(s) whose TTL ran out", swept)
-        except Exception:
-            log.exception("thread TTL sweep failed")
+        except Exception as exc:
+            log_failure(log, "thread TTL sweep", exc)
         await asyncio.sleep(interval_s)

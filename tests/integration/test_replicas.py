@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +27,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.schema import StreamPart
 
 from faults.shared import LeaseWatch
+from scripts.local_pg import LocalPostgres
 from scripts.rr_proxy import RoundRobin
 from tests.integration.conftest import REPO, LiveServer, free_port, offline_env
 
@@ -270,3 +273,51 @@ def test_a_bad_database_url_is_one_line_and_serves_nothing(tmp_path: Path) -> No
         )
         lines = (done.stdout + done.stderr).strip().splitlines()
         assert done.returncode != 0 and len(lines) == 1 and says in lines[0], lines
+
+
+async def test_a_database_restart_is_a_clean_503_and_then_business_as_usual(
+    tmp_path: Path,
+) -> None:
+    database = LocalPostgres(Path(tempfile.mkdtemp(prefix="taskagent-pg-"))).start()
+    try:
+        (server,) = await replicas(tmp_path, database.url(), count=1)
+        try:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+                first = await http.post("/chat", json={"message": "add a task to buy milk"})
+                assert first.status_code == 200, first.text
+                database.stop()
+                for request in (http.get("/tasks"), http.post("/chat", json={"message": "hi"})):
+                    down = await request
+                    assert down.status_code == 503, down.text
+                    assert down.headers["retry-after"] and "try again" in down.json()["detail"]
+                database.start()
+                again = await http.post("/chat", json={"message": "add a task to call mum"})
+                assert again.status_code == 200, again.text
+                titles = {t["title"] for t in (await http.get("/tasks")).json()["tasks"]}
+                assert titles == {"Buy milk", "Call mum"}
+            logged = "".join(server.output)
+            assert "Traceback" not in logged, logged[logged.index("Traceback") - 300 :][:3000]
+        finally:
+            server.stop()
+    finally:
+        database.stop()
+        shutil.rmtree(database.directory, ignore_errors=True)
+
+
+async def test_a_cancel_sent_to_one_replica_stops_the_run_on_another(
+    tmp_path: Path, pg_url: str
+) -> None:
+    a, b = await replicas(tmp_path, pg_url)
+    try:
+        client_a, client_b = get_client(url=a.url), get_client(url=b.url)
+        thread_id = (await client_a.threads.create())["thread_id"]
+        run = await client_a.runs.create(thread_id, "agent", input=human(CREATE), stream_mode=MODES)
+        await wait_for(lambda: run_status(pg_url, run["run_id"]) == "running", "the run starting")
+        await client_b.runs.cancel(thread_id, run["run_id"])
+        await wait_for(
+            lambda: run_status(pg_url, run["run_id"]) == "interrupted", "the run stopping", 10
+        )
+        assert query(pg_url, "SELECT id FROM tasks") == [], "stopped before its tool ran"
+        assert (await client_a.runs.get(thread_id, run["run_id"]))["status"] == "interrupted"
+    finally:
+        stop_all([a, b])
