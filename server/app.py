@@ -221,7 +221,8 @@ def _probe(runner: AgentRunner, store: RunStore) -> asyncio.Task[None]:
 async def _sweep_events(store: RunStore, retention_s: float) -> None:
     while True:
         try:
-            removed = await store.prune_events(timedelta(seconds=retention_s))
+            async with store.one_replica("event-retention") as mine:
+                removed = await store.prune_events(timedelta(seconds=retention_s)) if mine else 0
             if removed:
                 log.info("pruned %d logged events older than %ss", removed, retention_s)
         except Exception as exc:

@@ -254,6 +254,22 @@ async def setup_lock(pool: AsyncConnectionPool[Any], name: str) -> AsyncIterator
             await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
 
 
+@asynccontextmanager
+async def one_replica(pool: AsyncConnectionPool[Any], name: str) -> AsyncIterator[bool]:
+    """Yield whether this replica holds the advisory lock `name` (not waiting for it).
+
+    For background passes (retention, TTL sweeps) that one replica at a time runs: the others
+    skip the pass while one holds it.
+    """
+    async with pool.connection() as conn:
+        held = await _try_lock(conn, name)
+        try:
+            yield held
+        finally:
+            if held:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+
+
 async def _try_lock(conn: psycopg.AsyncConnection[Any], name: str) -> bool:
     cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS locked", (name,))
     row = await cur.fetchone()

@@ -253,7 +253,8 @@ class ChatSession:
         """Return the thread `choice` names: a number of the last /threads, or an id (prefix)."""
         if not choice:
             raise ClientError("Say which thread: /open N (a number from /threads) or an id.")
-        if choice.isdecimal():
+        # Four digits or more may be the start of an id ("793467f4-…") rather than a number.
+        if choice.isdecimal() and not (len(choice) >= 4 and int(choice) > len(self.listed)):
             if not self.listed:
                 raise ClientError("List the threads with /threads first, then /open N.")
             if not 1 <= int(choice) <= len(self.listed):

@@ -13,7 +13,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from server.runs.group_commit import GroupCommit
 from server.runs.wakeups import EVENTS, RUNS, Wakeups
 from tools.database import Connection, is_postgres, open_database
 from tools.migrations import Migration, columns_of, migrate
-from tools.postgres import pg_schema
+from tools.postgres import PgConnection, one_replica, pg_schema
 from tools.sqlite import fetch_all, fetch_one, now_iso
 
 log = logging.getLogger("server.runs.engine")
@@ -234,6 +235,19 @@ class RunStore:
         """Stop listening and close the connection."""
         await self.wakeups.stop()
         await self._conn.close()
+
+    @asynccontextmanager
+    async def one_replica(self, name: str) -> AsyncIterator[bool]:
+        """Yield whether this process should run the background pass `name` now.
+
+        On PostgreSQL one replica at a time does (an advisory lock, not waited for); on
+        SQLite every process does, as before.
+        """
+        if isinstance(self._conn, PgConnection):
+            async with one_replica(self._conn.pool, f"taskagent:{name}") as held:
+                yield held
+        else:
+            yield True
 
     async def _notify(self, *channels: str) -> None:
         """Tell the other replicas to look again now (PostgreSQL; see server.runs.wakeups)."""

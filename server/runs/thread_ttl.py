@@ -49,6 +49,10 @@ async def sweep_expired(runs: RunManager, now: datetime | None = None) -> int:
 
 async def _expire(runs: RunManager, info: ThreadInfo, now: datetime) -> bool:
     if info.ttl_strategy == "keep_latest":
+        if info.status == "interrupted":
+            # Waiting for an answer (maybe to several tool calls at once): its pending step is
+            # left whole; the thread is pruned at a sweep after it is answered.
+            return False
         if not await keep_latest(runs, info.thread_id):
             return False
         await runs.runner.threads.set_ttl(
@@ -63,7 +67,8 @@ async def watch_ttls(runs: RunManager, interval_s: float) -> None:
     """Sweep expired threads every `interval_s` seconds until cancelled."""
     while True:
         try:
-            swept = await sweep_expired(runs)
+            async with runs.store.one_replica("thread-ttl") as mine:
+                swept = await sweep_expired(runs) if mine else 0
             if swept:
                 log.info("swept %d thread(s) whose TTL ran out", swept)
         except Exception as exc:

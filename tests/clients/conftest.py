@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.clients.node import ensure_node, ensure_packages
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import LiveServer, serve
 from tests.integration.test_studio import LanggraphDev
 
 
@@ -40,7 +40,7 @@ def start_server(root: Path, env: dict[str, str] | None = None) -> Server:
     """Start the server under test, keeping its data under `root`."""
     if os.environ.get("CLIENT_TESTS_SERVER") == "langgraph-dev":
         return DevServer(root, env or {})
-    return LiveServer(root / "data", env=env)
+    return serve(root / "data", env=env)
 
 
 @pytest.fixture

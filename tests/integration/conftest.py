@@ -1,3 +1,7 @@
+import asyncio
+import atexit
+import contextlib
+import functools
 import os
 import shutil
 import socket
@@ -14,6 +18,7 @@ import httpx
 import pytest
 
 from scripts.local_pg import LocalPostgres
+from scripts.rr_proxy import RoundRobin
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,8 +120,86 @@ def pg_url(postgres: LocalPostgres) -> str:
     return postgres.create_database(f"t_{uuid.uuid4().hex[:16]}")
 
 
+class Replicas(LiveServer):
+    """Two replicas on one PostgreSQL database behind a round-robin balancer, as one server.
+
+    What the suites see of a server (`url`, `stop`, `output`) is the balancer's and the
+    replicas' together; `data_dir` is the first replica's (nothing the service keeps is
+    there: it is all in the database).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        count: int = 2,
+    ) -> None:
+        env = {**(env or {}), "DATABASE_URL": database_url}
+        self.replicas = [
+            LiveServer(data_dir.with_name(f"{data_dir.name}-r{n}"), env=env, args=args)
+            for n in range(count)
+        ]
+        self.data_dir = data_dir
+        self.proc = self.replicas[0].proc
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        balancer = RoundRobin([replica.port for replica in self.replicas])
+        self._proxy = threading.Thread(
+            target=self._loop.run_until_complete, args=(balancer.serve(self.port),), daemon=True
+        )
+        self._proxy.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 1),
+            ):
+                return
+            time.sleep(0.05)
+
+    @property
+    def output(self) -> list[str]:  # type: ignore[override]
+        return [line for replica in self.replicas for line in replica.output]
+
+    def kill(self) -> None:
+        for replica in self.replicas:
+            replica.kill()
+
+    def stop(self) -> str:
+        logs = "".join(replica.stop() for replica in self.replicas)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        return logs
+
+
+def on_postgres() -> bool:
+    """Whether the suites run against two replicas on PostgreSQL (`make test-pg`)."""
+    return os.environ.get("TASKAGENT_TEST_BACKEND") == "postgres"
+
+
+@functools.cache
+def _suite_postgres() -> LocalPostgres:
+    directory = Path(tempfile.mkdtemp(prefix="taskagent-pg-"))
+    server = LocalPostgres(directory).start()
+    atexit.register(server.stop)
+    return server
+
+
+def serve(
+    data_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> LiveServer:
+    """The server a protocol suite talks to: one process on SQLite, or (`make test-pg`) two
+    replicas on a new PostgreSQL database behind a balancer."""
+    if on_postgres():
+        url = _suite_postgres().create_database(f"t_{uuid.uuid4().hex[:16]}")
+        return Replicas(data_dir, url, env, args)
+    return LiveServer(data_dir, env=env, args=args)
+
+
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path / "data")
+    server = serve(tmp_path / "data")
     yield server
     server.stop()

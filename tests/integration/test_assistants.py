@@ -33,7 +33,7 @@ from server.runs.assistants import AssistantChange, AssistantStore
 from server.runs.graphs import GraphRegistry, ServedGraph, system_assistant_id
 from server.runs.runner import TurnError
 from server.runs.store import RunRecord, RunStore
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import LiveServer, serve
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def served_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server for the module: tests tag what they create, so they do not see each other's."""
-    live = LiveServer(tmp_path_factory.mktemp("assistants") / "data", env=served_env())
+    live = serve(tmp_path_factory.mktemp("assistants") / "data", env=served_env())
     yield live
     live.stop()
 

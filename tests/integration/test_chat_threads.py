@@ -29,7 +29,7 @@ from tests.fakes.llm_servers import (
     text,
     tool_call,
 )
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import LiveServer, serve
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +39,7 @@ KEYS = f"{ALICE}:alice:write,{BOB}:bob:write"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(
-        tmp_path_factory.mktemp("chat-threads") / "data", env={"TASKAGENT_API_KEYS": KEYS}
-    )
+    live = serve(tmp_path_factory.mktemp("chat-threads") / "data", env={"TASKAGENT_API_KEYS": KEYS})
     yield live
     live.stop()
 

@@ -171,9 +171,10 @@ def test_threads_are_numbered_and_opened_inside_the_chat(tmp_path):
 
 def test_a_thread_id_prefix_resumes_it_locally_and_over_http(tmp_path):
     server = LiveServer(tmp_path)
+    digits = "98761234-0000-4000-8000-000000000003"  # an id that starts like a number
     try:
         twins = [f"abcd{n}234-0000-4000-8000-00000000000{n}" for n in (1, 2)]
-        for thread_id in twins:
+        for thread_id in (*twins, digits):
             created = httpx.post(f"{server.url}/threads", json={"thread_id": thread_id})
             assert created.status_code == 200, created.text
         for where in ((), ("--url", server.url)):
@@ -205,6 +206,18 @@ def test_a_thread_id_prefix_resumes_it_locally_and_over_http(tmp_path):
             assert "Traceback" not in ambiguous.stderr
     finally:
         server.stop()
+    child = spawn(tmp_path, "chat")
+    try:
+        child.expect("you>")
+        child.sendline("/threads")
+        child.expect("3 thread\\(s\\)")
+        child.expect("you>")
+        child.sendline("/open 98761")
+        child.expect(f"Switched to thread {digits}")
+        child.expect("you>")
+        quit_chat(child)
+    finally:
+        child.close()
     # Nothing was sent to either twin by the refused command.
     with sqlite3.connect(tmp_path / "runs.sqlite") as conn:
         assert conn.execute(

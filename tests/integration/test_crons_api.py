@@ -23,7 +23,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.schema import Cron
 
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import LiveServer, serve
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def ask(text: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path_factory.mktemp("crons") / "data", env={**FAST, **KEYS})
+    live = serve(tmp_path_factory.mktemp("crons") / "data", env={**FAST, **KEYS})
     yield live
     live.stop()
 

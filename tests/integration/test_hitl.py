@@ -21,7 +21,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import LiveServer, serve
 from tests.integration.test_studio import LanggraphDev
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ def task_ids(data_dir: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path_factory.mktemp("hitl") / "data", env={"TASKAGENT_API_KEYS": KEYS})
+    live = serve(tmp_path_factory.mktemp("hitl") / "data", env={"TASKAGENT_API_KEYS": KEYS})
     yield live
     live.stop()
 

@@ -29,6 +29,7 @@ from langgraph_sdk.schema import StreamPart
 from faults.shared import LeaseWatch
 from scripts.local_pg import LocalPostgres
 from scripts.rr_proxy import RoundRobin
+from server.runs.store import RunStore
 from tests.integration.conftest import REPO, LiveServer, free_port, offline_env
 
 pytestmark = pytest.mark.integration
@@ -321,3 +322,23 @@ async def test_a_cancel_sent_to_one_replica_stops_the_run_on_another(
         assert (await client_a.runs.get(thread_id, run["run_id"]))["status"] == "interrupted"
     finally:
         stop_all([a, b])
+
+
+async def test_background_passes_run_on_one_replica_at_a_time(tmp_path: Path, pg_url: str) -> None:
+    first, second = [
+        await RunStore.open(
+            tmp_path / "runs.sqlite", busy_timeout_ms=5000, synchronous="NORMAL", database_url=url
+        )
+        for url in (pg_url, pg_url)
+    ]
+    try:
+        async with first.one_replica("event-retention") as mine:
+            async with second.one_replica("event-retention") as theirs:
+                assert mine and not theirs
+            async with second.one_replica("thread-ttl") as other_pass:
+                assert other_pass, "another pass is not held up"
+        async with second.one_replica("event-retention") as theirs:
+            assert theirs, "free again once the first is done"
+    finally:
+        await first.close()
+        await second.close()

@@ -10,7 +10,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import serve
 
 # runs.wait goes through the SDK's reconnecting request, which raises httpx's status error.
 Conflict = (ConflictError, httpx.HTTPStatusError)
@@ -29,7 +29,7 @@ def human(text: str) -> dict[str, Any]:
 @pytest.fixture
 def paced_server(tmp_path):
     """A server whose offline engine takes 20 ms per token, so runs last long enough to race."""
-    server = LiveServer(tmp_path / "data", env={"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "20"})
+    server = serve(tmp_path / "data", env={"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "20"})
     yield server
     server.stop()
 

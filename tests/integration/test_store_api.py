@@ -20,7 +20,7 @@ from langgraph_sdk import get_client
 
 from graph.settings import Settings
 from server.runs.runner import AgentRunner
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import LiveServer, serve
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ graph = builder.compile()
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path_factory.mktemp("store") / "data", env=KEYS)
+    live = serve(tmp_path_factory.mktemp("store") / "data", env=KEYS)
     yield live
     live.stop()
 

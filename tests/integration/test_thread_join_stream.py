@@ -16,7 +16,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from tests.integration.conftest import REPO, LiveServer
+from tests.integration.conftest import REPO, LiveServer, serve
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ MODES = ["values", "updates"]
 
 def start_server(data: Any) -> LiveServer:
     """A server on `data` serving the test graphs (`slow` sleeps `pause_s` in its second step)."""
-    return LiveServer(data, args=("--config", str(CONFIG)), env={"TASKAGENT_API_KEYS": KEYS})
+    return serve(data, args=("--config", str(CONFIG)), env={"TASKAGENT_API_KEYS": KEYS})
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.integration.conftest import REPO, LiveServer
+from tests.integration.conftest import REPO, LiveServer, serve
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def server(tmp_path_factory):
     """One server for the tests that need no restart; each test is a user of its own."""
     # 20 ms per streamed token: a run lasts long enough for another command to race it.
     env = {"TASKAGENT_API_KEYS": KEYS, "TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "20"}
-    live = LiveServer(tmp_path_factory.mktemp("thread-stream") / "data", env=env)
+    live = serve(tmp_path_factory.mktemp("thread-stream") / "data", env=env)
     yield live
     live.stop()
 

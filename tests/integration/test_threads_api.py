@@ -22,7 +22,7 @@ from langgraph_sdk.errors import (
     UnprocessableEntityError,
 )
 
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import LiveServer, serve
 
 COUNTER = """
 from typing import TypedDict
@@ -59,7 +59,7 @@ def human(text: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server for the module: three users, and a TTL sweep every half second."""
-    live = LiveServer(
+    live = serve(
         tmp_path_factory.mktemp("threads") / "data",
         env={
             "TASKAGENT_API_KEYS": ",".join(f"{key}:{user}:write" for user, key in KEYS.items()),
@@ -517,3 +517,25 @@ async def test_a_keep_latest_ttl_prunes_the_thread_and_starts_over(server):
     thread = await carol.threads.get(tid, include=["ttl"])
     assert thread["values"] == original["values"]
     assert thread["ttl"]["strategy"] == "keep_latest" and thread["ttl"]["expires_at"] > first
+
+
+async def test_a_keep_latest_ttl_leaves_a_thread_waiting_for_an_approval_whole(server):
+    carol = client_of(server, "carol")
+    tid, task_id = await thread_with_task(carol)
+    await carol.runs.wait(tid, "agent", input=human(f"delete {task_id}"))
+    assert (await carol.threads.get(tid))["status"] == "interrupted"
+    before = checkpoint_count(server, tid)
+    await carol.threads.update(tid, metadata={}, ttl={"strategy": "keep_latest", "ttl": 0.01})
+    first = (await carol.threads.get(tid, include=["ttl"]))["ttl"]["expires_at"]
+    await asyncio.sleep(3)  # several sweeps past the TTL
+    assert checkpoint_count(server, tid) == before, "a pending approval's step is never pruned"
+    waiting = await carol.threads.get(tid, include=["ttl"])
+    assert waiting["ttl"]["expires_at"] == first, "left for a later sweep"
+    answered = await carol.runs.wait(tid, "agent", command={"resume": {"approved": True}})
+    assert "deleted" in answered["messages"][-1]["content"].lower()
+    for _ in range(100):  # answered, the next sweep prunes it and starts its TTL over
+        thread = await carol.threads.get(tid, include=["ttl"])
+        if thread["ttl"]["expires_at"] > first:
+            break
+        await asyncio.sleep(0.1)
+    assert thread["ttl"]["expires_at"] > first
