@@ -55,6 +55,18 @@ format: install-dev ## Format and auto-fix with ruff
 test: lint ## The whole suite: lint, type check, unit and integration tests
 	$(UV) run --frozen pytest -q
 
+# The agent-protocol and /chat suites with every server replaced by two replicas on a new
+# PostgreSQL database behind a round-robin balancer (tests/integration/conftest.py `serve`).
+PG_SUITES ?= tests/integration/test_chat_api.py tests/integration/test_sdk.py \
+	tests/integration/test_chat_stream.py tests/integration/test_thread_join_stream.py \
+	tests/integration/test_thread_stream.py tests/integration/test_assistants.py \
+	tests/integration/test_store_api.py tests/integration/test_hitl.py \
+	tests/integration/test_chat_threads.py tests/integration/test_crons_api.py \
+	tests/integration/test_threads_api.py tests/clients
+.PHONY: test-pg
+test-pg: install-dev ## The protocol and /chat suites against 2 replicas on PostgreSQL; docs/SCALING.md
+	TASKAGENT_TEST_BACKEND=postgres $(UV) run --frozen pytest -q $(PG_SUITES)
+
 .PHONY: e2e-ui
 e2e-ui: install-dev ## agent-chat-ui built from its source, against the server in Chromium (first run ≈5 min); docs/E2E_UI.md
 	TASKAGENT_E2E_UI=1 $(UV) run --frozen pytest -q tests/e2e_ui

@@ -32,8 +32,9 @@ from faults.report import (
 )
 from faults.shared import run_shared
 from faults.storage import disk_full_fault, lock_fault, scratch
+from scripts.local_pg import LocalPostgres
 
-FAULTS = ("kills", "shared", "lock", "disk", "models", "load")
+FAULTS = ("kills", "shared", "replicas", "lock", "disk", "models", "load")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -47,6 +48,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kills", type=int, help="SIGKILLs (default 100; quick 5)")
     parser.add_argument(
         "--shared", type=int, help="SIGKILLs with two servers on one data dir (default 20; quick 3)"
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        help="SIGKILLs of one of two replicas on PostgreSQL (default 50; quick 3)",
     )
     parser.add_argument("--model-turns", type=int, help="turns per model fault (10; quick 2)")
     parser.add_argument("--sessions", type=int, help="load sessions (default 200; quick 20)")
@@ -65,6 +71,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     quick = args.quick
     args.kills = args.kills or (5 if quick else 100)
     args.shared = args.shared or (3 if quick else 20)
+    args.replicas = args.replicas or (3 if quick else 50)
     args.model_turns = args.model_turns or (1 if quick else 10)
     args.sessions = args.sessions or (20 if quick else 200)
     args.load_seconds = args.load_seconds or (10.0 if quick else 300.0)
@@ -108,6 +115,23 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
                 )
             )
             details.append(kill_details(shared, "Shared-data-dir problems"))
+        if "replicas" in chosen:
+            say(f"replicas: {args.replicas} SIGKILLs of one of two replicas on PostgreSQL …")
+            postgres = LocalPostgres(workdir("postgres")).start()
+            try:
+                replicas = await run_shared(
+                    args.replicas, workdir("replicas"), seed=args.seed, database_url=postgres.url()
+                )
+            finally:
+                postgres.stop()
+            rows.append(
+                shared_row(
+                    replicas,
+                    f"{base} --only replicas --replicas {args.replicas} --seed {args.seed}",
+                    replicas_on="PostgreSQL",
+                )
+            )
+            details.append(kill_details(replicas, "Replica problems"))
         if "lock" in chosen:
             for database in ("tasks", "runs"):
                 say(f"lock: {database}.sqlite …")

@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import psycopg
 from langgraph_sdk import get_client
 from langgraph_sdk.schema import StreamMode
 
 from faults.client import chat_body, read_events
 from faults.killpoint import POINTS
-from faults.server import ServerProcess, integrity_failures
+from faults.server import ServerProcess, integrity_failures, pg_integrity_failures
 
 TurnKind = Literal["create", "update", "complete", "delete", "approve"]
 ClientKind = Literal["sdk", "chat"]
@@ -157,6 +158,8 @@ class KillDriver:
         ]
         self.expected = Expected()
         self.report = KillReport(threads=len(self.threads))
+        # Where the service keeps its data: the data dir's SQLite files, or PostgreSQL.
+        self.database_url: str | None = None
 
     # --- planning --------------------------------------------------------------------------
 
@@ -377,6 +380,9 @@ class KillDriver:
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         """Read the task database as an operator would."""
+        if self.database_url:
+            with psycopg.connect(self.database_url, autocommit=True) as pg:
+                return pg.execute(sql.replace("?", "%s"), params).fetchall()
         conn = sqlite3.connect(f"file:{self.data_dir / 'tasks.sqlite'}?mode=ro", uri=True)
         try:
             return conn.execute(sql, params).fetchall()
@@ -391,7 +397,11 @@ class KillDriver:
     def check_integrity(self, when: str) -> None:
         """`PRAGMA integrity_check` on every database in the data dir."""
         self.report.integrity_checks += 1
-        failures = integrity_failures(self.data_dir)
+        failures = (
+            pg_integrity_failures(self.database_url)
+            if self.database_url
+            else integrity_failures(self.data_dir)
+        )
         if failures:
             self.report.integrity_failures += 1
             self.report.problems.append(f"integrity {when}: {failures}")

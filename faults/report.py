@@ -60,11 +60,12 @@ def kill_row(report: KillReport, reproduce: str) -> Row:
     )
 
 
-def shared_row(report: SharedReport, reproduce: str) -> Row:
-    """The row of the two-servers-on-one-data-dir fault."""
+def shared_row(report: SharedReport, reproduce: str, replicas_on: str = "") -> Row:
+    """The row of the two-servers-on-one-data-dir fault (or of two replicas on `replicas_on`)."""
+    where = f"on {replicas_on}" if replicas_on else "on one data dir"
     return Row(
-        "SIGKILL of one of two servers on one data dir",
-        f"two `python -m server.cli serve` processes on one data dir; {report.kills} SIGKILLs"
+        f"SIGKILL of one of two {'replicas' if replicas_on else 'servers'} {where}",
+        f"two `python -m server.cli serve` processes {where}; {report.kills} SIGKILLs"
         f" of the one running the turn (create/update/complete/delete/approve, stock SDK and"
         f" /chat/stream) on {report.threads} threads after a random delay ({report.mid_turn}"
         " landed mid-turn); the client turns to the other server and rejoins or resends",

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 60.0
@@ -214,3 +215,20 @@ def integrity(data_dir: Path) -> dict[str, str]:
 def integrity_failures(data_dir: Path) -> list[str]:
     """The databases whose integrity check is not "ok", with what it said."""
     return [f"{name}: {result}" for name, result in integrity(data_dir).items() if result != "ok"]
+
+
+def pg_integrity_failures(url: str) -> list[str]:
+    """Amcheck's verdict on every B-tree index of the database (its tables' structure)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        failures = []
+        for (index,) in conn.execute(
+            "SELECT c.oid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_am a ON a.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE a.amname = 'btree' AND n.nspname = 'public'"
+        ).fetchall():
+            try:
+                conn.execute("SELECT bt_index_check(%s::regclass, true)", (index,))
+            except psycopg.Error as exc:
+                failures.append(f"{index}: {str(exc).strip()}")
+        return failures

@@ -123,10 +123,12 @@ class SharedReport(KillReport):
 class SharedDriver(KillDriver):
     """Two servers on one data dir; `self.server` is the one the client talks to right now."""
 
-    def __init__(self, workdir: Path, seed: int) -> None:
-        """Two servers (not started) on `workdir`/data; four threads, half SDK, half chat."""
+    def __init__(self, workdir: Path, seed: int, database_url: str | None = None) -> None:
+        """Two servers (not started) on one data dir or on `database_url`; four threads."""
         super().__init__(workdir, seed)
+        self.database_url = database_url
         env = {
+            **({"DATABASE_URL": database_url} if database_url else {}),
             "TASKAGENT_OFFLINE_TOKEN_DELAY_MS": TOKEN_DELAY_MS,
             "TASKAGENT_OFFLINE_FIRST_TOKEN_DELAY_MS": FIRST_TOKEN_DELAY_MS,
             "TASKAGENT_RUN_LEASE_S": LEASE_S,
@@ -141,7 +143,7 @@ class SharedDriver(KillDriver):
             ThreadState("chat") for _ in range(2)
         ]
         self.report: SharedReport = SharedReport(threads=len(self.threads))
-        self.leases = LeaseWatch(self.data_dir / "runs.sqlite")
+        self.leases = LeaseWatch(database_url or self.data_dir / "runs.sqlite")
 
     async def start(self) -> None:
         """Start both servers on the (empty) data dir at once, as a deployment would."""
@@ -189,10 +191,15 @@ class SharedDriver(KillDriver):
         await asyncio.gather(*(asyncio.to_thread(server.close) for server in self.servers))
 
 
-async def run_shared(count: int, workdir: Path, seed: int = 6) -> SharedReport:
-    """Run `count` rounds as described in the module docstring; return the counts."""
+async def run_shared(
+    count: int, workdir: Path, seed: int = 6, database_url: str | None = None
+) -> SharedReport:
+    """Run `count` rounds as described in the module docstring; return the counts.
+
+    With `database_url` the two servers are replicas on PostgreSQL (their data dirs apart).
+    """
     started = time.monotonic()
-    driver = SharedDriver(workdir, seed)
+    driver = SharedDriver(workdir, seed, database_url)
     try:
         await driver.start()
         for index in range(1, count + 1):

@@ -2,7 +2,10 @@ import os
 
 os.environ["LANGGRAPH_STRICT_MSGPACK"] = "true"
 
-from collections.abc import AsyncIterator, Callable  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -12,6 +15,7 @@ from graph.services import Services  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 from models.providers import Tier  # noqa: E402
 from models.resilience import CircuitBreaker  # noqa: E402
+from scripts.local_pg import LocalPostgres  # noqa: E402
 from server.runs.engine import RunManager  # noqa: E402
 from tools.store import TaskStore  # noqa: E402
 
@@ -73,3 +77,24 @@ async def open_engine(tmp_path: Path) -> AsyncIterator[EngineFactory]:
     yield factory
     for engine in opened:
         await engine.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """One PostgreSQL server for the session (Debian's package, installed if missing)."""
+    # Not under pytest's tmp dirs: the server runs as the postgres user, who must reach it.
+    directory = Path(tempfile.mkdtemp(prefix="taskagent-pg-"))
+    try:
+        server = LocalPostgres(directory).start()
+    except RuntimeError as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        pytest.skip(f"PostgreSQL cannot run here: {exc}")
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres: LocalPostgres) -> str:
+    """The DATABASE_URL of a new, empty database."""
+    return postgres.create_database(f"t_{uuid.uuid4().hex[:16]}")

@@ -432,18 +432,28 @@ class RunManager:
                 # Shutting down: the run resumes wherever it is claimed next.
                 await channel.close()
                 raise
-            # Cancelled while running: the thread keeps its last checkpoint.
-            if action == "rollback":
-                await delete_run_checkpoints(self.runner.saver, run.thread_id, run.run_id)
-            await self.runner.settle(run.thread_id)
-            channel.publish("error", {"error": "Cancelled", "message": f"Run {action}ed."})
+            # Cancelled while running: the thread keeps its last checkpoint. The run ends as
+            # interrupted whatever its clean-up meets: a run left "running" under this
+            # process's lease would be renewed, and so stuck, for as long as it lives.
             ending = ("interrupted", None)
+            try:
+                if action == "rollback":
+                    await delete_run_checkpoints(self.runner.saver, run.thread_id, run.run_id)
+                await self.runner.settle(run.thread_id)
+            except Exception as exc:
+                log_failure(log, f"cleaning up cancelled run {run.run_id}", exc)
+            channel.publish("error", {"error": "Cancelled", "message": f"Run {action}ed."})
         finally:
             if ending is not None:
                 # The log is complete before the run is recorded finished: a client in another
                 # process stops reading once it sees the status.
                 await channel.close()
-                await self._record_end(run.run_id, *ending)
+                try:
+                    await self._record_end(run.run_id, *ending)
+                except Exception:
+                    # Not recorded: hand the run back, so that a claim pass finishes it.
+                    await self.store.release_run(run.run_id, self.identity)
+                    raise
                 if run.payload.get("on_completion") == "delete":
                     await self.delete_thread(run.thread_id, keep_runs=True)
                 if await self.store.has_pending(run.thread_id):

@@ -29,6 +29,24 @@ async def test_five_sigkills_lose_nothing_and_duplicate_nothing(tmp_path: Path) 
     assert report.event_id_gaps == 0, report.problems
 
 
+async def test_three_sigkills_of_one_of_two_replicas_on_postgresql_lose_nothing(
+    tmp_path: Path, pg_url: str
+) -> None:
+    report = await run_shared(3, tmp_path, seed=6, database_url=pg_url)
+    assert report.kills == 3 and report.turns == 3
+    for count in (
+        report.lost_acknowledged,
+        report.lost_unacknowledged,
+        report.duplicated_effects,
+        report.missing_effects,
+        report.threads_not_resumable,
+        report.integrity_failures,
+        report.event_id_gaps,
+    ):
+        assert count == 0, report.problems
+    assert report.integrity_checks > 0
+
+
 async def test_three_sigkills_of_one_of_two_servers_on_one_data_dir_lose_nothing(
     tmp_path: Path,
 ) -> None:

@@ -3,7 +3,6 @@ import atexit
 import contextlib
 import functools
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -97,27 +96,6 @@ class LiveServer:
             self.proc.wait()
         self._reader.join(timeout=5)
         return "".join(self.output)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[LocalPostgres]:
-    """One PostgreSQL server for the session (Debian's package, installed if missing)."""
-    # Not under pytest's tmp dirs: the server runs as the postgres user, who must reach it.
-    directory = Path(tempfile.mkdtemp(prefix="taskagent-pg-"))
-    try:
-        server = LocalPostgres(directory).start()
-    except RuntimeError as exc:
-        shutil.rmtree(directory, ignore_errors=True)
-        pytest.skip(f"PostgreSQL cannot run here: {exc}")
-    yield server
-    server.stop()
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def pg_url(postgres: LocalPostgres) -> str:
-    """The DATABASE_URL of a new, empty database."""
-    return postgres.create_database(f"t_{uuid.uuid4().hex[:16]}")
 
 
 class Replicas(LiveServer):
