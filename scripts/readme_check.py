@@ -43,6 +43,10 @@ SKIPS: list[tuple[re.Pattern[str], str]] = [
         "needs a model or a network service",
     ),
     (re.compile(r"\bHOST=0\.0\.0\.0\b"), "binds beyond loopback"),
+    (
+        re.compile(r"\bmake run-pg\b|\bDATABASE_URL="),
+        "PostgreSQL and replicas (tests/integration/test_replicas.py runs them)",
+    ),
 ]
 SERVER = re.compile(r"\bmake run\b|\btaskagent serve\b")
 DEFAULT_PORT = 8000
