@@ -276,6 +276,9 @@ def test_a_bad_database_url_is_one_line_and_serves_nothing(tmp_path: Path) -> No
         assert done.returncode != 0 and len(lines) == 1 and says in lines[0], lines
 
 
+# Its own server, to stop and start; the session's fixture makes a machine without PostgreSQL
+# skip this test like the others.
+@pytest.mark.usefixtures("postgres")
 async def test_a_database_restart_is_a_clean_503_and_then_business_as_usual(
     tmp_path: Path,
 ) -> None:
