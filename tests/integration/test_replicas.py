@@ -16,9 +16,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psycopg
@@ -31,10 +30,16 @@ from scripts.local_pg import LocalPostgres
 from scripts.rr_proxy import RoundRobin
 from server.runs.store import RunStore
 from tests.integration.conftest import REPO, LiveServer, free_port, offline_env
+from tests.integration.test_shared_data_dir import (
+    CREATE,
+    MODES,
+    TAKEOVER_S,
+    answer_of,
+    human,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
-
-T = TypeVar("T")
 
 REPLICA = {
     "TASKAGENT_RUN_LEASE_S": "2",
@@ -42,13 +47,6 @@ REPLICA = {
     "TASKAGENT_OFFLINE_FIRST_TOKEN_DELAY_MS": "700",
     "TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "40",
 }
-CREATE = "Create a high-priority task for the quarterly review due next Friday"
-MODES: Any = ["updates", "messages-tuple"]
-TAKEOVER_S = 45.0
-
-
-def human(text: str) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": text}]}
 
 
 def query(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -73,15 +71,6 @@ async def replicas(tmp_path: Path, url: str, count: int = 2) -> list[LiveServer]
     )
 
 
-async def wait_for(probe: Callable[[], T | None], what: str, timeout: float = TAKEOVER_S) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (found := probe()):
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"{what}: not seen within {timeout:g} s")
-        await asyncio.sleep(0.05)
-    return found
-
-
 def run_status(url: str, run_id: str) -> str | None:
     rows = query(url, "SELECT status FROM runs WHERE run_id = %s", run_id)
     return str(rows[0][0]) if rows else None
@@ -102,12 +91,11 @@ def assert_done_exactly_once(url: str, run_id: str) -> None:
     assert seqs == list(range(1, len(seqs) + 1)), f"logged event ids {seqs}"
 
 
-def answer_of(parts: list[StreamPart]) -> str:
-    return "".join(
-        str(p.data[0]["content"])
-        for p in parts
-        if p.event == "messages" and p.data[0]["type"] == "AIMessageChunk"
-    )
+async def started_run(client: Any) -> tuple[str, dict[str, Any]]:
+    """A new thread and a background run of CREATE on it."""
+    thread_id = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(thread_id, "agent", input=human(CREATE), stream_mode=MODES)
+    return thread_id, run
 
 
 def stop_all(servers: list[LiveServer]) -> None:
@@ -152,8 +140,7 @@ async def test_a_run_on_one_replica_is_followed_live_from_another(
     a, b = await replicas(tmp_path, pg_url)
     try:
         client_a, client_b = get_client(url=a.url), get_client(url=b.url)
-        thread_id = (await client_a.threads.create())["thread_id"]
-        run = await client_a.runs.create(thread_id, "agent", input=human(CREATE), stream_mode=MODES)
+        thread_id, run = await started_run(client_a)
         live = [p async for p in client_b.runs.join_stream(thread_id, run["run_id"])]
         assert answer_of(live).startswith("Created TASK-0001")
         replay = [p async for p in client_a.runs.join_stream(thread_id, run["run_id"])]
@@ -211,8 +198,7 @@ async def test_a_replica_stalled_past_its_lease_races_the_takeover_and_writes_no
     leases = LeaseWatch(pg_url).start()
     try:
         client_a, client_b = get_client(url=a.url), get_client(url=b.url)
-        thread_id = (await client_a.threads.create())["thread_id"]
-        run = await client_a.runs.create(thread_id, "agent", input=human(CREATE), stream_mode=MODES)
+        thread_id, run = await started_run(client_a)
         run_id = str(run["run_id"])
         await wait_for(lambda: query(pg_url, "SELECT 1 FROM tasks"), "the task the turn creates")
         os.kill(a.proc.pid, signal.SIGSTOP)
@@ -314,12 +300,13 @@ async def test_a_cancel_sent_to_one_replica_stops_the_run_on_another(
     a, b = await replicas(tmp_path, pg_url)
     try:
         client_a, client_b = get_client(url=a.url), get_client(url=b.url)
-        thread_id = (await client_a.threads.create())["thread_id"]
-        run = await client_a.runs.create(thread_id, "agent", input=human(CREATE), stream_mode=MODES)
+        thread_id, run = await started_run(client_a)
         await wait_for(lambda: run_status(pg_url, run["run_id"]) == "running", "the run starting")
         await client_b.runs.cancel(thread_id, run["run_id"])
         await wait_for(
-            lambda: run_status(pg_url, run["run_id"]) == "interrupted", "the run stopping", 10
+            lambda: run_status(pg_url, run["run_id"]) == "interrupted",
+            "the run stopping",
+            timeout=10,
         )
         assert query(pg_url, "SELECT id FROM tasks") == [], "stopped before its tool ran"
         assert (await client_a.runs.get(thread_id, run["run_id"]))["status"] == "interrupted"
