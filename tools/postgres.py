@@ -19,6 +19,7 @@ Every store is written against the handful of `aiosqlite.Connection` calls it ne
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -56,6 +57,7 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=2048)
 def translate(sql: str, *, bind: bool = True) -> str:
     """Rewrite one SQLite statement of the stores into PostgreSQL's dialect.
 
