@@ -9,6 +9,8 @@ Every store is written against the handful of `aiosqlite.Connection` calls it ne
   takes a transaction-scoped advisory lock named after the store's database file, so writers
   of one file take turns across every replica exactly as SQLite's write lock makes them take
   turns across processes (the stores' admission and exactly-once logic relies on that);
+  a plain `BEGIN` pins a connection without that lock, for statements that lock only the
+  rows they touch (a run claim's `FOR UPDATE SKIP LOCKED`);
 - the few SQLite spellings the stores use are rewritten: `?` placeholders, `INSERT OR IGNORE`,
   `LIKE` (case-insensitive in SQLite), `IS` between values, `CAST(… AS BLOB)`, `json_each`
   and `json_extract` (SQLite's semantics, as SQL functions created by the `pg_compat`
@@ -148,7 +150,7 @@ class PgConnection:
         """Run one statement (see the module's note on transactions and rewriting)."""
         command = sql.strip().rstrip(";").upper()
         if command.startswith("BEGIN"):
-            await self._begin()
+            await self._begin(serialized=command != "BEGIN")
             return PgCursor([], 0)
         if command in ("COMMIT", "ROLLBACK", "END"):
             await self._end(commit=command != "ROLLBACK")
@@ -204,16 +206,17 @@ class PgConnection:
         async with self.pool.connection() as conn:
             yield conn
 
-    async def _begin(self) -> None:
+    async def _begin(self, *, serialized: bool) -> None:
         task = self._task()
         if task in self._pinned:
             raise psycopg.ProgrammingError("cannot start a transaction within a transaction")
         conn = await self.pool.getconn()
         try:
             await conn.set_autocommit(False)
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"taskagent:{self.lock_name}",)
-            )
+            if serialized:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"taskagent:{self.lock_name}",)
+                )
         except BaseException:
             await conn.rollback()
             await conn.set_autocommit(True)

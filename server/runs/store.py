@@ -389,7 +389,14 @@ class RunStore:
         only = (
             "" if pending_of is None else f" AND r.run_id IN ({', '.join('?' * len(pending_of))})"
         )
-        async with self._write, self._transaction():
+        # On PostgreSQL replicas claim side by side instead of taking turns with every other
+        # writer of the runs table: each locks only the rows it takes and skips those another
+        # replica is taking. A run is never claimed twice: a row locked by another claim is
+        # skipped, and once that claim commits the row no longer qualifies (re-checked under
+        # the lock). Per-thread order holds because a later run qualifies only when no
+        # earlier one of its thread is still pending, which a concurrent claim leaves visible.
+        pg = is_postgres(self._conn)
+        async with self._write, self._transaction(serialized=not pg):
             now = time.time()
             rows = await fetch_all(
                 self._conn,
@@ -399,7 +406,8 @@ class RunStore:
                 " AND (o.status = 'running' OR (o.status = 'pending'"
                 " AND (o.created_at < r.created_at OR (o.created_at = r.created_at"
                 " AND o.rowid < r.rowid))))))"
-                " ORDER BY r.status DESC, r.created_at, r.rowid LIMIT ?",
+                " ORDER BY r.status DESC, r.created_at, r.rowid LIMIT ?"
+                + (" FOR UPDATE OF r SKIP LOCKED" if pg else ""),
                 (now, *(pending_of or ()), limit),
             )
             claimed = [_record(row) for row in rows]
@@ -659,22 +667,23 @@ class RunStore:
             )
         return cur.rowcount
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._conn)
+    def _transaction(self, *, serialized: bool = True) -> _Transaction:
+        return _Transaction(self._conn, "BEGIN IMMEDIATE" if serialized else "BEGIN")
 
 
 class _Transaction:
     """`BEGIN IMMEDIATE` … `COMMIT`, or `ROLLBACK` on any exception (the caller holds the lock).
 
     IMMEDIATE: the reads and writes inside see and leave one consistent state, also against
-    another process on the same file.
+    another process on the same file (or replica: the store's advisory lock). A plain `BEGIN`
+    on PostgreSQL is an ordinary transaction, for statements that lock their own rows.
     """
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+    def __init__(self, conn: Connection, begin: str) -> None:
+        self._conn, self._begin = conn, begin
 
     async def __aenter__(self) -> None:
-        await self._conn.execute("BEGIN IMMEDIATE")
+        await self._conn.execute(self._begin)
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
         await self._conn.execute("ROLLBACK" if kind else "COMMIT")
