@@ -198,6 +198,7 @@ class Settings(BaseSettings):
 
     # Persistence: SQLite files in the data dir, or every store in PostgreSQL (docs/SCALING.md).
     database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
+    pg_pool_size: int = Field(default=20, ge=2, le=1000, alias="TASKAGENT_PG_POOL_SIZE")
     sqlite_synchronous: str = Field(default="NORMAL", alias="TASKAGENT_SQLITE_SYNCHRONOUS")
     busy_timeout_ms: int = Field(default=5000, ge=0, alias="TASKAGENT_BUSY_TIMEOUT_MS")
 

@@ -9,6 +9,7 @@ closed when the last store using it closes.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,10 @@ $$;
 
 _pools: dict[tuple[str, asyncio.AbstractEventLoop], tuple[AsyncConnectionPool[Any], int]] = {}
 # One per event loop: an asyncio lock belongs to the loop it was first used on.
-_pools_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+# Weak: a test suite runs many event loops, each forgotten with its lock.
+_pools_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def open_database(
@@ -109,13 +113,16 @@ def is_postgres(conn: Connection) -> bool:
     return isinstance(conn, PgConnection)
 
 
-async def acquire_pool(url: str) -> AsyncConnectionPool[Any]:
-    """Return this process's pool for `url` (on this event loop), opening it on first use."""
+async def acquire_pool(url: str, max_size: int = POOL_MAX_SIZE) -> AsyncConnectionPool[Any]:
+    """Return this process's pool for `url` (on this event loop), opening it on first use.
+
+    The first use sizes the pool (`max_size` connections); later ones share it as it is.
+    """
     key = (url, asyncio.get_running_loop())
     async with _pools_locks.setdefault(key[1], asyncio.Lock()):
         found = _pools.get(key)
         if found is None:
-            found = (await open_pool(url, max_size=POOL_MAX_SIZE), 0)
+            found = (await open_pool(url, max_size=max_size), 0)
         _pools[key] = (found[0], found[1] + 1)
         return found[0]
 

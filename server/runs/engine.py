@@ -63,6 +63,7 @@ from server.runs.store import (
 )
 from server.runs.threads import ThreadInfo, ThreadLimitReached
 from server.security.ratelimit import RateLimiter
+from tools.database import acquire_pool, release_pool
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -112,6 +113,25 @@ class RunManager:
         serves_others: bool = True,
     ) -> RunManager:
         """Open the graph, the run store and start claiming: what every surface runs on."""
+        if settings.postgres_url:
+            # The first use sizes the process's one pool; the saver and every store share it.
+            await acquire_pool(settings.postgres_url, max_size=settings.pg_pool_size)
+        try:
+            return await cls._open(settings, limiter, services, start, serves_others)
+        except BaseException:
+            if settings.postgres_url:
+                await release_pool(settings.postgres_url)
+            raise
+
+    @classmethod
+    async def _open(
+        cls,
+        settings: Settings,
+        limiter: RateLimiter | None,
+        services: Services | None,
+        start: bool,
+        serves_others: bool,
+    ) -> RunManager:
         runner = await AgentRunner.open(settings, services)
         store = await RunStore.open(
             settings.runs_db,
@@ -137,6 +157,8 @@ class RunManager:
         await self.assistants.close()
         await self.store.close()
         await self.runner.close()
+        if self.settings.postgres_url:
+            await release_pool(self.settings.postgres_url)
 
     @property
     def settings(self) -> Settings:
