@@ -138,7 +138,7 @@ def test_a_data_dir_from_before_versions_opens_with_every_row(tmp_path: Path) ->
         "tasks": 1,
         "tool_results": 2,
         "archive": 1,
-        "audit": 2,
+        "audit": 3,
         "usage": 1,
         "threads": 3,
     }
