@@ -147,6 +147,11 @@ class Settings(BaseSettings):
 
     # Runs and streams
     event_retention_s: float = Field(default=86400.0, gt=0, alias="TASKAGENT_EVENT_RETENTION_S")
+    # The audit trail: rows older than this many days are deleted by a background pass
+    # (one replica at a time); 0 keeps the trail forever. At most a century.
+    audit_retention_days: float = Field(
+        default=0.0, ge=0, le=36500, allow_inf_nan=False, alias="TASKAGENT_AUDIT_RETENTION_DAYS"
+    )
     sse_ping_s: float = Field(default=15.0, gt=0, alias="TASKAGENT_SSE_PING_S")
     shutdown_grace_s: float = Field(default=10.0, ge=0, alias="TASKAGENT_SHUTDOWN_GRACE_S")
     # A running run's lease: renewed every third of it; another process takes the run over

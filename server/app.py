@@ -32,6 +32,7 @@ from server.api.storage_errors import answer_storage_errors
 from server.observability import wallclock
 from server.observability.logs import REQUEST_ID_HEADER, log_config
 from server.observability.request_context import RequestContext, request_id_of
+from server.runs.audit_retention import watch_audit_retention
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
 from server.runs.storage_errors import log_failure
@@ -76,6 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper = asyncio.create_task(_sweep_events(store, settings.event_retention_s))
         ttls = asyncio.create_task(watch_ttls(runs, settings.thread_ttl_sweep_s))
         background = [sweeper, prober, ttls]
+        if settings.audit_retention_days > 0:
+            days = settings.audit_retention_days
+            tasks = runner.services.tasks
+            background.append(
+                asyncio.create_task(watch_audit_retention(store, tasks, days, RETENTION_SWEEP_S))
+            )
         if settings.wallclock_probes:
             background.append(_probe(runner, store))
         try:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from graph.redaction import Redactor
-from tools.database import Connection
+from tools.database import Connection, is_postgres
 from tools.migrations import Migration, columns_of
 from tools.postgres import pg_schema
 from tools.sqlite import fetch_all, fetch_one, now_iso
@@ -89,8 +89,83 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
     FOR EACH ROW EXECUTE FUNCTION audit_append_only();
 """
 
-MIGRATIONS: list[Migration] = [_add_call_key, SCHEMA]
-PG_MIGRATIONS: list[Migration] = ["", pg_schema(SCHEMA) + PG_APPEND_ONLY]
+# Retention (TASKAGENT_AUDIT_RETENTION_DAYS): rows older than the horizon may be deleted, no
+# others. The horizon is one row that only moves forward; '' (the start) is older than any
+# `ts`. `ts` is ISO-8601 text (`now_iso`), so it is compared as text, byte by byte, as SQLite
+# compares it. Written before its guards: the first insert is the only one it ever gets, and
+# REPLACE would delete the row without firing a delete trigger.
+RETENTION = """
+CREATE TABLE IF NOT EXISTS audit_horizon (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    horizon TEXT NOT NULL
+);
+INSERT OR IGNORE INTO audit_horizon (id, horizon) VALUES (1, '');
+CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
+CREATE TRIGGER IF NOT EXISTS audit_horizon_forward BEFORE UPDATE ON audit_horizon
+WHEN NEW.id IS NOT OLD.id OR NEW.horizon < OLD.horizon
+BEGIN SELECT RAISE(ABORT, 'the audit horizon only moves forward'); END;
+CREATE TRIGGER IF NOT EXISTS audit_horizon_once BEFORE INSERT ON audit_horizon
+BEGIN SELECT RAISE(ABORT, 'the audit horizon only moves forward'); END;
+CREATE TRIGGER IF NOT EXISTS audit_horizon_kept BEFORE DELETE ON audit_horizon
+BEGIN SELECT RAISE(ABORT, 'the audit horizon only moves forward'); END;
+DROP TRIGGER IF EXISTS audit_no_delete;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+WHEN OLD.ts >= coalesce((SELECT horizon FROM audit_horizon WHERE id = 1), '')
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+"""
+
+# The same on PostgreSQL, where TRUNCATE (which fires no row trigger) is refused as well and
+# COLLATE "C" makes text compare as SQLite's does, whatever the database's collation.
+PG_RETENTION = """
+CREATE TABLE IF NOT EXISTS audit_horizon (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    horizon TEXT NOT NULL
+);
+INSERT INTO audit_horizon (id, horizon) VALUES (1, '') ON CONFLICT DO NOTHING;
+CREATE INDEX IF NOT EXISTS audit_ts ON audit ((ts COLLATE "C"));
+CREATE OR REPLACE FUNCTION audit_horizon_forward() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        IF NEW.id = OLD.id AND NEW.horizon COLLATE "C" >= OLD.horizon COLLATE "C" THEN
+            RETURN NEW;
+        END IF;
+    END IF;
+    RAISE EXCEPTION 'the audit horizon only moves forward';
+END
+$$;
+DROP TRIGGER IF EXISTS audit_horizon_forward ON audit_horizon;
+CREATE TRIGGER audit_horizon_forward BEFORE INSERT OR UPDATE OR DELETE ON audit_horizon
+    FOR EACH ROW EXECUTE FUNCTION audit_horizon_forward();
+DROP TRIGGER IF EXISTS audit_horizon_no_truncate ON audit_horizon;
+CREATE TRIGGER audit_horizon_no_truncate BEFORE TRUNCATE ON audit_horizon
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_horizon_forward();
+CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        RAISE EXCEPTION 'the audit trail is append-only';
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        -- NULL (no horizon row) refuses too.
+        IF OLD.ts COLLATE "C" < (SELECT horizon FROM audit_horizon WHERE id = 1) COLLATE "C" THEN
+            RETURN OLD;
+        END IF;
+        RAISE EXCEPTION 'the audit trail is append-only';
+    END IF;
+    IF (to_jsonb(NEW) - 'detail') IS DISTINCT FROM (to_jsonb(OLD) - 'detail')
+        OR (NEW.detail IS DISTINCT FROM OLD.detail
+            AND OLD.kind NOT IN ('login_failed', 'rate_limit')) THEN
+        RAISE EXCEPTION 'the audit trail is append-only';
+    END IF;
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS audit_no_truncate ON audit;
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+"""
+
+MIGRATIONS: list[Migration] = [_add_call_key, SCHEMA, RETENTION]
+PG_MIGRATIONS: list[Migration] = ["", pg_schema(SCHEMA) + PG_APPEND_ONLY, PG_RETENTION]
 """The audit trail's schema versions, oldest first (see `tools.migrations.migrate`)."""
 
 COLUMNS = (
@@ -234,3 +309,28 @@ async def query_audit(
         row["detail"] = json.loads(row["detail"])
         row["success"] = bool(row["success"])
     return rows
+
+
+async def advance_horizon(conn: Connection, cutoff: str) -> str:
+    """Move the retention horizon forward to `cutoff` (never back); return the horizon now.
+
+    `cutoff` is a `ts` in the trail's own format (`now_iso`); rows older than the horizon
+    are the only ones the database lets anyone delete.
+    """
+    row = await fetch_one(conn, "SELECT horizon FROM audit_horizon WHERE id = 1")
+    horizon = str(row[0]) if row else ""
+    # Compared here, not in SQL: Python orders text by code point, as the triggers do.
+    if cutoff > horizon:
+        await conn.execute("UPDATE audit_horizon SET horizon = ? WHERE id = 1", (cutoff,))
+        return cutoff
+    return horizon
+
+
+async def delete_older(conn: Connection, cutoff: str, limit: int) -> int:
+    """Delete up to `limit` rows older than `cutoff` (oldest first); return how many went."""
+    older = 'ts COLLATE "C" < ?' if is_postgres(conn) else "ts < ?"
+    cur = await conn.execute(
+        f"DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE {older} ORDER BY id LIMIT ?)",
+        (cutoff, limit),
+    )
+    return int(cur.rowcount)

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,9 @@ from tools.task_store import TaskFilter
 from tools.usage import Totals
 
 Mutation = Callable[[Connection], Awaitable[dict[str, Any]]]
+
+# Audit rows one retention transaction deletes at most: no pass holds the writer for long.
+AUDIT_PRUNE_BATCH = 1000
 
 STORES: tuple[tuple[str, list[Migration], list[Migration]], ...] = (
     ("tasks", task_store.MIGRATIONS, task_store.PG_MIGRATIONS),
@@ -192,6 +195,23 @@ class TaskStore:
         if peer is not None:
             detail["peer"] = peer
         await self.audit(AuditRecord("login_failed", user="?", success=False, detail=detail))
+
+    async def prune_audit(self, older_than: timedelta, batch: int = AUDIT_PRUNE_BATCH) -> int:
+        """Delete the audit rows older than `older_than`; return how many went.
+
+        The horizon moves first (the database refuses to delete anything younger), then the
+        rows go `batch` at a time, each batch its own short transaction.
+        """
+        cutoff = (datetime.now(UTC) - older_than).isoformat(timespec="seconds")
+        async with self._transaction() as conn:
+            await audit_module.advance_horizon(conn, cutoff)
+        removed = 0
+        while True:
+            async with self._transaction() as conn:
+                deleted = await audit_module.delete_older(conn, cutoff, batch)
+            removed += deleted
+            if deleted < batch:
+                return removed
 
     async def audit_rows(self, **filters: Any) -> list[dict[str, Any]]:
         """Return audit rows, newest first (see `tools.audit.query_audit` for the filters)."""

@@ -138,7 +138,7 @@ def test_a_data_dir_from_before_versions_opens_with_every_row(tmp_path: Path) ->
         "tasks": 1,
         "tool_results": 2,
         "archive": 1,
-        "audit": 2,
+        "audit": 3,
         "usage": 1,
         "threads": 3,
     }
@@ -160,7 +160,7 @@ async def test_a_file_from_a_newer_version_is_refused_in_one_line_and_left_alone
         await TaskStore.open(data / "tasks.sqlite")
     assert str(refused.value) == (
         "The audit tables are at schema version 7, newer than this version of taskagent"
-        " knows (2); upgrade taskagent."
+        " knows (3); upgrade taskagent."
     )
     with pytest.raises(RuntimeError, match="The threads tables are at schema version 4"):
         await ThreadIndex.open(data / "tasks.sqlite", busy_timeout_ms=1000, synchronous="NORMAL")

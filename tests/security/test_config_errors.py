@@ -28,6 +28,7 @@ BAD_SETTINGS = [
     ("TASKAGENT_PRICES", '{"openai:gpt-4o-mini": '),
     ("TASKAGENT_SQLITE_SYNCHRONOUS", "sometimes"),
     ("TASKAGENT_FORWARDED_ALLOW_IPS", "proxy"),
+    ("TASKAGENT_AUDIT_RETENTION_DAYS", "forever"),
 ]
 COMMANDS = {
     "serve": ["serve", "--port", "0"],

@@ -166,7 +166,7 @@ def test_a_store_from_before_keeps_its_rows_and_takes_new_calls(tmp_path: Path) 
         "tasks": 1,
         "tool_results": 2,
         "archive": 1,
-        "audit": 2,
+        "audit": 3,
         "usage": 1,
         "threads": 3,
     }
