@@ -74,6 +74,8 @@ e2e-ui: install-dev ## agent-chat-ui built from its source, against the server i
 .PHONY: bench
 bench: install-dev ## Benchmarks (≈17 min) → docs/BENCHMARKS.md; `.venv/bin/python -m bench --quick` for a quick look
 	$(UV) run --frozen python -m bench --wait-for-load 600
+	$(UV) run --frozen python -m bench.replicas --out docs/bench-replicas.md
+	$(UV) run --frozen python -m bench.replay --out docs/bench-replay.md
 
 .PHONY: faults
 faults: install-dev ## Fault injection (≈15–20 min) → docs/RELIABILITY.md; `.venv/bin/python -m faults --quick` for the short set

@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 
 from bench.machine import load
+from bench.report import write_report
 from bench.servers import HOSTED, ROOT, Server, free_port, ours
 from bench.stats import Spread
 from scripts.local_pg import LocalPostgres
@@ -182,12 +183,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="50,200")
     parser.add_argument("--window", type=float, default=40.0)
+    parser.add_argument("--out", type=Path, help="also write the table here (markdown)")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
     started = time.perf_counter()
     results = asyncio.run(main_async(levels, args.window))
-    print(table(results))
-    print(f"\n({time.perf_counter() - started:.0f} s in all)")
+    written = write_report(
+        "Replicas on PostgreSQL", table(results), time.perf_counter() - started, args.out
+    )
+    print(written)
 
 
 if __name__ == "__main__":

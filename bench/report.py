@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import concurrency, http, inprocess, storm, throughput, turns, wallclock
-from bench.machine import Journal
+from bench.machine import Journal, cpu_model, load
 from bench.servers import HOSTED, ROOT, ZERO
 from bench.stats import Spread, ms, ms_spread, ratio, size, times, verdict
 
@@ -644,3 +645,15 @@ def write(path: Path, res: Results) -> None:
             return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Benchmarks\n\n" + text + "\n", encoding="utf-8")
+
+
+def write_report(title: str, table: str, seconds: float, out: Path | None) -> str:
+    """A stand-alone benchmark's table with when, where and how long; also written to `out`."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = (
+        f"## {title}\n\n{table}\n\n{stamp}, {cpu_model()}, load average at the end {load():.1f};"
+        f" {seconds:.0f} s in all.\n"
+    )
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    return text
