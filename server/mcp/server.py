@@ -116,7 +116,7 @@ class LoopbackGate:
         keyring = self.service.keyring
         if keyring.enabled:
             client = (scope.get("client") or ("", 0))[0]
-            blocked = self.service.auth_failures.retry_after(client)
+            blocked = await self.service.auth_failures.retry_after(client)
             if blocked is not None:
                 await refuse(
                     send,
@@ -127,7 +127,7 @@ class LoopbackGate:
                 return
             presented = presented_key(headers.get("x-api-key"), headers.get("authorization"))
             if keyring.authenticate(presented) is None:
-                self.service.auth_failures.failed(client)
+                await self.service.auth_failures.failed(client)
                 await self.service.audit_login_failed(scope.get("path", ""), client)
                 await refuse(
                     send,
