@@ -43,7 +43,7 @@ from server.security.browser_guard import protect
 from server.security.cors import AllowedOrigins, BrowserCORS
 from server.security.limits import RequestSizeLimit
 from server.security.proxies import behind_proxies
-from server.security.ratelimit import AuthFailureLimiter, RateLimiter
+from server.security.ratelimit import Limiters
 from server.security.textguard import RejectLoneSurrogates
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
-        runs = await RunManager.open(settings, limiter)
+        limiters = await Limiters.open(settings)
+        try:
+            runs = await RunManager.open(settings, limiters.requests)
+        except BaseException:
+            await limiters.close()
+            raise
         runner, store = runs.runner, runs.store
         app.state.runner, app.state.runs = runner, runs
         app.state.keyring = KeyRing.from_settings(settings)
-        app.state.limiter = limiter
-        app.state.auth_failures = AuthFailureLimiter(settings.auth_failures_per_minute)
+        app.state.limiter = limiters.requests
+        app.state.auth_failures = limiters.auth_failures
         app.state.audit = runner.services.tasks
         reachability = app.state.reachability = Reachability(runner.services.tiers)
         await reachability.check()  # an unreachable model is reported once, at start-up
@@ -94,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await task
             await crons.stop()
             await runs.close()
+            await limiters.close()
 
     docs = settings.api_docs  # Swagger UI and ReDoc load their scripts from a CDN: opt-in.
     app = FastAPI(

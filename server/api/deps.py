@@ -66,7 +66,7 @@ async def principal_of(
     client = request.client.host if request.client else ""
     failures: AuthFailureLimiter = request.app.state.auth_failures
     audit: TaskStore = request.app.state.audit
-    blocked = failures.retry_after(client)
+    blocked = await failures.retry_after(client)
     if blocked is not None:
         # Refused before the key is looked at, so guessing goes no faster with a right one.
         await audit.audit(
@@ -83,7 +83,7 @@ async def principal_of(
         )
     principal = keyring.authenticate(presented_key(x_api_key, authorization))
     if principal is None:
-        failures.failed(client)
+        await failures.failed(client)
         await audit.login_failed(
             request.url.path, client, peer=getattr(request.state, "peer", None)
         )
@@ -92,7 +92,7 @@ async def principal_of(
         raise HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
     logs.bind(user=principal.user_id)
     limiter: RateLimiter = request.app.state.limiter
-    retry_after = limiter.admit(principal.user_id)
+    retry_after = await limiter.admit(principal.user_id)
     if retry_after is not None:
         await audit.audit(
             refusal_record(principal.user_id, principal.role, retry_after, path=request.url.path)

@@ -17,6 +17,7 @@ import typer
 
 from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
+from server.runs.storage_errors import RETRY_AFTER_S, classify
 from server.security.asgi_reply import refuse
 from server.security.auth import KeyError_, KeyRing, Principal, local_principal, presented_key
 from server.security.browser_guard import header_map, host_refusal, is_loopback_host
@@ -113,31 +114,46 @@ class LoopbackGate:
                 send, 403, "Forbidden: requests from web pages on other sites are refused."
             )
             return
-        keyring = self.service.keyring
-        if keyring.enabled:
-            client = (scope.get("client") or ("", 0))[0]
-            blocked = self.service.auth_failures.retry_after(client)
-            if blocked is not None:
-                await refuse(
-                    send,
-                    429,
-                    too_many_failures(client, blocked),
-                    [(b"retry-after", str(blocked).encode())],
-                )
+        if self.service.keyring.enabled:
+            try:
+                refused = await self._refuse_unkeyed(scope, headers, send)
+            except Exception as exc:
+                storage = classify(exc)  # the limiter's or the audit's database is out
+                if storage is None:
+                    raise
+                log.warning("storage unavailable on %s: %s", scope.get("path", ""), storage.reason)
+                retry = [(b"retry-after", str(RETRY_AFTER_S).encode())]
+                await refuse(send, 503, storage.message, retry)
                 return
-            presented = presented_key(headers.get("x-api-key"), headers.get("authorization"))
-            if keyring.authenticate(presented) is None:
-                self.service.auth_failures.failed(client)
-                await self.service.audit_login_failed(scope.get("path", ""), client)
-                await refuse(
-                    send,
-                    401,
-                    "Missing or invalid API key. Send it as Authorization: Bearer <key>"
-                    " or X-Api-Key: <key>.",
-                    [(b"www-authenticate", b"Bearer")],
-                )
+            if refused:
                 return
         await self.app(scope, receive, send)
+
+    async def _refuse_unkeyed(self, scope: Scope, headers: dict[str, str], send: Send) -> bool:
+        """Answer 429 to a guessing address or 401 to a missing or wrong key; say if it did."""
+        client = (scope.get("client") or ("", 0))[0]
+        blocked = await self.service.auth_failures.retry_after(client)
+        if blocked is not None:
+            await refuse(
+                send,
+                429,
+                too_many_failures(client, blocked),
+                [(b"retry-after", str(blocked).encode())],
+            )
+            return True
+        presented = presented_key(headers.get("x-api-key"), headers.get("authorization"))
+        if self.service.keyring.authenticate(presented) is not None:
+            return False
+        await self.service.auth_failures.failed(client)
+        await self.service.audit_login_failed(scope.get("path", ""), client)
+        await refuse(
+            send,
+            401,
+            "Missing or invalid API key. Send it as Authorization: Bearer <key>"
+            " or X-Api-Key: <key>.",
+            [(b"www-authenticate", b"Bearer")],
+        )
+        return True
 
 
 def http_app(service: TaskAgentMCP, host: str) -> ASGIApp:

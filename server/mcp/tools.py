@@ -26,7 +26,13 @@ from graph.settings import Settings
 from server.observability.logs import bind
 from server.runs.task_calls import TaskCallError, call_task_tool
 from server.security.auth import KeyRing, Principal, local_principal, presented_key
-from server.security.ratelimit import AuthFailureLimiter, RateLimiter, refusal, refusal_record
+from server.security.ratelimit import (
+    AuthFailureLimiter,
+    Limiters,
+    RateLimiter,
+    refusal,
+    refusal_record,
+)
 from tools.audit import summarize
 from tools.schemas import DESTRUCTIVE_TOOLS, MUTATING_TOOLS, TOOL_ARGS
 
@@ -151,6 +157,7 @@ class TaskAgentMCP:
     _runs: RunManager | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        # In memory until the lifespan opens the replicas' shared ones (DATABASE_URL).
         self.limiter = RateLimiter(self.settings.rate_limit_rpm, self.settings.rate_limit_tpm)
         self.auth_failures = AuthFailureLimiter(self.settings.auth_failures_per_minute)
 
@@ -176,12 +183,21 @@ class TaskAgentMCP:
         """Open the run engine (databases, graph, leases) for the server's lifetime."""
         from server.runs.engine import RunManager
 
-        self._runs = await RunManager.open(self.settings, self.limiter, serves_others=False)
+        limiters = await Limiters.open(self.settings)
+        try:
+            self._runs = await RunManager.open(
+                self.settings, limiters.requests, serves_others=False
+            )
+        except BaseException:
+            await limiters.close()
+            raise
+        self.limiter, self.auth_failures = limiters.requests, limiters.auth_failures
         try:
             yield
         finally:
             runs, self._runs = self._runs, None
             await runs.close()
+            await limiters.close()
 
     def build(self) -> MCPServer[Any]:
         """Return the MCP server with the task tools, ask_agent and answer_approval."""
@@ -219,7 +235,7 @@ class TaskAgentMCP:
             if principal is None:
                 # The HTTP gate refuses these already; this only guards a bypass of it.
                 raise ToolError("Missing or invalid API key.")
-        retry_after = self.limiter.admit(principal.user_id)
+        retry_after = await self.limiter.admit(principal.user_id)
         if retry_after is not None:
             await self.runner.services.tasks.audit(
                 refusal_record(principal.user_id, principal.role, retry_after, tool=tool, via=VIA)

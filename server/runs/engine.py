@@ -487,8 +487,12 @@ class RunManager:
                     time.monotonic() - channel.accepted_at
                 )
             if self.limiter is not None and self.limiter.tpm:
-                used = await self.runner.services.tasks.run_tokens(run.run_id)
-                self.limiter.spend_tokens(run.owner, used)
+                try:
+                    used = await self.runner.services.tasks.run_tokens(run.run_id)
+                    await self.limiter.spend_tokens(run.owner, used)
+                except Exception as exc:
+                    # The run is over and recorded; its bookkeeping below must still happen.
+                    log_failure(log, f"charging the tokens of run {run.run_id}", exc)
             self._tasks.pop(run.run_id, None)
             self._channels.pop(run.run_id, None)
             self._cancel_actions.pop(run.run_id, None)

@@ -58,9 +58,11 @@ def query(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
             return []
 
 
-async def replicas(tmp_path: Path, url: str, count: int = 2) -> list[LiveServer]:
-    """Start `count` replicas on `url`, each with a data dir of its own."""
-    env = {**REPLICA, "DATABASE_URL": url}
+async def replicas(
+    tmp_path: Path, url: str, count: int = 2, env: dict[str, str] | None = None
+) -> list[LiveServer]:
+    """Start `count` replicas on `url`, each with a data dir of its own (and `env` added)."""
+    env = {**REPLICA, **(env or {}), "DATABASE_URL": url}
     return list(
         await asyncio.gather(
             *(

@@ -1,0 +1,126 @@
+"""Token buckets in PostgreSQL, shared by every replica (when `DATABASE_URL` is set).
+
+One row per bucket: its level and the wall-clock time it was last brought up to date
+(`time.time()`: replicas are different machines, so a monotonic clock means nothing to
+another one). A missing row is a full bucket. Every change is one
+`INSERT … ON CONFLICT (key) DO UPDATE` that refills and takes under the row's lock, so two
+replicas never both spend the last token; the arithmetic is `TokenBucket`'s.
+
+Rows of full buckets carry nothing: each replica deletes them now and then, so addresses
+that once failed to authenticate do not pile up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tools.database import acquire_pool, release_pool
+from tools.migrations import Migration, migrate
+from tools.postgres import PgConnection
+
+PG_MIGRATIONS: Sequence[Migration] = (
+    """
+    CREATE TABLE IF NOT EXISTS rate_buckets (
+        key TEXT PRIMARY KEY,
+        level DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL
+    )
+    """,
+)
+
+# How often (seconds) a replica deletes the rows of full buckets.
+SWEEP_S = 60.0
+
+# The level now: refilled at `capacity` per minute since `updated`, never above capacity. A
+# replica whose clock is behind the row's refills nothing rather than draining it.
+_REFILLED = "LEAST(%(capacity)s, b.level + GREATEST(0, %(now)s - b.updated) * %(capacity)s / 60)"
+_UPSERT = f"""
+    INSERT INTO rate_buckets AS b (key, level, updated)
+    VALUES (%(key)s, %(capacity)s - %(amount)s, %(now)s)
+    ON CONFLICT (key) DO UPDATE SET
+        level = {_REFILLED} - %(amount)s,
+        updated = GREATEST(b.updated, %(now)s)
+"""
+TAKE = f"{_UPSERT} RETURNING level"
+# Takes only when `amount` is there; otherwise the row is left as it is (refilling it would
+# change nothing) and the wait is read from it. Under a race that read may see an older row:
+# the wait is then a little short, never a wrong admission.
+TAKE_IF_READY = f"""
+    WITH taken AS ({_UPSERT} WHERE {_REFILLED} >= %(amount)s RETURNING level)
+    SELECT 0.0 AS wait FROM taken
+    UNION ALL
+    SELECT (%(amount)s - {_REFILLED}) * 60 / %(capacity)s FROM rate_buckets AS b
+    WHERE key = %(key)s AND NOT EXISTS (SELECT FROM taken)
+"""
+WAIT_FOR = f"""
+    SELECT GREATEST(0, (%(amount)s - {_REFILLED}) * 60 / %(capacity)s) AS wait
+    FROM rate_buckets AS b WHERE key = %(key)s
+"""
+# Full whatever the capacity: not in debt, and a minute of refilling since.
+SWEEP = "DELETE FROM rate_buckets WHERE level >= 0 AND updated <= %(now)s - 60"
+
+
+class SharedBuckets:
+    """Token buckets by key in PostgreSQL; the same interface as `MemoryBuckets`."""
+
+    def __init__(self, conn: PgConnection, clock: Callable[[], float] = time.time) -> None:
+        self._conn = conn
+        self._clock = clock
+        self._swept = clock()
+
+    @classmethod
+    async def open(cls, database_url: str, clock: Callable[[], float] = time.time) -> SharedBuckets:
+        """Open (and create) the buckets table on the replica's pool."""
+        pool = await acquire_pool(database_url)
+        conn = PgConnection(pool, "rate_buckets", on_close=lambda: release_pool(database_url))
+        try:
+            await migrate(conn, "rate_buckets", [], PG_MIGRATIONS)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, clock)
+
+    async def close(self) -> None:
+        """Give back this store's use of the pool."""
+        await self._conn.close()
+
+    async def wait_for(self, key: str, capacity: float, amount: float) -> float:
+        """Seconds until `amount` is available in bucket `key` (0 if it is now)."""
+        rows = await self._run(WAIT_FOR, key, capacity, amount)
+        return float(rows[0]["wait"]) if rows else 0.0
+
+    async def take(self, key: str, capacity: float, amount: float) -> None:
+        """Remove `amount` from bucket `key` (the level may go below zero)."""
+        await self._run(TAKE, key, capacity, amount)
+        await self._sweep_now_and_then()
+
+    async def take_if_ready(self, key: str, capacity: float, amount: float) -> float:
+        """Remove `amount` if it is available and return 0, else return the seconds to wait."""
+        rows = await self._run(TAKE_IF_READY, key, capacity, amount)
+        await self._sweep_now_and_then()
+        # No row: another replica created the bucket since this statement's snapshot.
+        return max(0.0, float(rows[0]["wait"])) if rows else amount * 60 / capacity
+
+    async def _run(
+        self, sql: str, key: str, capacity: float, amount: float
+    ) -> list[dict[str, Any]]:
+        params = {
+            "key": key,
+            "capacity": float(capacity),
+            "amount": float(amount),
+            "now": self._clock(),
+        }
+        # PostgreSQL-only statements with named parameters: straight to the pool, untranslated.
+        async with self._conn.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall() if cur.description is not None else []
+
+    async def _sweep_now_and_then(self) -> None:
+        now = self._clock()
+        if now - self._swept < SWEEP_S:
+            return
+        self._swept = now
+        async with self._conn.pool.connection() as conn:
+            await conn.execute(SWEEP, {"now": now})
