@@ -203,7 +203,11 @@ class Limiters:
     @classmethod
     async def open(cls, settings: Settings) -> Limiters:
         """In memory on SQLite (no write per request); on PostgreSQL, one set for all replicas."""
-        shared = await SharedBuckets.open(settings.postgres_url) if settings.postgres_url else None
+        shared = (
+            await SharedBuckets.open(settings.postgres_url, pool_size=settings.pg_pool_size)
+            if settings.postgres_url
+            else None
+        )
         return cls(
             RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm, shared),
             AuthFailureLimiter(settings.auth_failures_per_minute, shared),

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tools.database import acquire_pool, release_pool
+from tools.database import POOL_MAX_SIZE, acquire_pool, release_pool
 from tools.migrations import Migration, migrate
 from tools.postgres import PgConnection
 
@@ -71,9 +71,15 @@ class SharedBuckets:
         self._swept = clock()
 
     @classmethod
-    async def open(cls, database_url: str, clock: Callable[[], float] = time.time) -> SharedBuckets:
-        """Open (and create) the buckets table on the replica's pool."""
-        pool = await acquire_pool(database_url)
+    async def open(
+        cls,
+        database_url: str,
+        clock: Callable[[], float] = time.time,
+        *,
+        pool_size: int = POOL_MAX_SIZE,
+    ) -> SharedBuckets:
+        """Open (and create) the buckets table on the replica's pool (sized by its first user)."""
+        pool = await acquire_pool(database_url, max_size=pool_size)
         conn = PgConnection(pool, "rate_buckets", on_close=lambda: release_pool(database_url))
         try:
             await migrate(conn, "rate_buckets", [], PG_MIGRATIONS)

@@ -9,6 +9,7 @@ import psycopg
 
 from graph.settings import Settings
 from server.runs.engine import RunManager
+from server.security.ratelimit import Limiters
 
 
 async def connections(url: str) -> int:
@@ -31,7 +32,9 @@ async def test_a_busy_replica_opens_no_more_connections_than_its_pool_size(
         DATABASE_URL=pg_url,
         TASKAGENT_PG_POOL_SIZE=3,
     )
-    runs = await RunManager.open(settings, start=False)
+    # In the order the server opens them: the limiters' buckets first, then the engine.
+    limiters = await Limiters.open(settings)
+    runs = await RunManager.open(settings, limiters.requests, start=False)
     try:
         # Forty slow statements at once through the stores: the pool makes them queue.
         await asyncio.gather(
@@ -41,4 +44,5 @@ async def test_a_busy_replica_opens_no_more_connections_than_its_pool_size(
         assert await connections(pg_url) <= 3 + 1
     finally:
         await runs.close()
+        await limiters.close()
     assert await connections(pg_url) == 0
