@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from psycopg_pool import AsyncConnectionPool
 
-from tools.migrations import migrate
+from tools.migrations import Migration, migrate
 from tools.postgres import PgConnection, open_pool
 from tools.sqlite import open_sqlite
 
@@ -104,6 +105,28 @@ async def open_database(
         await _ensure_compat(conn)
     except BaseException:
         await conn.close()
+        raise
+    return conn
+
+
+async def open_migrated(
+    path: Path,
+    store: str,
+    steps: Sequence[Migration],
+    pg_steps: Sequence[Migration],
+    *,
+    busy_timeout_ms: int,
+    synchronous: str,
+    database_url: str | None = None,
+) -> Connection:
+    """Open `store`'s database (`open_database`) and bring its tables up to date."""
+    conn = await open_database(
+        path, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, database_url=database_url
+    )
+    try:
+        await migrate(conn, store, steps, pg_steps)
+    except BaseException:
+        await conn.close()  # an open SQLite connection's thread would keep the process alive
         raise
     return conn
 

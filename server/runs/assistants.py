@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from server.runs.graphs import GraphRegistry
 from server.runs.runner import TurnError
-from tools.database import Connection, open_database
-from tools.migrations import Migration, migrate
+from tools.database import Connection, open_migrated
+from tools.migrations import Migration
 from tools.postgres import pg_schema
 from tools.sqlite import fetch_all, fetch_one
 
@@ -132,14 +132,16 @@ class AssistantStore:
 
         Raises RuntimeError when the file's assistants tables are newer than this code knows.
         """
-        conn = await open_database(
+        conn = await open_migrated(
             path,
+            "assistants",
+            MIGRATIONS,
+            PG_MIGRATIONS,
             busy_timeout_ms=busy_timeout_ms,
             synchronous=synchronous,
             database_url=database_url,
         )
         try:
-            await migrate(conn, "assistants", MIGRATIONS, PG_MIGRATIONS)
             store = cls(conn, graphs)
             await store._register_system()
         except BaseException:

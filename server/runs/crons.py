@@ -41,8 +41,8 @@ from graph.context import Context, Role
 from server.runs.runner import TurnError
 from server.runs.storage_errors import classify, log_failure
 from server.runs.store import FINISHED, RunRecord
-from tools.database import Connection, open_database
-from tools.migrations import Migration, migrate
+from tools.database import Connection, open_migrated
+from tools.migrations import Migration
 from tools.postgres import pg_schema
 from tools.sqlite import fetch_all, fetch_one
 
@@ -239,13 +239,15 @@ class CronStore:
         cls, path: Path, *, busy_timeout_ms: int, synchronous: str, database_url: str | None = None
     ) -> CronStore:
         """Open runs.sqlite and bring the crons tables up to date."""
-        conn = await open_database(
+        conn = await open_migrated(
             path,
+            "crons",
+            MIGRATIONS,
+            PG_MIGRATIONS,
             busy_timeout_ms=busy_timeout_ms,
             synchronous=synchronous,
             database_url=database_url,
         )
-        await migrate(conn, "crons", MIGRATIONS, PG_MIGRATIONS)
         return cls(conn)
 
     async def close(self) -> None:

@@ -24,8 +24,8 @@ from graph import metrics
 from graph.context import TIER_NAMES, Context
 from server.runs.group_commit import GroupCommit
 from server.runs.wakeups import EVENTS, RUNS, Wakeups
-from tools.database import Connection, is_postgres, open_database
-from tools.migrations import Migration, columns_of, migrate
+from tools.database import Connection, is_postgres, open_migrated
+from tools.migrations import Migration, columns_of
 from tools.postgres import PgConnection, one_replica, pg_schema
 from tools.sqlite import fetch_all, fetch_one, now_iso
 
@@ -216,17 +216,15 @@ class RunStore:
         cls, path: Path, *, busy_timeout_ms: int, synchronous: str, database_url: str | None = None
     ) -> RunStore:
         """Open (and create or upgrade) the run store at `path`."""
-        conn = await open_database(
+        conn = await open_migrated(
             path,
+            "runs",
+            MIGRATIONS,
+            PG_MIGRATIONS,
             busy_timeout_ms=busy_timeout_ms,
             synchronous=synchronous,
             database_url=database_url,
         )
-        try:
-            await migrate(conn, "runs", MIGRATIONS, PG_MIGRATIONS)
-        except BaseException:
-            await conn.close()  # its thread would keep the process alive
-            raise
         wakeups = Wakeups(database_url)
         wakeups.start()
         return cls(conn, wakeups)

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from tools.database import Connection, open_database
-from tools.migrations import Migration, migrate
+from tools.database import Connection, open_migrated
+from tools.migrations import Migration
 from tools.postgres import pg_schema
 from tools.sqlite import fetch_all, fetch_one, now_iso
 
@@ -149,17 +149,15 @@ class ThreadIndex:
 
         Raises RuntimeError when the file's thread index is newer than this code knows.
         """
-        conn = await open_database(
+        conn = await open_migrated(
             path,
+            "threads",
+            MIGRATIONS,
+            PG_MIGRATIONS,
             busy_timeout_ms=busy_timeout_ms,
             synchronous=synchronous,
             database_url=database_url,
         )
-        try:
-            await migrate(conn, "threads", MIGRATIONS, PG_MIGRATIONS)
-        except BaseException:
-            await conn.close()
-            raise
         return cls(conn)
 
     async def close(self) -> None:
