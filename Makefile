@@ -31,6 +31,10 @@ run: install ## Start the server on http://127.0.0.1:8000 (HOST/PORT override)
 run-pg: install ## PostgreSQL (Debian package) + 2 replicas behind a round-robin balancer on :8000; docs/SCALING.md
 	$(UV) run --frozen --no-dev python -m scripts.run_pg
 
+.PHONY: deploy-check
+deploy-check: $(UV) ## deploy/compose.yaml under podman: PostgreSQL + 2 replicas + nginx, chat turns, kill a replica, clean up; docs/SCALING.md
+	UV=$(UV) bash deploy/check.sh
+
 .PHONY: chat
 chat: install ## Chat with the agent in the terminal
 	$(UV) run --frozen --no-dev taskagent chat
