@@ -8,14 +8,18 @@ import sqlite3
 from pathlib import Path
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from psycopg_pool import PoolTimeout
 
 from graph import metrics
 from graph.services import Services
+from graph.settings import Settings
 from server.runs.runner import AgentRunner
 from server.security.auth import presented_key
+from tools.database import acquire_pool, release_pool
 from tools.sqlite import now_iso
 
 router = APIRouter(tags=["operations"])
@@ -53,19 +57,45 @@ def probe_write(path: Path) -> str:
     return "ok"
 
 
+async def probe_postgres(url: str) -> str:
+    """Commit a one-row upsert through the replica's pool; return "ok" or what failed."""
+    pool = await acquire_pool(url)
+    try:
+        async with pool.connection(timeout=PROBE_BUSY_TIMEOUT_S * 4) as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS readiness_probe"
+                " (id INTEGER PRIMARY KEY, checked_at TEXT NOT NULL)"
+            )
+            await conn.execute(
+                "INSERT INTO readiness_probe (id, checked_at) VALUES (1, %s)"
+                " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                (now_iso(),),
+            )
+    except (psycopg.Error, PoolTimeout) as exc:
+        return f"not writable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    finally:
+        await release_pool(url)
+    return "ok"
+
+
+async def _database_checks(settings: Settings) -> dict[str, str]:
+    if settings.postgres_url:
+        return {"database": await probe_postgres(settings.postgres_url)}
+    tasks_db, runs_db = await asyncio.gather(
+        asyncio.to_thread(probe_write, settings.tasks_db),
+        asyncio.to_thread(probe_write, settings.runs_db),
+    )
+    return {"tasks_db": tasks_db, "runs_db": runs_db}
+
+
 async def readiness(services: Services | None) -> dict[str, str]:
     """Run every readiness check ("ok" or the failure, per check) and export the results."""
     if services is None:
         checks = {"startup": "the server is still starting or already stopping"}
     else:
-        settings = services.settings
-        tasks_db, runs_db = await asyncio.gather(
-            asyncio.to_thread(probe_write, settings.tasks_db),
-            asyncio.to_thread(probe_write, settings.runs_db),
-        )
         usable = [tier.name for tier in services.tiers if tier.breaker.state != "open"]
         model = "ok" if usable else "the circuit breaker of every model tier is open"
-        checks = {"tasks_db": tasks_db, "runs_db": runs_db, "model": model}
+        checks = {**await _database_checks(services.settings), "model": model}
     for name, result in checks.items():
         metrics.READY_CHECKS.labels(name).set(result == "ok")
     metrics.READY.set(all(result == "ok" for result in checks.values()))
@@ -79,7 +109,7 @@ def _services(request: Request) -> Services | None:
 
 @router.get("/ready", include_in_schema=False)
 async def ready(request: Request) -> JSONResponse:
-    """200 when both databases take a write and a model tier is usable, else 503 saying why."""
+    """200 when the databases take a write and a model tier is usable, else 503 saying why."""
     checks = await readiness(_services(request))
     failed = [name for name, result in checks.items() if result != "ok"]
     if not failed:

@@ -277,14 +277,22 @@ async def test_a_database_restart_is_a_clean_503_and_then_business_as_usual(
             async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
                 first = await http.post("/chat", json={"message": "add a task to buy milk"})
                 assert first.status_code == 200, first.text
+                # What a load balancer's health check sees, before, during and after.
+                ready = await http.get("/ready")
+                assert ready.status_code == 200, ready.text
+                assert ready.json()["checks"]["database"] == "ok"
                 database.stop()
                 for request in (http.get("/tasks"), http.post("/chat", json={"message": "hi"})):
                     down = await request
                     assert down.status_code == 503, down.text
                     assert down.headers["retry-after"] and "try again" in down.json()["detail"]
+                unready = await http.get("/ready")
+                assert unready.status_code == 503, unready.text
+                assert unready.json()["failed"] == ["database"]
                 database.start()
                 again = await http.post("/chat", json={"message": "add a task to call mum"})
                 assert again.status_code == 200, again.text
+                assert (await http.get("/ready")).status_code == 200
                 titles = {t["title"] for t in (await http.get("/tasks")).json()["tasks"]}
                 assert titles == {"Buy milk", "Call mum"}
             logged = "".join(server.output)
