@@ -14,7 +14,7 @@ from pydantic_core import to_jsonable_python
 from graph import metrics
 from graph.redaction import Redactor
 from server.runs.event_redaction import EventRedactor
-from server.runs.storage_errors import classify
+from server.runs.storage_errors import classify, is_duplicate_key
 from server.runs.store import RunEvent, RunStore
 
 log = logging.getLogger("server.runs.engine")
@@ -99,7 +99,18 @@ class RunChannel:
                 try:
                     await self._store.append(self.run_id, batch)
                 except Exception as exc:
-                    log.exception("could not log events of run %s", self.run_id)
+                    if is_duplicate_key(exc):
+                        # This process lost its lease (stalled, or cut off from the database)
+                        # and another took the run over and logged these ids first: the log
+                        # holds the run as that one runs it, and this attempt stops here.
+                        log.warning(
+                            "run %s: event %d is already logged by the process that took the"
+                            " run over; this attempt stops",
+                            self.run_id,
+                            batch[0].seq,
+                        )
+                    else:
+                        log.exception("could not log events of run %s", self.run_id)
                     storage = classify(exc)
                     async with self._changed:
                         self.failure = "The run's event log could not be written. " + (

@@ -102,3 +102,8 @@ def classify(exc: BaseException) -> StorageUnavailable | None:
                 if marker in text:
                     return StorageUnavailable(reason)
     return None
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    """Whether `exc` is a unique key the database already holds (on either engine)."""
+    return isinstance(exc, sqlite3.IntegrityError | psycopg.errors.UniqueViolation)

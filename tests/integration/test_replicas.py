@@ -304,6 +304,47 @@ async def test_a_database_restart_is_a_clean_503_and_then_business_as_usual(
         shutil.rmtree(database.directory, ignore_errors=True)
 
 
+@pytest.mark.usefixtures("postgres")
+async def test_a_database_restart_mid_run_finishes_the_run_exactly_once(tmp_path: Path) -> None:
+    database = LocalPostgres(Path(tempfile.mkdtemp(prefix="taskagent-pg-"))).start()
+    url = database.url()
+    try:
+        a, b = await replicas(tmp_path, url)
+        try:
+            thread_id, run = await started_run(get_client(url=a.url))
+            await asyncio.sleep(1.0)  # inside the paced turn
+            assert run_status(url, run["run_id"]) == "running"
+            database.stop()
+            await asyncio.sleep(1.0)
+            database.start()
+            # Nobody acts: the run is finished by whichever replica holds it, exactly once.
+            await wait_for(
+                lambda: run_status(url, run["run_id"]) == "success",
+                "the run cut off by the restart to finish",
+            )
+            assert_done_exactly_once(url, run["run_id"])
+            replay = [
+                p
+                async for p in get_client(url=b.url).runs.join_stream(
+                    thread_id, run["run_id"], last_event_id="0"
+                )
+            ]
+            ids = [int(p.id) for p in replay if p.id is not None]
+            assert ids == list(range(1, len(ids) + 1)), f"replayed ids {ids}"
+            assert "Quarterly review" in answer_of(replay)
+            after = await get_client(url=b.url).runs.wait(
+                thread_id, "agent", input=human("list my tasks")
+            )
+            assert "Quarterly review" in str(after)
+            logged = "".join(a.output + b.output)
+            assert "Traceback" not in logged, logged[logged.index("Traceback") - 300 :][:3000]
+        finally:
+            stop_all([a, b])
+    finally:
+        database.stop()
+        shutil.rmtree(database.directory, ignore_errors=True)
+
+
 async def test_a_cancel_sent_to_one_replica_stops_the_run_on_another(
     tmp_path: Path, pg_url: str
 ) -> None:
