@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from faults.database_restart import run_restarts
 from faults.kills import KillReport, run_kills
 from faults.load import run_load
 from faults.models import run_model_faults
@@ -26,6 +27,7 @@ from faults.report import (
     load_row,
     model_row,
     render,
+    restart_row,
     shared_row,
     storage_expectation,
     storage_row,
@@ -34,7 +36,7 @@ from faults.shared import run_shared
 from faults.storage import disk_full_fault, lock_fault, scratch
 from scripts.local_pg import LocalPostgres
 
-FAULTS = ("kills", "shared", "replicas", "lock", "disk", "models", "load")
+FAULTS = ("kills", "shared", "replicas", "pg-restart", "lock", "disk", "models", "load")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -54,6 +56,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="SIGKILLs of one of two replicas on PostgreSQL (default 50; quick 3)",
     )
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        help="PostgreSQL restarts under two replicas (default 20; quick 3)",
+    )
     parser.add_argument("--model-turns", type=int, help="turns per model fault (10; quick 2)")
     parser.add_argument("--sessions", type=int, help="load sessions (default 200; quick 20)")
     parser.add_argument("--load-seconds", type=float, help="load duration (300; quick 10)")
@@ -72,6 +79,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args.kills = args.kills or (5 if quick else 100)
     args.shared = args.shared or (3 if quick else 20)
     args.replicas = args.replicas or (3 if quick else 50)
+    args.restarts = args.restarts or (3 if quick else 20)
     args.model_turns = args.model_turns or (1 if quick else 10)
     args.sessions = args.sessions or (20 if quick else 200)
     args.load_seconds = args.load_seconds or (10.0 if quick else 300.0)
@@ -132,6 +140,18 @@ async def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
                 )
             )
             details.append(kill_details(replicas, "Replica problems"))
+        if "pg-restart" in chosen:
+            say(f"pg-restart: {args.restarts} PostgreSQL restarts under two replicas …")
+            restarts = await run_restarts(
+                args.restarts, workdir("pg-restart"), workdir("postgres-restart"), seed=args.seed
+            )
+            rows.append(
+                restart_row(
+                    restarts,
+                    f"{base} --only pg-restart --restarts {args.restarts} --seed {args.seed}",
+                )
+            )
+            details.append(kill_details(restarts, "Database-restart problems"))
         if "lock" in chosen:
             for database in ("tasks", "runs"):
                 say(f"lock: {database}.sqlite …")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from faults import kills, load, models, shared, storage
+from faults.database_restart import RestartReport
 from faults.kills import KillReport
 from faults.load import LoadReport
 from faults.models import BREAKER_COOLDOWN_S, BREAKER_THRESHOLD, TURN_TIMEOUT_S, ModelReport
@@ -83,6 +84,29 @@ def shared_row(report: SharedReport, reproduce: str, replicas_on: str = "") -> R
         f" {report.finished_by_other}, by the restarted one {report.finished_by_victim};"
         f" kill to finished run {_seconds(report.takeover_s)}",
         report.zero,
+        reproduce,
+    )
+
+
+def restart_row(report: RestartReport, reproduce: str) -> Row:
+    """The row of the database-restart fault."""
+    return Row(
+        "PostgreSQL restarted under two replicas",
+        f"two replicas on PostgreSQL; {report.kills} fast shutdowns of PostgreSQL after a random"
+        f" delay into a turn ({report.mid_turn} landed mid-turn), back after 0.5–3 s; a client"
+        " asks for its tasks during each outage, then rejoins or resends on the other replica",
+        "a 503 with Retry-After during every outage; then every turn finished with nobody"
+        " acting: 0 lost, 0 duplicated side effects, 0 threads not resumable, 0 amcheck"
+        " failures, event ids gap-free",
+        f"clean 503s **{report.clean_503}** of {report.kills} (other answers"
+        f" {report.other_answers}); lost acknowledged turns **{report.lost_acknowledged}** of"
+        f" {report.acknowledged}; resent unacknowledged turns lost {report.lost_unacknowledged}"
+        f" of {report.retried_unacknowledged}; duplicated side effects"
+        f" **{report.duplicated_effects}**; requested changes missing {report.missing_effects};"
+        f" threads not resumable **{report.threads_not_resumable}** of {report.threads};"
+        f" amcheck failures **{report.integrity_failures}** in {report.integrity_checks} checks;"
+        f" streams with gaps or repeats {report.event_id_gaps}",
+        report.zero and report.other_answers == 0,
         reproduce,
     )
 

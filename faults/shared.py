@@ -60,11 +60,13 @@ class LeaseWatch:
     def sample(self) -> None:
         """Read every run's lease owner now (read-only; nothing while the table is missing)."""
         if isinstance(self.runs_db, str):
-            with psycopg.connect(self.runs_db, autocommit=True) as pg:
-                try:
+            try:
+                with psycopg.connect(self.runs_db, autocommit=True, connect_timeout=2) as pg:
                     rows = pg.execute("SELECT run_id, lease_owner FROM runs").fetchall()
-                except psycopg.errors.UndefinedTable:
-                    return
+            except psycopg.errors.UndefinedTable:
+                return
+            except psycopg.OperationalError:
+                return  # the database is down (the restart fault): nothing changes meanwhile
         else:
             if not self.runs_db.exists():
                 return
