@@ -76,7 +76,7 @@ e2e-ui: install-dev ## agent-chat-ui built from its source, against the server i
 	TASKAGENT_E2E_UI=1 $(UV) run --frozen pytest -q tests/e2e_ui
 
 .PHONY: bench
-bench: install-dev ## Benchmarks (≈17 min) → docs/BENCHMARKS.md; `.venv/bin/python -m bench --quick` for a quick look
+bench: install-dev ## Benchmarks (≈30 min) → docs/BENCHMARKS.md, docs/bench-replicas.md, docs/bench-replay.md; `.venv/bin/python -m bench --quick` for a quick look
 	$(UV) run --frozen python -m bench --wait-for-load 600
 	$(UV) run --frozen python -m bench.replicas --out docs/bench-replicas.md
 	$(UV) run --frozen python -m bench.replay --out docs/bench-replay.md

@@ -204,6 +204,8 @@ class Settings(BaseSettings):
     # Persistence: SQLite files in the data dir, or every store in PostgreSQL (docs/SCALING.md).
     database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
     pg_pool_size: int = Field(default=20, ge=2, le=1000, alias="TASKAGENT_PG_POOL_SIZE")
+    # Off behind a transaction-pooling pgbouncer (LISTEN needs a session): replicas then poll.
+    pg_listen: bool = Field(default=True, alias="TASKAGENT_PG_LISTEN")
     sqlite_synchronous: str = Field(default="NORMAL", alias="TASKAGENT_SQLITE_SYNCHRONOUS")
     busy_timeout_ms: int = Field(default=5000, ge=0, alias="TASKAGENT_BUSY_TIMEOUT_MS")
 

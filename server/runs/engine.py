@@ -138,6 +138,7 @@ class RunManager:
             busy_timeout_ms=settings.busy_timeout_ms,
             synchronous=settings.sqlite_synchronous,
             database_url=settings.postgres_url,
+            listen=settings.pg_listen,
         )
         assistants = await AssistantStore.open(
             settings.runs_db,

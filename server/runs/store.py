@@ -213,9 +213,19 @@ class RunStore:
 
     @classmethod
     async def open(
-        cls, path: Path, *, busy_timeout_ms: int, synchronous: str, database_url: str | None = None
+        cls,
+        path: Path,
+        *,
+        busy_timeout_ms: int,
+        synchronous: str,
+        database_url: str | None = None,
+        listen: bool = True,
     ) -> RunStore:
-        """Open (and create or upgrade) the run store at `path`."""
+        """Open (and create or upgrade) the run store at `path`.
+
+        On PostgreSQL it listens for other replicas' wake-ups unless `listen` is off (behind a
+        transaction-pooling pgbouncer, where LISTEN cannot work): then it polls.
+        """
         conn = await open_migrated(
             path,
             "runs",
@@ -225,7 +235,7 @@ class RunStore:
             synchronous=synchronous,
             database_url=database_url,
         )
-        wakeups = Wakeups(database_url)
+        wakeups = Wakeups(database_url if listen else None)
         wakeups.start()
         return cls(conn, wakeups)
 

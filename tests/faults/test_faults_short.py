@@ -4,10 +4,13 @@ The same code as `python -m faults --quick`, with small counts, asserting the ze
 fault is injected into the real server (real SQLite, fake model peers on loopback).
 """
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from faults.database_restart import run_restarts
 from faults.kills import run_kills
 from faults.load import run_load
 from faults.models import TURN_TIMEOUT_S, run_model_faults
@@ -45,6 +48,29 @@ async def test_three_sigkills_of_one_of_two_replicas_on_postgresql_lose_nothing(
     ):
         assert count == 0, report.problems
     assert report.integrity_checks > 0
+
+
+@pytest.mark.usefixtures("postgres")  # skips like the others where PostgreSQL cannot run
+async def test_three_postgresql_restarts_mid_turn_are_503s_then_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    database_dir = Path(tempfile.mkdtemp(prefix="taskagent-pg-"))
+    try:
+        report = await run_restarts(3, tmp_path, database_dir, seed=6)
+    finally:
+        shutil.rmtree(database_dir, ignore_errors=True)
+    assert report.kills == 3 and report.turns == 3
+    assert (report.clean_503, report.other_answers) == (3, 0), report.problems
+    for count in (
+        report.lost_acknowledged,
+        report.lost_unacknowledged,
+        report.duplicated_effects,
+        report.missing_effects,
+        report.threads_not_resumable,
+        report.integrity_failures,
+        report.event_id_gaps,
+    ):
+        assert count == 0, report.problems
 
 
 async def test_three_sigkills_of_one_of_two_servers_on_one_data_dir_lose_nothing(

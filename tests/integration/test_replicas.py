@@ -136,10 +136,12 @@ async def test_every_replica_serves_what_another_wrote(tmp_path: Path, pg_url: s
         stop_all([a, b])
 
 
+@pytest.mark.parametrize("listen", ["true", "false"], ids=["notified", "polling"])
 async def test_a_run_on_one_replica_is_followed_live_from_another(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_url: str, listen: str
 ) -> None:
-    a, b = await replicas(tmp_path, pg_url)
+    # "false": as behind a transaction-pooling pgbouncer, where LISTEN cannot work.
+    a, b = await replicas(tmp_path, pg_url, env={"TASKAGENT_PG_LISTEN": listen})
     try:
         client_a, client_b = get_client(url=a.url), get_client(url=b.url)
         thread_id, run = await started_run(client_a)
@@ -150,6 +152,12 @@ async def test_a_run_on_one_replica_is_followed_live_from_another(
         ids = [int(p.id) for p in live if p.id is not None]
         assert ids == list(range(1, len(ids) + 1))
         assert_done_exactly_once(pg_url, run["run_id"])
+        listeners = query(
+            pg_url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND query LIKE 'LISTEN %%'",
+        )[0][0]
+        assert (listeners > 0) == (listen == "true"), f"{listeners} sessions listening"
     finally:
         stop_all([a, b])
 
