@@ -4,7 +4,8 @@ The same two replicas, threads, turns and client as `faults.shared` (replicas on
 PostgreSQL), but what fails is the database: after a random delay into a turn, PostgreSQL is
 stopped (fast shutdown: every session cut) and started again after a short outage, while the
 replicas keep running. During the outage a client asking for its tasks must get a 503 with
-`Retry-After` (never a 500); afterwards nobody does anything by hand — the client rejoins the
+`Retry-After` (never a 500); once the database is back, both replicas must serve again
+(how long that takes is recorded), and nobody does anything by hand — the client rejoins the
 run it was told about, or resends under the same key, and every turn must end as it would have
 without the restart: 0 lost, 0 duplicated, every thread resumable, every index intact
 (amcheck), event ids gap-free.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ from faults.shared import MAX_KILL_DELAY_S, SharedDriver, SharedReport
 from scripts.local_pg import LocalPostgres
 
 OUTAGE_S = (0.5, 3.0)
+RECOVERY_LIMIT_S = 60.0
 
 
 @dataclass
@@ -34,6 +36,8 @@ class RestartReport(SharedReport):
 
     clean_503: int = 0
     other_answers: int = 0
+    # Seconds from PostgreSQL accepting connections again to both replicas answering 200.
+    recovery_s: list[float] = field(default_factory=list)
 
 
 class RestartDriver(SharedDriver):
@@ -63,12 +67,29 @@ class RestartDriver(SharedDriver):
         await self._ask_while_down(first)
         await asyncio.sleep(self.rng.uniform(*OUTAGE_S))
         await asyncio.to_thread(self.postgres.start)
+        await self._wait_recovered()
         sender.cancel()
         with contextlib.suppress(BaseException):
             await sender
         self.server = other
         await self.settle(turn)
         self.check_integrity(f"after restart {index}")
+
+    async def _wait_recovered(self) -> None:
+        """Poll both replicas until each serves a read again; record how long that took."""
+        started = time.monotonic()
+        async with httpx.AsyncClient(timeout=30) as http:
+            for server in self.servers:
+                while time.monotonic() - started < RECOVERY_LIMIT_S:
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await http.get(f"{server.url}/tasks")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+                else:
+                    self.report.problems.append(
+                        f"{server.url} still not serving {RECOVERY_LIMIT_S:g} s after the restart"
+                    )
+        self.report.recovery_s.append(time.monotonic() - started)
 
     async def _ask_while_down(self, server: ServerProcess) -> None:
         report = self.report

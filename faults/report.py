@@ -105,7 +105,8 @@ def restart_row(report: RestartReport, reproduce: str) -> Row:
         f" **{report.duplicated_effects}**; requested changes missing {report.missing_effects};"
         f" threads not resumable **{report.threads_not_resumable}** of {report.threads};"
         f" amcheck failures **{report.integrity_failures}** in {report.integrity_checks} checks;"
-        f" streams with gaps or repeats {report.event_id_gaps}",
+        f" streams with gaps or repeats {report.event_id_gaps}; database back to both replicas"
+        f" serving {_seconds(report.recovery_s)}",
         report.zero and report.other_answers == 0,
         reproduce,
     )

@@ -14,6 +14,7 @@ from graph import metrics
 from graph.services import Services
 from graph.state import State
 from models.failure_words import plain_reason
+from tools.storage_errors import classify
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,10 @@ EMERGENCY_ANSWER = (
 
 async def fallback(state: State, error: NodeError, *, services: Services) -> Command[Any]:
     """Advance to the next model tier after the current one failed for good."""
+    if classify(error.error) is not None:
+        # The database, not the model, failed (the offline engine reads tasks too): no other
+        # tier would fare better, and the run stops to be resumed once storage is back.
+        raise error.error
     tiers = services.tiers
     current = state.get("tier", 0)
     label = tiers[current].label if current < len(tiers) else "unknown"

@@ -35,7 +35,6 @@ from server.observability.request_context import RequestContext, request_id_of
 from server.runs.audit_retention import watch_audit_retention
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
-from server.runs.storage_errors import log_failure
 from server.runs.store import RunStore
 from server.runs.thread_ttl import watch_ttls
 from server.security.auth import KeyRing
@@ -45,6 +44,7 @@ from server.security.limits import RequestSizeLimit
 from server.security.proxies import behind_proxies
 from server.security.ratelimit import Limiters
 from server.security.textguard import RejectLoneSurrogates
+from tools.storage_errors import log_failure
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from server.api.schemas import (
 from server.api.sse import event_stream, last_event_id
 from server.runs.engine import RunManager
 from server.runs.runner import AgentRunner, TurnError
-from server.runs.storage_errors import EVENT_ERROR as STORAGE_ERROR
-from server.runs.storage_errors import StorageUnavailable
 from server.runs.threads import ThreadInfo, UnresolvedPrefix
 from server.security.limits import LastEventId, refuse_oversized_json
+from tools.storage_errors import EVENT_ERROR as STORAGE_ERROR
+from tools.storage_errors import StorageUnavailable
 
 router = APIRouter(tags=["chat"])
 

@@ -1,6 +1,6 @@
 """Storage errors raised by any route answered as 503 + `Retry-After`, not 500.
 
-Which errors count is decided by `server.runs.storage_errors.classify`; this module is only
+Which errors count is decided by `tools.storage_errors.classify`; this module is only
 the HTTP answer.
 """
 
@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from server.runs.storage_errors import RETRY_AFTER_S, StorageUnavailable, classify
+from tools.storage_errors import RETRY_AFTER_S, StorageUnavailable, classify
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ import typer
 
 from graph.redaction import Redactor
 from graph.settings import Settings, get_settings
-from server.runs.storage_errors import RETRY_AFTER_S, classify
 from server.security.asgi_reply import refuse
 from server.security.auth import KeyError_, KeyRing, Principal, local_principal, presented_key
 from server.security.browser_guard import header_map, host_refusal, is_loopback_host
 from server.security.cors import AllowedOrigins
 from server.security.ratelimit import too_many_failures
+from tools.storage_errors import RETRY_AFTER_S, classify
 from tools.store import TaskStore
 
 if TYPE_CHECKING:

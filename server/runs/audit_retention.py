@@ -12,8 +12,8 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from server.runs.storage_errors import log_failure
 from server.runs.store import RunStore
+from tools.storage_errors import log_failure
 from tools.store import TaskStore
 
 log = logging.getLogger(__name__)

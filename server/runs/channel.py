@@ -14,8 +14,8 @@ from pydantic_core import to_jsonable_python
 from graph import metrics
 from graph.redaction import Redactor
 from server.runs.event_redaction import EventRedactor
-from server.runs.storage_errors import classify, is_duplicate_key
 from server.runs.store import RunEvent, RunStore
+from tools.storage_errors import classify, is_duplicate_key
 
 log = logging.getLogger("server.runs.engine")
 

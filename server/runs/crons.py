@@ -39,12 +39,12 @@ from croniter import croniter  # type: ignore[import-untyped]
 
 from graph.context import Context, Role
 from server.runs.runner import TurnError
-from server.runs.storage_errors import classify, log_failure
 from server.runs.store import FINISHED, RunRecord
 from tools.database import Connection, open_migrated
 from tools.migrations import Migration
 from tools.postgres import pg_schema
 from tools.sqlite import fetch_all, fetch_one
+from tools.storage_errors import classify, log_failure
 
 log = logging.getLogger(__name__)
 

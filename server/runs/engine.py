@@ -44,8 +44,6 @@ from server.runs.runner import (
     TurnResult,
     title_of,
 )
-from server.runs.storage_errors import EVENT_ERROR as STORAGE_ERROR
-from server.runs.storage_errors import classify, log_failure
 from server.runs.store import (
     FINISHED,
     CancelAction,
@@ -64,6 +62,8 @@ from server.runs.store import (
 from server.runs.threads import ThreadInfo, ThreadLimitReached
 from server.security.ratelimit import RateLimiter
 from tools.database import acquire_pool, release_pool
+from tools.storage_errors import EVENT_ERROR as STORAGE_ERROR
+from tools.storage_errors import classify, log_failure
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -74,6 +74,15 @@ STORAGE_RETRIES = 60
 FOLLOW_POLL_S = 0.05
 # How often a follower reads another replica's log anyway while notifications arrive.
 LISTENING_POLL_S = 1.0
+# Attempts a run gets when the database goes away under it, before it ends as an error.
+CUT_OFF_ATTEMPTS = 5
+# Runs stop here once leases have gone unrenewed for this share of the lease time: before
+# any other process may take them over, so two attempts of a run never write side by side.
+FENCE_SHARE = 0.8
+
+
+class _CutOff(Exception):
+    """The database went away under a run: it resumes once the database is back."""
 
 
 class RunManager:
@@ -97,6 +106,8 @@ class RunManager:
         self.identity = self.leases.identity
         # Runs executing in this process, by id; the runs table says which are live anywhere.
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # When each run executing here was leased (monotonic), for the fence.
+        self._claimed_at: dict[str, float] = {}
         self._channels: dict[str, RunChannel] = {}
         self._cancel_actions: dict[str, str] = {}
         self._stopping = False
@@ -227,6 +238,7 @@ class RunManager:
         )
         if new_thread:
             await self.create_thread(context, thread_id, thread_metadata, title=_title(payload))
+        admitted_at = time.monotonic()
         try:
             admission = await self.store.admit(
                 run,
@@ -248,7 +260,7 @@ class RunManager:
             # A running run of this process stops now; another process's at its next renewal.
             await self._stop_local(run_id, admission.run.multitask_strategy)
         if run.status == "running":
-            self._start(run, next_seq=1)
+            self._start(run, next_seq=1, claimed_at=admitted_at)
         else:
             self.leases.queued_here.add(run.run_id)
             metrics.RUNS_QUEUED.set(await self.store.pending_count())
@@ -374,6 +386,7 @@ class RunManager:
         self._loops = [
             asyncio.create_task(self._claim_loop()),
             asyncio.create_task(self._renew_loop()),
+            asyncio.create_task(self._fence_loop()),
         ]
 
     async def _claim_loop(self) -> None:
@@ -385,6 +398,7 @@ class RunManager:
                 log_failure(log, "starting claimed runs", exc)
 
     async def _begin(self, claimed: list[RunRecord]) -> None:
+        claimed_at = self.leases.claim_sent
         for run in claimed:
             if run.attempt > 1:
                 log.warning("resuming run %s (attempt %d)", run.run_id, run.attempt)
@@ -396,7 +410,7 @@ class RunManager:
                 log.exception("could not start run %s; handing its lease back", run.run_id)
                 await self.store.release_run(run.run_id, self.identity)
                 continue
-            self._start(run, next_seq=last_seq + 1)
+            self._start(run, next_seq=last_seq + 1, claimed_at=claimed_at)
         if claimed:
             metrics.RUNS_QUEUED.set(await self.store.pending_count())
 
@@ -424,13 +438,35 @@ class RunManager:
                     self._cancel_actions[run_id] = str(held[run_id])
                     task.cancel()
 
+    async def _fence_loop(self) -> None:
+        lease_s = self.settings.run_lease_s
+        while True:
+            await asyncio.sleep(lease_s / 10)
+            stopping = [
+                run_id
+                for run_id, claimed_at in self._claimed_at.items()
+                if run_id not in self._cancel_actions
+                and self.leases.unconfirmed_for(claimed_at) >= lease_s * FENCE_SHARE
+            ]
+            if stopping:
+                log.warning(
+                    "leases unrenewed for %.1f s (the database is unreachable): stopping %d"
+                    " run(s) here; they resume from their last checkpoint once it is back",
+                    self.leases.unconfirmed_for(0.0),
+                    len(stopping),
+                )
+            for run_id in stopping:
+                self._cancel_actions[run_id] = "cut off"
+                self._tasks[run_id].cancel()
+
     # --- executing -----------------------------------------------------------------------
 
-    def _start(self, run: RunRecord, *, next_seq: int) -> None:
+    def _start(self, run: RunRecord, *, next_seq: int, claimed_at: float) -> None:
         channel = RunChannel(
             self.store, run.run_id, next_seq, kind=run.kind, redactor=self.runner.services.redactor
         )
         self._channels[run.run_id] = channel
+        self._claimed_at[run.run_id] = claimed_at
         self._tasks[run.run_id] = asyncio.create_task(self._drive(run, channel))
 
     async def _drive(self, run: RunRecord, channel: RunChannel) -> None:
@@ -445,11 +481,19 @@ class RunManager:
         try:
             with metrics.RUNS_RUNNING.track_inprogress():
                 ending = await self._execute(run, context, channel)
+        except _CutOff:
+            # Its followers read the log from here on, where the next attempt writes.
+            await channel.abandon()
+            await self._hand_back(run.run_id)
         except asyncio.CancelledError:
             action = self._cancel_actions.pop(run.run_id, "interrupt")
             if action == "lost":
                 # No longer ours: the process that took the run over writes its log now.
                 await channel.abandon()
+                raise
+            if action == "cut off":
+                await channel.abandon()
+                await self._hand_back(run.run_id)
                 raise
             if self._stopping:
                 # Shutting down: the run resumes wherever it is claimed next.
@@ -495,6 +539,7 @@ class RunManager:
                     # The run is over and recorded; its bookkeeping below must still happen.
                     log_failure(log, f"charging the tokens of run {run.run_id}", exc)
             self._tasks.pop(run.run_id, None)
+            self._claimed_at.pop(run.run_id, None)
             self._channels.pop(run.run_id, None)
             self._cancel_actions.pop(run.run_id, None)
 
@@ -531,6 +576,16 @@ class RunManager:
             raise
         except Exception as exc:
             storage = classify(exc)
+            if storage is not None and storage.reason == "down" and run.attempt < CUT_OFF_ATTEMPTS:
+                # Like a crash of this process: the run resumes from its last checkpoint
+                # (here or on another replica), its tool results stored exactly once.
+                log.warning(
+                    "run %s cut off from the database (%s); it resumes from its last"
+                    " checkpoint once the database is back",
+                    run.run_id,
+                    exc,
+                )
+                raise _CutOff from exc
             if storage is None:
                 log.exception("run %s failed", run.run_id)
                 error = {"error": type(exc).__name__, "message": "The run failed; see server log."}
@@ -545,6 +600,21 @@ class RunManager:
             channel.publish("error", error)
             return "error", error["error"]
         return "success", None
+
+    async def _hand_back(self, run_id: str) -> None:
+        """Give up the run's lease as soon as the database takes the write.
+
+        Until then renewals fail and the lease runs out by itself; once the database is back
+        this process would renew it with its other runs, and nobody would resume it.
+        """
+        while True:
+            try:
+                await self.store.release_run(run_id, self.identity)
+                return
+            except Exception as exc:
+                if classify(exc) is None:
+                    raise
+            await asyncio.sleep(1.0)
 
     async def _record_end(self, run_id: str, status: RunStatus, error: str | None) -> None:
         """Record how the run ended, waiting out a storage outage (a lock, a full disk)."""

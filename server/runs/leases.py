@@ -12,12 +12,13 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 
 from graph.settings import Settings
-from server.runs.storage_errors import classify
 from server.runs.store import RunRecord, RunStore
+from tools.storage_errors import classify
 
 log = logging.getLogger("server.runs.engine")
 
@@ -44,6 +45,10 @@ class Leases:
         self.queued_here: set[str] = set()
         self._wake = asyncio.Event()
         self._renew_now = asyncio.Event()
+        # When the last successful renewal was sent (monotonic): every lease held then runs
+        # at least until this plus the lease time, whoever's clock reads it.
+        self.confirmed_at = time.monotonic()
+        self.claim_sent = self.confirmed_at
 
     def wake(self) -> None:
         """Claim and renew now, not at the next poll: a run ended, was queued or cancelled."""
@@ -53,6 +58,8 @@ class Leases:
     async def claim(self, limit: int = CLAIM_BATCH) -> list[RunRecord]:
         """Lease up to `limit` runs this process may take."""
         pending_of = None if self._serves_others else set(self.queued_here)
+        # The leases it takes run at least until this plus the lease time.
+        self.claim_sent = time.monotonic()
         claimed = await self._store.claim(
             self.identity, self._settings.run_lease_s, limit, pending_of=pending_of
         )
@@ -83,13 +90,19 @@ class Leases:
                 async with asyncio.timeout(self._settings.run_lease_s / 3):
                     await self._renew_now.wait()
             self._renew_now.clear()
+            sent = time.monotonic()
             try:
                 held = await self._store.renew(self.identity, self._settings.run_lease_s)
             except Exception as exc:
                 if classify(exc) is None:
                     log.exception("renewing leases failed")
                 continue
+            self.confirmed_at = sent
             yield held
+
+    def unconfirmed_for(self, claimed_at: float) -> float:
+        """Seconds a lease taken at `claimed_at` has gone without reaching the database."""
+        return time.monotonic() - max(self.confirmed_at, claimed_at)
 
     async def release_dead_neighbours(self) -> None:
         """Hand back the leases of processes on this host that no longer exist.

@@ -506,7 +506,11 @@ class AgentRunner:
         recorded against the interrupt, which then no longer waits (no checkpoint yet).
         """
         config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-        async for _ in self.saver.alist(config, filter={"run_id": run_id}, limit=1):
+        # Through the thread's graph: its saver knows the state's classes (the msgpack
+        # allow-list `compile` derives), so reading a checkpoint blocks none of them.
+        compiled = self.graph_of(await self.threads.get(thread_id)).graph.checkpointer
+        saver = compiled if isinstance(compiled, BaseCheckpointSaver) else self.saver
+        async for _ in saver.alist(config, filter={"run_id": run_id}, limit=1):
             return True
         command = payload.get("command") or {}
         if payload.get("resume") is None and command.get("resume") is None:

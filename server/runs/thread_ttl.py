@@ -13,8 +13,8 @@ import logging
 from datetime import UTC, datetime
 
 from server.runs.engine import RunManager
-from server.runs.storage_errors import log_failure
 from server.runs.threads import ThreadInfo
+from tools.storage_errors import log_failure
 
 log = logging.getLogger(__name__)
 

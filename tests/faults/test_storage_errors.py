@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from server.api.storage_errors import answer_storage_errors
-from server.runs.storage_errors import RETRY_AFTER_S, classify
+from tools.storage_errors import RETRY_AFTER_S, classify
 
 
 def failing_commit(message: str) -> Exception:

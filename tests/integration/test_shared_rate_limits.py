@@ -15,10 +15,10 @@ import httpx
 import psycopg
 import pytest
 
-from server.runs.storage_errors import classify
 from server.security.ratelimit import AuthFailureLimiter, RateLimiter
 from server.security.shared_buckets import SWEEP_S, SharedBuckets
 from tests.integration.test_replicas import query, replicas, stop_all
+from tools.storage_errors import classify
 
 pytestmark = pytest.mark.integration
 
