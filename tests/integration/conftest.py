@@ -139,9 +139,8 @@ class Replicas(LiveServer):
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
         balancer = RoundRobin([replica.port for replica in self.replicas])
-        self._proxy = threading.Thread(
-            target=self._loop.run_until_complete, args=(balancer.serve(self.port),), daemon=True
-        )
+        self._balancing = self._loop.create_task(balancer.serve(self.port))
+        self._proxy = threading.Thread(target=self._balance, daemon=True)
         self._proxy.start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -151,6 +150,10 @@ class Replicas(LiveServer):
             ):
                 return
             time.sleep(0.05)
+
+    def _balance(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            self._loop.run_until_complete(self._balancing)
 
     @property
     def output(self) -> list[str]:  # type: ignore[override]
@@ -168,7 +171,9 @@ class Replicas(LiveServer):
 
     def stop(self) -> str:
         logs = "".join(replica.stop() for replica in self.replicas)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._proxy.is_alive():
+            self._loop.call_soon_threadsafe(self._balancing.cancel)
+            self._proxy.join(timeout=5)
         return logs
 
 
