@@ -66,7 +66,8 @@ PG_SUITES ?= tests/integration/test_chat_api.py tests/integration/test_sdk.py \
 	tests/integration/test_thread_stream.py tests/integration/test_assistants.py \
 	tests/integration/test_store_api.py tests/integration/test_hitl.py \
 	tests/integration/test_chat_threads.py tests/integration/test_crons_api.py \
-	tests/integration/test_threads_api.py tests/clients
+	tests/integration/test_threads_api.py tests/integration/test_any_graph.py \
+	tests/integration/test_auth.py tests/integration/test_disconnect.py tests/clients
 .PHONY: test-pg
 test-pg: install-dev ## The protocol and /chat suites against 2 replicas on PostgreSQL; docs/SCALING.md
 	TASKAGENT_TEST_BACKEND=postgres $(UV) run --frozen pytest -q $(PG_SUITES)

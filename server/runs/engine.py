@@ -486,7 +486,9 @@ class RunManager:
             await channel.abandon()
             await self._hand_back(run.run_id)
         except asyncio.CancelledError:
-            action = self._cancel_actions.pop(run.run_id, "interrupt")
+            # Kept until the run's task ends: a lease renewal seeing the cancel request then
+            # knows it is in hand and does not cancel the clean-up below a second time.
+            action = self._cancel_actions.get(run.run_id, "interrupt")
             if action == "lost":
                 # No longer ours: the process that took the run over writes its log now.
                 await channel.abandon()
@@ -703,8 +705,9 @@ class RunManager:
         task = self._tasks.get(run_id)
         if task is None:
             return False
-        self._cancel_actions[run_id] = action
-        task.cancel()
+        if run_id not in self._cancel_actions:  # a second cancel would cut its clean-up short
+            self._cancel_actions[run_id] = action
+            task.cancel()
         await asyncio.wait({task})
         return True
 

@@ -215,7 +215,9 @@ class ThreadIndex:
                 "INSERT INTO threads"
                 " (thread_id, owner, title, first_message, metadata, created_at, updated_at)"
                 " SELECT ?, ?, ?, ?, ?, ?, ?"
-                " WHERE ? IS NULL OR (SELECT COUNT(*) FROM threads WHERE owner = ?) < ?"
+                # Typed: PostgreSQL cannot infer a type for a parameter bound to NULL.
+                " WHERE CAST(? AS INTEGER) IS NULL"
+                " OR (SELECT COUNT(*) FROM threads WHERE owner = ?) < CAST(? AS INTEGER)"
                 " ON CONFLICT (thread_id) DO NOTHING",
                 (
                     thread_id,

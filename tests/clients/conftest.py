@@ -29,8 +29,7 @@ class DevServer(LanggraphDev):
     """`langgraph dev` serving the same graph, with the attributes of a LiveServer."""
 
     def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.data_dir = root / "data"
-        super().__init__(root / "work", self.data_dir, **env)
+        super().__init__(root / "work", root / "data", **env)
 
 
 Server = LiveServer | DevServer

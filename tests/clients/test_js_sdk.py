@@ -1,26 +1,21 @@
 """The stock JS SDK (@langchain/langgraph-sdk 1.15 from npm) driving the live server from Node."""
 
-import sqlite3
-from pathlib import Path
-
 import pytest
 
 from tests.clients.conftest import Server
 from tests.clients.node import CLIENTS, run_script
+from tests.integration.conftest import db_rows
 
 pytestmark = pytest.mark.integration
 
 
-def tasks_in(data_dir: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(data_dir / "tasks.sqlite") as conn:
-        return conn.execute("SELECT id, title, status FROM tasks ORDER BY id").fetchall()
+def tasks_in(server: Server) -> list[tuple[str, str, str]]:
+    return db_rows(server, "tasks.sqlite", "SELECT id, title, status FROM tasks ORDER BY id")
 
 
-def audited(data_dir: Path, thread_id: str) -> list[tuple[str, str, int]]:
-    with sqlite3.connect(data_dir / "tasks.sqlite") as conn:
-        return conn.execute(
-            "SELECT kind, tool, success FROM audit WHERE thread_id = ? ORDER BY id", (thread_id,)
-        ).fetchall()
+def audited(server: Server, thread_id: str) -> list[tuple[str, str, int]]:
+    sql = "SELECT kind, tool, success FROM audit WHERE thread_id = ? ORDER BY id"
+    return db_rows(server, "tasks.sqlite", sql, [thread_id])
 
 
 def test_js_sdk_streams_interrupts_resumes_joins_and_reads_history(
@@ -52,8 +47,8 @@ def test_js_sdk_streams_interrupts_resumes_joins_and_reads_history(
     assert {"metadata", "values"} <= set(resume["followed_events"])
     assert resume["run_status"] == "success"
     assert resume["thread_status"] == "idle"
-    assert tasks_in(live_server.data_dir) == []
-    assert audited(live_server.data_dir, seen["thread_id"]) == [
+    assert tasks_in(live_server) == []
+    assert audited(live_server, seen["thread_id"]) == [
         ("tool", "create_task", 1),
         ("approval", "delete_task", 1),
         ("tool", "delete_task", 1),

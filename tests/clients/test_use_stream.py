@@ -9,7 +9,6 @@ every call to the agent server is cross-origin, as from any web app.
 import functools
 import http.server
 import re
-import sqlite3
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from tests.clients.conftest import Server, start_server
 from tests.clients.node import CLIENTS
 from tests.integration.browser import CHROMIUM_ARGS, ensure_chromium
-from tests.integration.conftest import free_port
+from tests.integration.conftest import db_rows, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -153,8 +152,7 @@ def settled(read: Callable[[], object], expected: object) -> object:
 
 
 def tasks_in(server: Server) -> list[tuple[str, str]]:
-    with sqlite3.connect(server.data_dir / "tasks.sqlite") as conn:
-        return conn.execute("SELECT id, title FROM tasks ORDER BY id").fetchall()
+    return db_rows(server, "tasks.sqlite", "SELECT id, title FROM tasks ORDER BY id")
 
 
 def human_texts(values: object) -> list[str]:

@@ -3,21 +3,26 @@ import atexit
 import contextlib
 import functools
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
+import psycopg
 import pytest
 
 from scripts.local_pg import LocalPostgres
 from scripts.rr_proxy import RoundRobin
+from tools.postgres import translate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,6 +92,11 @@ class LiveServer:
         self.proc.kill()
         self.proc.wait(timeout=10)
 
+    def terminate(self, timeout: float = 20) -> None:
+        """SIGTERM the server and wait for its graceful shutdown to end."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=timeout)
+
     def stop(self) -> str:
         self.proc.terminate()
         try:
@@ -113,10 +123,14 @@ class Replicas(LiveServer):
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
         count: int = 2,
+        ready_s: float = 30,
     ) -> None:
+        self.database_url = database_url
         env = {**(env or {}), "DATABASE_URL": database_url}
         self.replicas = [
-            LiveServer(data_dir.with_name(f"{data_dir.name}-r{n}"), env=env, args=args)
+            LiveServer(
+                data_dir.with_name(f"{data_dir.name}-r{n}"), env=env, args=args, ready_s=ready_s
+            )
             for n in range(count)
         ]
         self.data_dir = data_dir
@@ -125,9 +139,8 @@ class Replicas(LiveServer):
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
         balancer = RoundRobin([replica.port for replica in self.replicas])
-        self._proxy = threading.Thread(
-            target=self._loop.run_until_complete, args=(balancer.serve(self.port),), daemon=True
-        )
+        self._balancing = self._loop.create_task(balancer.serve(self.port))
+        self._proxy = threading.Thread(target=self._balance, daemon=True)
         self._proxy.start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -138,6 +151,10 @@ class Replicas(LiveServer):
                 return
             time.sleep(0.05)
 
+    def _balance(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            self._loop.run_until_complete(self._balancing)
+
     @property
     def output(self) -> list[str]:  # type: ignore[override]
         return [line for replica in self.replicas for line in replica.output]
@@ -146,9 +163,17 @@ class Replicas(LiveServer):
         for replica in self.replicas:
             replica.kill()
 
+    def terminate(self, timeout: float = 20) -> None:
+        for replica in self.replicas:
+            replica.proc.send_signal(signal.SIGTERM)
+        for replica in self.replicas:
+            replica.proc.wait(timeout=timeout)
+
     def stop(self) -> str:
         logs = "".join(replica.stop() for replica in self.replicas)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._proxy.is_alive():
+            self._loop.call_soon_threadsafe(self._balancing.cancel)
+            self._proxy.join(timeout=5)
         return logs
 
 
@@ -165,15 +190,57 @@ def _suite_postgres() -> LocalPostgres:
     return server
 
 
+def fresh_database() -> str | None:
+    """For a store a test opens itself: a new PostgreSQL database's URL on the postgres
+    backend (`make test-pg`), None (the store's SQLite file) otherwise."""
+    if on_postgres():
+        return _suite_postgres().create_database(f"t_{uuid.uuid4().hex[:16]}")
+    return None
+
+
 def serve(
-    data_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    database_url: str | None = None,
+    ready_s: float = 30,
 ) -> LiveServer:
     """The server a protocol suite talks to: one process on SQLite, or (`make test-pg`) two
-    replicas on a new PostgreSQL database behind a balancer."""
-    if on_postgres():
-        url = _suite_postgres().create_database(f"t_{uuid.uuid4().hex[:16]}")
-        return Replicas(data_dir, url, env, args)
-    return LiveServer(data_dir, env=env, args=args)
+    replicas on a PostgreSQL database (`database_url`, or a new one) behind a balancer."""
+    url = database_url or fresh_database()
+    if url is not None:
+        return Replicas(data_dir, url, env, args, ready_s=ready_s)
+    return LiveServer(data_dir, env=env, args=args, ready_s=ready_s)
+
+
+def serve_again(
+    server: LiveServer,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    ready_s: float = 30,
+) -> LiveServer:
+    """A restart of `server` (stopped): a new server on the same data dir, or new replicas
+    on the same database."""
+    return serve(server.data_dir, env, args, getattr(server, "database_url", None), ready_s)
+
+
+class HasDataDir(Protocol):
+    """A server whose stores a test reads: a LiveServer, Replicas, or `langgraph dev`."""
+
+    data_dir: Path
+
+
+def db_rows(
+    server: HasDataDir, store_file: str, sql: str, params: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
+    """The rows `sql` (SQLite's dialect) reads from what the server keeps: `store_file` in
+    its data dir, read-only, or on replicas the PostgreSQL database they share."""
+    if isinstance(server, Replicas):
+        with psycopg.connect(server.database_url, autocommit=True) as conn:
+            return conn.execute(translate(sql, bind=bool(params)), params or None).fetchall()
+    uri = f"file:{server.data_dir / store_file}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        return conn.execute(sql, params).fetchall()
 
 
 @pytest.fixture

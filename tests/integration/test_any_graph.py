@@ -14,7 +14,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.schema import Command
 
-from tests.integration.conftest import LiveServer, free_port, offline_env
+from tests.integration.conftest import LiveServer, free_port, offline_env, serve, serve_again
 from tests.security.test_config_errors import run_cli
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ KEYS = "alice-key-123456:alice:write,bob-key-1234567:bob:write"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     data = tmp_path_factory.mktemp("any-graph") / "data"
-    live = LiveServer(data, args=("--config", str(CONFIG)), env={"TASKAGENT_API_KEYS": KEYS})
+    live = serve(data, args=("--config", str(CONFIG)), env={"TASKAGENT_API_KEYS": KEYS})
     yield live
     live.stop()
 
@@ -254,7 +254,7 @@ async def test_runs_use_their_assistants_config_and_context(server):
 async def test_a_run_of_any_graph_cut_by_kill_9_is_finished_after_restart(tmp_path):
     data = tmp_path / "data"
     args = ("--config", str(CONFIG))
-    first = LiveServer(data, args=args)
+    first = serve(data, args=args)
     client = get_client(url=first.url)
     thread = await client.threads.create()
     tid = thread["thread_id"]
@@ -267,7 +267,7 @@ async def test_a_run_of_any_graph_cut_by_kill_9_is_finished_after_restart(tmp_pa
     assert values_of(state)["log"] == ["first"]
     first.kill()  # inside the slow step
 
-    second = LiveServer(data, args=args)
+    second = serve_again(first, args=args)
     try:
         client = get_client(url=second.url)
         finished = await client.runs.join(tid, run["run_id"])

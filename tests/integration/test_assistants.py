@@ -8,10 +8,8 @@ the same two graphs; the schemas and drawings are identical.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ from server.runs.assistants import AssistantChange, AssistantStore
 from server.runs.graphs import GraphRegistry, ServedGraph, system_assistant_id
 from server.runs.runner import TurnError
 from server.runs.store import RunRecord, RunStore
-from tests.integration.conftest import LiveServer, serve
+from tests.integration.conftest import LiveServer, db_rows, fresh_database, serve, serve_again
 
 pytestmark = pytest.mark.integration
 
@@ -65,16 +63,9 @@ def tag() -> dict[str, str]:
     return {"test": uuid.uuid4().hex}
 
 
-def version_rows(data_dir: Path, assistant_id: str) -> list[int]:
-    uri = f"file:{data_dir / 'runs.sqlite'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        return [
-            row[0]
-            for row in conn.execute(
-                "SELECT version FROM assistant_versions WHERE assistant_id = ? ORDER BY version",
-                (assistant_id,),
-            )
-        ]
+def version_rows(server: LiveServer, assistant_id: str) -> list[int]:
+    sql = "SELECT version FROM assistant_versions WHERE assistant_id = ? ORDER BY version"
+    return [row[0] for row in db_rows(server, "runs.sqlite", sql, [assistant_id])]
 
 
 async def test_one_system_assistant_per_served_graph_for_every_user(server):
@@ -173,7 +164,7 @@ async def test_create_patch_versions_and_set_latest(server):
     # A patch after going back still gets a new number: versions are never rewritten.
     fourth = await sdk.assistants.update(aid, description="Second cut")
     assert fourth["version"] == 4 and fourth["name"] == "Greeter"
-    assert version_rows(server.data_dir, aid) == [1, 2, 3, 4]
+    assert version_rows(server, aid) == [1, 2, 3, 4]
     with pytest.raises(NotFoundError):
         await sdk.assistants.set_latest(aid, 9)
 
@@ -217,7 +208,7 @@ async def test_create_if_exists_and_refusals(server):
         assert unknown.status_code == 404
     # Nothing refused was written.
     assert await sdk.assistants.get(chosen) == fits
-    assert version_rows(server.data_dir, chosen) == [1, 2]
+    assert version_rows(server, chosen) == [1, 2]
 
 
 async def test_search_filters_sorts_pages_and_counts(server):
@@ -300,7 +291,7 @@ async def test_delete_removes_versions_and_optionally_threads(server):
         await alice.assistants.get_versions(aid)
     with pytest.raises(NotFoundError):
         await alice.assistants.delete(aid)
-    assert version_rows(server.data_dir, aid) == []
+    assert version_rows(server, aid) == []
     with pytest.raises(NotFoundError):
         await alice.threads.get(on_it["thread_id"])
     assert (await alice.threads.get(elsewhere["thread_id"]))["thread_id"]
@@ -313,7 +304,7 @@ async def test_delete_removes_versions_and_optionally_threads(server):
 
 async def test_assistants_survive_a_restart(tmp_path):
     data = tmp_path / "data"
-    first = LiveServer(data, env=served_env())
+    first = serve(data, env=served_env())
     try:
         sdk = client(first)
         made = await sdk.assistants.create("nested", name="Durable", context={"salutation": "Hey"})
@@ -324,7 +315,7 @@ async def test_assistants_survive_a_restart(tmp_path):
     finally:
         first.stop()
 
-    again = LiveServer(data, env=served_env())
+    again = serve_again(first, env=served_env())
     try:
         sdk = client(again)
         assert await sdk.assistants.get(aid) == latest
@@ -335,7 +326,7 @@ async def test_assistants_survive_a_restart(tmp_path):
         assert await sdk.assistants.get("nested") == system
     finally:
         again.stop()
-    assert version_rows(data, aid) == [1, 2]
+    assert version_rows(again, aid) == [1, 2]
 
 
 def _registry(*graph_ids: str) -> GraphRegistry:
@@ -351,14 +342,18 @@ def _registry(*graph_ids: str) -> GraphRegistry:
     return GraphRegistry(served)
 
 
-async def open_store(path: Path, *graph_ids: str) -> AssistantStore:
+async def open_store(path: Path, database_url: str | None, *graph_ids: str) -> AssistantStore:
     return await AssistantStore.open(
-        path, _registry(*graph_ids), busy_timeout_ms=5000, synchronous="NORMAL"
+        path,
+        _registry(*graph_ids),
+        busy_timeout_ms=5000,
+        synchronous="NORMAL",
+        database_url=database_url,
     )
 
 
 async def test_resolve_gives_a_run_the_latest_config_and_context(tmp_path):
-    store = await open_store(tmp_path / "runs.sqlite", "agent", "other")
+    store = await open_store(tmp_path / "runs.sqlite", fresh_database(), "agent", "other")
     try:
         made = await store.create(
             "alice", AssistantChange(graph_id="other", context={"tone": "dry"})
@@ -385,12 +380,12 @@ async def test_resolve_gives_a_run_the_latest_config_and_context(tmp_path):
 
 
 async def test_assistants_of_a_graph_no_longer_served_hide_until_it_is_again(tmp_path):
-    path = tmp_path / "runs.sqlite"
-    store = await open_store(path, "agent", "other")
+    path, database = tmp_path / "runs.sqlite", fresh_database()
+    store = await open_store(path, database, "agent", "other")
     made = await store.create("alice", AssistantChange(graph_id="other", name="Kept"))
     await store.close()
 
-    store = await open_store(path, "agent")
+    store = await open_store(path, database, "agent")
     try:
         with pytest.raises(TurnError) as hidden:
             await store.get(made["assistant_id"], "alice")
@@ -401,7 +396,7 @@ async def test_assistants_of_a_graph_no_longer_served_hide_until_it_is_again(tmp
     finally:
         await store.close()
 
-    store = await open_store(path, "agent", "other")
+    store = await open_store(path, database, "agent", "other")
     try:
         assert await store.get(made["assistant_id"], "alice") == made
         assert await store.count("alice") == 3
@@ -412,7 +407,10 @@ async def test_assistants_of_a_graph_no_longer_served_hide_until_it_is_again(tmp
 async def test_live_runs_on_an_assistant_are_found_per_owner(tmp_path):
     """What deleting an assistant cancels: its owner's pending and running runs on it, only."""
     store = await RunStore.open(
-        tmp_path / "runs.sqlite", busy_timeout_ms=5000, synchronous="NORMAL"
+        tmp_path / "runs.sqlite",
+        busy_timeout_ms=5000,
+        synchronous="NORMAL",
+        database_url=fresh_database(),
     )
     try:
         ids = {}

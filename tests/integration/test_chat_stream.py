@@ -1,14 +1,12 @@
 """POST /chat/stream (curl's view): SSE events with ids, rejoin with Last-Event-ID, approvals."""
 
-import signal
-import sqlite3
 from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import EventSource
 
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import db_rows, serve, serve_again
 
 pytestmark = pytest.mark.integration
 
@@ -86,17 +84,18 @@ def test_unknown_run_and_thread_are_404(live_server):
 
 def test_graceful_shutdown_leaves_the_run_resumable(tmp_path):
     env = {"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "200", "TASKAGENT_SHUTDOWN_GRACE_S": "0.2"}
-    server = LiveServer(tmp_path / "data", env=env)
+    server = serve(tmp_path / "data", env=env)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         with client.stream("POST", "/chat/stream", json={"message": CREATE}) as response:
             first = read_events(response, stop_after=2)
         run_id = first[0]["data"]["run_id"]
-    server.proc.send_signal(signal.SIGTERM)
-    server.proc.wait(timeout=20)
-    with sqlite3.connect(server.data_dir / "runs.sqlite") as db:
-        (status,) = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    server.terminate()
+    server.stop()
+    [(status,)] = db_rows(
+        server, "runs.sqlite", "SELECT status FROM runs WHERE run_id = ?", [run_id]
+    )
     assert status == "running"  # left for the next start, not marked failed
-    restarted = LiveServer(server.data_dir, env={"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "0"})
+    restarted = serve_again(server, env={"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "0"})
     try:
         with httpx.Client(base_url=restarted.url, timeout=30) as client:
             with client.stream(
@@ -106,15 +105,14 @@ def test_graceful_shutdown_leaves_the_run_resumable(tmp_path):
         assert rest[-1]["event"] == "done" and "TASK-0001" in rest[-1]["data"]["message"]
         ids = [int(e["id"]) for e in first + rest]
         assert ids == list(range(1, len(ids) + 1))
-        with sqlite3.connect(server.data_dir / "tasks.sqlite") as db:
-            assert db.execute("SELECT COUNT(*) FROM tasks").fetchone() == (1,)
+        assert db_rows(server, "tasks.sqlite", "SELECT COUNT(*) FROM tasks") == [(1,)]
     finally:
         restarted.stop()
 
 
 def test_quiet_streams_get_heartbeat_comments(tmp_path):
     env = {"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "400", "TASKAGENT_SSE_PING_S": "0.1"}
-    server = LiveServer(tmp_path / "data", env=env)
+    server = serve(tmp_path / "data", env=env)
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             with client.stream("POST", "/chat/stream", json={"message": CREATE}) as response:
@@ -130,7 +128,7 @@ def test_quiet_streams_get_heartbeat_comments(tmp_path):
 
 def test_a_turn_over_its_time_limit_ends_with_a_partial_answer(tmp_path):
     env = {"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "300", "TASKAGENT_TURN_TIMEOUT_S": "1.5"}
-    server = LiveServer(tmp_path / "data", env=env)
+    server = serve(tmp_path / "data", env=env)
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             answer = client.post("/chat", json={"message": CREATE})

@@ -8,11 +8,9 @@ database (tasks, audit) and from the routes a user meets.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
 from datetime import datetime as dt
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +27,7 @@ from tests.fakes.llm_servers import (
     text,
     tool_call,
 )
-from tests.integration.conftest import LiveServer, serve
+from tests.integration.conftest import LiveServer, db_rows, serve
 
 pytestmark = pytest.mark.integration
 
@@ -67,9 +65,7 @@ def say(client: httpx.Client, message: str, thread_id: str | None = None) -> dic
 
 
 def rows(server: LiveServer, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    uri = f"file:{server.data_dir / 'tasks.sqlite'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as db:
-        return db.execute(sql, params).fetchall()
+    return db_rows(server, "tasks.sqlite", sql, params)
 
 
 def task_titles(server: LiveServer, owner: str = "alice") -> dict[str, str]:
@@ -293,10 +289,8 @@ def test_delete_removes_the_thread_its_checkpoints_and_runs(
     assert alice.get(f"/chat/threads/{thread_id}/messages").status_code == 404
     assert alice.get(f"/chat/runs/{run_id}/stream").status_code == 404
     assert alice.get(f"/threads/{thread_id}").status_code == 404
-    uri = f"file:{server.data_dir / 'checkpoints.sqlite'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as db:
-        left = db.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?", (thread_id,))
-        assert left.fetchone() == (0,)
+    left = "SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?"
+    assert db_rows(server, "checkpoints.sqlite", left, [thread_id]) == [(0,)]
     assert alice.delete(f"/chat/threads/{thread_id}").status_code == 404
     # The task the thread created is the user's and stays.
     assert created(reply) in task_titles(server)
@@ -375,7 +369,7 @@ def slow(tmp_path: Path) -> Iterator[tuple[SlowOpenAIServer, LiveServer]]:
             "TASKAGENT_MODEL_TIMEOUT_S": "20",
             "TASKAGENT_API_KEYS": KEYS,
         }
-        live = LiveServer(tmp_path / "data", env=env)
+        live = serve(tmp_path / "data", env=env)
         try:
             yield fake, live
         finally:

@@ -8,13 +8,10 @@ and so langgraph-api accept too, and the servers look for due crons every 0.2 s
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Iterator
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, get_type_hints
 from zoneinfo import ZoneInfo
 
@@ -23,7 +20,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.schema import Cron
 
-from tests.integration.conftest import LiveServer, serve
+from tests.integration.conftest import HasDataDir, LiveServer, db_rows, serve, serve_again
 
 pytestmark = pytest.mark.integration
 
@@ -48,30 +45,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live.stop()
 
 
-def fired(data_dir: Path, cron_id: str) -> list[tuple[float, str, str, int]]:
+def fired(server: HasDataDir, cron_id: str) -> list[tuple[float, str, str, int]]:
     """(slot, run id, thread id, thread still to delete) of every firing, as recorded."""
-    uri = f"file:{data_dir / 'runs.sqlite'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        rows = conn.execute(
-            "SELECT slot, run_id, thread_id, delete_thread FROM cron_runs WHERE cron_id = ?"
-            " ORDER BY slot",
-            (cron_id,),
-        )
-        return [tuple(row) for row in rows]
+    sql = (
+        "SELECT slot, run_id, thread_id, delete_thread FROM cron_runs WHERE cron_id = ?"
+        " ORDER BY slot"
+    )
+    return [tuple(row) for row in db_rows(server, "runs.sqlite", sql, [cron_id])]
 
 
-def thread_runs(data_dir: Path, thread_id: str) -> set[str]:
-    uri = f"file:{data_dir / 'runs.sqlite'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        rows = conn.execute("SELECT run_id FROM runs WHERE thread_id = ?", (thread_id,))
-        return {str(row[0]) for row in rows}
+def thread_runs(server: HasDataDir, thread_id: str) -> set[str]:
+    sql = "SELECT run_id FROM runs WHERE thread_id = ?"
+    return {str(row[0]) for row in db_rows(server, "runs.sqlite", sql, [thread_id])}
 
 
-def thread_exists(data_dir: Path, thread_id: str) -> bool:
-    uri = f"file:{data_dir / 'tasks.sqlite'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        row = conn.execute("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,))
-        return row.fetchone() is not None
+def thread_exists(server: HasDataDir, thread_id: str) -> bool:
+    sql = "SELECT 1 FROM threads WHERE thread_id = ?"
+    return bool(db_rows(server, "tasks.sqlite", sql, [thread_id]))
 
 
 async def made(created: Awaitable[Any]) -> dict[str, Any]:
@@ -121,7 +111,7 @@ async def test_a_thread_cron_runs_as_its_creator_until_deleted(server):
     count = len(await alice.runs.list(tid, limit=100))
     await asyncio.sleep(4.5)  # two more slots
     assert len(await alice.runs.list(tid, limit=100)) == count
-    slots = [slot for slot, *_ in fired(server.data_dir, cron["cron_id"])]
+    slots = [slot for slot, *_ in fired(server, cron["cron_id"])]
     assert len(slots) == count and len(set(slots)) == count
 
 
@@ -136,8 +126,8 @@ async def test_stateless_crons_run_on_new_threads_kept_or_deleted(server):
 
     async def both_fired() -> bool:
         kept, deleted = (
-            fired(server.data_dir, keep["cron_id"]),
-            fired(server.data_dir, gone["cron_id"]),
+            fired(server, keep["cron_id"]),
+            fired(server, gone["cron_id"]),
         )
         return bool(kept) and any(row[3] == 0 for row in deleted)
 
@@ -146,7 +136,7 @@ async def test_stateless_crons_run_on_new_threads_kept_or_deleted(server):
     await carol.crons.delete(gone["cron_id"])
     await asyncio.sleep(0.5)
 
-    kept_threads = {row[2] for row in fired(server.data_dir, keep["cron_id"])}
+    kept_threads = {row[2] for row in fired(server, keep["cron_id"])}
     listed = {t["thread_id"] for t in await carol.threads.search(limit=100)}
     assert kept_threads and kept_threads <= listed
     some = next(iter(kept_threads))
@@ -156,11 +146,11 @@ async def test_stateless_crons_run_on_new_threads_kept_or_deleted(server):
     assert reply["type"] == "ai" and reply["content"]
 
     async def all_tidied() -> bool:
-        return all(row[3] == 0 for row in fired(server.data_dir, gone["cron_id"]))
+        return all(row[3] == 0 for row in fired(server, gone["cron_id"]))
 
     await until(all_tidied, what="every deleted cron thread tidied")
-    for _, _, thread_id, _ in fired(server.data_dir, gone["cron_id"]):
-        assert thread_id not in listed and not thread_exists(server.data_dir, thread_id)
+    for _, _, thread_id, _ in fired(server, gone["cron_id"]):
+        assert thread_id not in listed and not thread_exists(server, thread_id)
 
 
 async def test_search_count_get_and_patch_answer_in_langgraphs_shapes(server):
@@ -310,7 +300,7 @@ async def test_crons_survive_a_crash_fire_missed_slots_once_and_each_slot_once_o
 ):
     data = tmp_path / "data"
     env = {**FAST, "TASKAGENT_RUN_LEASE_S": "2"}
-    first = LiveServer(data, env=env)
+    first = serve(data, env=env)
     try:
         client = get_client(url=first.url)
         thread = await client.threads.create()
@@ -321,7 +311,7 @@ async def test_crons_survive_a_crash_fire_missed_slots_once_and_each_slot_once_o
         )
 
         async def a_firing() -> bool:
-            return bool(fired(data, cron["cron_id"]))
+            return bool(fired(first, cron["cron_id"]))
 
         await until(a_firing, what="a first firing")
     finally:
@@ -329,13 +319,13 @@ async def test_crons_survive_a_crash_fire_missed_slots_once_and_each_slot_once_o
     killed = time.time()
     await asyncio.sleep(5)  # two or three slots pass while no server runs
     restarted = time.time()
-    second = await asyncio.to_thread(LiveServer, data, None, env, ("--workers", "2"), 90)
+    second = await asyncio.to_thread(serve_again, first, env, ("--workers", "2"), 90)
     try:
         await asyncio.sleep(4.5)  # two more slots, two processes claiming each
     finally:
         second.stop()
 
-    firings = fired(data, cron["cron_id"])
+    firings = fired(second, cron["cron_id"])
     slots = [slot for slot, *_ in firings]
     missed = [slot for slot in slots if killed < slot < restarted]
     assert len(missed) == 1, f"the slots missed while down fired {len(missed)} times, not once"
@@ -343,6 +333,6 @@ async def test_crons_survive_a_crash_fire_missed_slots_once_and_each_slot_once_o
     assert len(slots) == len(set(slots)), "a slot fired twice"
     # One run per slot: the thread's runs are the recorded firings, plus at most the one a
     # stopping server created but had not recorded yet (fired again, same key, next start).
-    runs = thread_runs(data, thread["thread_id"])
+    runs = thread_runs(second, thread["thread_id"])
     assert {run_id for _, run_id, _, _ in firings} <= runs
     assert len(runs) - len(firings) <= 1

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from httpx_sse import EventSource, ServerSentEvent
 
-from tests.integration.conftest import LiveServer
+from tests.integration.conftest import serve
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +16,7 @@ LONG = "thanks, that's all for now"  # a 69-word answer: 1.4 s at 20 ms per word
 
 @pytest.fixture
 def paced_server(tmp_path):
-    server = LiveServer(tmp_path / "data", env={"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "20"})
+    server = serve(tmp_path / "data", env={"TASKAGENT_OFFLINE_TOKEN_DELAY_MS": "20"})
     yield server
     server.stop()
 

@@ -10,9 +10,7 @@ keys; the built-in offline engine asks to delete; the database says what happene
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from tests.integration.conftest import LiveServer, serve
+from tests.integration.conftest import HasDataDir, LiveServer, db_rows, serve
 from tests.integration.test_studio import LanggraphDev
 
 pytestmark = pytest.mark.integration
@@ -37,9 +35,8 @@ def human(text: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": text}]}
 
 
-def task_ids(data_dir: Path) -> set[str]:
-    with closing(sqlite3.connect(f"file:{data_dir / 'tasks.sqlite'}?mode=ro", uri=True)) as db:
-        return {row[0] for row in db.execute("SELECT id FROM tasks")}
+def task_ids(server: HasDataDir) -> set[str]:
+    return {row[0] for row in db_rows(server, "tasks.sqlite", "SELECT id FROM tasks")}
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +125,7 @@ async def test_an_approve_decision_deletes_exactly_the_task_asked_about(
     )
     assert isinstance(done, dict)
     assert "deleted" in done["messages"][-1]["content"].lower()
-    ids = task_ids(server.data_dir)
+    ids = task_ids(server)
     assert value["task_id"] not in ids and other in ids
     assert (await client.threads.get(thread_id))["status"] == "idle"
 
@@ -144,7 +141,7 @@ async def test_a_reject_decision_keeps_the_task_and_gives_the_model_the_reason(
         "agent",
         command={"resume": {"decisions": [{"type": "reject", "message": reason}]}},
     )
-    assert {value["task_id"], other} <= task_ids(server.data_dir)
+    assert {value["task_id"], other} <= task_ids(server)
     tool_answer = next(
         m for m in reversed(await last_messages(client, thread_id)) if m["type"] == "tool"
     )
@@ -162,7 +159,7 @@ async def test_our_own_approved_answer_still_works(
     client = alice(server)
     thread_id, other, value = await asked_to_delete(client, f"approved {approved}")
     await client.runs.wait(thread_id, "agent", command={"resume": {"approved": approved}})
-    ids = task_ids(server.data_dir)
+    ids = task_ids(server)
     assert (value["task_id"] in ids) is kept and other in ids
     assert (await client.threads.get(thread_id))["status"] == "idle"
 
@@ -191,18 +188,18 @@ async def test_an_edit_or_malformed_decision_is_a_422_that_changes_nothing(
         if edit.get("type") == "edit":
             # An edit aiming the approved delete at the other task.
             edit["edited_action"]["args"] = {"task": other}
-    before = task_ids(server.data_dir)
+    before = task_ids(server)
     with pytest.raises(Refused) as refused:
         await client.runs.wait(thread_id, "agent", command={"resume": resume})
     assert refused.value.response.status_code == 422
     assert said in refused.value.response.json()["detail"]
-    assert task_ids(server.data_dir) == before
+    assert task_ids(server) == before
     assert (await client.threads.get(thread_id))["status"] == "interrupted"
     # The question still waits, and a decision still answers it.
     await client.runs.wait(
         thread_id, "agent", command={"resume": {"decisions": [{"type": "approve"}]}}
     )
-    assert task_ids(server.data_dir) == before - {value["task_id"]}
+    assert task_ids(server) == before - {value["task_id"]}
 
 
 async def test_an_approve_decision_binds_to_the_task_as_it_was_shown(server: LiveServer) -> None:
@@ -217,7 +214,7 @@ async def test_an_approve_decision_binds_to_the_task_as_it_was_shown(server: Liv
         thread_id, "agent", command={"resume": {"decisions": [{"type": "approve"}]}}
     )
     # The yes was for the task as shown: nothing is deleted, the new task is asked about.
-    assert value["task_id"] in task_ids(server.data_dir)
+    assert value["task_id"] in task_ids(server)
     state = await client.threads.get_state(thread_id)
     again = state["interrupts"][0]["value"]
     assert again["task_id"] == value["task_id"] and again["approval_id"] != value["approval_id"]
@@ -227,7 +224,7 @@ async def test_an_approve_decision_binds_to_the_task_as_it_was_shown(server: Liv
     await client.runs.wait(
         thread_id, "agent", command={"resume": {"decisions": [{"type": "reject"}]}}
     )
-    assert value["task_id"] in task_ids(server.data_dir)
+    assert value["task_id"] in task_ids(server)
     assert (await client.threads.get(thread_id))["status"] == "idle"
 
 
@@ -240,14 +237,13 @@ async def test_another_user_cannot_answer_with_decisions(server: LiveServer) -> 
             thread_id, "agent", command={"resume": {"decisions": [{"type": "approve"}]}}
         )
     assert refused.value.response.status_code == 404
-    assert {value["task_id"], other} <= task_ids(server.data_dir)
+    assert {value["task_id"], other} <= task_ids(server)
     assert (await client.threads.get(thread_id))["status"] == "interrupted"
 
 
 async def test_langgraph_dev_serving_the_graph_reads_decisions_too(tmp_path: Path) -> None:
     """`make studio` resumes the graph with the raw decisions: the node itself reads them."""
-    data_dir = tmp_path / "data"
-    dev = LanggraphDev(tmp_path / "work", data_dir)
+    dev = LanggraphDev(tmp_path / "work", tmp_path / "data")
     try:
         client = get_client(url=dev.url)
         thread_id = (await client.threads.create())["thread_id"]
@@ -266,7 +262,7 @@ async def test_langgraph_dev_serving_the_graph_reads_decisions_too(tmp_path: Pat
         )
         [again] = (await client.threads.get_state(thread_id))["interrupts"]
         assert again["value"]["approval_id"] == asked["value"]["approval_id"]
-        assert task_ids(data_dir) == {"TASK-0001"}
+        assert task_ids(dev) == {"TASK-0001"}
 
         await client.runs.wait(
             thread_id,
@@ -274,7 +270,7 @@ async def test_langgraph_dev_serving_the_graph_reads_decisions_too(tmp_path: Pat
             command={"resume": {"decisions": [{"type": "approve"}]}},
             context=WRITER,
         )
-        assert task_ids(data_dir) == set()
+        assert task_ids(dev) == set()
         assert (await client.threads.get_state(thread_id))["interrupts"] == []
     finally:
         dev.stop()

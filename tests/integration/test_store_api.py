@@ -7,11 +7,9 @@ namespaces, over HTTP and through `runtime.store` in a graph run on their thread
 from __future__ import annotations
 
 import json
-import sqlite3
 import stat
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -20,7 +18,7 @@ from langgraph_sdk import get_client
 
 from graph.settings import Settings
 from server.runs.runner import AgentRunner
-from tests.integration.conftest import LiveServer, serve
+from tests.integration.conftest import LiveServer, db_rows, fresh_database, on_postgres, serve
 
 pytestmark = pytest.mark.integration
 
@@ -70,12 +68,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live.stop()
 
 
-def store_rows(data_dir: Path) -> list[tuple[str, str, dict[str, object]]]:
-    """Every item in store.sqlite, as stored: (prefix, key, value)."""
-    uri = f"file:{data_dir / 'store.sqlite'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        rows = conn.execute("SELECT prefix, key, value FROM store ORDER BY prefix, key")
-        return [(prefix, key, json.loads(value)) for prefix, key, value in rows]
+def store_rows(server: LiveServer) -> list[tuple[str, str, dict[str, object]]]:
+    """Every item in the store, as stored: (prefix, key, value)."""
+    sql = "SELECT prefix, key, CAST(value AS TEXT) FROM store ORDER BY prefix, key"
+    rows = db_rows(server, "store.sqlite", sql)
+    return [(prefix, key, json.loads(value)) for prefix, key, value in rows]
 
 
 async def test_put_get_search_list_and_delete_items(server):
@@ -146,7 +143,7 @@ async def test_one_user_never_reads_overwrites_deletes_or_finds_anothers_items(s
     assert (await alice.store.list_namespaces())["namespaces"] == [["memories"]]
 
     # Stored under the owner's id (its period escaped): one row each, nothing shared.
-    rows = [(prefix, key) for prefix, key, _ in store_rows(server.data_dir)]
+    rows = [(prefix, key) for prefix, key, _ in store_rows(server)]
     assert [row for row in rows if row[0].startswith(("alice", "bob"))] == [
         ("alice%2Esmith.memories", "diet"),
         ("bob.alice%2Esmith.memories", "diet"),
@@ -193,7 +190,7 @@ async def test_bad_requests_answer_4xx_with_a_sentence_and_change_nothing(server
             response = await http.request(method, path, params=params, json=body)
             assert response.status_code == status, (method, path, body, response.text)
             assert isinstance(response.json()["detail"], str)
-    assert [row for row in store_rows(server.data_dir) if row[0].startswith("dave")] == [
+    assert [row for row in store_rows(server) if row[0].startswith("dave")] == [
         ("dave.a", "k", {"v": 1})
     ]
 
@@ -208,8 +205,13 @@ def _memo_project(tmp_path: Path) -> Path:
 
 
 async def test_graph_nodes_use_their_thread_owners_space_and_items_survive_a_crash(tmp_path):
-    data = tmp_path / "data"
-    settings = Settings(_env_file=None, data_dir=data, graphs_config=_memo_project(tmp_path))
+    data, database = tmp_path / "data", fresh_database()
+    settings = Settings(
+        _env_file=None,
+        data_dir=data,
+        graphs_config=_memo_project(tmp_path),
+        database_url=database,
+    )
     runner = await AgentRunner.open(settings)
     alice_thread, bob_thread = str(uuid.uuid4()), str(uuid.uuid4())
     try:
@@ -228,7 +230,7 @@ async def test_graph_nodes_use_their_thread_owners_space_and_items_survive_a_cra
     finally:
         await runner.close()
 
-    first = LiveServer(data, env=KEYS)
+    first = serve(data, env=KEYS, database_url=database)
     try:
         alice = get_client(url=first.url, api_key="key-a")
         bob = get_client(url=first.url, api_key="key-b")
@@ -242,7 +244,7 @@ async def test_graph_nodes_use_their_thread_owners_space_and_items_survive_a_cra
     finally:
         first.kill()  # a crash: the item was acknowledged, so it must be there after it
 
-    second = LiveServer(data, env=KEYS)
+    second = serve(data, env=KEYS, database_url=database)
     try:
         alice = get_client(url=second.url, api_key="key-a")
         kept = await alice.store.get_item(["keep"], "me")
@@ -254,4 +256,5 @@ async def test_graph_nodes_use_their_thread_owners_space_and_items_survive_a_cra
         ]
     finally:
         second.stop()
-    assert stat.S_IMODE((data / "store.sqlite").stat().st_mode) == 0o600
+    if not on_postgres():
+        assert stat.S_IMODE((data / "store.sqlite").stat().st_mode) == 0o600

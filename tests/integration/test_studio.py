@@ -43,6 +43,7 @@ class LanggraphDev:
         }
         (workdir / "langgraph.json").write_text(json.dumps(config))
         self.workdir = workdir
+        self.data_dir = data_dir
         self.env = offline_env(
             data_dir,
             LANGSMITH_TRACING="false",

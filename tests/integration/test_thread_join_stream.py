@@ -16,7 +16,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from tests.integration.conftest import REPO, LiveServer, serve
+from tests.integration.conftest import REPO, LiveServer, serve, serve_again
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +25,13 @@ ALICE = {"X-Api-Key": "k-alice-0000"}
 BOB = {"X-Api-Key": "k-bob-00000"}
 KEYS = "k-alice-0000:alice:write,k-bob-00000:bob:write"
 MODES = ["values", "updates"]
+# The test graphs (`slow` sleeps `pause_s` in its second step), for two users.
+SERVED: dict[str, Any] = {"args": ("--config", str(CONFIG)), "env": {"TASKAGENT_API_KEYS": KEYS}}
 
 
 def start_server(data: Any) -> LiveServer:
-    """A server on `data` serving the test graphs (`slow` sleeps `pause_s` in its second step)."""
-    return serve(data, args=("--config", str(CONFIG)), env={"TASKAGENT_API_KEYS": KEYS})
+    """A server on `data` serving the test graphs."""
+    return serve(data, **SERVED)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +183,7 @@ async def test_rejoin_after_a_restart_gets_exactly_the_rest(tmp_path):
         whole = await collect(stream, 2, close=True)
     finally:
         live.stop()
-    live = start_server(tmp_path / "data")
+    live = serve_again(live, **SERVED)
     try:
         sdk = client(live)
         stream = await join(sdk, thread_id, last_event_id=whole[2].id)

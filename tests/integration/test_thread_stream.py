@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sqlite3
 import subprocess
 import time
 import uuid
@@ -21,7 +20,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.integration.conftest import REPO, LiveServer, serve
+from tests.integration.conftest import REPO, LiveServer, db_rows, serve, serve_again
 
 pytestmark = pytest.mark.integration
 
@@ -114,9 +113,10 @@ def count(n: int) -> Callable[[list[dict[str, Any]]], bool]:
 
 
 def tasks_in(server: LiveServer, owner: str) -> list[str]:
-    with sqlite3.connect(server.data_dir / "tasks.sqlite") as db:
-        rows = db.execute("SELECT title FROM tasks WHERE owner = ? ORDER BY seq", (owner,))
-        return [row[0] for row in rows]
+    rows = db_rows(
+        server, "tasks.sqlite", "SELECT title FROM tasks WHERE owner = ? ORDER BY seq", [owner]
+    )
+    return [row[0] for row in rows]
 
 
 def tools_created(events: list[dict[str, Any]]) -> str:
@@ -129,9 +129,10 @@ def tools_created(events: list[dict[str, Any]]) -> str:
 
 
 def runs_of(server: LiveServer, owner: str) -> list[tuple[str, str]]:
-    with sqlite3.connect(server.data_dir / "runs.sqlite") as db:
-        rows = db.execute("SELECT kind, thread_id FROM runs WHERE owner = ?", (owner,))
-        return [(str(kind), str(thread)) for kind, thread in rows]
+    rows = db_rows(
+        server, "runs.sqlite", "SELECT kind, thread_id FROM runs WHERE owner = ?", [owner]
+    )
+    return [(str(kind), str(thread)) for kind, thread in rows]
 
 
 def test_run_start_streams_messages_values_and_lifecycle_to_its_owner_only(server):
@@ -248,8 +249,9 @@ def test_a_run_stopped_by_the_next_one_ends_interrupted_and_the_stream_goes_on(s
     # The log is complete before the run is recorded finished: its status follows at once.
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        with sqlite3.connect(server.data_dir / "runs.sqlite") as db:
-            statuses = dict(db.execute("SELECT run_id, status FROM runs WHERE owner = 'fred'"))
+        statuses = dict(
+            db_rows(server, "runs.sqlite", "SELECT run_id, status FROM runs WHERE owner = 'fred'")
+        )
         if "running" not in statuses.values():
             break
         time.sleep(0.05)
@@ -257,7 +259,7 @@ def test_a_run_stopped_by_the_next_one_ends_interrupted_and_the_stream_goes_on(s
 
 
 def test_since_replays_across_runs_and_a_restart_without_gaps_or_repeats(tmp_path):
-    server = LiveServer(tmp_path / "data")
+    server = serve(tmp_path / "data")
     tid = str(uuid.uuid4())
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
@@ -267,7 +269,7 @@ def test_since_replays_across_runs_and_a_restart_without_gaps_or_repeats(tmp_pat
     finally:
         server.stop()
     assert [e["event_id"] for e in whole].count(whole[0]["event_id"]) == 1
-    restarted = LiveServer(tmp_path / "data")
+    restarted = serve_again(server)
     try:
         with httpx.Client(base_url=restarted.url, timeout=10) as client:
             for cut in (0, 7, len(whole) // 2, len(whole) - 2):

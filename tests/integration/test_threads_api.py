@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
 from typing import Any
 
 import httpx
@@ -22,7 +20,7 @@ from langgraph_sdk.errors import (
     UnprocessableEntityError,
 )
 
-from tests.integration.conftest import LiveServer, serve
+from tests.integration.conftest import LiveServer, db_rows, serve
 
 COUNTER = """
 from typing import TypedDict
@@ -74,14 +72,8 @@ def client_of(server: LiveServer, user: str) -> Any:
     return get_client(url=server.url, api_key=KEYS[user])
 
 
-def db_rows(server: LiveServer, db: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    uri = f"file:{server.data_dir / db}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
 def task_exists(server: LiveServer, task_id: str) -> bool:
-    return bool(db_rows(server, "tasks.sqlite", "SELECT 1 FROM tasks WHERE id = ?", task_id))
+    return bool(db_rows(server, "tasks.sqlite", "SELECT 1 FROM tasks WHERE id = ?", [task_id]))
 
 
 def checkpoint_count(server: LiveServer, thread_id: str) -> int:
@@ -90,7 +82,7 @@ def checkpoint_count(server: LiveServer, thread_id: str) -> int:
             server,
             "checkpoints.sqlite",
             "SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?",
-            thread_id,
+            [thread_id],
         )[0][0]
     )
 
@@ -361,7 +353,7 @@ async def test_another_user_can_do_nothing_with_a_thread(server):
     assert (await alice.threads.get(tid, include=["ttl"]))["ttl"] is None
     assert (await alice.threads.get_state(tid))["values"] == state["values"]
     assert db_rows(
-        server, "tasks.sqlite", "SELECT owner FROM threads WHERE thread_id = ?", tid
+        server, "tasks.sqlite", "SELECT owner FROM threads WHERE thread_id = ?", [tid]
     ) == [("alice",)]
 
 
@@ -440,7 +432,7 @@ async def test_prune_deletes_or_keeps_the_latest_state(server):
     with pytest.raises(NotFoundError):
         await carol.threads.get(gone)
     assert checkpoint_count(server, gone) == 0
-    assert db_rows(server, "runs.sqlite", "SELECT 1 FROM runs WHERE thread_id = ?", gone) == []
+    assert db_rows(server, "runs.sqlite", "SELECT 1 FROM runs WHERE thread_id = ?", [gone]) == []
 
 
 async def test_a_thread_past_its_ttl_is_swept_like_a_delete(server):
@@ -451,13 +443,15 @@ async def test_a_thread_past_its_ttl_is_swept_like_a_delete(server):
     assert shown["strategy"] == "delete" and shown["ttl_minutes"] == 60 and shown["expires_at"]
     await carol.threads.update(doomed, metadata={}, ttl={"strategy": "delete", "ttl": 0.01})
     for _ in range(100):
-        if not db_rows(server, "tasks.sqlite", "SELECT 1 FROM threads WHERE thread_id = ?", doomed):
+        if not db_rows(
+            server, "tasks.sqlite", "SELECT 1 FROM threads WHERE thread_id = ?", [doomed]
+        ):
             break
         await asyncio.sleep(0.1)
     with pytest.raises(NotFoundError):
         await carol.threads.get(doomed)
     assert checkpoint_count(server, doomed) == 0
-    assert db_rows(server, "runs.sqlite", "SELECT 1 FROM runs WHERE thread_id = ?", doomed) == []
+    assert db_rows(server, "runs.sqlite", "SELECT 1 FROM runs WHERE thread_id = ?", [doomed]) == []
     assert (await carol.threads.get(lasting))["thread_id"] == lasting
 
 
@@ -466,7 +460,7 @@ async def test_update_state_uses_the_threads_own_graph(tmp_path):
     state is its own to write (the task agent's message-only rule is the task agent's)."""
     (tmp_path / "counter.py").write_text(COUNTER)
     (tmp_path / "langgraph.json").write_text('{"graphs": {"counter": "./counter.py:graph"}}')
-    live = LiveServer(
+    live = serve(
         tmp_path / "data",
         env={
             "TASKAGENT_API_KEYS": ",".join(f"{key}:{user}:write" for user, key in KEYS.items()),

@@ -6,6 +6,7 @@ LangGraph's SQLite store behind it is the one graphs reach as `runtime.store`; a
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from typing import Annotated, Any, Literal
 
@@ -148,10 +149,22 @@ async def delete_item(body: ItemDelete, context: Ctx, runner: Runner) -> Respons
     return Response(status_code=204)
 
 
+# The filter keys SQLite's store accepts (it splices them into SQL); PostgreSQL's would take
+# any, so the API refuses the rest on both and a client sees one contract.
+FILTER_KEY = re.compile(r"[a-zA-Z0-9_.-]+")
+
+
 @router.post("/store/items/search")
 async def search_items(body: ItemSearch, context: Ctx, runner: Runner) -> dict[str, Any]:
     """Find the caller's items under a namespace prefix, filtered by value fields."""
     refuse_oversized_json(runner.services.settings, filter=body.filter)
+    unsafe = [key for key in body.filter or {} if not FILTER_KEY.fullmatch(key)]
+    if unsafe:
+        raise TurnError(
+            422,
+            f"Cannot search with this filter: the key {unsafe[0]!r} holds characters other"
+            " than letters, digits, '_', '.' and '-'.",
+        )
     try:
         found = await _space(runner, context.user_id).asearch(
             _namespace(body.namespace_prefix),
