@@ -4,7 +4,8 @@
 every call, even when it is given a pool, so a replica's turns would write their steps one
 at a time; with a pool each call has a connection of its own and the lock protects nothing.
 This subclass drops it, completes the saver contract the stock one leaves out
-(`adelete_for_runs` for `multitask_strategy="rollback"`, `acopy_thread`), and creates its
+(`adelete_for_runs` for `multitask_strategy="rollback"`, `acopy_thread`, `keep_latest`
+pruning of threads with a `DeltaChannel`), and creates its
 tables under an advisory lock, so replicas starting together migrate once.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.channels.binop import _get_overwrite
 from langgraph.checkpoint.postgres import _ainternal
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncCursor
@@ -98,6 +101,75 @@ class PgSaver(AsyncPostgresSaver):
                 " FROM checkpoint_writes WHERE thread_id = %s",
                 (target, source),
             )
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Prune the threads' checkpoint history, as `SqliteSaver.aprune` does.
+
+        `"delete"` removes every checkpoint. `"keep_latest"` keeps, per namespace, the latest
+        checkpoint with its writes and every ancestor its `DeltaChannel`s are rebuilt from
+        (back to a snapshot in the values or an `Overwrite` among the writes), and the blobs
+        those checkpoints point at; the stock saver refuses threads with a `DeltaChannel`.
+
+        Raises ValueError for any other strategy.
+        """
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r}: 'keep_latest' or 'delete'")
+        for thread_id in map(str, thread_ids):
+            if strategy == "delete":
+                await self.adelete_thread(thread_id)
+                continue
+            async with self._cursor() as cur:
+                await cur.execute(
+                    "SELECT DISTINCT checkpoint_ns FROM checkpoints WHERE thread_id = %s",
+                    (thread_id,),
+                )
+                namespaces = [str(row["checkpoint_ns"]) for row in await cur.fetchall()]
+            for namespace in namespaces:
+                kept = sorted(await self._needed_chain(thread_id, namespace))
+                async with self._cursor() as cur, cur.connection.transaction():
+                    for table in ("checkpoint_writes", "checkpoints"):
+                        await cur.execute(
+                            f"DELETE FROM {table} WHERE thread_id = %s AND checkpoint_ns = %s"
+                            " AND NOT (checkpoint_id = ANY(%s))",
+                            (thread_id, namespace, kept),
+                        )
+                    # A blob is a channel's value at one version; one no kept checkpoint
+                    # names is unreachable now.
+                    await cur.execute(
+                        "DELETE FROM checkpoint_blobs AS b WHERE thread_id = %s"
+                        " AND checkpoint_ns = %s AND NOT EXISTS (SELECT 1 FROM checkpoints AS c"
+                        " WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns"
+                        " AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version)",
+                        (thread_id, namespace),
+                    )
+
+    async def _needed_chain(self, thread_id: str, namespace: str) -> set[str]:
+        """Return the latest checkpoint's id and those of the ancestors its state needs."""
+        config: RunnableConfig = {
+            "configurable": {"thread_id": thread_id, "checkpoint_ns": namespace}
+        }
+        found = await self.aget_tuple(config)
+        if found is None:
+            return set()
+        # Per delta channel, the steps since its last snapshot: a channel listed there is
+        # rebuilt from ancestors unless the checkpoint itself holds its value.
+        counters = found.metadata.get("counters_since_delta_snapshot") or {}
+        pending = {str(name) for name in counters} - set(found.checkpoint["channel_values"])
+        chain = {str(found.checkpoint["id"])}
+        parent = found.parent_config
+        while pending and parent is not None:
+            found = await self.aget_tuple(parent)
+            if found is None or str(found.checkpoint["id"]) in chain:
+                break
+            chain.add(str(found.checkpoint["id"]))
+            pending -= set(found.checkpoint["channel_values"])
+            pending -= {
+                str(channel)
+                for _, channel, value in found.pending_writes or ()
+                if channel in pending and _get_overwrite(value)[0]
+            }
+            parent = found.parent_config
+        return chain
 
     async def aclose(self) -> None:
         """Let go of the replica's pool (closed with the last store using it)."""

@@ -42,8 +42,11 @@ async def sweep_expired(runs: RunManager, now: datetime | None = None) -> int:
     moment = now or datetime.now(UTC)
     swept = 0
     for info in await runs.runner.threads.expired(moment, SWEEP_LIMIT):
-        if await _expire(runs, info, moment):
-            swept += 1
+        try:
+            swept += await _expire(runs, info, moment)
+        except Exception as exc:
+            # One thread that cannot be swept must not hold up every thread after it.
+            log_failure(log, f"sweeping thread {info.thread_id}", exc)
     return swept
 
 

@@ -13,8 +13,11 @@ whatever graph it is and whatever the run's context says.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import Iterable
+import fcntl
+import os
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 from langgraph.config import get_config
 from langgraph.store.base import (
@@ -191,6 +194,18 @@ def _run_thread() -> str:
     return str(thread_id)
 
 
+@asynccontextmanager
+async def _file_lock(path: Path) -> AsyncIterator[None]:
+    """Hold an exclusive `flock` on `path` (created private) across processes of this host."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 async def open_user_store(settings: Settings, threads: ThreadIndex) -> UserStore:
     """Open the store (store.sqlite, or PostgreSQL), migrated, with its TTL sweeper running."""
     ttl: TTLConfig = {"refresh_on_read": True, "sweep_interval_minutes": TTL_SWEEP_MINUTES}
@@ -212,11 +227,9 @@ async def open_user_store(settings: Settings, threads: ThreadIndex) -> UserStore
         synchronous=settings.sqlite_synchronous,
     )
     inner = AsyncSqliteStore(conn, ttl=ttl)
-    try:
-        await inner.setup()
-    except sqlite3.IntegrityError:
-        # Another process applied the same migration first: take its result.
-        inner.is_setup = False
+    # LangGraph's store migrates outside a transaction (ALTER TABLE, then its version row):
+    # two processes starting together on one data dir take turns, or one fails half-way.
+    async with _file_lock(settings.store_db.with_name(settings.store_db.name + ".setup-lock")):
         await inner.setup()
     await inner.start_ttl_sweeper()
     return UserStore(inner, threads)

@@ -6,7 +6,7 @@ import sys
 import httpx
 import pytest
 
-from tests.integration.conftest import REPO, LiveServer, db_rows, offline_env, on_postgres, serve
+from tests.integration.conftest import REPO, LiveServer, db_rows, offline_env, serve
 
 pytestmark = pytest.mark.integration
 
@@ -132,7 +132,6 @@ def test_public_interface_needs_keys(tmp_path):
     assert bad.returncode == 2 and "<key>:<user>:<role>" in bad.stderr
 
 
-@pytest.mark.skipif(on_postgres(), reason="rate-limit buckets are per replica (docs/SCALING.md)")
 def test_rate_limit_answers_429_with_retry_after(tmp_path):
     env = {"TASKAGENT_API_KEYS": KEYS, "TASKAGENT_RATE_LIMIT_RPM": "2"}
     server = LiveServer(tmp_path / "data", env=env)

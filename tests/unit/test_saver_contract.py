@@ -1,4 +1,4 @@
-"""Our checkpoint saver against the BaseCheckpointSaver contract, on a real SQLite file.
+"""Our checkpoint savers against the BaseCheckpointSaver contract: SQLite file and PostgreSQL.
 
 The first half checks what the stock saver's own tests (and LangGraph's conformance suite)
 check: put / get / list with filters, `before` and `limit`, writes, delete_thread. The second
@@ -29,18 +29,40 @@ from langgraph.graph import START, StateGraph
 from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
-from graph.checkpointer import SqliteSaver, open_saver
+from graph.checkpointer import SqliteSaver, close_saver, open_saver
+from graph.pg_checkpointer import PgSaver
 from tests.conftest import make_settings
 
 Saver = BaseCheckpointSaver[str]
 
 
-@pytest.fixture
-async def saver(tmp_path: Path) -> AsyncIterator[SqliteSaver]:
-    opened = await open_saver(make_settings(tmp_path))
-    assert isinstance(opened, SqliteSaver)
+@pytest.fixture(params=["sqlite", "postgres"])
+async def saver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Saver]:
+    """Our SQLite saver, and our PostgreSQL one (`DATABASE_URL`) on a new database."""
+    overrides = {}
+    if request.param == "postgres":
+        overrides["DATABASE_URL"] = request.getfixturevalue("pg_url")
+    opened = await open_saver(make_settings(tmp_path, **overrides))
+    assert isinstance(opened, SqliteSaver | PgSaver)
     yield opened
-    await opened.conn.close()
+    await close_saver(opened)
+
+
+async def writes_on(saver: Saver, channel: str) -> int:
+    """How many stored writes go to `channel`, read from the saver's own table."""
+    if isinstance(saver, PgSaver):
+        async with saver._cursor() as cur:
+            await cur.execute(
+                "SELECT COUNT(*) AS n FROM checkpoint_writes WHERE channel = %s", (channel,)
+            )
+            row = await cur.fetchone()
+            return int(row["n"]) if row else 0
+    assert isinstance(saver, SqliteSaver)
+    async with saver.conn.execute(
+        "SELECT COUNT(*) FROM writes WHERE channel = ?", (channel,)
+    ) as cur:
+        found = await cur.fetchone()
+        return int(found[0]) if found else 0
 
 
 def config(thread_id: str, ns: str = "", checkpoint_id: str | None = None) -> RunnableConfig:
@@ -177,8 +199,7 @@ async def test_delete_for_runs_removes_exactly_those_runs_checkpoints_and_writes
     kept_tuple = await saver.aget_tuple(kept[1])
     assert kept_tuple is not None and [w[1] for w in kept_tuple.pending_writes or []] == ["b"]
     assert len(await listed(saver, config("t2"))) == 1
-    async with saver.conn.execute("SELECT COUNT(*) FROM writes WHERE channel = 'a'") as cur:
-        assert (await cur.fetchone()) == (0,)  # no orphaned write survives its checkpoint
+    assert await writes_on(saver, "a") == 0  # no orphaned write survives its checkpoint
     await saver.adelete_for_runs([])  # nothing to do
     await saver.adelete_for_runs(["no-such-run"])
     assert len(await listed(saver, {"configurable": {"thread_id": "t1"}})) == 2
@@ -237,8 +258,7 @@ async def test_prune_keep_latest_keeps_the_latest_per_namespace_with_its_writes(
         ("a", "pending")
     ]
     assert ids(await listed(saver, config("t2"))) == [cid(c) for c in reversed(other)]
-    async with saver.conn.execute("SELECT COUNT(*) FROM writes WHERE channel = 'b'") as cur:
-        assert (await cur.fetchone()) == (0,)
+    assert await writes_on(saver, "b") == 0
 
 
 async def test_prune_delete_removes_the_threads_and_other_strategies_are_refused(saver):
