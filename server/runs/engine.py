@@ -482,7 +482,9 @@ class RunManager:
             with metrics.RUNS_RUNNING.track_inprogress():
                 ending = await self._execute(run, context, channel)
         except _CutOff:
-            # Its followers read the log from here on, where the next attempt writes.
+            # Marked, so that the fence does not cancel the hand-back below. Its followers
+            # read the log from here on, where the next attempt writes.
+            self._cancel_actions.setdefault(run.run_id, "cut off")
             await channel.abandon()
             await self._hand_back(run.run_id)
         except asyncio.CancelledError:
