@@ -17,7 +17,6 @@ is `<run_id>:<s>`, stable for client-side de-duplication.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -147,6 +146,8 @@ async def follow_log(
     ordered = [run for run in every if run.kind == kind]
     known = {run.run_id for run in every}  # of every kind: a burst is told from quiet
     done, wait_s = 0, NEXT_RUN_POLL_S[0]
+    # On PostgreSQL a run queued through another replica wakes this follower at once.
+    token = runs.store.wakeups.runs_token()
     while True:
         while done < len(ordered):
             run, rank = ordered[done], done + 1
@@ -157,7 +158,8 @@ async def follow_log(
                 yield rank, run, logged
             yield rank, run, None
             wait_s = NEXT_RUN_POLL_S[0]
-        await asyncio.sleep(wait_s)
+        await runs.store.wakeups.wait_runs(token, wait_s)
+        token = runs.store.wakeups.runs_token()
         wait_s = min(wait_s * 2, NEXT_RUN_POLL_S[1])
         if await runs.runner.threads.get(thread_id) is None:
             return  # the thread was deleted: nothing more will come

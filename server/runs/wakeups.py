@@ -31,6 +31,7 @@ class Wakeups:
         self.url = url
         self.listening = False
         self._events = asyncio.Event()
+        self._runs = asyncio.Event()
         self._on_runs: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -54,6 +55,16 @@ class Wakeups:
     def events_token(self) -> asyncio.Event:
         """Take before reading the log; `wait` on it after: no notification falls between."""
         return self._events
+
+    def runs_token(self) -> asyncio.Event:
+        """Take before looking for runs; `wait_runs` on it after: none queued falls between."""
+        return self._runs
+
+    async def wait_runs(self, token: asyncio.Event, timeout_s: float) -> None:
+        """Return when a replica queued, cancelled or finished a run since `token`, or later."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await token.wait()
 
     async def wait(self, token: asyncio.Event, poll_s: float, listening_poll_s: float) -> None:
         """Return when a replica logged events since `token` was taken, or after a poll time."""
@@ -88,6 +99,8 @@ class Wakeups:
         self._events = asyncio.Event()
 
     def _wake_runs(self) -> None:
+        self._runs.set()
+        self._runs = asyncio.Event()
         for callback in self._on_runs:
             callback()
 
