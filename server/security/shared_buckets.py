@@ -44,16 +44,16 @@ _UPSERT = f"""
         updated = GREATEST(b.updated, %(now)s)
 """
 TAKE = f"{_UPSERT} RETURNING level"
-# Takes only when `amount` is there; otherwise the row is left as it is (refilling it would
-# change nothing) and the wait is read from it. Under a race that read may see an older row:
-# the wait is then a little short, never a wrong admission.
-TAKE_IF_READY = f"""
-    WITH taken AS ({_UPSERT} WHERE {_REFILLED} >= %(amount)s RETURNING level)
-    SELECT 0.0 AS wait FROM taken
-    UNION ALL
-    SELECT (%(amount)s - {_REFILLED}) * 60 / %(capacity)s FROM rate_buckets AS b
-    WHERE key = %(key)s AND NOT EXISTS (SELECT FROM taken)
-"""
+# A missing row is a full bucket: made so, then locked for one decision.
+ENSURE = (
+    "INSERT INTO rate_buckets (key, level, updated) VALUES (%(key)s, %(capacity)s, %(now)s)"
+    " ON CONFLICT (key) DO NOTHING"
+)
+LOCK = "SELECT level, updated FROM rate_buckets WHERE key = %(key)s FOR UPDATE"
+SET = (
+    "UPDATE rate_buckets SET level = %(level)s, updated = GREATEST(updated, %(now)s)"
+    " WHERE key = %(key)s"
+)
 WAIT_FOR = f"""
     SELECT GREATEST(0, (%(amount)s - {_REFILLED}) * 60 / %(capacity)s) AS wait
     FROM rate_buckets AS b WHERE key = %(key)s
@@ -103,11 +103,25 @@ class SharedBuckets:
         await self._sweep_now_and_then()
 
     async def take_if_ready(self, key: str, capacity: float, amount: float) -> float:
-        """Remove `amount` if it is available and return 0, else return the seconds to wait."""
-        rows = await self._run(TAKE_IF_READY, key, capacity, amount)
+        """Remove `amount` if it is available and return 0, else return the seconds to wait.
+
+        The bucket's row is locked for the decision (created full first if missing), so
+        takes from every replica line up: the last token goes once.
+        """
+        now = self._clock()
+        params = {"key": key, "capacity": float(capacity), "now": now}
+        async with self._conn.pool.connection() as conn, conn.transaction():
+            await conn.execute(ENSURE, params)
+            cur = await conn.execute(LOCK, params)
+            row = await cur.fetchone()
+            assert row is not None  # ensured above, in this transaction
+            level = min(capacity, row["level"] + max(0.0, now - row["updated"]) * capacity / 60)
+            wait = 0.0 if level >= amount else (amount - level) * 60 / capacity
+            if wait == 0.0:
+                level -= amount
+            await conn.execute(SET, params | {"level": level})
         await self._sweep_now_and_then()
-        # No row: another replica created the bucket since this statement's snapshot.
-        return max(0.0, float(rows[0]["wait"])) if rows else amount * 60 / capacity
+        return wait
 
     async def _run(
         self, sql: str, key: str, capacity: float, amount: float
