@@ -2,9 +2,9 @@
 
 One row per bucket: its level and the wall-clock time it was last brought up to date
 (`time.time()`: replicas are different machines, so a monotonic clock means nothing to
-another one). A missing row is a full bucket. Every change is one
-`INSERT … ON CONFLICT (key) DO UPDATE` that refills and takes under the row's lock, so two
-replicas never both spend the last token; the arithmetic is `TokenBucket`'s.
+another one). A missing row is a full bucket. A conditional take locks the row for its
+decision, so two replicas never both spend the last token; an unconditional one (a run's
+model tokens) is one upsert. The arithmetic is `TokenBucket`'s.
 
 Rows of full buckets carry nothing: each replica deletes them now and then, so addresses
 that once failed to authenticate do not pile up.
