@@ -23,11 +23,19 @@ async def test_a_stalled_process_loses_its_run_to_another_which_finishes_it(open
     )
     assert run.lease_owner == a.identity
     await asyncio.sleep(0.2)  # A is inside the model call now
-    await a.store.release(a.identity)  # A stalls past its lease: it runs out
+
+    async def never(*_: object) -> dict[str, str | None]:
+        await asyncio.Event().wait()
+        return {}
+
+    # A stalls: it renews nothing more (a live renewal could win its lease back before B's
+    # claim) and its lease runs out.
+    a.store.renew = never
+    await a.store.release(a.identity)
 
     finished = await asyncio.wait_for(b.wait(run.run_id), timeout=10)
     assert (finished.status, finished.attempt) == ("success", 2)
-    # A notices at its next renewal and stops without writing anything more.
+    # A stops (its leases unconfirmed, or lost) without writing anything more.
     await asyncio.sleep(0.5)
     assert not await a.is_live(run.run_id)
     log = await b.store.events_after(run.run_id, 0)
