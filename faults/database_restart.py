@@ -23,7 +23,7 @@ import httpx
 from langgraph_sdk import get_client
 
 from faults.server import ServerProcess
-from faults.shared import MAX_KILL_DELAY_S, SharedDriver, SharedReport
+from faults.shared import MAX_KILL_DELAY_S, SharedDriver, SharedReport, drive
 from scripts.local_pg import LocalPostgres
 
 OUTAGE_S = (0.5, 3.0)
@@ -113,19 +113,10 @@ async def run_restarts(
     `database_dir` is a directory of its own: the server runs as the postgres user, who must
     be able to reach it.
     """
-    started = time.monotonic()
     postgres = LocalPostgres(database_dir).start()
-    driver = RestartDriver(workdir, seed, postgres)
     try:
-        await driver.start()
-        for index in range(1, count + 1):
-            await driver.round(index)
-        driver.server = driver.servers[0]
-        await driver.follow_up_everywhere()
-        driver.check_effects()
-        driver.check_integrity("at the end")
+        driver = RestartDriver(workdir, seed, postgres)
+        await drive(driver, count)
     finally:
-        await driver.close()
         postgres.stop()
-    driver.report.seconds = time.monotonic() - started
     return driver.report

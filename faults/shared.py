@@ -200,8 +200,14 @@ async def run_shared(
 
     With `database_url` the two servers are replicas on PostgreSQL (their data dirs apart).
     """
-    started = time.monotonic()
     driver = SharedDriver(workdir, seed, database_url)
+    await drive(driver, count)
+    return driver.report
+
+
+async def drive(driver: SharedDriver, count: int) -> None:
+    """Start the servers, play `count` rounds, check every thread and effect, stop, time it."""
+    started = time.monotonic()
     try:
         await driver.start()
         for index in range(1, count + 1):
@@ -213,4 +219,3 @@ async def run_shared(
     finally:
         await driver.close()
     driver.report.seconds = time.monotonic() - started
-    return driver.report

@@ -11,13 +11,27 @@ from pathlib import Path
 import pytest
 
 from faults.database_restart import run_restarts
-from faults.kills import run_kills
+from faults.kills import KillReport, run_kills
 from faults.load import run_load
 from faults.models import TURN_TIMEOUT_S, run_model_faults
 from faults.shared import run_shared
 from faults.storage import disk_full_fault, lock_fault
 
 pytestmark = pytest.mark.integration
+
+
+def assert_nothing_lost(report: KillReport) -> None:
+    """No turn lost, no effect twice or missing, every thread resumable, no gap, no damage."""
+    for count in (
+        report.lost_acknowledged,
+        report.lost_unacknowledged,
+        report.duplicated_effects,
+        report.missing_effects,
+        report.threads_not_resumable,
+        report.integrity_failures,
+        report.event_id_gaps,
+    ):
+        assert count == 0, report.problems
 
 
 async def test_five_sigkills_lose_nothing_and_duplicate_nothing(tmp_path: Path) -> None:
@@ -37,16 +51,7 @@ async def test_three_sigkills_of_one_of_two_replicas_on_postgresql_lose_nothing(
 ) -> None:
     report = await run_shared(3, tmp_path, seed=6, database_url=pg_url)
     assert report.kills == 3 and report.turns == 3
-    for count in (
-        report.lost_acknowledged,
-        report.lost_unacknowledged,
-        report.duplicated_effects,
-        report.missing_effects,
-        report.threads_not_resumable,
-        report.integrity_failures,
-        report.event_id_gaps,
-    ):
-        assert count == 0, report.problems
+    assert_nothing_lost(report)
     assert report.integrity_checks > 0
 
 
@@ -61,16 +66,7 @@ async def test_three_postgresql_restarts_mid_turn_are_503s_then_lose_nothing(
         shutil.rmtree(database_dir, ignore_errors=True)
     assert report.kills == 3 and report.turns == 3
     assert (report.clean_503, report.other_answers) == (3, 0), report.problems
-    for count in (
-        report.lost_acknowledged,
-        report.lost_unacknowledged,
-        report.duplicated_effects,
-        report.missing_effects,
-        report.threads_not_resumable,
-        report.integrity_failures,
-        report.event_id_gaps,
-    ):
-        assert count == 0, report.problems
+    assert_nothing_lost(report)
 
 
 async def test_three_sigkills_of_one_of_two_servers_on_one_data_dir_lose_nothing(
